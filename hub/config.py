@@ -1,0 +1,321 @@
+"""The deployment config: one YAML file validated by pydantic when it loads.
+
+Every error names the file, the line and the key path (``cxhub.yaml:12: sources.pos.options.url:
+...``). ``${ENV_VAR}`` (and ``${ENV_VAR:-default}``) are replaced from the environment; secrets
+also come from pydantic-settings with the ``CXHUB_`` prefix. ``Config.masked()`` is what may be
+printed: secrets never are.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hub.connector import Connector, ConnectorOptions
+from hub.errors import ConfigError, ConfigErrors
+from hub.mapping import CompiledMapping, compile_mapping, fixtures_path_for, resolve_mapping_ref
+from hub.registry import get as get_connector
+from hub.yamlio import Lines, dotted, interpolate, load_yaml, load_yaml_text
+
+DEFAULT_CONFIG = "cxhub.yaml"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_SECRET_WORDS = (
+    "secret",
+    "password",
+    "token",
+    "aes_key",
+    "encoding_aes_key",
+    "private_key",
+    "api_key",
+    "apikey",
+)
+
+
+def parse_duration(value: Any) -> float:
+    """``"5m"`` -> 300.0 seconds; numbers are seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a duration (e.g. 30s, 5m, 2h, 1d)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+class Settings(BaseSettings):
+    """Environment settings (``CXHUB_`` prefix): where secrets belong."""
+
+    model_config = SettingsConfigDict(env_prefix="CXHUB_", extra="ignore")
+
+    config: str = DEFAULT_CONFIG
+    secret_key: SecretStr | None = None
+    store_url: str | None = None
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoreConfig(_Section):
+    """Where touchpoints live: SQLite (embedded default) or PostgreSQL."""
+
+    url: str = "sqlite:///cxhub.db"
+    echo: bool = False
+    pool_size: int = Field(default=5, ge=1, le=100)
+
+
+class ServerConfig(_Section):
+    """The HTTP side of ``cxhub run``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str = "http://127.0.0.1:8080"
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    replay_window_seconds: float = Field(default=300, ge=0)
+
+
+class Schedule(_Section):
+    """When a pull source syncs: ``every: 5m`` or ``cron: "*/5 * * * *"``."""
+
+    every: float | None = None
+    cron: str | None = None
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float | None:
+        return None if v is None else parse_duration(v)
+
+    def model_post_init(self, _: Any) -> None:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("give exactly one of every or cron")
+        if self.cron is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(self.cron)
+            except ValueError as exc:
+                raise ValueError(f"bad cron expression {self.cron!r}: {exc}") from None
+
+
+class SourceConfig(_Section):
+    """One source: a connector, its options and the mapping of its records."""
+
+    connector: str
+    mapping: str | dict[str, Any] | None = None
+    schedule: Schedule | None = None
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DestinationConfig(_Section):
+    """Somewhere messages go."""
+
+    connector: str
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class RawConfig(_Section):
+    """The YAML file's shape. Feature sections validate themselves in their own modules."""
+
+    secret_key: SecretStr | None = None
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
+    surveys: dict[str, Any] | list[Any] | None = None
+    feedback: dict[str, Any] | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass
+class SourceSpec:
+    """A source ready to use: its connector class, validated options and compiled mapping."""
+
+    name: str
+    config: SourceConfig
+    cls: type[Connector]
+    options: ConnectorOptions
+    mapping: CompiledMapping | None
+
+
+@dataclass
+class DestinationSpec:
+    """A destination ready to use."""
+
+    name: str
+    config: DestinationConfig
+    cls: type[Connector]
+    options: ConnectorOptions
+
+
+@dataclass
+class Config:
+    """The loaded, validated config."""
+
+    file: str
+    raw: RawConfig
+    data: dict[str, Any]
+    lines: Lines
+    secret_key: bytes
+    sources: dict[str, SourceSpec] = field(default_factory=dict)
+    destinations: dict[str, DestinationSpec] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.file).resolve().parent
+
+    @property
+    def store_url(self) -> str:
+        return Settings().store_url or _resolve_sqlite(self.raw.store.url, self.base_dir)
+
+    def masked(self) -> dict[str, Any]:
+        """The config as data with every secret replaced by ``***``: safe to print."""
+        return mask_secrets(self.data)
+
+
+def _resolve_sqlite(url: str, base: Path) -> str:
+    # sqlite:///relative.db is relative to the config file, not to wherever cxhub was started
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////") and ":memory:" not in url:
+        return prefix + str((base / url[len(prefix) :]).resolve())
+    return url
+
+
+def mask_secrets(data: Any, key: str = "") -> Any:
+    """Replace secret-looking values (by key name) with ``***``; masks passwords in URLs."""
+    if isinstance(data, dict):
+        return {k: mask_secrets(v, str(k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [mask_secrets(v, key) for v in data]
+    if isinstance(data, SecretStr):
+        return "***"
+    low = key.lower()
+    if data is not None and any(w in low for w in _SECRET_WORDS):
+        return "***"
+    if isinstance(data, str) and "://" in data:
+        return re.sub(r"(://[^:/@]+:)[^@/]+@", r"\1***@", data)
+    return data
+
+
+def _pydantic_error(exc: ValidationError, lines: Lines, prefix: tuple[str | int, ...]) -> ConfigError:
+    errors: list[ConfigError] = []
+    for err in exc.errors():
+        loc = (*prefix, *err["loc"])
+        errors.append(ConfigError(err["msg"], file=lines.file, line=lines.line(loc), key=dotted(loc)))
+    return errors[0] if len(errors) == 1 else ConfigErrors(errors)
+
+
+def _collect(errors: list[ConfigError], fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except ConfigError as exc:
+        errors.append(exc)
+        return None
+
+
+def load_config(
+    path: str | Path | None = None, *, text: str | None = None, env: dict[str, str] | None = None
+) -> Config:
+    """Load, interpolate and validate a config; raises ``ConfigError`` / ``ConfigErrors``."""
+    settings = Settings()
+    file = str(path or os.environ.get("CXHUB_CONFIG") or settings.config)
+    data, lines = load_yaml_text(text, file) if text is not None else load_yaml(file)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise lines.error((), "the config must be a YAML mapping")
+    data = interpolate(data, lines, (), env)
+    try:
+        raw = RawConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _pydantic_error(exc, lines, ()) from None
+    key = settings.secret_key or raw.secret_key
+    cfg = Config(
+        file=file,
+        raw=raw,
+        data=data,
+        lines=lines,
+        secret_key=key.get_secret_value().encode("utf-8") if key else b"",
+    )
+    errors: list[ConfigError] = []
+    for name, src in raw.sources.items():
+        spec = _collect(errors, _source_spec, cfg, name, src)
+        if spec is not None:
+            cfg.sources[name] = spec
+    for name, dst in raw.destinations.items():
+        dspec = _collect(errors, _destination_spec, cfg, name, dst)
+        if dspec is not None:
+            cfg.destinations[name] = dspec
+    if errors:
+        raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
+    return cfg
+
+
+def _connector(cfg: Config, section: str, name: str, connector: str) -> type[Connector]:
+    try:
+        return get_connector(connector)
+    except KeyError as exc:
+        raise cfg.lines.error((section, name, "connector"), str(exc.args[0])) from None
+
+
+def _options(
+    cfg: Config, section: str, name: str, cls: type[Connector], options: dict[str, Any]
+) -> ConnectorOptions:
+    try:
+        return cls.Options.model_validate(options)
+    except ValidationError as exc:
+        raise _pydantic_error(exc, cfg.lines, (section, name, "options")) from None
+
+
+def _source_spec(cfg: Config, name: str, src: SourceConfig) -> SourceSpec:
+    cls = _connector(cfg, "sources", name, src.connector)
+    from hub.connector import PullSource, PushSource
+
+    if not issubclass(cls, PushSource | PullSource):
+        raise cfg.lines.error(("sources", name, "connector"), f"{src.connector!r} is not a source connector")
+    if src.schedule is not None and not issubclass(cls, PullSource):
+        raise cfg.lines.error(
+            ("sources", name, "schedule"), f"{src.connector!r} is a push source: it has no schedule"
+        )
+    options = _options(cfg, "sources", name, cls, src.options)
+    mapping = load_source_mapping(cfg, name, src, cls)
+    return SourceSpec(name, src, cls, options, mapping)
+
+
+def load_source_mapping(
+    cfg: Config, name: str, src: SourceConfig, cls: type[Connector]
+) -> CompiledMapping | None:
+    """Compile the source's mapping: a preset name, a file relative to the config, or inline YAML."""
+    ref = src.mapping if src.mapping is not None else cls.default_mapping
+    if ref is None:
+        raise cfg.lines.error(("sources", name), "mapping: required (a preset name, a file, or inline)")
+    if isinstance(ref, dict):
+        return compile_mapping(ref, cfg.lines.sub(("sources", name, "mapping")), name=name)
+    try:
+        path = resolve_mapping_ref(ref, cfg.base_dir)
+    except FileNotFoundError as exc:
+        raise cfg.lines.error(("sources", name, "mapping"), str(exc)) from None
+    data, lines = load_yaml(path)
+    m = compile_mapping(data, lines)
+    fx = fixtures_path_for(path)
+    m.fixtures_path = fx if fx.exists() else None
+    return m
+
+
+def _destination_spec(cfg: Config, name: str, dst: DestinationConfig) -> DestinationSpec:
+    cls = _connector(cfg, "destinations", name, dst.connector)
+    from hub.connector import Destination
+
+    if not issubclass(cls, Destination):
+        raise cfg.lines.error(
+            ("destinations", name, "connector"), f"{dst.connector!r} is not a destination connector"
+        )
+    return DestinationSpec(name, dst, cls, _options(cfg, "destinations", name, cls, dst.options))

@@ -1,0 +1,165 @@
+"""Identity resolution: identities that arrive together join one customer.
+
+openid / unionid / alipay_uid / member_id / phone-hash... each (namespace, scope, value) points at
+one customer. An event whose identities point at two customers merges them into the older id.
+Sensitive values (phone, email) are replaced by keyed hashes before anything is stored; the
+reachable contact is kept encrypted beside the hash.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, tuple_, update
+
+from hub.model import TouchpointEvent
+from hub.privacy import SENSITIVE_NAMESPACES, Vault
+from hub.store import insert_ignore
+from hub.store.schema import customers, identities, touchpoints
+
+Key = tuple[str, str, str]
+
+
+def _chunks(items: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+class IdentityResolver:
+    """Assigns ``customer.customer_id`` to events, inside the caller's transaction."""
+
+    def __init__(self, vault: Vault):
+        self.vault = vault
+
+    def protect(self, event: TouchpointEvent) -> dict[Key, str]:
+        """Replace sensitive identity values with hashes; returns encrypted contacts by key."""
+        contacts: dict[Key, str] = {}
+        for ident in event.customer.identities:
+            if ident.namespace in SENSITIVE_NAMESPACES and not ident.value.startswith("h:"):
+                plain = ident.value
+                ident.value = self.vault.hash(ident.namespace, plain)
+                contacts[(ident.namespace, ident.scope or "", ident.value)] = self.vault.encrypt(
+                    ident.namespace, plain
+                )
+        return contacts
+
+    def resolve(self, conn: Connection, events: Sequence[TouchpointEvent], now: datetime) -> None:
+        contacts: dict[Key, str] = {}
+        per_event: list[list[Key]] = []
+        wanted: set[Key] = set()
+        for ev in events:
+            contacts.update(self.protect(ev))
+            keys = [(i.namespace, i.scope or "", i.value) for i in ev.customer.identities]
+            per_event.append(keys)
+            wanted.update(keys)
+        if not wanted:
+            return
+        known = self._lookup(conn, list(wanted))
+        new_customers: list[str] = []
+        new_rows: dict[Key, dict[str, Any]] = {}
+        alias: dict[str, str] = {}  # merged customer -> survivor, for events resolved before a merge
+        for ev, keys in zip(events, per_event, strict=True):
+            if not keys:
+                continue
+            found = {known[k] for k in keys if k in known}
+            if not found:
+                cid = str(uuid.uuid4())
+                new_customers.append(cid)
+            elif len(found) == 1:
+                cid = next(iter(found))
+            else:
+                cid = self._merge(conn, found, known, new_rows, alias)
+            for k in keys:
+                if k not in known:
+                    known[k] = cid
+                    new_rows[k] = {
+                        "namespace": k[0],
+                        "scope": k[1],
+                        "value": k[2],
+                        "customer_id": cid,
+                        "contact": contacts.get(k),
+                        "first_seen": now,
+                    }
+            ev.customer.customer_id = cid
+        if alias:
+            for ev in events:
+                resolved = ev.customer.customer_id
+                while resolved in alias:
+                    resolved = alias[resolved]
+                ev.customer.customer_id = resolved
+        if new_customers:
+            conn.execute(
+                insert_ignore(conn, customers, ["id"]),
+                [
+                    {"id": c, "created_at": now, "opted_out": False, "merged_into": alias.get(c)}
+                    for c in new_customers
+                ],
+            )
+        if new_rows:
+            rows = list(new_rows.values())
+            stmt = insert_ignore(conn, identities, ["namespace", "scope", "value"]).returning(
+                identities.c.namespace, identities.c.scope, identities.c.value
+            )
+            inserted = {tuple(r) for r in conn.execute(stmt, rows)}
+            lost = [k for k in new_rows if k not in inserted]
+            if lost:  # another process stored these identities first: follow its customer
+                self._adopt(conn, lost, new_rows, events)
+
+    def _lookup(self, conn: Connection, keys: list[Key]) -> dict[Key, str]:
+        out: dict[Key, str] = {}
+        cols = (identities.c.namespace, identities.c.scope, identities.c.value)
+        for chunk in _chunks(keys, 500):
+            rows = conn.execute(select(*cols, identities.c.customer_id).where(tuple_(*cols).in_(list(chunk))))
+            for r in rows:
+                out[(r[0], r[1], r[2])] = r[3]
+        return out
+
+    def _merge(
+        self,
+        conn: Connection,
+        found: set[str],
+        known: dict[Key, str],
+        new_rows: dict[Key, dict[str, Any]],
+        alias: dict[str, str],
+    ) -> str:
+        survivor = min(found)
+        others = sorted(found - {survivor})
+        for o in others:
+            alias[o] = survivor
+        conn.execute(
+            update(identities).where(identities.c.customer_id.in_(others)).values(customer_id=survivor)
+        )
+        conn.execute(
+            update(touchpoints).where(touchpoints.c.customer_id.in_(others)).values(customer_id=survivor)
+        )
+        conn.execute(update(customers).where(customers.c.id.in_(others)).values(merged_into=survivor))
+        for k, v in known.items():
+            if v in others:
+                known[k] = survivor
+        for row in new_rows.values():
+            if row["customer_id"] in others:
+                row["customer_id"] = survivor
+        return survivor
+
+    def _adopt(
+        self,
+        conn: Connection,
+        lost: list[Key],
+        new_rows: dict[Key, dict[str, Any]],
+        events: Sequence[TouchpointEvent],
+    ) -> None:
+        winners = self._lookup(conn, lost)
+        remap = {new_rows[k]["customer_id"]: winners[k] for k in lost if k in winners}
+        if not remap:
+            return
+        for ours, theirs in remap.items():
+            conn.execute(
+                update(identities).where(identities.c.customer_id == ours).values(customer_id=theirs)
+            )
+            conn.execute(update(customers).where(customers.c.id == ours).values(merged_into=theirs))
+        for ev in events:
+            if ev.customer.customer_id in remap:
+                ev.customer.customer_id = remap[ev.customer.customer_id]

@@ -1,0 +1,310 @@
+"""The ingest pipeline: one code path for push and pull sources.
+
+    raw records -> dedup on (source, external_id) -> mapping -> identity resolution -> store
+                   (bad records -> quarantine with the reason; the batch goes on)
+
+Everything of one batch commits in **one transaction**: the inbox rows, touchpoints, quarantine
+rows, the source's new cursor state and whatever the ingest hooks (survey rules, feedback rules,
+outbox writes) add. A crash re-reads at most that batch, and dedup absorbs it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, select, update
+
+from hub.connector import Clock, RawRecord, utcnow
+from hub.errors import PayloadError
+from hub.identity import IdentityResolver
+from hub.mapping import CompiledMapping
+from hub.model import TouchpointEvent
+from hub.privacy import Vault
+from hub.store import Store, dumps, insert_ignore, upsert
+from hub.store.schema import inbox, quarantine, source_state, touchpoints
+
+log = logging.getLogger("cxhub.ingest")
+
+
+@dataclass
+class IngestContext:
+    """What an ingest hook gets: the open transaction and the time of the batch."""
+
+    conn: Connection
+    now: datetime
+    store: Store
+
+
+class IngestHook(Protocol):
+    """Runs inside the batch's transaction with the newly stored events (survey / feedback rules)."""
+
+    name: str
+
+    def __call__(self, ctx: IngestContext, events: Sequence[TouchpointEvent]) -> None: ...
+
+
+@dataclass
+class IngestResult:
+    """What one batch did."""
+
+    read: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    filtered: int = 0
+    quarantined: int = 0
+    events: list[TouchpointEvent] = field(default_factory=list)
+
+    def add(self, other: IngestResult) -> None:
+        self.read += other.read
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.filtered += other.filtered
+        self.quarantined += other.quarantined
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "read": self.read,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "filtered": self.filtered,
+            "quarantined": self.quarantined,
+        }
+
+
+def _event_row(ev: TouchpointEvent) -> dict[str, Any]:
+    return {
+        "id": ev.id,
+        "source": ev.source,
+        "external_id": ev.external_id,
+        "kind": ev.kind.value,
+        "channel": ev.channel,
+        "occurred_at": ev.occurred_at,
+        "received_at": ev.received_at,
+        "customer_id": ev.customer.customer_id,
+        "store": ev.org.store,
+        "doc": ev.model_dump(mode="json"),
+    }
+
+
+def _safe_payload(payload: Any) -> tuple[Any, str | None]:
+    """The payload if it can be stored as JSON; otherwise its repr and the reason."""
+    try:
+        dumps(payload)
+        return payload, None
+    except (TypeError, ValueError) as exc:
+        return {"$repr": repr(payload)[:100_000]}, f"payload cannot be stored as JSON: {exc}"
+
+
+class Ingestor:
+    """Runs batches of raw records through mapping, identity and store."""
+
+    def __init__(
+        self,
+        store: Store,
+        secret_key: bytes,
+        hooks: Sequence[IngestHook] = (),
+        clock: Clock = utcnow,
+    ):
+        self.store = store
+        self.identity = IdentityResolver(Vault(secret_key))
+        self.hooks = list(hooks)
+        self.clock = clock
+
+    def ingest(
+        self,
+        source: str,
+        mapping: CompiledMapping,
+        records: Sequence[RawRecord],
+        state: dict[str, Any] | None = None,
+    ) -> IngestResult:
+        """Store one batch (and ``state``, when given) in one transaction."""
+        result = IngestResult(read=len(records))
+        unique: dict[str, RawRecord] = {}
+        for rec in records:
+            if rec.external_id in unique:
+                result.duplicates += 1
+            else:
+                unique[rec.external_id] = rec
+        now = self.clock()
+        inbox_rows: list[dict[str, Any]] = []
+        outcomes: dict[str, TouchpointEvent | str | None] = {}  # event, reason, or None (filtered)
+        for ext, rec in unique.items():
+            payload, bad = _safe_payload(rec.payload)
+            outcome: TouchpointEvent | str | None
+            if bad:
+                outcome = bad
+            else:
+                try:
+                    outcome = mapping.apply(
+                        payload, source=source, external_id=ext, received_at=rec.received_at
+                    )
+                except PayloadError as exc:
+                    outcome = str(exc)
+            outcomes[ext] = outcome
+            status = (
+                "stored"
+                if isinstance(outcome, TouchpointEvent)
+                else "filtered"
+                if outcome is None
+                else "quarantined"
+            )
+            inbox_rows.append(
+                {
+                    "source": source,
+                    "external_id": ext,
+                    "received_at": rec.received_at,
+                    "status": status,
+                    "touchpoint_id": outcome.id if isinstance(outcome, TouchpointEvent) else None,
+                    "payload": payload,
+                }
+            )
+        with self.store.begin() as conn:
+            fresh: set[str] = set()
+            if inbox_rows:
+                stmt = insert_ignore(conn, inbox, ["source", "external_id"]).returning(inbox.c.external_id)
+                fresh = {r[0] for r in conn.execute(stmt, inbox_rows)}
+            result.duplicates += len(unique) - len(fresh)
+            events: list[TouchpointEvent] = []
+            q_rows = []
+            for row in inbox_rows:
+                ext = row["external_id"]
+                if ext not in fresh:
+                    continue
+                outcome = outcomes[ext]
+                if isinstance(outcome, TouchpointEvent):
+                    events.append(outcome)
+                elif outcome is None:
+                    result.filtered += 1
+                else:
+                    q_rows.append(
+                        {
+                            "source": source,
+                            "external_id": ext,
+                            "stage": "mapping",
+                            "reason": outcome,
+                            "payload": row["payload"],
+                            "created_at": now,
+                            "status": "open",
+                        }
+                    )
+            if q_rows:
+                conn.execute(quarantine.insert(), q_rows)
+                result.quarantined = len(q_rows)
+            self._store_events(conn, events, now)
+            result.stored = len(events)
+            result.events = events
+            if state is not None:
+                save_state(conn, source, state, now)
+        return result
+
+    def _store_events(self, conn: Connection, events: list[TouchpointEvent], now: datetime) -> None:
+        if not events:
+            return
+        self.identity.resolve(conn, events, now)
+        conn.execute(insert_ignore(conn, touchpoints, ["id"]), [_event_row(ev) for ev in events])
+        ctx = IngestContext(conn=conn, now=now, store=self.store)
+        for hook in self.hooks:
+            hook(ctx, events)
+
+    def quarantine_raw(
+        self, source: str, external_id: str | None, payload: Any, reason: str, stage: str
+    ) -> int:
+        """Quarantine something that never reached mapping (a verified body that fails to parse)."""
+        payload, bad = _safe_payload(payload)
+        with self.store.begin() as conn:
+            res = conn.execute(
+                quarantine.insert().returning(quarantine.c.id),
+                {
+                    "source": source,
+                    "external_id": external_id,
+                    "stage": stage,
+                    "reason": reason + (f"; {bad}" if bad else ""),
+                    "payload": payload,
+                    "created_at": self.clock(),
+                    "status": "open",
+                },
+            )
+            return int(res.scalar_one())
+
+    def replay(
+        self,
+        mappings: dict[str, CompiledMapping],
+        ids: Sequence[int] | None = None,
+        source: str | None = None,
+    ) -> IngestResult:
+        """Re-run open quarantined records through the current mappings (after a fix)."""
+        result = IngestResult()
+        now = self.clock()
+        with self.store.begin() as conn:
+            q = select(quarantine).where(quarantine.c.status == "open").order_by(quarantine.c.id)
+            if ids:
+                q = q.where(quarantine.c.id.in_(list(ids)))
+            if source:
+                q = q.where(quarantine.c.source == source)
+            rows = conn.execute(q).mappings().all()
+            events: list[TouchpointEvent] = []
+            for row in rows:
+                result.read += 1
+                mapping = mappings.get(row["source"])
+                if mapping is None:
+                    self._requeue(conn, row["id"], f"source {row['source']!r} is not in the config")
+                    result.quarantined += 1
+                    continue
+                ext = row["external_id"] or f"quarantine-{row['id']}"
+                try:
+                    ev = mapping.apply(row["payload"], source=row["source"], external_id=ext, received_at=now)
+                except PayloadError as exc:
+                    self._requeue(conn, row["id"], str(exc))
+                    result.quarantined += 1
+                    continue
+                done = {"status": "replayed", "replayed_at": now}
+                conn.execute(update(quarantine).where(quarantine.c.id == row["id"]).values(**done))
+                status = "filtered" if ev is None else "stored"
+                tp = None if ev is None else ev.id
+                upd = update(inbox).where(inbox.c.source == row["source"], inbox.c.external_id == ext)
+                if conn.execute(upd.values(status=status, touchpoint_id=tp)).rowcount == 0:
+                    conn.execute(
+                        inbox.insert(),
+                        {
+                            "source": row["source"],
+                            "external_id": ext,
+                            "received_at": now,
+                            "status": status,
+                            "touchpoint_id": tp,
+                            "payload": row["payload"],
+                        },
+                    )
+                if ev is None:
+                    result.filtered += 1
+                else:
+                    events.append(ev)
+            self._store_events(conn, events, now)
+            result.stored = len(events)
+            result.events = events
+        return result
+
+    @staticmethod
+    def _requeue(conn: Connection, qid: int, reason: str) -> None:
+        conn.execute(update(quarantine).where(quarantine.c.id == qid).values(reason=reason))
+
+
+def load_state(store: Store, source: str) -> dict[str, Any] | None:
+    """The committed cursor state of ``source``."""
+    with store.engine.connect() as conn:
+        row = conn.execute(select(source_state.c.state).where(source_state.c.source == source)).first()
+    return None if row is None else dict(row[0])
+
+
+def save_state(conn: Connection, source: str, state: dict[str, Any], now: datetime) -> None:
+    """Write ``state`` inside the caller's transaction."""
+    upsert(conn, source_state, ["source"], {"source": source, "state": state, "updated_at": now})
+
+
+def reset_state(store: Store, source: str) -> None:
+    """Forget a source's cursor (full resync)."""
+    with store.begin() as conn:
+        conn.execute(source_state.delete().where(source_state.c.source == source))

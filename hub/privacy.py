@@ -1,0 +1,93 @@
+"""Personal data: keyed hashes for matching, encryption for reaching, masks for people to read."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+
+from cryptography.fernet import Fernet, InvalidToken
+
+#: identity namespaces whose values are personal data: stored as keyed hashes, never plain
+SENSITIVE_NAMESPACES = frozenset({"phone", "mobile", "email", "id_card"})
+_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+
+
+def normalize(namespace: str, value: str) -> str:
+    """Canonical form before hashing: ``+86 138-0000-0000`` and ``13800000000`` match."""
+    v = value.strip()
+    if namespace in ("phone", "mobile"):
+        v = re.sub(r"[\s\-()]", "", v)
+        if v.startswith("+86"):
+            v = v[3:]
+        elif v.startswith("0086"):
+            v = v[4:]
+        elif len(v) == 13 and v.startswith("86"):
+            v = v[2:]
+    elif namespace == "email":
+        v = v.lower()
+    return v
+
+
+class Vault:
+    """Hashes and encrypts personal data with keys derived from the deployment's secret key."""
+
+    def __init__(self, secret_key: bytes):
+        if not secret_key:
+            raise ValueError("a secret key is required (set CXHUB_SECRET_KEY)")
+        self._hash_key = hashlib.sha256(b"cxhub-identity-hash\x00" + secret_key).digest()
+        fkey = base64.urlsafe_b64encode(hashlib.sha256(b"cxhub-contact-enc\x00" + secret_key).digest())
+        self._fernet = Fernet(fkey)
+
+    def hash(self, namespace: str, value: str) -> str:
+        """``h:`` + HMAC-SHA256 of the normalised value (first 32 hex chars)."""
+        plain = normalize(namespace, value)
+        digest = hmac.new(self._hash_key, f"{namespace}\x00{plain}".encode(), hashlib.sha256).hexdigest()
+        return "h:" + digest[:32]
+
+    def encrypt(self, namespace: str, value: str) -> str:
+        return self._fernet.encrypt(normalize(namespace, value).encode()).decode("ascii")
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self._fernet.decrypt(token.encode("ascii")).decode()
+        except InvalidToken:
+            raise ValueError("contact cannot be decrypted with this secret key") from None
+
+
+def mask_phone(value: str) -> str:
+    """``13812345678`` -> ``138****5678``."""
+    v = normalize("phone", value)
+    if len(v) >= 7:
+        return v[:3] + "*" * (len(v) - 7) + v[-4:]
+    return "*" * len(v)
+
+
+def mask_text(text: str) -> str:
+    """Mask every mainland mobile number inside free text (review text, notes)."""
+    return _PHONE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
+
+
+def mask_name(name: str) -> str:
+    """``张三丰`` -> ``张**``; ``Alice`` -> ``A****``."""
+    name = name.strip()
+    return name[:1] + "*" * max(len(name) - 1, 1) if name else name
+
+
+def mask_email(value: str) -> str:
+    local, _, domain = value.partition("@")
+    return (local[:1] + "***@" + domain) if domain else mask_name(value)
+
+
+def mask_identity(namespace: str, value: str) -> str:
+    """A masked form of an identity value for anything a person reads."""
+    if value.startswith("h:"):
+        return value[:8] + "…"
+    if namespace in ("phone", "mobile"):
+        return mask_phone(value)
+    if namespace == "email":
+        return mask_email(value)
+    if len(value) > 8:
+        return value[:4] + "…" + value[-2:]
+    return value

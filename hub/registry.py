@@ -1,0 +1,59 @@
+"""Connector registry: the entry-point group ``cxhub.connectors`` (never folder scanning)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+
+from hub.connector import Connector
+
+GROUP = "cxhub.connectors"
+
+
+@dataclass(frozen=True)
+class ConnectorInfo:
+    """One registered connector and whether it can run here."""
+
+    name: str
+    target: str
+    cls: type[Connector] | None
+    error: str | None
+
+    @property
+    def status(self) -> str:
+        if self.cls is None:
+            return f"unavailable: {self.error}"
+        missing = self.cls.missing_requirements()
+        if missing:
+            return f"unavailable: missing {', '.join(missing)} (pip install it)"
+        return "ok"
+
+    @property
+    def roles(self) -> list[str]:
+        return self.cls.roles() if self.cls else []
+
+
+@cache
+def discover() -> dict[str, ConnectorInfo]:
+    """Every connector registered in the ``cxhub.connectors`` group, loaded or with its error."""
+    out: dict[str, ConnectorInfo] = {}
+    for ep in entry_points(group=GROUP):
+        try:
+            cls = ep.load()
+            if not (isinstance(cls, type) and issubclass(cls, Connector)):
+                raise TypeError(f"{ep.value} is not a cxhub Connector class")
+            out[ep.name] = ConnectorInfo(ep.name, ep.value, cls, None)
+        except Exception as exc:  # a broken plugin must not break the hub; it shows in the status
+            out[ep.name] = ConnectorInfo(ep.name, ep.value, None, f"{type(exc).__name__}: {exc}")
+    return out
+
+
+def get(name: str) -> type[Connector]:
+    """The connector class registered as ``name``; ``KeyError`` with the reason otherwise."""
+    info = discover().get(name)
+    if info is None:
+        raise KeyError(f"unknown connector {name!r}; installed: {sorted(discover())}")
+    if info.cls is None:
+        raise KeyError(f"connector {name!r} cannot be loaded: {info.error}")
+    return info.cls

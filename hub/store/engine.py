@@ -1,0 +1,184 @@
+"""Engine setup, migrations, JSON encoding, dialect-aware inserts and the shared key-value store."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
+
+from hub.connector import Clock, utcnow
+from hub.errors import ConfigError
+from hub.store import schema
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, datetime | date | time):
+        return o.isoformat()
+    if isinstance(o, Decimal):
+        return str(o)
+    if isinstance(o, Enum):
+        return o.value
+    if isinstance(o, bytes):
+        try:
+            return o.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"$base64": base64.b64encode(o).decode("ascii")}
+    if isinstance(o, set | frozenset | tuple):
+        return list(o)
+    raise TypeError(f"cannot store a {type(o).__name__} as JSON")
+
+
+def dumps(data: Any) -> str:
+    """JSON for the store: datetimes, decimals, enums and bytes allowed; Chinese kept readable."""
+    return json.dumps(data, default=_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def insert_ignore(conn: Connection, table: Table, index: Sequence[str] | None = None) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for the connection's dialect."""
+    name = conn.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=index)
+    if name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=index)
+    raise ConfigError(f"the store does not support {name!r}; use SQLite or PostgreSQL")
+
+
+def upsert(conn: Connection, table: Table, index: Sequence[str], values: dict[str, Any]) -> None:
+    """Insert ``values`` or update the row with the same ``index`` columns."""
+    mod = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = mod.insert(table).values(**values)
+    update = {k: getattr(stmt.excluded, k) for k in values if k not in index}
+    conn.execute(stmt.on_conflict_do_update(index_elements=list(index), set_=update))
+
+
+class Store:
+    """Owns the engine. ``begin()`` is one transaction; ``migrate()`` brings the schema up to date."""
+
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 5, clock: Clock = utcnow):
+        self.url = url
+        self.clock = clock
+        self._sqlite_lock = threading.RLock()
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        kwargs: dict[str, Any] = {
+            "echo": echo,
+            "json_serializer": dumps,
+            "future": True,
+        }
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        try:
+            self.engine: Engine = create_engine(url, **kwargs)
+        except Exception as exc:  # bad URL, missing driver
+            raise ConfigError(f"cannot use store URL: {exc}", key="store.url") from None
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            # SQLite: Python's sqlite3 opens transactions lazily; make BEGIN explicit (IMMEDIATE) so
+            # that concurrent writers in this process queue on the lock rather than fail.
+            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        elif self.engine.dialect.name != "postgresql":
+            raise ConfigError(
+                f"the store supports SQLite and PostgreSQL, not {self.engine.dialect.name}", key="store.url"
+            )
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One transaction; commits on success, rolls back on error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def connect(self) -> Connection:
+        return self.engine.connect()
+
+    def migrate(self) -> None:
+        """Upgrade the schema to every head (features add their own migration branches)."""
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["engine"] = self.engine
+        try:
+            command.upgrade(cfg, "heads")
+        except OperationalError as exc:
+            raise ConfigError(f"cannot reach the store: {exc.orig}", key="store.url") from None
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------ shared key-value store
+
+    def get(self, key: str) -> tuple[str, datetime | None] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(schema.kv.c.value, schema.kv.c.expires_at).where(schema.kv.c.key == key)
+            ).first()
+        if row is None or (row.expires_at is not None and row.expires_at <= self.clock()):
+            return None
+        return row.value, row.expires_at
+
+    def put(self, key: str, value: str, expires_at: datetime | None = None) -> None:
+        with self.begin() as conn:
+            upsert(conn, schema.kv, ["key"], {"key": key, "value": value, "expires_at": expires_at})
+
+    def delete(self, key: str) -> None:
+        with self.begin() as conn:
+            conn.execute(delete(schema.kv).where(schema.kv.c.key == key))
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """A lock held by one process at a time: a PostgreSQL advisory lock; in SQLite, a process lock."""
+        if self.is_sqlite:
+            with self._sqlite_lock:
+                yield
+            return
+        lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_id})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
+                conn.commit()
+
+    def try_lock(self, conn: Connection, key: str) -> bool:
+        """Try a session-level advisory lock on ``conn`` (leader election); SQLite: always True."""
+        if self.is_sqlite:
+            return True
+        lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        return bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_id}).scalar())
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # let SQLAlchemy's "begin" listener issue BEGIN itself
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()

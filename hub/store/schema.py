@@ -1,0 +1,169 @@
+"""Tables of the store (SQLAlchemy Core). Migrations in ``hub/store/migrations`` create them.
+
+Features that add tables (outbox budgets, invitations, cases...) add their own migration with
+``down_revision`` pointing at the foundation; the store upgrades to ``heads``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores them naive, in UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: cxhub stores aware UTC times only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# JSONB on PostgreSQL (queryable), JSON text elsewhere.
+Doc = JSON().with_variant(JSONB(), "postgresql")
+BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrement needs INTEGER
+
+#: every raw record received, deduplicated on (source, external_id); status: stored / filtered / quarantined
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("source", String(64), nullable=False),
+    Column("external_id", String(512), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("touchpoint_id", String(36)),
+    Column("payload", JSON, nullable=False),
+    UniqueConstraint("source", "external_id", name="uq_inbox_source_external"),
+)
+
+#: normalised touchpoints; ``doc`` is the full TouchpointEvent, the columns are what queries need
+touchpoints = Table(
+    "touchpoints",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("source", String(64), nullable=False),
+    Column("external_id", String(512), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("channel", String(64)),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("customer_id", String(36)),
+    Column("store", String(128)),
+    Column("doc", Doc, nullable=False),
+    Index("ix_touchpoints_source_occurred", "source", "occurred_at"),
+    Index("ix_touchpoints_kind_occurred", "kind", "occurred_at"),
+    Index("ix_touchpoints_customer", "customer_id"),
+    Index("ix_touchpoints_store", "store"),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("merged_into", String(36)),
+    Column("opted_out", Boolean, nullable=False, default=False),
+)
+
+#: identity -> customer. Sensitive namespaces (phone, email) keep a keyed hash in ``value`` and the
+#: reachable contact encrypted in ``contact``; never the plain value.
+identities = Table(
+    "identities",
+    metadata,
+    Column("namespace", String(64), primary_key=True),
+    Column("scope", String(128), primary_key=True, default=""),
+    Column("value", String(512), primary_key=True),
+    Column("customer_id", String(36), nullable=False),
+    Column("contact", Text),
+    Column("first_seen", UTCDateTime(), nullable=False),
+    Index("ix_identities_customer", "customer_id"),
+)
+
+#: where a pull source resumes from
+source_state = Table(
+    "source_state",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("state", JSON, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+#: records that could not be used, with the reason; replayable after a fix
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("source", String(64), nullable=False),
+    Column("external_id", String(512)),
+    Column("stage", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("status", String(16), nullable=False, default="open"),  # open / replayed
+    Column("replayed_at", UTCDateTime()),
+    Index("ix_quarantine_source_status", "source", "status"),
+)
+
+#: every message cxhub sends; written in the transaction of its cause, keyed for idempotency
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("key", String(255), nullable=False, unique=True),
+    Column("destination", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # pending / sending / sent / failed / dead
+    Column("message", JSON, nullable=False),
+    Column("cause", String(255)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("last_error", Text),
+    Column("receipt", Text),
+    Column("locked_by", String(128)),
+    Column("locked_until", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime()),
+    Index("ix_outbox_due", "status", "next_attempt_at"),
+    Index("ix_outbox_destination_status", "destination", "status"),
+)
+
+#: shared key-value store: access tokens, leases
+kv = Table(
+    "kv",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("expires_at", UTCDateTime()),
+)

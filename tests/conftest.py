@@ -1,0 +1,70 @@
+"""Shared fixtures: stores on SQLite and on the real PostgreSQL (a throwaway database per session)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.store import Store
+from hub.testing import FakeClock, temporary_mariadb_database, temporary_postgres_database
+
+SECRET = b"test-secret-key"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of a fresh PostgreSQL database for this test session (fails under CI=true if unreachable)."""
+    with temporary_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    with temporary_mariadb_database() as url:
+        yield url
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _reset(store: Store) -> None:
+    from hub.store.schema import metadata
+
+    with store.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
+    store = Store(f"sqlite:///{tmp_path / 'cxhub.db'}", clock=clock)
+    store.migrate()
+    yield store
+    store.dispose()
+
+
+@pytest.fixture(scope="session")
+def _pg_store_migrated(pg_url: str) -> Iterator[str]:
+    store = Store(pg_url)
+    store.migrate()
+    store.dispose()
+    yield pg_url
+
+
+@pytest.fixture
+def pg_store(_pg_store_migrated: str, clock: FakeClock) -> Iterator[Store]:
+    store = Store(_pg_store_migrated, clock=clock)
+    _reset(store)
+    yield store
+    store.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest) -> Store:
+    """The same test on SQLite and on the real PostgreSQL."""
+    name = "sqlite_store" if request.param == "sqlite" else "pg_store"
+    return request.getfixturevalue(name)
