@@ -266,9 +266,7 @@ def _connector(cfg: Config, section: str, name: str, connector: str) -> type[Con
         raise cfg.lines.error((section, name, "connector"), str(exc.args[0])) from None
 
 
-def _options(
-    cfg: Config, section: str, name: str, cls: type[Connector], options: dict[str, Any]
-) -> ConnectorOptions:
+def _options(cfg: Config, section: str, name: str, cls: type[Connector], options: dict[str, Any]) -> ConnectorOptions:
     try:
         return cls.Options.model_validate(options)
     except ValidationError as exc:
@@ -282,17 +280,13 @@ def _source_spec(cfg: Config, name: str, src: SourceConfig) -> SourceSpec:
     if not issubclass(cls, PushSource | PullSource):
         raise cfg.lines.error(("sources", name, "connector"), f"{src.connector!r} is not a source connector")
     if src.schedule is not None and not issubclass(cls, PullSource):
-        raise cfg.lines.error(
-            ("sources", name, "schedule"), f"{src.connector!r} is a push source: it has no schedule"
-        )
+        raise cfg.lines.error(("sources", name, "schedule"), f"{src.connector!r} is a push source: it has no schedule")
     options = _options(cfg, "sources", name, cls, src.options)
     mapping = load_source_mapping(cfg, name, src, cls)
     return SourceSpec(name, src, cls, options, mapping)
 
 
-def load_source_mapping(
-    cfg: Config, name: str, src: SourceConfig, cls: type[Connector]
-) -> CompiledMapping | None:
+def load_source_mapping(cfg: Config, name: str, src: SourceConfig, cls: type[Connector]) -> CompiledMapping | None:
     """Compile the source's mapping: a preset name, a file relative to the config, or inline YAML."""
     ref = src.mapping if src.mapping is not None else cls.default_mapping
     if ref is None:
@@ -315,7 +309,5 @@ def _destination_spec(cfg: Config, name: str, dst: DestinationConfig) -> Destina
     from hub.connector import Destination
 
     if not issubclass(cls, Destination):
-        raise cfg.lines.error(
-            ("destinations", name, "connector"), f"{dst.connector!r} is not a destination connector"
-        )
+        raise cfg.lines.error(("destinations", name, "connector"), f"{dst.connector!r} is not a destination connector")
     return DestinationSpec(name, dst, cls, _options(cfg, "destinations", name, cls, dst.options))

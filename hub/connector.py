@@ -65,11 +65,22 @@ class RawRecord:
 
 
 @dataclass(frozen=True)
+class Rejected:
+    """Something a source read but could not parse (bad JSON line, non-UTF-8 row...). It is
+    quarantined with ``reason`` in the same transaction as its batch: never silently dropped."""
+
+    external_id: str | None
+    payload: Any
+    reason: str
+
+
+@dataclass(frozen=True)
 class Batch:
     """Records read by a pull source, and the state to resume from once they are committed."""
 
     records: list[RawRecord]
     state: dict[str, Any]
+    rejected: list[Rejected] = field(default_factory=list)
 
 
 class KeyValueStore(Protocol):
@@ -336,6 +347,7 @@ __all__ = [
     "RateLimit",
     "RawRecord",
     "Receipt",
+    "Rejected",
     "Reply",
     "utcnow",
 ]

@@ -25,9 +25,7 @@ class CxhubError(Exception):
 class ConfigError(CxhubError):
     """A config or mapping file is invalid. ``location`` is ``file:line`` when known."""
 
-    def __init__(
-        self, message: str, *, file: str | None = None, line: int | None = None, key: str | None = None
-    ):
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None, key: str | None = None):
         self.file = file
         self.line = line
         self.key = key

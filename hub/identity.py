@@ -41,9 +41,7 @@ class IdentityResolver:
             if ident.namespace in SENSITIVE_NAMESPACES and not ident.value.startswith("h:"):
                 plain = ident.value
                 ident.value = self.vault.hash(ident.namespace, plain)
-                contacts[(ident.namespace, ident.scope or "", ident.value)] = self.vault.encrypt(
-                    ident.namespace, plain
-                )
+                contacts[(ident.namespace, ident.scope or "", ident.value)] = self.vault.encrypt(ident.namespace, plain)
         return contacts
 
     def resolve(self, conn: Connection, events: Sequence[TouchpointEvent], now: datetime) -> None:
@@ -93,10 +91,7 @@ class IdentityResolver:
         if new_customers:
             conn.execute(
                 insert_ignore(conn, customers, ["id"]),
-                [
-                    {"id": c, "created_at": now, "opted_out": False, "merged_into": alias.get(c)}
-                    for c in new_customers
-                ],
+                [{"id": c, "created_at": now, "opted_out": False, "merged_into": alias.get(c)} for c in new_customers],
             )
         if new_rows:
             rows = list(new_rows.values())
@@ -129,12 +124,8 @@ class IdentityResolver:
         others = sorted(found - {survivor})
         for o in others:
             alias[o] = survivor
-        conn.execute(
-            update(identities).where(identities.c.customer_id.in_(others)).values(customer_id=survivor)
-        )
-        conn.execute(
-            update(touchpoints).where(touchpoints.c.customer_id.in_(others)).values(customer_id=survivor)
-        )
+        conn.execute(update(identities).where(identities.c.customer_id.in_(others)).values(customer_id=survivor))
+        conn.execute(update(touchpoints).where(touchpoints.c.customer_id.in_(others)).values(customer_id=survivor))
         conn.execute(update(customers).where(customers.c.id.in_(others)).values(merged_into=survivor))
         for k, v in known.items():
             if v in others:
@@ -156,9 +147,7 @@ class IdentityResolver:
         if not remap:
             return
         for ours, theirs in remap.items():
-            conn.execute(
-                update(identities).where(identities.c.customer_id == ours).values(customer_id=theirs)
-            )
+            conn.execute(update(identities).where(identities.c.customer_id == ours).values(customer_id=theirs))
             conn.execute(update(customers).where(customers.c.id == ours).values(merged_into=theirs))
         for ev in events:
             if ev.customer.customer_id in remap:

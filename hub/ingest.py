@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, select, update
 
-from hub.connector import Clock, RawRecord, utcnow
+from hub.connector import Clock, RawRecord, Rejected, utcnow
 from hub.errors import PayloadError
 from hub.identity import IdentityResolver
 from hub.mapping import CompiledMapping
@@ -120,9 +120,11 @@ class Ingestor:
         mapping: CompiledMapping,
         records: Sequence[RawRecord],
         state: dict[str, Any] | None = None,
+        rejected: Sequence[Rejected] = (),
     ) -> IngestResult:
-        """Store one batch (and ``state``, when given) in one transaction."""
-        result = IngestResult(read=len(records))
+        """Store one batch (and ``state``, when given) in one transaction; ``rejected`` items (the
+        source could not parse them) go to quarantine in the same transaction."""
+        result = IngestResult(read=len(records) + len(rejected))
         unique: dict[str, RawRecord] = {}
         for rec in records:
             if rec.external_id in unique:
@@ -139,18 +141,12 @@ class Ingestor:
                 outcome = bad
             else:
                 try:
-                    outcome = mapping.apply(
-                        payload, source=source, external_id=ext, received_at=rec.received_at
-                    )
+                    outcome = mapping.apply(payload, source=source, external_id=ext, received_at=rec.received_at)
                 except PayloadError as exc:
                     outcome = str(exc)
             outcomes[ext] = outcome
             status = (
-                "stored"
-                if isinstance(outcome, TouchpointEvent)
-                else "filtered"
-                if outcome is None
-                else "quarantined"
+                "stored" if isinstance(outcome, TouchpointEvent) else "filtered" if outcome is None else "quarantined"
             )
             inbox_rows.append(
                 {
@@ -191,6 +187,18 @@ class Ingestor:
                             "status": "open",
                         }
                     )
+            for rej in rejected:
+                q_rows.append(
+                    {
+                        "source": source,
+                        "external_id": rej.external_id,
+                        "stage": "parse",
+                        "reason": rej.reason,
+                        "payload": _safe_payload(rej.payload)[0],
+                        "created_at": now,
+                        "status": "open",
+                    }
+                )
             if q_rows:
                 conn.execute(quarantine.insert(), q_rows)
                 result.quarantined = len(q_rows)
@@ -210,9 +218,7 @@ class Ingestor:
         for hook in self.hooks:
             hook(ctx, events)
 
-    def quarantine_raw(
-        self, source: str, external_id: str | None, payload: Any, reason: str, stage: str
-    ) -> int:
+    def quarantine_raw(self, source: str, external_id: str | None, payload: Any, reason: str, stage: str) -> int:
         """Quarantine something that never reached mapping (a verified body that fails to parse)."""
         payload, bad = _safe_payload(payload)
         with self.store.begin() as conn:

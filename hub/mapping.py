@@ -225,9 +225,7 @@ def _to_datetime(value: Any, tz: ZoneInfo, fmt: str | None) -> datetime:
         try:
             dt = datetime.strptime(text, fmt) if fmt else datetime.fromisoformat(text)
         except ValueError:
-            raise ValueError(
-                f"{value!r} is not a date-time" + (f" in format {fmt!r}" if fmt else "")
-            ) from None
+            raise ValueError(f"{value!r} is not a date-time" + (f" in format {fmt!r}" if fmt else "")) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=tz)
     return dt.astimezone(UTC)
@@ -283,9 +281,7 @@ def _targets(model: type[BaseModel], prefix: str = "") -> dict[str, _Target]:
         dotted_name = prefix + name
         ann = info.annotation
         inner = [a for a in typing.get_args(ann) if a is not type(None)]
-        sub = (
-            inner[0] if len(inner) == 1 and typing.get_origin(ann) in (typing.Union, types.UnionType) else ann
-        )
+        sub = inner[0] if len(inner) == 1 and typing.get_origin(ann) in (typing.Union, types.UnionType) else ann
         if isinstance(sub, type) and issubclass(sub, BaseModel):
             out.update(_targets(sub, dotted_name + "."))
         else:
@@ -594,14 +590,10 @@ def compile_mapping(data: Any, lines: Lines, name: str | None = None) -> Compile
     try:
         tz = _zone(str(data.get("timezone", DEFAULT_TIMEZONE)))
     except (ZoneInfoNotFoundError, ValueError):
-        raise lines.error(
-            ("timezone",), f"unknown time zone {data.get('timezone')!r}", MappingError
-        ) from None
+        raise lines.error(("timezone",), f"unknown time zone {data.get('timezone')!r}", MappingError) from None
     lookups_raw = data.get("lookups") or {}
     if not isinstance(lookups_raw, dict) or not all(isinstance(v, dict) for v in lookups_raw.values()):
-        raise lines.error(
-            ("lookups",), "lookups must map a table name to a mapping of code -> value", MappingError
-        )
+        raise lines.error(("lookups",), "lookups must map a table name to a mapping of code -> value", MappingError)
     lookups = {k: {str(code): v for code, v in table.items()} for k, table in lookups_raw.items()}
     when = None
     if data.get("when") is not None:
@@ -650,17 +642,13 @@ def _compile_identities(
     raw: Any, lines: Lines, path: tuple[str | int, ...], lookups: dict[str, dict[str, Any]], tz: ZoneInfo
 ) -> list[_IdentitySpec]:
     if not isinstance(raw, dict):
-        raise lines.error(
-            path, "customer.identities: expected a mapping of namespace -> expression", MappingError
-        )
+        raise lines.error(path, "customer.identities: expected a mapping of namespace -> expression", MappingError)
     out = []
     for ns, spec in raw.items():
         out.append(
             _IdentitySpec(
                 str(ns),
-                _compile_field(
-                    f"customer.identities.{ns}", spec, _Target("str"), lines, (*path, ns), lookups, tz
-                ),
+                _compile_field(f"customer.identities.{ns}", spec, _Target("str"), lines, (*path, ns), lookups, tz),
             )
         )
     return out
@@ -676,9 +664,7 @@ def _compile_list(
     tz: ZoneInfo,
 ) -> _ListSpec:
     if not isinstance(raw, dict) or "each" not in raw or "fields" not in raw:
-        raise lines.error(
-            path, f"{target}: a list field needs `each:` (expression) and `fields:`", MappingError
-        )
+        raise lines.error(path, f"{target}: a list field needs `each:` (expression) and `fields:`", MappingError)
     unknown = set(raw) - _LIST_KEYS
     if unknown:
         raise lines.error(path, f"{target}: unknown key(s) {sorted(unknown)}", MappingError)

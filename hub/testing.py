@@ -47,9 +47,7 @@ def temporary_postgres_database() -> Iterator[str]:
     from sqlalchemy import create_engine, text
 
     name = f"cxhub_t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(
-        PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
+    admin = create_engine(PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))

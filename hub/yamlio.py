@@ -43,9 +43,7 @@ class Lines:
         pre = tuple(prefix)
         return Lines(self.file, {k[n:]: v for k, v in self.lines.items() if k[:n] == pre})
 
-    def error(
-        self, path: Sequence[str | int], message: str, cls: type[ConfigError] = ConfigError
-    ) -> ConfigError:
+    def error(self, path: Sequence[str | int], message: str, cls: type[ConfigError] = ConfigError) -> ConfigError:
         """A ``ConfigError`` located at ``path``."""
         return cls(message, file=self.file, line=self.line(path), key=dotted(path) or None)
 

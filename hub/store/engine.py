@@ -134,9 +134,7 @@ class Store:
 
     def get(self, key: str) -> tuple[str, datetime | None] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(schema.kv.c.value, schema.kv.c.expires_at).where(schema.kv.c.key == key)
-            ).first()
+            row = conn.execute(select(schema.kv.c.value, schema.kv.c.expires_at).where(schema.kv.c.key == key)).first()
         if row is None or (row.expires_at is not None and row.expires_at <= self.clock()):
             return None
         return row.value, row.expires_at

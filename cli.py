@@ -1,0 +1,376 @@
+"""The ``cxhub`` command (Typer + rich).
+
+Core commands live here; feature commands (outbox, invitations, cases...) are registered from
+``hub/commands/<feature>.py`` modules listed in ``COMMAND_MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hub.errors import ConfigError, CxhubError
+
+app = typer.Typer(
+    name="cxhub",
+    help="cxhub: customer-experience integration hub (connectors, touchpoints, surveys, case routing).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+map_app = typer.Typer(help="Mappings: test them against their fixtures.", no_args_is_help=True)
+app.add_typer(map_app, name="map")
+
+console = Console()
+err = Console(stderr=True)
+
+#: feature command modules, each with ``register(app)``
+COMMAND_MODULES: list[str] = []
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (env CXHUB_CONFIG, default ./cxhub.yaml).", show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="JSON lines for scripts.")]
+
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def handled() -> Iterator[None]:
+    """Turn cxhub errors into a clear message and exit code 1, never a traceback."""
+    try:
+        yield
+    except CxhubError as exc:
+        raise fail(str(exc)) from None
+
+
+def load(config: Path | None) -> Any:
+    from hub.config import load_config
+
+    with handled():
+        return load_config(config)
+
+
+@contextmanager
+def runtime(config: Path | None, *, migrate: bool = True) -> Iterator[Any]:
+    """A Runtime for one command; the schema is migrated first."""
+    from hub.runtime import Runtime
+
+    cfg = load(config)
+    with handled():
+        rt = Runtime(cfg)
+        try:
+            if migrate:
+                rt.migrate()
+            yield rt
+        finally:
+            rt.close()
+
+
+def dump_json(data: Any) -> str:
+    from hub.store import dumps
+
+    return dumps(data)
+
+
+# ---------------------------------------------------------------- commands
+
+
+@app.command()
+def check(config: ConfigOpt = None) -> None:
+    """Validate the config and every mapping; exit 1 listing every error."""
+    from hub.config import load_config
+    from hub.errors import ConfigErrors
+
+    try:
+        cfg = load_config(config)
+    except ConfigErrors as exc:
+        for e in exc.errors:
+            err.print(f"[red]✗[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except ConfigError as exc:
+        err.print(f"[red]✗[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(
+        f"[green]✓[/] {cfg.file}: {len(cfg.sources)} source(s), {len(cfg.destinations)} destination(s), "
+        f"mappings compiled",
+        highlight=False,
+    )
+
+
+@app.command("config")
+def show_config(config: ConfigOpt = None) -> None:
+    """Print the resolved config with every secret masked."""
+    import yaml
+
+    cfg = load(config)
+    console.print(yaml.safe_dump(cfg.masked(), allow_unicode=True, sort_keys=False), highlight=False)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the touchpoint model."""
+    from hub.model import touchpoint_json_schema
+
+    sys.stdout.write(json.dumps(touchpoint_json_schema(), ensure_ascii=False, indent=2) + "\n")
+
+
+@app.command()
+def connectors(as_json: JsonOpt = False) -> None:
+    """List installed connectors (entry points ``cxhub.connectors``) and whether each can run."""
+    from hub.registry import discover
+
+    infos = sorted(discover().values(), key=lambda i: i.name)
+    if as_json:
+        for i in infos:
+            title = i.cls.title if i.cls else ""
+            print(json.dumps({"name": i.name, "roles": i.roles, "status": i.status, "title": title}))
+        return
+    table = Table("connector", "roles", "status", "what")
+    for i in infos:
+        colour = "green" if i.status == "ok" else "red"
+        table.add_row(i.name, ", ".join(i.roles), f"[{colour}]{i.status}[/]", i.cls.title if i.cls else i.target)
+    console.print(table)
+
+
+@app.command()
+def events(
+    config: ConfigOpt = None,
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this kind (transaction, review...).")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stored touchpoints, newest first (JSON lines with the model's field names with --json)."""
+    from sqlalchemy import select
+
+    from hub.store.schema import touchpoints
+
+    with runtime(config) as rt, rt.store.connect() as conn:
+        q = select(touchpoints.c.doc).order_by(touchpoints.c.occurred_at.desc()).limit(limit)
+        if source:
+            q = q.where(touchpoints.c.source == source)
+        if kind:
+            q = q.where(touchpoints.c.kind == kind)
+        docs = [r[0] for r in conn.execute(q)]
+    if as_json:
+        for d in docs:
+            print(json.dumps(d, ensure_ascii=False))
+        return
+    table = Table("occurred (UTC)", "source", "kind", "customer", "store", "summary")
+    for d in docs:
+        table.add_row(
+            d["occurred_at"][:19],
+            d["source"],
+            d["kind"],
+            (d["customer"].get("customer_id") or "")[:8],
+            d["org"].get("store") or "",
+            _summary(d),
+        )
+    console.print(table)
+
+
+def _summary(doc: dict[str, Any]) -> str:
+    from hub.privacy import mask_text
+
+    parts = []
+    order = doc.get("order") or {}
+    if order.get("amount") is not None:
+        parts.append(f"¥{order['amount']}")
+    cats = sorted({i.get("category") for i in order.get("items", []) if i.get("category")})
+    if cats:
+        parts.append("/".join(cats))
+    fb = doc.get("feedback") or {}
+    if fb.get("rating") is not None:
+        parts.append(f"{fb['rating']}★/{fb.get('rating_scale', 5)}")
+    if fb.get("nps") is not None:
+        parts.append(f"NPS {fb['nps']}")
+    if fb.get("text"):
+        parts.append(mask_text(fb["text"])[:40])
+    return " ".join(parts)
+
+
+@app.command("quarantine")
+def quarantine_cmd(
+    config: ConfigOpt = None,
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include replayed records.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Records that could not be used, with the reason (replay them after a fix)."""
+    from sqlalchemy import select
+
+    from hub.store.schema import quarantine
+
+    with runtime(config) as rt, rt.store.connect() as conn:
+        q = select(quarantine).order_by(quarantine.c.id).limit(limit)
+        if not all_:
+            q = q.where(quarantine.c.status == "open")
+        if source:
+            q = q.where(quarantine.c.source == source)
+        rows = [dict(r) for r in conn.execute(q).mappings()]
+    if as_json:
+        for r in rows:
+            print(dump_json(r))
+        return
+    table = Table("id", "source", "external id", "stage", "status", "reason")
+    for r in rows:
+        table.add_row(str(r["id"]), r["source"], r["external_id"] or "", r["stage"], r["status"], r["reason"])
+    console.print(table)
+    console.print(f"{len(rows)} record(s)", highlight=False)
+
+
+@app.command()
+def replay(
+    ids: Annotated[list[int] | None, typer.Argument(help="Quarantine ids (default: every open one).")] = None,
+    config: ConfigOpt = None,
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-run quarantined records through the current mappings."""
+    with runtime(config) as rt:
+        result = rt.ingestor.replay(rt.mappings, ids=ids or None, source=source)
+    if as_json:
+        print(json.dumps(result.summary()))
+    else:
+        s = result.summary()
+        console.print(
+            f"replayed {s['read']}: stored {s['stored']}, filtered {s['filtered']}, still quarantined {s['quarantined']}"
+        )
+    if result.quarantined:
+        raise typer.Exit(1)
+
+
+@map_app.command("test")
+def map_test(
+    path: Annotated[Path | None, typer.Argument(help="A mapping file or a folder (default: mappings/).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run mapping fixtures (``NAME.fixtures.yaml`` beside ``NAME.yaml``); exit 1 on any failure."""
+    from hub.fixtures import run_fixtures
+
+    with handled():
+        results = run_fixtures(path)
+    failed = [r for r in results if not r.ok]
+    for r in results:
+        if as_json:
+            print(
+                json.dumps({"mapping": r.mapping, "case": r.case, "ok": r.ok, "detail": r.detail}, ensure_ascii=False)
+            )
+        else:
+            mark = "[green]✓[/]" if r.ok else "[red]✗[/]"
+            console.print(f"{mark} {r.mapping}: {r.case}" + ("" if r.ok else f"\n    {r.detail}"), highlight=False)
+    if not as_json:
+        console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed", highlight=False)
+    if failed or not results:
+        if not results:
+            err.print("no fixtures found")
+        raise typer.Exit(1)
+
+
+@app.command()
+def sync(
+    source: Annotated[str, typer.Argument(help="The pull source to sync.")],
+    config: ConfigOpt = None,
+    full: Annotated[bool, typer.Option("--full", help="Forget the cursor and read everything again.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """One pull pass of SOURCE: progress bar, then read / stored / duplicates / quarantined / seconds."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hub.sync import run_sync
+
+    with runtime(config) as rt:
+        started = time.monotonic()
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            disable=as_json or not err.is_terminal,
+            transient=True,
+        ) as progress:
+            task = progress.add_task(source, total=None)
+
+            def on_batch(read: int, total: int | None) -> None:
+                progress.update(task, completed=read, total=total)
+
+            with handled():
+                result = run_sync(rt, source, full=full, on_batch=on_batch)
+        summary = {"source": source, **result.summary(), "seconds": round(time.monotonic() - started, 3)}
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        console.print(
+            f"{source}: read {summary['read']}, stored {summary['stored']}, duplicates {summary['duplicates']}, "
+            f"filtered {summary['filtered']}, quarantined {summary['quarantined']} in {summary['seconds']}s",
+            highlight=False,
+        )
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (default from config).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default from config).")] = None,
+) -> None:
+    """Webhook server + scheduler + delivery workers, until SIGTERM / Ctrl-C."""
+    from hub.runner import serve
+
+    with runtime(config) as rt, handled():
+        serve(rt, host=host, port=port)
+
+
+@app.command()
+def demo(
+    config: ConfigOpt = None,
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its SQLite file.")] = Path("demo-out"),
+) -> None:
+    """Run the embedded retail demo end to end through the real pipeline and show what was stored."""
+    from hub.demo import run_demo
+
+    os.environ.setdefault("CXHUB_SECRET_KEY", "cxhub-demo-key-not-for-production")
+    with handled():
+        run_demo(console, config_path=config, workdir=workdir)
+
+
+def _register_features() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(app)
+
+
+_register_features()
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("CXHUB_LOG_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    app()
+
+
+_F = Callable[..., Any]
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The running hub: config + store + connector instances + ingestor + feature hooks.
+
+Features (surveys, feedback...) plug in through ``FEATURES``: each module has
+``install(runtime)`` that appends ingest hooks, periodic jobs and web routes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from hub.config import Config
+from hub.connector import Clock, Connector, ConnectorContext, Destination, PullSource, PushSource, utcnow
+from hub.errors import ConfigError
+from hub.ingest import IngestHook, Ingestor
+from hub.mapping import CompiledMapping
+from hub.store import Store
+
+log = logging.getLogger("cxhub")
+
+#: feature modules, each with ``install(runtime)``; a missing module is skipped
+FEATURES: list[str] = []
+
+
+@dataclass
+class PeriodicJob:
+    """A job ``cxhub run`` runs every ``seconds`` (on the leader only when ``leader_only``)."""
+
+    name: str
+    seconds: float
+    func: Callable[[], Any]
+    leader_only: bool = True
+
+
+class Runtime:
+    """Everything one ``cxhub`` process needs, built from a loaded config."""
+
+    def __init__(self, config: Config, *, clock: Clock = utcnow, transport: httpx.BaseTransport | None = None):
+        if not config.secret_key:
+            raise ConfigError(
+                "secret_key: required; set CXHUB_SECRET_KEY (or secret_key: ${CXHUB_SECRET_KEY} in the config)",
+                file=config.file,
+            )
+        self.config = config
+        self.clock = clock
+        self.store = Store(
+            config.store_url, echo=config.raw.store.echo, pool_size=config.raw.store.pool_size, clock=clock
+        )
+        self.context = ConnectorContext(clock=clock, transport=transport, kv=self.store, secret_key=config.secret_key)
+        self.hooks: list[IngestHook] = []
+        self.jobs: list[PeriodicJob] = []
+        self.routers: list[Any] = []  # FastAPI routers features add
+        self.services: list[Any] = []  # objects with start() and stop(), run by `cxhub run`
+        self.ingestor = Ingestor(self.store, config.secret_key, self.hooks, clock)
+        self._connectors: dict[tuple[str, str], Connector] = {}
+        self.features: dict[str, Any] = {}
+        for module in FEATURES:
+            try:
+                mod = importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name != module:
+                    raise
+                continue
+            self.features[module.rsplit(".", 1)[-1]] = mod.install(self)
+
+    # ------------------------------------------------------------ connectors
+
+    def source(self, name: str) -> Connector:
+        """The connector instance of source ``name``."""
+        spec = self.config.sources.get(name)
+        if spec is None:
+            raise ConfigError(f"no source {name!r}; sources: {sorted(self.config.sources)}", file=self.config.file)
+        key = ("source", name)
+        if key not in self._connectors:
+            self._connectors[key] = spec.cls(name, spec.options, self.context)
+        return self._connectors[key]
+
+    def push_source(self, name: str) -> PushSource | None:
+        spec = self.config.sources.get(name)
+        if spec is None or not spec.config.enabled or not issubclass(spec.cls, PushSource):
+            return None
+        src = self.source(name)
+        assert isinstance(src, PushSource)
+        return src
+
+    def pull_source(self, name: str) -> PullSource:
+        src = self.source(name)
+        if not isinstance(src, PullSource):
+            raise ConfigError(f"source {name!r} ({type(src).kind}) is not a pull source", file=self.config.file)
+        return src
+
+    def destination(self, name: str) -> Destination:
+        """The connector instance of destination ``name``."""
+        spec = self.config.destinations.get(name)
+        if spec is None:
+            raise ConfigError(
+                f"no destination {name!r}; destinations: {sorted(self.config.destinations)}",
+                file=self.config.file,
+            )
+        key = ("destination", name)
+        if key not in self._connectors:
+            self._connectors[key] = spec.cls(name, spec.options, self.context)
+        dst = self._connectors[key]
+        assert isinstance(dst, Destination)
+        return dst
+
+    def mapping(self, source: str) -> CompiledMapping:
+        spec = self.config.sources[source]
+        assert spec.mapping is not None
+        return spec.mapping
+
+    @property
+    def mappings(self) -> dict[str, CompiledMapping]:
+        return {n: s.mapping for n, s in self.config.sources.items() if s.mapping is not None}
+
+    def migrate(self) -> None:
+        self.store.migrate()
+
+    def close(self) -> None:
+        for c in self._connectors.values():
+            c.close()
+        self.store.dispose()
