@@ -1,0 +1,192 @@
+"""Mapping engine: compile-time errors name file:line:field; run-time errors name the field."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from hub.errors import MappingError, RecordError
+from hub.mapping import coerce, load_mapping_text
+from hub.model import EventKind
+
+BASE = """\
+name: t
+kind: transaction
+fields:
+  occurred_at: {path: at, type: datetime}
+"""
+
+
+def m(extra: str = "", head: str = BASE):
+    return load_mapping_text(head + extra, "t.yaml")
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "line", "needle"),
+    [
+        (BASE + "  order.amout: total\n", 5, "order.amout: unknown target field"),
+        (BASE + "  order.amount: {path: 'total[', type: decimal}\n", 5, "bad expression"),
+        (BASE + "  order.amount: {path: total, type: datetime}\n", 5, "cannot coerce type 'datetime' into a decimal"),
+        (BASE + "  org.store: {path: s, lookup: nope}\n", 5, "unknown lookup table 'nope'"),
+        (BASE + "  org.store: {path: s, const: x}\n", 5, "exactly one of path, const or template"),
+        (BASE + "  org.store: {path: s, typo: 1}\n", 5, "unknown key(s) ['typo']"),
+        (BASE + "  id: x\n", 5, "set by the hub"),
+        (BASE + "  occurred_at: {path: at, tz: Mars/Base}\n", 5, "fields: duplicate key 'occurred_at'"),
+        ("name: t\nkind: purchase\nfields:\n  occurred_at: at\n", 2, "'purchase' is not an event kind"),
+        ("name: t\nkind: transaction\nfields:\n  channel: c\n", 3, "occurred_at: required"),
+        ("name: t\nkind: transaction\nbogus: 1\nfields:\n  occurred_at: at\n", 3, "unknown key(s) ['bogus']"),
+        (BASE + "  order.items: {each: lines, fields: {colour: c}}\n", 5, "order.items.colour: unknown field"),
+        (BASE + "  order.amount: {path: t, type: decimal, default: abc}\n", 5, "default 'abc'"),
+        ("name: t\nkind: transaction\nwhen: 'a ==='\nfields:\n  occurred_at: at\n", 3, "bad expression"),
+        ("name: t\nkind: [transaction\n", 3, "invalid YAML"),
+        (BASE + "  occurred_at2: {path: at, tz: Mars/Base}\n", 5, "unknown target field"),
+        (BASE.replace("type: datetime}", "type: datetime, tz: Mars/Base}"), 4, "unknown time zone"),
+    ],
+)
+def test_compile_errors_name_file_line_and_field(yaml_text: str, line: int, needle: str) -> None:
+    with pytest.raises(Exception) as info:
+        load_mapping_text(yaml_text, "t.yaml")
+    msg = str(info.value)
+    assert needle in msg, msg
+    assert msg.startswith(f"t.yaml:{line}:"), msg
+
+
+def test_compile_error_is_mapping_error() -> None:
+    with pytest.raises(MappingError):
+        m("  nope: x\n")
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "expected"),
+    [
+        ("decimal", "1,234.50", Decimal("1234.50")),
+        ("decimal", 3, Decimal(3)),
+        ("int", "42", 42),
+        ("int", Decimal("7.0"), 7),
+        ("bool", "是", True),
+        ("bool", "N", False),
+        ("bool", 0, False),
+        ("str", Decimal("1.50"), "1.50"),
+        ("str", b"\xe4\xb8\xad", "中"),
+    ],
+)
+def test_coercions(kind: str, raw: object, expected: object) -> None:
+    from zoneinfo import ZoneInfo
+
+    assert coerce(raw, kind, tz=ZoneInfo("Asia/Shanghai")) == expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "needle"),
+    [
+        ("decimal", "abc", "not a number"),
+        ("decimal", "NaN", "not a finite number"),
+        ("decimal", True, "expected a number"),
+        ("int", "3.5", "not an integer"),
+        ("bool", "maybe", "not a yes/no value"),
+        ("datetime", "tomorrow", "not a date-time"),
+        ("str", {"a": 1}, "expected text"),
+    ],
+)
+def test_bad_values_are_refused(kind: str, raw: object, needle: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    with pytest.raises(ValueError, match=needle):
+        coerce(raw, kind, tz=ZoneInfo("Asia/Shanghai"))
+
+
+@pytest.mark.parametrize(
+    ("spec", "raw", "utc"),
+    [
+        ("{path: at, type: datetime}", "2026-11-01 08:00:00", "2026-11-01T00:00:00+00:00"),
+        ("{path: at, type: datetime, tz: UTC}", "2026-11-01 08:00:00", "2026-11-01T08:00:00+00:00"),
+        ("{path: at, type: datetime}", "2026-11-01T08:00:00+09:00", "2026-10-31T23:00:00+00:00"),
+        ("{path: at, type: datetime, format: epoch_ms}", 1761955200000, "2025-11-01T00:00:00+00:00"),
+        ("{path: at, type: datetime, format: epoch}", "1761955200", "2025-11-01T00:00:00+00:00"),
+        ("{path: at, type: datetime, format: '%Y%m%d%H%M%S'}", "20261101080000", "2026-11-01T00:00:00+00:00"),
+    ],
+)
+def test_datetimes_use_the_source_time_zone(spec: str, raw: object, utc: str) -> None:
+    mapping = load_mapping_text(f"name: t\nkind: transaction\nfields:\n  occurred_at: {spec}\n", "t.yaml")
+    ev = mapping.apply({"at": raw}, source="s", external_id="1")
+    assert ev is not None
+    assert ev.occurred_at.isoformat() == utc
+
+
+def test_full_mapping_lists_lookups_templates_identities_and_when() -> None:
+    mapping = m(
+        """\
+  channel: {const: pos}
+  org.store: {path: store, lookup: {"1": S001}}
+  order.amount: {path: total, type: decimal}
+  order.items:
+    each: lines
+    when: "qty > `0`"
+    fields:
+      sku: sku
+      category: {path: cat, lookup: cats, default: 其他}
+      price: {path: price, type: decimal}
+      qty: {path: qty, type: decimal}
+  customer.identities: {member_id: member, phone: mobile}
+  feedback.text: {template: "{title} - {body}"}
+  attributes.raw_total: {path: total, root: true}
+""",
+        head="name: t\nkind: transaction\nwhen: \"status == 'PAID'\"\nlookups:\n  cats: {'10': 生鲜}\nfields:\n"
+        "  occurred_at: {path: at, type: datetime}\n",
+    )
+    raw = {
+        "status": "PAID",
+        "at": "2026-11-01 10:00:00",
+        "store": 1,
+        "total": "9.90",
+        "member": "M1",
+        "mobile": None,
+        "title": "好",
+        "body": "新鲜",
+        "lines": [{"sku": "a", "cat": "10", "price": "1", "qty": 2}, {"sku": "b", "cat": "77", "price": "2", "qty": 0}],
+    }
+    ev = mapping.apply(raw, source="pos", external_id="O1")
+    assert ev is not None
+    assert ev.kind is EventKind.transaction and ev.channel == "pos" and ev.org.store == "S001"
+    assert [(i.sku, i.category, i.qty) for i in ev.order.items] == [("a", "生鲜", Decimal(2))]
+    assert [(i.namespace, i.value) for i in ev.customer.identities] == [("member_id", "M1")]
+    assert ev.feedback is not None and ev.feedback.text == "好 - 新鲜"
+    assert ev.attributes == {"raw_total": "9.90"}
+    assert mapping.apply({**raw, "status": "VOID"}, source="pos", external_id="O1") is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ({"at": "2026-11-01 10:00:00", "lines": [{"price": "x"}]}, "order.items[0].price: 'x' is not a number"),
+        ({"at": "2026-11-01 10:00:00", "lines": "nope"}, "order.items: expected a list"),
+        ({"at": None}, "occurred_at"),
+        ({"at": "2026-11-01 10:00:00", "store": "9"}, "org.store: '9' is not in lookup table"),
+    ],
+)
+def test_record_errors_name_the_field(raw: dict, needle: str) -> None:
+    mapping = m(
+        "  org.store: {path: store, lookup: {'1': S1}}\n  order.items:\n    each: lines\n    fields:\n"
+        "      price: {path: price, type: decimal}\n"
+    )
+    with pytest.raises(RecordError) as info:
+        mapping.apply(raw, source="s", external_id="1")
+    assert needle in str(info.value)
+
+
+def test_ids_are_deterministic() -> None:
+    mapping = m()
+    a = mapping.apply({"at": "2026-11-01 10:00:00"}, source="s", external_id="1")
+    b = mapping.apply({"at": "2026-11-02 10:00:00"}, source="s", external_id="1")
+    c = mapping.apply({"at": "2026-11-02 10:00:00"}, source="t", external_id="1")
+    assert a and b and c and a.id == b.id != c.id
+
+
+def test_presets_fixtures_all_pass() -> None:
+    from hub.fixtures import run_fixtures
+
+    results = run_fixtures()
+    assert results, "no preset fixtures found"
+    failed = [f"{r.mapping}: {r.case}: {r.detail}" for r in results if not r.ok]
+    assert not failed, "\n".join(failed)
