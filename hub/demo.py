@@ -22,7 +22,8 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.yaml"
-WEBHOOK_SECRET = "whsec_ZGVtby13ZWJob29rLXNlY3JldC0xMjM0NTY3ODkw"
+# the demo's own webhook secret (config/demo.yaml uses the same default); never a real one
+WEBHOOK_SECRET = "whsec_ZGVtby13ZWJob29rLXNlY3JldC0xMjM0NTY3ODkw"  # noqa: S105
 
 #: feature demo steps, run in this order when the module exists
 FEATURE_STEPS = ["hub.surveys.demo", "hub.feedback.demo"]
