@@ -33,8 +33,8 @@ app = typer.Typer(
 map_app = typer.Typer(help="Mappings: test them against their fixtures.", no_args_is_help=True)
 app.add_typer(map_app, name="map")
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 #: feature command modules, each with ``register(app)``
 COMMAND_MODULES: list[str] = []

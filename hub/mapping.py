@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jmespath
 import jmespath.exceptions
-from pydantic import BaseModel, ValidationError
+from pydantic import AwareDatetime, BaseModel, ValidationError
 
 from hub.errors import MappingError, RecordError
 from hub.model import Identity, OrderItem, TouchpointEvent
@@ -285,7 +285,8 @@ def _targets(model: type[BaseModel], prefix: str = "") -> dict[str, _Target]:
         if isinstance(sub, type) and issubclass(sub, BaseModel):
             out.update(_targets(sub, dotted_name + "."))
         else:
-            if "AwareDatetime" in repr(info.metadata) or ann is datetime:
+            # pydantic's AwareDatetime is a class of its own, not a datetime subclass
+            if ann is AwareDatetime or ann is datetime:
                 out[dotted_name] = _Target("datetime")
             else:
                 out[dotted_name] = _classify(ann)

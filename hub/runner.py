@@ -4,6 +4,7 @@ in one process that stops cleanly on SIGTERM."""
 from __future__ import annotations
 
 import logging
+import signal
 from typing import Any
 
 import uvicorn
@@ -53,6 +54,14 @@ def serve(rt: Runtime, *, host: str | None = None, port: int | None = None) -> N
     sched.start()
     for s in services:
         s.start()
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the handler
+    # that was installed before it; a handler that only takes note lets the cleanup below run and
+    # the process exit 0 instead of dying from the re-raised signal.
+    received: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: received.append(signum))
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         config = uvicorn.Config(
             app,
@@ -66,4 +75,6 @@ def serve(rt: Runtime, *, host: str | None = None, port: int | None = None) -> N
         sched.shutdown(wait=True)
         for s in services:
             s.stop()
-        log.info("cxhub stopped")
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("cxhub stopped (signals: %s)", received)

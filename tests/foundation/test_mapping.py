@@ -190,3 +190,10 @@ def test_presets_fixtures_all_pass() -> None:
     assert results, "no preset fixtures found"
     failed = [f"{r.mapping}: {r.case}: {r.detail}" for r in results if not r.ok]
     assert not failed, "\n".join(failed)
+
+
+def test_bare_path_gets_the_targets_natural_coercion() -> None:
+    mapping = load_mapping_text("name: t\nkind: review\nfields:\n  occurred_at: at\n  feedback.nps: score\n", "t.yaml")
+    ev = mapping.apply({"at": "2026-11-01 08:00:00", "score": "9"}, source="s", external_id="1")
+    assert ev is not None and ev.occurred_at.isoformat() == "2026-11-01T00:00:00+00:00"
+    assert ev.feedback is not None and ev.feedback.nps == 9
