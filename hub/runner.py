@@ -19,7 +19,7 @@ log = logging.getLogger("cxhub.run")
 
 def build_scheduler(rt: Runtime) -> BackgroundScheduler:
     """One job per scheduled source (never two runs at once, misfires coalesced) plus feature jobs."""
-    from hub.sync import run_sync
+    from hub.sync import SyncBusy, run_sync
 
     sched = BackgroundScheduler(
         timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
@@ -34,6 +34,9 @@ def build_scheduler(rt: Runtime) -> BackgroundScheduler:
             try:
                 r = run_sync(rt, n)
                 log.info("sync %s: %s", n, r.summary())
+            except SyncBusy:
+                # another process (or a manual `cxhub sync`) is running it: skip this tick
+                log.info("sync %s: skipped, another run of it holds the lock", n)
             except Exception:
                 log.exception("sync %s failed; it resumes from its last committed batch next time", n)
 

@@ -1,0 +1,507 @@
+"""SQL pull source: CRM / ERP / POS databases through any SQLAlchemy URL, on an incremental cursor.
+
+What it reads
+    ``table: orders`` or an arbitrary ``query: SELECT ...``. The query is wrapped as a derived
+    table and the cursor condition is injected around it::
+
+        SELECT * FROM (<query>) AS cxhub_src
+        WHERE (cxhub_src.updated_at, cxhub_src.id) > (:c0, :c1)      -- row-value form
+        ORDER BY cxhub_src.updated_at, cxhub_src.id
+
+    PostgreSQL and MariaDB push that predicate into the derived table, so an index on the cursor
+    columns is used. ``cursor_style: expanded`` writes the portable OR form instead
+    (``a > :c0 OR (a = :c0 AND b > :c1)``) for databases without row values (SQL Server).
+
+Cursor
+    One column or a composite (``[updated_at, id]``), strict-greater. The state after each batch is
+    the cursor of its last record, committed with the batch. ``lookback: 10m`` re-reads that much
+    before the committed cursor (late commits); dedup on (source, id) absorbs the overlap.
+
+Header / lines without Python
+    ``children:`` runs one more query per batch for each child collection (``WHERE key IN (...)``)
+    and nests the rows under the header as a list; or ``group_by:`` + ``line_columns:`` folds one
+    joined query (ordered by the cursor) into one record per header key.
+
+Memory
+    Rows stream from a server-side cursor (``stream_results`` + ``yield_per``): constant memory
+    whatever the table size. A dropped connection raises ``RetriableError``: ``run_sync`` retries
+    and resumes from the last committed batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError, SQLAlchemyError
+
+from hub.connector import Batch, ConnectorOptions, PullSource, RawRecord, Rejected
+from hub.errors import ConfigError, PermanentError, RetriableError
+
+_ROW_VALUE_DIALECTS = {"postgresql", "mysql", "mariadb", "sqlite"}
+_IN_CHUNK = 1000
+# server gone / lost / can't connect / too many connections / shutdown / lock wait / deadlock
+_MYSQL_TRANSIENT = {
+    1040,
+    1053,
+    1205,
+    1213,
+    2002,
+    2003,
+    2006,
+    2013,
+    2055,
+}  # keys per IN (...) list: far below every driver's parameter limit
+
+
+def _duration(value: Any) -> float:
+    from hub.config import parse_duration
+
+    return parse_duration(value)
+
+
+def _names(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value]
+
+
+class ChildQuery(ConnectorOptions):
+    """A child collection (order lines...): ``query`` selects the child rows, ``key`` is the column
+    that matches the header's ``parent_key`` (default: the same name)."""
+
+    query: str
+    key: str
+    parent_key: str | None = None
+    order_by: list[str] = Field(default_factory=list, description="extra ORDER BY columns inside one parent")
+
+    @field_validator("order_by", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> list[str]:
+        return _names(v or [])
+
+
+class SqlOptions(ConnectorOptions):
+    """Options of the ``sql`` source (see the module docstring and docs/pull.md)."""
+
+    url: SecretStr = Field(description="SQLAlchemy URL; postgresql:// and mysql:// pick psycopg / PyMySQL")
+    table: str | None = Field(default=None, description="schema.table to read (or give query)")
+    query: str | None = Field(default=None, description="any SELECT; the cursor condition is wrapped around it")
+    cursor: list[str] = Field(description="cursor column(s), e.g. [updated_at, id]; strict-greater")
+    id: list[str] = Field(default_factory=lambda: ["id"], description="column(s) forming each record's external id")
+    cursor_style: Literal["auto", "row", "expanded"] = "auto"
+    lookback: float = Field(default=0, ge=0, description="seconds (or 10m...) re-read before the cursor")
+    initial: list[Any] | None = Field(default=None, description="cursor to start from on the first / --full run")
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    children: dict[str, ChildQuery] = Field(default_factory=dict)
+    group_by: list[str] = Field(default_factory=list, description="fold consecutive rows with this key")
+    line_columns: list[str] = Field(default_factory=list, description="with group_by: the columns of each line")
+    lines_field: str = Field(default="lines", description="with group_by: the name of the list of lines")
+    count: bool = Field(default=True, description="count the rows first for the progress bar")
+    init_sql: list[str] = Field(default_factory=list, description="statements run on each read connection")
+    connect_args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("cursor", "id", "group_by", "line_columns", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> list[str]:
+        return _names(v or [])
+
+    @field_validator("lookback", mode="before")
+    @classmethod
+    def _lookback(cls, v: Any) -> float:
+        return _duration(v)
+
+    @model_validator(mode="after")
+    def _check(self) -> SqlOptions:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of table or query")
+        if not self.cursor:
+            raise ValueError("cursor: at least one column")
+        if not self.id:
+            raise ValueError("id: at least one column")
+        if self.group_by and self.children:
+            raise ValueError("use children or group_by, not both")
+        if self.group_by:
+            if not self.line_columns:
+                raise ValueError("group_by needs line_columns (the columns of each line)")
+            missing = [c for c in self.group_by if c not in self.cursor]
+            if missing:
+                # rows of one header are consecutive in cursor order only when the key is in the cursor
+                raise ValueError(f"group_by columns {missing} must be part of the cursor {self.cursor}")
+        if self.initial is not None and len(self.initial) != len(self.cursor):
+            raise ValueError(f"initial needs {len(self.cursor)} value(s), one per cursor column")
+        return self
+
+
+# ---------------------------------------------------------------- values
+
+
+def _plain(value: Any) -> Any:
+    """A driver value as something the store can keep as JSON (UUID, memoryview, timedelta...)."""
+    if value is None or isinstance(value, str | int | float | bool | Decimal | datetime | date):
+        return value
+    if isinstance(value, memoryview):
+        value = value.tobytes()
+    if isinstance(value, bytes | bytearray):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return {"$base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, uuid.UUID | time | timedelta):
+        return str(value)
+    return value
+
+
+def encode_cursor(values: Sequence[Any]) -> list[dict[str, Any]]:
+    """Cursor values as JSON state, each tagged with its type so it binds back identically."""
+    out: list[dict[str, Any]] = []
+    for v in values:
+        if isinstance(v, datetime):
+            out.append({"t": "datetime", "v": v.isoformat()})
+        elif isinstance(v, date):
+            out.append({"t": "date", "v": v.isoformat()})
+        elif isinstance(v, Decimal):
+            out.append({"t": "decimal", "v": str(v)})
+        elif isinstance(v, bool | int | float | str) or v is None:
+            out.append({"t": "plain", "v": v})
+        else:
+            out.append({"t": "plain", "v": str(v)})
+    return out
+
+
+def decode_cursor(items: Sequence[Any]) -> list[Any]:
+    """The inverse of :func:`encode_cursor`."""
+    out: list[Any] = []
+    for item in items:
+        if not isinstance(item, dict):
+            out.append(item)
+            continue
+        t, v = item.get("t"), item.get("v")
+        if v is None:
+            out.append(None)
+            continue
+        if t == "datetime":
+            out.append(datetime.fromisoformat(v))
+        elif t == "date":
+            out.append(date.fromisoformat(v))
+        elif t == "decimal":
+            out.append(Decimal(v))
+        else:
+            out.append(v)
+    return out
+
+
+def _initial_value(value: Any) -> Any:
+    # YAML gives datetimes/dates natively; ISO strings become datetimes too
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _shift_iso_text(value: str, seconds: float) -> str:
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return value  # not a time: no lookback
+    shifted = dt - timedelta(seconds=seconds)
+    return shifted.isoformat(sep=" " if " " in value else "T", timespec="microseconds" if "." in value else "seconds")
+
+
+def _cursor_key(values: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(values)
+
+
+class SqlSource(PullSource):
+    """Any SQLAlchemy database (PostgreSQL, MariaDB/MySQL via PyMySQL, SQLite; SQL Server / Oracle with
+    their driver installed): a table or a SELECT read on a strict-greater cursor, streamed from a
+    server-side cursor in batches, with header/lines nesting."""
+
+    kind = "sql"
+    title = "SQL database table or query (incremental cursor, header/lines, streaming)"
+    Options = SqlOptions
+    options: SqlOptions
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._engine: Engine | None = None
+
+    # ------------------------------------------------------------ connection
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password (for messages)."""
+        try:
+            return make_url(self.options.url.get_secret_value()).render_as_string(hide_password=True)
+        except ArgumentError:
+            return "<unparseable URL>"
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            url = self.options.url.get_secret_value()
+            for plain, driver in (("postgresql://", "postgresql+psycopg://"), ("mysql://", "mysql+pymysql://")):
+                if url.startswith(plain):
+                    url = driver + url[len(plain) :]
+            kwargs: dict[str, Any] = {"future": True}
+            if self.options.connect_args:
+                kwargs["connect_args"] = dict(self.options.connect_args)
+            if not url.startswith("sqlite"):
+                kwargs.update(pool_pre_ping=True, pool_size=2, max_overflow=2)
+            try:
+                self._engine = create_engine(url, **kwargs)
+            except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+                raise ConfigError(
+                    f"source {self.name!r}: cannot use database URL {self.safe_url}: {exc}", key="options.url"
+                ) from None
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def _connect(self) -> Connection:
+        conn = self.engine.connect()
+        for stmt in self.options.init_sql:
+            conn.exec_driver_sql(stmt)
+        return conn
+
+    def _error(self, exc: Exception, what: str) -> Exception:
+        """Classify a database error: connection problems retry, bad SQL / permissions do not."""
+        orig = getattr(exc, "orig", None) or exc
+        detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        if self._transient(exc):
+            return RetriableError(f"{what} on {self.safe_url} failed: {detail}", target=self.name)
+        if isinstance(exc, SQLAlchemyError | OSError):
+            return PermanentError(f"{what} on {self.safe_url} failed: {detail}", target=self.name)
+        return exc
+
+    def _transient(self, exc: Exception) -> bool:
+        """A lost / refused connection, a deadlock or a lock timeout: worth another try."""
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        if not isinstance(exc, OperationalError):
+            return False
+        orig = exc.orig
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":  # sqlite3 reports bad SQL as OperationalError too
+            return any(w in str(orig).lower() for w in ("locked", "busy", "unable to open"))
+        if dialect in ("mysql", "mariadb"):  # PyMySQL: unknown column is an OperationalError as well
+            code = orig.args[0] if orig is not None and orig.args else None
+            return code in _MYSQL_TRANSIENT
+        return True  # psycopg and most drivers: OperationalError is connection-level
+
+    # ------------------------------------------------------------ SQL text
+
+    def _q(self, name: str) -> str:
+        prep = self.engine.dialect.identifier_preparer
+        return ".".join(prep.quote(part) for part in name.split("."))
+
+    def _base_sql(self) -> str:
+        if self.options.query is not None:
+            return self.options.query.strip().rstrip(";")
+        assert self.options.table is not None
+        return f"SELECT * FROM {self._q(self.options.table)}"
+
+    def _style(self) -> str:
+        style = self.options.cursor_style
+        if style == "auto":
+            return "row" if self.engine.dialect.name in _ROW_VALUE_DIALECTS else "expanded"
+        return style
+
+    def _bind(self, value: Any) -> Any:
+        # SQLite has no datetime type: SQLAlchemy stores "YYYY-MM-DD HH:MM:SS.ffffff" text, and the
+        # comparison is textual, so a datetime cursor must be bound in exactly that format
+        if self.engine.dialect.name == "sqlite" and isinstance(value, datetime):
+            return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        if self.engine.dialect.name == "sqlite" and isinstance(value, date):
+            return value.isoformat()
+        return value
+
+    def _condition(self, alias: str, n: int) -> str:
+        cols = [f"{alias}.{self._q(c)}" for c in self.options.cursor]
+        params = [f":c{i}" for i in range(n)]
+        if len(cols) == 1:
+            return f"{cols[0]} > {params[0]}"
+        if self._style() == "row":
+            return f"({', '.join(cols)}) > ({', '.join(params)})"
+        # a > :c0 OR (a = :c0 AND b > :c1) OR (a = :c0 AND b = :c1 AND c > :c2) ...
+        ors = []
+        for i in range(len(cols)):
+            eqs = [f"{cols[j]} = {params[j]}" for j in range(i)]
+            ors.append("(" + " AND ".join([*eqs, f"{cols[i]} > {params[i]}"]) + ")")
+        return "(" + " OR ".join(ors) + ")"
+
+    def build_select(self, cursor: Sequence[Any] | None) -> tuple[str, dict[str, Any]]:
+        """The SQL text and parameters of one pass after ``cursor`` (None: from the start)."""
+        alias = "cxhub_src"
+        sql = f"SELECT * FROM ({self._base_sql()}) {alias}"
+        params: dict[str, Any] = {}
+        if cursor is not None:
+            sql += f" WHERE {self._condition(alias, len(cursor))}"
+            params = {f"c{i}": self._bind(v) for i, v in enumerate(cursor)}
+        order = [f"{alias}.{self._q(c)}" for c in self.options.cursor]
+        if self.options.group_by:
+            order += [f"{alias}.{self._q(c)}" for c in self.options.line_columns[:1]]
+        return sql + " ORDER BY " + ", ".join(order), params
+
+    def _child_sql(self, child: ChildQuery) -> str:
+        alias = "cxhub_child"
+        order = [f"{alias}.{self._q(child.key)}"] + [f"{alias}.{self._q(c)}" for c in child.order_by]
+        return (
+            f"SELECT * FROM ({child.query.strip().rstrip(';')}) {alias} "
+            f"WHERE {alias}.{self._q(child.key)} IN :keys ORDER BY {', '.join(order)}"
+        )
+
+    # ------------------------------------------------------------ state
+
+    def start_cursor(self, state: dict[str, Any] | None, *, full: bool) -> list[Any] | None:
+        """The cursor to read after: the committed one minus ``lookback``, or ``initial``."""
+        if full or not state or state.get("cursor") is None:
+            return [_initial_value(v) for v in self.options.initial] if self.options.initial else None
+        cursor = decode_cursor(state["cursor"])
+        if self.options.lookback and cursor:
+            first = cursor[0]
+            if isinstance(first, datetime | date):
+                cursor[0] = first - timedelta(seconds=self.options.lookback)
+            elif isinstance(first, str):  # SQLite keeps datetimes as ISO text
+                cursor[0] = _shift_iso_text(first, self.options.lookback)
+            elif isinstance(first, Decimal):  # numeric cursors (epoch seconds): the same units
+                cursor[0] = first - Decimal(str(self.options.lookback))
+            elif isinstance(first, int | float) and not isinstance(first, bool):
+                cursor[0] = type(first)(first - self.options.lookback)
+        return cursor
+
+    def estimate(self, state: dict[str, Any] | None) -> int | None:
+        if not self.options.count:
+            return None
+        sql, params = self.build_select(self.start_cursor(state, full=False))
+        sql = sql.rsplit(" ORDER BY ", 1)[0]
+        if self.options.group_by:
+            keys = ", ".join(f"cxhub_cnt.{self._q(c)}" for c in self.options.group_by)
+            count_sql = f"SELECT COUNT(*) FROM (SELECT DISTINCT {keys} FROM ({sql}) cxhub_cnt) cxhub_d"
+        else:
+            count_sql = f"SELECT COUNT(*) FROM ({sql}) cxhub_cnt"
+        try:
+            with self._connect() as conn:
+                return int(conn.execute(text(count_sql), params).scalar_one())
+        except SQLAlchemyError as exc:
+            raise self._error(exc, "counting rows") from None
+
+    # ------------------------------------------------------------ reading
+
+    def read(self, state: dict[str, Any] | None, *, full: bool = False) -> Iterator[Batch]:
+        """Stream rows after the committed cursor; one batch per ``batch_size`` records."""
+        start = self.start_cursor(state, full=full)
+        committed = None if full or not state or state.get("cursor") is None else decode_cursor(state["cursor"])
+        sql, params = self.build_select(start)
+        try:
+            with self._connect() as conn:
+                stream = conn.execution_options(stream_results=True, yield_per=self.options.batch_size)
+                result = stream.execute(text(sql), params)
+                rows = (dict(r) for part in result.mappings().partitions() for r in part)
+                records = self._group(rows) if self.options.group_by else self._single(rows)
+                yield from self._batches(records, committed)
+        except SQLAlchemyError as exc:
+            raise self._error(exc, "reading") from None
+
+    def _single(self, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for row in rows:
+            yield {k: _plain(v) for k, v in row.items()}
+
+    def _group(self, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Fold consecutive rows with the same ``group_by`` key into one record with a list of lines."""
+        line_cols = self.options.line_columns
+        key_cols = self.options.group_by
+        current: dict[str, Any] | None = None
+        current_key: tuple[Any, ...] | None = None
+        for row in rows:
+            key = tuple(row.get(c) for c in key_cols)
+            if current is None or key != current_key:
+                if current is not None:
+                    yield current
+                current = {k: _plain(v) for k, v in row.items() if k not in line_cols}
+                current[self.options.lines_field] = []
+                current_key = key
+            line = {c: _plain(row.get(c)) for c in line_cols}
+            if any(v is not None for v in line.values()):  # a LEFT JOIN without lines gives one empty row
+                current[self.options.lines_field].append(line)
+        if current is not None:
+            yield current
+
+    def _batches(self, records: Iterator[dict[str, Any]], committed: list[Any] | None) -> Iterator[Batch]:
+        size = self.options.batch_size
+        best = committed
+        chunk: list[dict[str, Any]] = []
+        for rec in records:
+            chunk.append(rec)
+            if len(chunk) >= size:
+                batch, best = self._make_batch(chunk, best)
+                yield batch
+                chunk = []
+        if chunk:
+            batch, best = self._make_batch(chunk, best)
+            yield batch
+
+    def _make_batch(self, chunk: list[dict[str, Any]], best: list[Any] | None) -> tuple[Batch, list[Any] | None]:
+        if self.options.children:
+            self._attach_children(chunk)
+        records: list[RawRecord] = []
+        rejected: list[Rejected] = []
+        id_cols = self.options.id
+        for rec in chunk:
+            ids = [rec.get(c) for c in id_cols]
+            if any(v is None or v == "" for v in ids):
+                missing = [c for c, v in zip(id_cols, ids, strict=True) if v is None or v == ""]
+                rejected.append(Rejected(None, rec, f"id column(s) {missing} empty: the row has no usable id"))
+                continue
+            ext = ":".join(format(v, "f") if isinstance(v, Decimal) else str(v) for v in ids)
+            records.append(RawRecord(self.name, ext, rec))
+        last = [chunk[-1].get(c) for c in self.options.cursor]
+        # the cursor never moves back (lookback re-reads rows below the committed cursor)
+        if best is None or _before(best, last):
+            best = last
+        return Batch(records, {"cursor": encode_cursor(best)}, rejected), best
+
+    def _attach_children(self, chunk: list[dict[str, Any]]) -> None:
+        for field_name, child in self.options.children.items():
+            parent_key = child.parent_key or child.key
+            by_key: dict[Any, list[dict[str, Any]]] = {}
+            keys = list(dict.fromkeys(r.get(parent_key) for r in chunk if r.get(parent_key) is not None))
+            sql = text(self._child_sql(child)).bindparams(_expanding("keys"))
+            try:
+                # a second connection: MySQL's unbuffered cursor owns the first until it is drained
+                with self._connect() as conn:
+                    for i in range(0, len(keys), _IN_CHUNK):
+                        for row in conn.execute(sql, {"keys": keys[i : i + _IN_CHUNK]}).mappings():
+                            by_key.setdefault(row[child.key], []).append({k: _plain(v) for k, v in row.items()})
+            except SQLAlchemyError as exc:
+                raise self._error(exc, f"reading children {field_name!r}") from None
+            for rec in chunk:
+                rec[field_name] = by_key.get(rec.get(parent_key), [])
+
+
+def _expanding(name: str) -> Any:
+    from sqlalchemy import bindparam
+
+    return bindparam(name, expanding=True)
+
+
+def _before(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    try:
+        return _cursor_key(a) < _cursor_key(b)
+    except TypeError:  # mixed naive/aware or types changed: trust the database order
+        return True
+
+
+__all__ = ["ChildQuery", "SqlOptions", "SqlSource", "decode_cursor", "encode_cursor"]
