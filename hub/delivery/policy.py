@@ -1,0 +1,130 @@
+"""Retry policy and vendor error classification shared by every destination.
+
+A destination raises one of three things from ``send``; the worker decides what happens next:
+
+    RetriableError      failed -> next attempt after exponential backoff with jitter (or the
+     │                  platform's Retry-After); dead once ``max_attempts`` is reached
+     └── Throttled      the platform said "too fast": the destination's budget is blocked until
+                        ``retry_after`` (DingTalk 130101: 10 minutes); does not use up an attempt
+    PermanentError      dead at once, with the reason (invalid recipient, not subscribed, outside
+                        the 48-hour window, bad signature or credentials)
+
+Connectors describe their platform's ``errcode`` values with an :class:`ErrorTable` instead of
+if-chains, so the classification of each platform is one readable table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from tenacity import RetryCallState, wait_exponential_jitter
+
+from hub.errors import PermanentError, RetriableError
+
+Outcome = Literal["ok", "token", "throttle", "retry", "permanent"]
+
+
+class Throttled(RetriableError):
+    """The platform refused because of its rate limit: back off the whole destination."""
+
+
+class TokenExpired(RetriableError):
+    """The access token was refused: refresh it (one process at a time) and retry once."""
+
+
+@dataclass(frozen=True)
+class ErrorTable:
+    """How one platform's result codes map to outcomes; unknown non-zero codes are ``default``.
+
+    ``reasons`` gives a readable reason for codes whose platform message is unhelpful (it ends up
+    in ``last_error`` and in ``cxhub outbox``).
+    """
+
+    ok: frozenset[str | int] = frozenset({0})
+    token: frozenset[str | int] = frozenset()
+    throttle: frozenset[str | int] = frozenset()
+    retry: frozenset[str | int] = frozenset()
+    permanent: frozenset[str | int] = frozenset()
+    default: Outcome = "retry"
+    reasons: Mapping[str | int, str] = field(default_factory=dict)
+    #: seconds to back off after a throttle answer when the platform gives no Retry-After
+    throttle_seconds: float = 60.0
+
+    def outcome(self, code: str | int) -> Outcome:
+        """The outcome of result ``code``."""
+        names: tuple[Outcome, ...] = ("ok", "token", "throttle", "retry", "permanent")
+        for name in names:
+            if code in getattr(self, name):
+                return name
+        return self.default
+
+    def check(self, code: str | int, message: str, *, target: str, retry_after: float | None = None) -> None:
+        """Return if ``code`` means success; otherwise raise the matching error (secret-free)."""
+        outcome = self.outcome(code)
+        if outcome == "ok":
+            return
+        reason = self.reasons.get(code)
+        text = f"{reason}: {message}" if reason else (message or "platform error")
+        if outcome == "token":
+            raise TokenExpired(text, target=target, code=code)
+        if outcome == "throttle":
+            raise Throttled(text, target=target, code=code, retry_after=retry_after or self.throttle_seconds)
+        if outcome == "permanent":
+            raise PermanentError(text, target=target, code=code)
+        raise RetriableError(text, target=target, code=code, retry_after=retry_after)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter (tenacity's ``wait_exponential_jitter``).
+
+    Attempt n waits ``initial * 2**(n-1)`` seconds plus up to ``jitter`` random seconds (so workers
+    that failed together do not retry together), capped at ``max_delay``; a platform's Retry-After
+    is honoured as the minimum. After ``max_attempts``
+    failed attempts the message is dead (``cxhub outbox retry`` brings it back).
+    """
+
+    initial: float = 5.0
+    max_delay: float = 3600.0
+    max_attempts: int = 10
+    jitter: float = 5.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        wait = wait_exponential_jitter(initial=self.initial, max=self.max_delay, jitter=self.jitter)
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = max(attempt, 1)
+        seconds = float(wait(state))
+        if retry_after is not None:
+            seconds = max(seconds, float(retry_after))
+        return seconds
+
+    def next_attempt(self, now: datetime, attempt: int, retry_after: float | None = None) -> datetime:
+        """When to try again after failed attempt ``attempt``."""
+        return now + timedelta(seconds=self.delay(attempt, retry_after))
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if now is None or when.tzinfo is None:
+        return None
+    return max((when - now).total_seconds(), 0.0)
+
+
+__all__ = ["ErrorTable", "Outcome", "RetryPolicy", "Throttled", "TokenExpired", "parse_retry_after"]
