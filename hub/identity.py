@@ -13,11 +13,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, tuple_, update
+from sqlalchemy import Connection, select, text, tuple_, update
 
 from hub.model import TouchpointEvent
 from hub.privacy import SENSITIVE_NAMESPACES, Vault
-from hub.store import insert_ignore
+from hub.store import bulk_insert_ignore
 from hub.store.schema import customers, identities, touchpoints
 
 Key = tuple[str, str, str]
@@ -89,22 +89,32 @@ class IdentityResolver:
                     resolved = alias[resolved]
                 ev.customer.customer_id = resolved
         if new_customers:
-            conn.execute(
-                insert_ignore(conn, customers, ["id"]),
+            bulk_insert_ignore(
+                conn,
+                customers,
                 [{"id": c, "created_at": now, "opted_out": False, "merged_into": alias.get(c)} for c in new_customers],
+                ["id"],
             )
         if new_rows:
-            rows = list(new_rows.values())
-            stmt = insert_ignore(conn, identities, ["namespace", "scope", "value"]).returning(
-                identities.c.namespace, identities.c.scope, identities.c.value
-            )
-            inserted = {tuple(r) for r in conn.execute(stmt, rows)}
+            key_cols = ["namespace", "scope", "value"]
+            inserted = set(bulk_insert_ignore(conn, identities, list(new_rows.values()), key_cols, key_cols))
             lost = [k for k in new_rows if k not in inserted]
             if lost:  # another process stored these identities first: follow its customer
                 self._adopt(conn, lost, new_rows, events)
 
     def _lookup(self, conn: Connection, keys: list[Key]) -> dict[Key, str]:
         out: dict[Key, str] = {}
+        if conn.dialect.name == "postgresql":
+            # three array parameters instead of thousands of scalars: one small statement to parse
+            rows = conn.execute(
+                text(
+                    "SELECT i.namespace, i.scope, i.value, i.customer_id FROM identities i "
+                    "JOIN unnest(CAST(:ns AS text[]), CAST(:sc AS text[]), CAST(:va AS text[])) AS k(ns, sc, va) "
+                    "ON i.namespace = k.ns AND i.scope = k.sc AND i.value = k.va"
+                ),
+                {"ns": [k[0] for k in keys], "sc": [k[1] for k in keys], "va": [k[2] for k in keys]},
+            )
+            return {(r[0], r[1], r[2]): r[3] for r in rows}
         cols = (identities.c.namespace, identities.c.scope, identities.c.value)
         for chunk in _chunks(keys, 500):
             rows = conn.execute(select(*cols, identities.c.customer_id).where(tuple_(*cols).in_(list(chunk))))

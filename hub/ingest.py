@@ -24,7 +24,7 @@ from hub.identity import IdentityResolver
 from hub.mapping import CompiledMapping
 from hub.model import TouchpointEvent
 from hub.privacy import Vault
-from hub.store import Store, dumps, insert_ignore, upsert
+from hub.store import Store, bulk_insert_ignore, dumps, upsert
 from hub.store.schema import inbox, quarantine, source_state, touchpoints
 
 log = logging.getLogger("cxhub.ingest")
@@ -161,8 +161,8 @@ class Ingestor:
         with self.store.begin() as conn:
             fresh: set[str] = set()
             if inbox_rows:
-                stmt = insert_ignore(conn, inbox, ["source", "external_id"]).returning(inbox.c.external_id)
-                fresh = {r[0] for r in conn.execute(stmt, inbox_rows)}
+                inserted = bulk_insert_ignore(conn, inbox, inbox_rows, ["source", "external_id"], ["external_id"])
+                fresh = {r[0] for r in inserted}
             result.duplicates += len(unique) - len(fresh)
             events: list[TouchpointEvent] = []
             q_rows = []
@@ -213,7 +213,7 @@ class Ingestor:
         if not events:
             return
         self.identity.resolve(conn, events, now)
-        conn.execute(insert_ignore(conn, touchpoints, ["id"]), [_event_row(ev) for ev in events])
+        bulk_insert_ignore(conn, touchpoints, [_event_row(ev) for ev in events], ["id"])
         ctx = IngestContext(conn=conn, now=now, store=self.store)
         for hook in self.hooks:
             hook(ctx, events)

@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, select, text
+from sqlalchemy import JSON, Connection, Engine, Table, create_engine, delete, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
@@ -55,6 +55,51 @@ def insert_ignore(conn: Connection, table: Table, index: Sequence[str] | None = 
     if name == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing(index_elements=index)
     raise ConfigError(f"the store does not support {name!r}; use SQLite or PostgreSQL")
+
+
+def bulk_insert_ignore(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    conflict: Sequence[str],
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
+    """Insert many rows, skipping conflicts on ``conflict``; returns the ``returning`` columns of
+    the rows actually inserted.
+
+    On PostgreSQL the rows go through ``COPY`` into a session temp table and one
+    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``, in the caller's transaction: several times
+    faster than multi-row VALUES statements with thousands of parameters.
+    """
+    if not rows:
+        return []
+    if conn.dialect.name != "postgresql" or len(rows) < 64:
+        stmt = insert_ignore(conn, table, conflict)
+        if returning:
+            return [tuple(r) for r in conn.execute(stmt.returning(*(table.c[c] for c in returning)), list(rows))]
+        conn.execute(stmt, list(rows))
+        return []
+    cols = list(rows[0])
+    json_cols = {c for c in cols if isinstance(table.c[c].type, JSON) or "JSON" in repr(table.c[c].type)}
+    tmp = f"_cx_bulk_{table.name}"
+    collist = ", ".join(f'"{c}"' for c in cols)
+    all_cols = ", ".join(f'"{c.name}"' for c in table.columns)
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        cur.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {tmp} ON COMMIT DELETE ROWS AS SELECT {all_cols} FROM {table.name} WITH NO DATA"
+        )
+        with cur.copy(f"COPY {tmp} ({collist}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([dumps(row[c]) if c in json_cols and row[c] is not None else row[c] for c in cols])
+        ret = f" RETURNING {', '.join(returning)}" if returning else ""
+        cur.execute(
+            f"INSERT INTO {table.name} ({collist}) SELECT {collist} FROM {tmp} "
+            f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING{ret}"
+        )
+        out = [tuple(r) for r in cur.fetchall()] if returning else []
+        cur.execute(f"TRUNCATE {tmp}")
+    return out
 
 
 def upsert(conn: Connection, table: Table, index: Sequence[str], values: dict[str, Any]) -> None:
