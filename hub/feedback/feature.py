@@ -1,0 +1,103 @@
+"""Wiring of the feedback feature into a :class:`~hub.runtime.Runtime`."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from hub.errors import ConfigError
+from hub.feedback.cases import CaseService
+from hub.feedback.config import FeedbackConfig
+from hub.feedback.detection import Detector
+from hub.feedback.links import LinkSigner
+from hub.feedback.sentiment import load_analyzer
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
+
+log = logging.getLogger("cxhub.feedback")
+
+
+def feedback_config(rt: Runtime) -> FeedbackConfig:
+    """The runtime's ``feedback`` section (defaults when the config has none)."""
+    raw: Any = rt.config.raw.feedback
+    if raw is None:
+        return FeedbackConfig()
+    if isinstance(raw, FeedbackConfig):
+        return raw
+    return FeedbackConfig.model_validate(raw)  # the placeholder dict type, before hub.config uses ours
+
+
+def _check_destinations(rt: Runtime, cfg: FeedbackConfig) -> None:
+    known = set(rt.config.destinations)
+    for name, contact in cfg.contacts.items():
+        for i, ep in enumerate(contact.endpoints):
+            if ep.destination not in known:
+                raise rt.config.lines.error(
+                    ("feedback", "contacts", name, "endpoints", i, "destination"),
+                    f"no destination {ep.destination!r}; destinations: {sorted(known)}",
+                )
+
+
+def _recovery_hook(rt: Runtime, cfg: FeedbackConfig) -> Any:
+    """``after_resolve`` that invites the customer to the recovery survey, when configured and when
+    the survey feature offers ``invite_recovery``."""
+    if not cfg.recovery_survey.enabled:
+        return None
+    surveys = rt.features.get("surveys")
+    invite = getattr(surveys, "invite_recovery", None)
+    if invite is None:
+        raise ConfigError(
+            "feedback.recovery_survey: the surveys feature (with invite_recovery) is not installed",
+            file=rt.config.file,
+            key="feedback.recovery_survey",
+        )
+
+    def after_resolve(conn: Any, case: dict[str, Any], now: Any) -> None:
+        invite(
+            conn,
+            survey=cfg.recovery_survey.survey,
+            touchpoint_id=case["touchpoint_id"],
+            cause=f"case:{case['id']}:r{case['round']}:recovery",
+            delay=cfg.recovery_survey.delay,
+            now=now,
+        )
+        CaseService._audit(conn, case["id"], "recovery_invited", "system", "system", now)
+
+    return after_resolve
+
+
+def install(rt: Runtime) -> CaseService:
+    """Build the case service and register its hook, sweep job and routes."""
+    from hub.feedback.web import build_router
+    from hub.runtime import PeriodicJob
+
+    cfg = feedback_config(rt)
+    _check_destinations(rt, cfg)
+    analyzer = load_analyzer(cfg.sentiment.engine if cfg.enabled else "none")
+    signer = LinkSigner(rt.config.secret_key, rt.config.raw.server.public_url)
+    service = CaseService(
+        cfg,
+        rt.store,
+        Detector(cfg, analyzer),
+        signer,
+        clock=rt.clock,
+        destinations=list(rt.config.destinations),
+        after_resolve=_recovery_hook(rt, cfg),
+    )
+    rt.hooks.append(service)
+    if service not in rt.ingestor.hooks:  # the ingestor may hold a copy of rt.hooks made before features
+        rt.ingestor.hooks.append(service)
+
+    def sweep() -> None:
+        try:
+            n = service.sweep()
+            if n:
+                log.info("case sweep: %d step(s)", n)
+        except Exception:
+            log.exception("case sweep failed; it runs again in %ss", cfg.sweep_every)
+
+    if cfg.enabled:
+        rt.jobs.append(PeriodicJob("case-sweep", cfg.sweep_every, sweep, leader_only=True))
+    rt.routers.append(build_router(service, cfg.timezone))
+    return service
