@@ -239,6 +239,9 @@ class PushResult:
 
     records: list[RawRecord]
     reply: Reply
+    #: verified but unparsable payloads: quarantined in the same transaction, the platform is
+    #: still answered with ``reply`` (so it does not retry forever)
+    rejected: list[Rejected] = field(default_factory=list)
 
 
 class PushSource(Connector):
@@ -246,6 +249,11 @@ class PushSource(Connector):
 
     #: bodies larger than this are refused with 413 before the connector sees them
     max_body_bytes: ClassVar[int] = 1024 * 1024
+    #: content types the receiver accepts (415 otherwise); empty: any. A missing header is allowed.
+    content_types: ClassVar[tuple[str, ...]] = ()
+    #: replay window (seconds) for connectors that check the platform's timestamp; the receiver
+    #: sets it from ``server.replay_window_seconds`` (0 disables); a connector option may override
+    replay_window_seconds: float = 300.0
 
     def verify_url(self, request: InboundRequest) -> Reply:
         """Answer a GET URL-verification (WeChat echostr...). Default: not supported (405)."""

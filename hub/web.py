@@ -1,95 +1,175 @@
 """The HTTP side of ``cxhub run`` (FastAPI): push-source hooks, health, metrics.
 
-``POST /hooks/{source}`` (and ``GET`` where a platform verifies the URL): the connector verifies
-and parses; the records are **committed before** the platform gets its reply.
+``POST /hooks/{source}`` (and ``GET`` where a platform verifies the URL). For every request, in
+this order:
+
+1. unknown or disabled source -> 404;
+2. body over ``min(connector.max_body_bytes, server.max_body_bytes)`` -> 413 (checked on the
+   declared length and while streaming, so an oversized body is never buffered whole);
+3. a content type the connector does not accept -> 415 (a missing header is allowed);
+4. the connector verifies (signature, app id, timestamp window, nonce) -> 401 / 403 on failure,
+   nothing stored, ``cxhub_hook_signature_failures_total`` counts it; a malformed request -> 400;
+5. the records are **committed before** the reply: the request waits for the group-commit writer
+   (:mod:`hub.group_commit`); a store failure or timeout -> 503 so that the platform retries;
+6. the connector's reply (WeChat ``success``, an encrypted DingTalk ``success``, a Feishu challenge
+   ...). A verified payload that fails its mapping is quarantined by the ingest and still answered.
+
+No response or log line carries a secret: error texts come from the connectors' reasons, which
+name fields, never values of credentials.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
-from fastapi.concurrency import run_in_threadpool
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from hub.connector import InboundRequest, PushSource, Reply
 from hub.errors import PayloadError, SignatureError
+from hub.group_commit import GroupCommitWriter
 from hub.runtime import Runtime
 
 log = logging.getLogger("cxhub.web")
 
 HOOK_REQUESTS = Counter("cxhub_hook_requests_total", "Webhook requests by source and outcome", ["source", "outcome"])
+SIGNATURE_FAILURES = Counter(
+    "cxhub_hook_signature_failures_total", "Webhook requests refused by verification (401/403)", ["source"]
+)
+HOOK_SECONDS = Histogram(
+    "cxhub_hook_seconds",
+    "Webhook request time until the reply, store commit included",
+    ["source"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+#: how long a request waits for its commit before answering 503 (WeChat gives up after 5 s)
+STORE_TIMEOUT_SECONDS = 4.0
 
 
 def _reply(r: Reply) -> Response:
     return Response(content=r.body, status_code=r.status, media_type=r.content_type, headers=dict(r.headers))
 
 
-def create_app(rt: Runtime) -> FastAPI:
-    """The FastAPI app for a runtime; features add routers through ``rt.routers``."""
-    app = FastAPI(title="cxhub", docs_url=None, redoc_url=None)
+def _text(status: int, message: str) -> Response:
+    return Response(f"{message}\n", status_code=status, media_type="text/plain; charset=utf-8")
 
-    async def inbound(source: str, request: Request) -> tuple[PushSource | None, InboundRequest | Response]:
-        src = rt.push_source(source)
+
+def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> FastAPI:
+    """The FastAPI app for a runtime; features add routers through ``rt.routers``."""
+    group = writer or GroupCommitWriter(rt.ingestor)
+    window = rt.config.raw.server.replay_window_seconds
+    # build every push source now: a connector that cannot start fails `cxhub run`, not a request
+    for name, spec in rt.config.sources.items():
+        if spec.config.enabled and issubclass(spec.cls, PushSource):
+            src = rt.push_source(name)
+            if src is not None:
+                src.replay_window_seconds = window
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await asyncio.to_thread(group.close)
+
+    app = FastAPI(title="cxhub", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.group_commit = group
+
+    async def inbound(source: str, request: Request) -> tuple[PushSource, InboundRequest] | Response:
+        src = rt.push_source(source) if source in rt.config.sources else None
         if src is None:
             HOOK_REQUESTS.labels("unknown", "not_found").inc()
-            return None, Response("unknown source\n", status_code=404, media_type="text/plain")
+            return _text(404, "unknown source")
         limit = min(src.max_body_bytes, rt.config.raw.server.max_body_bytes)
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             HOOK_REQUESTS.labels(source, "too_large").inc()
-            return None, Response(f"body over {limit} bytes\n", status_code=413, media_type="text/plain")
-        body = b""
+            return _text(413, f"body over {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
+            size += len(chunk)
+            if size > limit:
                 HOOK_REQUESTS.labels(source, "too_large").inc()
-                return None, Response(f"body over {limit} bytes\n", status_code=413, media_type="text/plain")
+                return _text(413, f"body over {limit} bytes")
+            chunks.append(chunk)
+        headers = {k.lower(): v for k, v in request.headers.items()}
         req = InboundRequest(
             method=request.method,
             path=request.url.path,
             query=dict(request.query_params),
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=body,
+            headers=headers,
+            body=b"".join(chunks),
             received_at=rt.clock(),
             remote=request.client.host if request.client else None,
         )
+        wanted = src.content_types
+        if request.method == "POST" and wanted and req.content_type and req.content_type not in wanted:
+            HOOK_REQUESTS.labels(source, "bad_content_type").inc()
+            return _text(415, f"content type {req.content_type[:80]!r}: expected {', '.join(wanted)}")
         return src, req
+
+    def refused(source: str, exc: SignatureError, remote: str | None) -> Response:
+        HOOK_REQUESTS.labels(source, "bad_signature").inc()
+        SIGNATURE_FAILURES.labels(source).inc()
+        log.warning("source %s: refused request from %s: %s", source, remote or "?", exc.reason)
+        return _text(exc.status_code, exc.reason)
 
     @app.get("/hooks/{source}")
     async def verify_url(source: str, request: Request) -> Response:
-        src, req = await inbound(source, request)
-        if src is None or isinstance(req, Response):
-            return req  # type: ignore[return-value]
+        got = await inbound(source, request)
+        if isinstance(got, Response):
+            return got
+        src, req = got
         try:
-            return _reply(src.verify_url(req))
+            reply = src.verify_url(req)
         except SignatureError as exc:
-            HOOK_REQUESTS.labels(source, "bad_signature").inc()
-            return Response(f"{exc.reason}\n", status_code=exc.status_code, media_type="text/plain")
+            return refused(source, exc, req.remote)
         except PayloadError as exc:
-            return Response(f"{exc.reason}\n", status_code=400, media_type="text/plain")
+            HOOK_REQUESTS.labels(source, "bad_request").inc()
+            return _text(400, exc.reason)
+        except Exception:
+            log.exception("source %s: URL verification crashed", source)
+            HOOK_REQUESTS.labels(source, "error").inc()
+            return _text(400, "cannot process this request")
+        HOOK_REQUESTS.labels(source, "verified_url").inc()
+        return _reply(reply)
 
     @app.post("/hooks/{source}")
     async def hook(source: str, request: Request) -> Response:
-        src, req = await inbound(source, request)
-        if src is None or isinstance(req, Response):
-            return req  # type: ignore[return-value]
+        started = time.perf_counter()
+        got = await inbound(source, request)
+        if isinstance(got, Response):
+            return got
+        src, req = got
         try:
             result = src.handle(req)
         except SignatureError as exc:
-            HOOK_REQUESTS.labels(source, "bad_signature").inc()
-            return Response(f"{exc.reason}\n", status_code=exc.status_code, media_type="text/plain")
+            return refused(source, exc, req.remote)
         except PayloadError as exc:
-            HOOK_REQUESTS.labels(source, "bad_payload").inc()
-            return Response(f"{exc.reason}\n", status_code=400, media_type="text/plain")
-        if result.records:
+            HOOK_REQUESTS.labels(source, "bad_request").inc()
+            return _text(400, exc.reason)
+        except Exception:
+            # a connector bug must not become a 5xx retry storm; the traceback has no secrets
+            # (connectors keep them in SecretStr options, not in locals of the failing frame)
+            log.exception("source %s: handling a push crashed", source)
+            HOOK_REQUESTS.labels(source, "error").inc()
+            return _text(400, "cannot process this request")
+        if result.records or result.rejected:
+            future = group.submit(source, rt.mapping(source), result.records, result.rejected)
             try:
-                await run_in_threadpool(rt.ingestor.ingest, source, rt.mapping(source), result.records)
-            except Exception:
-                log.exception("storing a push from %s failed; the platform will retry", source)
+                await asyncio.wait_for(asyncio.wrap_future(future), STORE_TIMEOUT_SECONDS)
+            except Exception as exc:
+                log.warning(
+                    "source %s: store failed (%s); answering 503 so the platform retries", source, type(exc).__name__
+                )
                 HOOK_REQUESTS.labels(source, "store_failed").inc()
-                return Response("temporarily unavailable\n", status_code=503, media_type="text/plain")
+                return _text(503, "temporarily unavailable")
         HOOK_REQUESTS.labels(source, "ok").inc()
+        HOOK_SECONDS.labels(source).observe(time.perf_counter() - started)
         return _reply(result.reply)
 
     @app.get("/healthz")
