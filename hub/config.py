@@ -21,6 +21,7 @@ from hub.connector import Connector, ConnectorOptions
 from hub.errors import ConfigError, ConfigErrors
 from hub.mapping import CompiledMapping, compile_mapping, fixtures_path_for, resolve_mapping_ref
 from hub.registry import get as get_connector
+from hub.surveys.config import SurveysConfig
 from hub.yamlio import Lines, dotted, interpolate, load_yaml, load_yaml_text
 
 DEFAULT_CONFIG = "cxhub.yaml"
@@ -130,7 +131,7 @@ class RawConfig(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
-    surveys: dict[str, Any] | list[Any] | None = None
+    surveys: SurveysConfig | None = None
     feedback: dict[str, Any] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

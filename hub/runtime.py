@@ -24,7 +24,7 @@ from hub.store import Store
 log = logging.getLogger("cxhub")
 
 #: feature modules, each with ``install(runtime)``; a missing module is skipped
-FEATURES: list[str] = []
+FEATURES: list[str] = ["hub.surveys"]
 
 
 @dataclass
@@ -67,6 +67,8 @@ class Runtime:
                     raise
                 continue
             self.features[module.rsplit(".", 1)[-1]] = mod.install(self)
+        # the Ingestor copied the list when it was built: give it the hooks features added since
+        self.ingestor.hooks = self.hooks
 
     # ------------------------------------------------------------ connectors
 

@@ -1,0 +1,40 @@
+"""The surveys feature's tables (created by migration ``0006_surveys``)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Index, String, Table, Text
+
+from hub.store.schema import Doc, UTCDateTime, metadata
+
+#: one row per transaction a survey rule fired on, whatever was decided: ``decision`` is
+#: ``scheduled`` / ``deferred`` (quiet hours moved ``send_at``) / ``suppressed``; ``reason`` is the
+#: code of why (sampled_out, capped_global, capped_survey, capped_channel, quiet_hours,
+#: unreachable, opted_out, excluded_open_case, stale) and ``detail`` says it in words.
+#: ``status``: ``pending`` (sent or to be sent, not answered), ``responded``, ``suppressed``.
+invitations = Table(
+    "survey_invitations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("rule", String(64), nullable=False),
+    Column("questionnaire", String(64), nullable=False),
+    Column("transaction_id", String(36), nullable=False, unique=True),
+    Column("order_id", String(128)),
+    Column("customer_id", String(36)),
+    Column("store", String(128)),
+    Column("channel", String(32)),
+    Column("destination", String(64)),
+    Column("decision", String(16), nullable=False),
+    Column("reason", String(32)),
+    Column("detail", Text),
+    Column("status", String(16), nullable=False),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("send_at", UTCDateTime()),
+    Column("expires_at", UTCDateTime()),
+    Column("responded_at", UTCDateTime()),
+    Column("response_id", String(36)),
+    Column("outbox_key", String(255)),
+    Column("doc", Doc, nullable=False),
+    Index("ix_survey_invitations_customer_send", "customer_id", "send_at"),
+    Index("ix_survey_invitations_created", "created_at"),
+)
