@@ -35,14 +35,15 @@ class IdentityResolver:
         self.vault = vault
 
     def protect(self, event: TouchpointEvent) -> dict[Key, str]:
-        """Replace sensitive identity values with hashes; returns encrypted contacts by key."""
-        contacts: dict[Key, str] = {}
+        """Replace sensitive identity values with hashes; returns the plain values by key (to be
+        encrypted for identities seen for the first time, and then forgotten)."""
+        plains: dict[Key, str] = {}
         for ident in event.customer.identities:
             if ident.namespace in SENSITIVE_NAMESPACES and not ident.value.startswith("h:"):
                 plain = ident.value
                 ident.value = self.vault.hash(ident.namespace, plain)
-                contacts[(ident.namespace, ident.scope or "", ident.value)] = self.vault.encrypt(ident.namespace, plain)
-        return contacts
+                plains[(ident.namespace, ident.scope or "", ident.value)] = plain
+        return plains
 
     def resolve(self, conn: Connection, events: Sequence[TouchpointEvent], now: datetime) -> None:
         contacts: dict[Key, str] = {}
@@ -78,7 +79,7 @@ class IdentityResolver:
                         "scope": k[1],
                         "value": k[2],
                         "customer_id": cid,
-                        "contact": contacts.get(k),
+                        "contact": self.vault.encrypt(k[0], contacts[k]) if k in contacts else None,
                         "first_seen": now,
                     }
             ev.customer.customer_id = cid

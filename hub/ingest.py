@@ -24,7 +24,7 @@ from hub.identity import IdentityResolver
 from hub.mapping import CompiledMapping
 from hub.model import TouchpointEvent
 from hub.privacy import Vault
-from hub.store import Store, bulk_insert_ignore, dumps, upsert
+from hub.store import JsonText, Store, bulk_insert_ignore, dumps, upsert
 from hub.store.schema import inbox, quarantine, source_state, touchpoints
 
 log = logging.getLogger("cxhub.ingest")
@@ -86,15 +86,14 @@ def _event_row(ev: TouchpointEvent) -> dict[str, Any]:
         "received_at": ev.received_at,
         "customer_id": ev.customer.customer_id,
         "store": ev.org.store,
-        "doc": ev.model_dump(mode="json"),
+        "doc": JsonText(ev.model_dump_json()),
     }
 
 
 def _safe_payload(payload: Any) -> tuple[Any, str | None]:
-    """The payload if it can be stored as JSON; otherwise its repr and the reason."""
+    """The payload as JSON text if it can be stored as JSON; otherwise its repr and the reason."""
     try:
-        dumps(payload)
-        return payload, None
+        return JsonText(dumps(payload)), None
     except (TypeError, ValueError) as exc:
         return {"$repr": repr(payload)[:100_000]}, f"payload cannot be stored as JSON: {exc}"
 
@@ -141,7 +140,7 @@ class Ingestor:
                 outcome = bad
             else:
                 try:
-                    outcome = mapping.apply(payload, source=source, external_id=ext, received_at=rec.received_at)
+                    outcome = mapping.apply(rec.payload, source=source, external_id=ext, received_at=rec.received_at)
                 except PayloadError as exc:
                     outcome = str(exc)
             outcomes[ext] = outcome

@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 # Fixed namespace so that ids are stable across processes, versions and machines.
 TOUCHPOINT_NAMESPACE = uuid.UUID("6f1c1b7e-3c55-4d0a-9a8f-2d0c6f9c1a10")
@@ -138,13 +138,14 @@ class TouchpointEvent(_Model):
     attributes: dict[str, Any] = Field(default_factory=dict)
     raw_ref: str | None = None
 
-    @field_validator("occurred_at", "received_at")
-    @classmethod
-    def _to_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
-
     @model_validator(mode="after")
-    def _derive_id(self) -> TouchpointEvent:
+    def _normalise(self) -> TouchpointEvent:
+        # one Python-level validator for the whole event (each one costs a call per event):
+        # times in UTC, and the id derived from (source, external_id)
+        if self.occurred_at.utcoffset():
+            self.occurred_at = self.occurred_at.astimezone(UTC)
+        if self.received_at.utcoffset():
+            self.received_at = self.received_at.astimezone(UTC)
         expected = touchpoint_id(self.source, self.external_id)
         if not self.id:
             self.id = expected

@@ -42,8 +42,16 @@ def _default(o: Any) -> Any:
     raise TypeError(f"cannot store a {type(o).__name__} as JSON")
 
 
+class JsonText(str):
+    """JSON that is already serialised: stored as is (no second encoding)."""
+
+    __slots__ = ()
+
+
 def dumps(data: Any) -> str:
     """JSON for the store: datetimes, decimals, enums and bytes allowed; Chinese kept readable."""
+    if isinstance(data, JsonText):
+        return data
     return json.dumps(data, default=_default, ensure_ascii=False, separators=(",", ":"))
 
 
