@@ -93,6 +93,7 @@ def bulk_insert_ignore(
     collist = ", ".join(f'"{c}"' for c in cols)
     all_cols = ", ".join(f'"{c.name}"' for c in table.columns)
     raw = conn.connection.driver_connection
+    assert raw is not None  # a live connection inside the caller's transaction
     with raw.cursor() as cur:
         cur.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {tmp} ON COMMIT DELETE ROWS AS SELECT {all_cols} FROM {table.name} WITH NO DATA"
