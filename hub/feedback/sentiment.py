@@ -82,8 +82,8 @@ class LexiconSentiment:
             word = m.group(0)
             weight = _POSITIVE.get(word, 0) - _NEGATIVE.get(word, 0)
             before = text[max(0, m.start() - 2) : m.start()]
-            if weight > 0 and any(before.endswith(n) for n in _NEGATORS):
-                weight = -weight  # 不好 / 没有热情
+            if any(before.endswith(n) for n in _NEGATORS):
+                weight = -weight  # 不好 / 没有热情 / 不差
             score += weight
         # squash to (0, 1): 0 words -> 0.5 (no opinion), each point moves it
         return 1.0 / (1.0 + pow(2.0, -score))
