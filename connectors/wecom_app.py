@@ -1,0 +1,173 @@
+"""WeCom app message (应用消息) through wechatpy's ``enterprise`` client.
+
+wechatpy builds and sends the call and raises ``WeChatClientException`` with the ``errcode``;
+it runs on the hub's injected httpx transport (:class:`~hub.delivery.http.HttpxAdapter`) and its
+own token handling is bypassed: the token lives in the store (:class:`TokenCache`, one refresher at
+a time), because wechatpy 1.x keeps ``expires_at`` in process memory and processes clobber each
+other's tokens (wechatpy#684).
+
+Markdown by default; with buttons or a url, a ``textcard``. ``enable_duplicate_check`` makes WeCom
+itself drop a repeat of the same content to the same members within ``duplicate_check_seconds``,
+which covers the one case an outbox cannot: a crash after WeCom accepted a message but before the
+hub recorded it. Limit: 30 messages a minute and 1000 an hour per member (WeCom silently drops the
+excess), kept as per-recipient budgets.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import requests
+from pydantic import Field, SecretStr
+
+from hub.connector import OutboundMessage, RateLimit, Receipt
+from hub.delivery.base import DestinationOptions, HttpDestination
+from hub.delivery.http import HttpxAdapter, call_json, check_status
+from hub.delivery.policy import ErrorTable, TokenExpired
+from hub.delivery.render import flatten_markdown, markdown_with_links, trim_utf8
+from hub.delivery.tokens import TokenCache
+from hub.errors import PermanentError, RetriableError
+
+ERRORS = ErrorTable(
+    token=frozenset({40014, 42001, 41001}),
+    throttle=frozenset({45009, 45033}),
+    retry=frozenset({-1}),
+    permanent=frozenset({40003, 40056, 60020, 81013, 82001, 301002, 40001, 48002}),
+    reasons={
+        81013: "no valid recipient (user ids not in the app's visible range)",
+        60020: "server IP not in the app's trusted IPs",
+        40056: "invalid agent_id",
+        45009: "API frequency limit",
+    },
+)
+WECOM_ORIGIN = "https://qyapi.weixin.qq.com"
+
+
+class WeComAppOptions(DestinationOptions):
+    """A self-built app: ``corp_id``, its ``secret`` and ``agent_id``."""
+
+    corp_id: str
+    secret: SecretStr
+    agent_id: int
+    base_url: str = WECOM_ORIGIN
+    duplicate_check_seconds: int = Field(default=1800, ge=0, le=4 * 3600, description="0 disables")
+
+
+class WeComAppMessage(HttpDestination):
+    """WeCom app message to member user ids (wechatpy; token in the store; 30/min per member)."""
+
+    kind = "wecom_app"
+    title = "WeCom app message (wechatpy; markdown / textcard to member ids)"
+    Options = WeComAppOptions
+    options: WeComAppOptions
+    requires = ("wechatpy",)
+    staff_facing = True
+    rate_limits: ClassVar[tuple[RateLimit, ...]] = (
+        RateLimit(30, 60, scope="recipient"),
+        RateLimit(1000, 3600, scope="recipient"),
+    )
+    max_body_bytes: ClassVar[int | None] = 2048
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.tokens = TokenCache(
+            self.context.kv,
+            f"wecom:{self.options.corp_id}:{self.options.agent_id}",
+            self._fetch_token,
+            clock=self.context.clock,
+        )
+        self._sdk: Any = None
+
+    @property
+    def sdk(self) -> Any:
+        """wechatpy's WeCom client on our transport (token injected per call)."""
+        if self._sdk is None:
+            from wechatpy.enterprise import WeChatClient
+
+            sdk = WeChatClient(
+                self.options.corp_id, "unused", access_token="-", timeout=self.options.timeout, auto_retry=False  # noqa: S106 - placeholder, the store token is set per call
+            )
+            adapter = HttpxAdapter(self.client, rewrite={WECOM_ORIGIN: self.options.base_url})
+            sdk._http = requests.Session()
+            sdk._http.mount("http://", adapter)
+            sdk._http.mount("https://", adapter)
+            self._sdk = sdk
+        return self._sdk
+
+    def _fetch_token(self, force: bool) -> tuple[str, float]:
+        data, _ = call_json(
+            self.client,
+            "GET",
+            self.options.base_url.rstrip("/") + "/cgi-bin/gettoken",
+            target=self.name,
+            params={"corpid": self.options.corp_id, "corpsecret": self.options.secret.get_secret_value()},
+        )
+        code = int(data.get("errcode", 0))
+        if code != 0 or not data.get("access_token"):
+            msg = f"cannot get an access token: {data.get('errmsg', '')}"
+            if code in (40001, 40013, 40091, 60020):  # bad corp id / secret / IP
+                raise PermanentError(msg, target=self.name, code=code)
+            raise RetriableError(msg, target=self.name, code=code)
+        return str(data["access_token"]), float(data.get("expires_in", 7200))
+
+    def render(self, message: OutboundMessage) -> dict[str, Any]:
+        """The ``msg`` part of the call."""
+        msg: dict[str, Any]
+        link = message.url or (message.buttons[0].url if message.buttons else None)
+        if link:
+            label = message.buttons[0].label if message.buttons else "详情"
+            msg = {
+                "msgtype": "textcard",
+                "textcard": {
+                    "title": trim_utf8(message.title or "cxhub", 128),
+                    "description": trim_utf8(flatten_markdown(message.body), 512),
+                    "url": link,
+                    "btntxt": trim_utf8(label, 12),
+                },
+            }
+        else:
+            msg = {"msgtype": "markdown", "markdown": {"content": trim_utf8(markdown_with_links(message), 2048)}}
+        if self.options.duplicate_check_seconds:
+            msg.update(enable_duplicate_check=1, duplicate_check_interval=self.options.duplicate_check_seconds)
+        return msg
+
+    def _call(self, token: str, message: OutboundMessage) -> dict[str, Any]:
+        from wechatpy.exceptions import WeChatClientException
+
+        sdk = self.sdk
+        sdk.session.set(sdk.access_token_key, token)
+        sdk._http.headers.update(self.headers(message))
+        try:
+            result: dict[str, Any] = sdk.message.send(self.options.agent_id, message.to, msg=self.render(message))
+        except WeChatClientException as exc:
+            if exc.errcode is None and exc.response is not None:  # HTTP-level failure
+                check_status_requests(exc.response, self.name)
+            ERRORS.check(int(exc.errcode if exc.errcode is not None else -1), str(exc.errmsg or ""), target=self.name)
+            raise
+        except requests.RequestException as exc:
+            raise RetriableError(f"cannot reach the platform ({type(exc).__name__})", target=self.name) from None
+        return result
+
+    def send(self, message: OutboundMessage) -> Receipt:
+        """Send to the member ids in ``message.to``."""
+        if not message.to:
+            raise PermanentError("no recipient: app messages need member ids in `to`", target=self.name)
+        token = self.tokens.get()
+        try:
+            result = self._call(token, message)
+        except TokenExpired:
+            result = self._call(self.tokens.invalidate(token), message)  # refresh and retry once
+        invalid = [u for u in str(result.get("invaliduser") or "").split("|") if u]
+        if invalid and set(invalid) >= set(message.to):
+            raise PermanentError("no valid recipient (invaliduser)", target=self.name, code="invaliduser")
+        detail = f"invalid users: {len(invalid)}" if invalid else "errcode 0"
+        return Receipt(message_id=str(result.get("msgid") or "") or None, detail=detail)
+
+
+def check_status_requests(response: requests.Response, target: str) -> None:
+    """``check_status`` for a ``requests`` response (what wechatpy hands back)."""
+    import httpx
+
+    check_status(
+        httpx.Response(response.status_code, headers=dict(response.headers), content=response.content), target=target
+    )
