@@ -121,3 +121,65 @@ def ingest(service: CaseService, store: Store, clock: FakeClock, *events: Touchp
     """Run the hook like the ingestor does: inside one transaction."""
     with store.begin() as conn:
         service(IngestContext(conn=conn, now=clock(), store=store), list(events))
+
+
+RUNTIME_CONFIG = """
+secret_key: test-secret-key
+store: {{url: "sqlite:///{db}"}}
+server: {{public_url: "http://127.0.0.1:{port}"}}
+sources:
+  reviews:
+    connector: jsonl
+    mapping: generic_review
+    options: {{path: "{feed}", id_path: review_id}}
+destinations:
+  dt_s001:
+    connector: dingtalk_robot
+    options: {{access_token: tok-s001, secret: SEC-s001, base_url: "{robot}"}}
+  dt_district:
+    connector: dingtalk_robot
+    options: {{access_token: tok-district, secret: SEC-district, base_url: "{robot}"}}
+feedback:
+  sentiment: {{engine: snownlp}}
+  sweep_every: {sweep}
+  sla:
+    high: {{ack: {ack}, resolve: 1h, warn_before: 0, escalate_every: {ack}}}
+  remind_every: 1h
+  contacts:
+    s001: {{name: 徐汇店群, kind: group, endpoints: [{{destination: dt_s001}}]}}
+    li: {{name: 李经理, endpoints: [{{destination: dt_district}}]}}
+  org:
+    districts: {{sh: {{name: 上海片区, contacts: [li]}}}}
+    stores: {{S001: {{name: 徐汇店, parent: sh, contacts: [s001]}}}}
+"""
+
+
+def write_runtime_config(
+    tmp: Any, *, robot: str, port: int = 8080, ack: str = "10m", sweep: str = "15s", db: str = "cxhub.db"
+) -> Any:
+    """A cxhub.yaml in ``tmp``: a jsonl review feed, two DingTalk robots, a store and its district."""
+    feed = tmp / "reviews.jsonl"
+    feed.touch()
+    path = tmp / "cxhub.yaml"
+    path.write_text(
+        RUNTIME_CONFIG.format(db=tmp / db, port=port, feed=feed, robot=robot, ack=ack, sweep=sweep),
+        encoding="utf-8",
+    )
+    return path
+
+
+def review_record(
+    n: int, *, rating: int = 1, text: str = "牛奶是坏的，店员态度很差", member: str = "M001"
+) -> dict[str, Any]:
+    """A review as the generic_review feed delivers it."""
+    return {
+        "review_id": f"rv-{n}",
+        "created_at": "2026-11-22T10:00:00+08:00",
+        "platform": "meituan",
+        "store_code": "S001",
+        "store_name": "徐汇店",
+        "order_id": f"O-{n}",
+        "rating": rating,
+        "content": text,
+        "member_no": member,
+    }
