@@ -37,7 +37,7 @@ console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 #: feature command modules, each with ``register(app)``
-COMMAND_MODULES: list[str] = ["hub.commands.surveys"]
+COMMAND_MODULES: list[str] = ["hub.commands.surveys", "hub.commands.cases", "hub.commands.outbox"]
 
 ConfigOpt = Annotated[
     Path | None,

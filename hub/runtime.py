@@ -24,7 +24,7 @@ from hub.store import Store
 log = logging.getLogger("cxhub")
 
 #: feature modules, each with ``install(runtime)``; a missing module is skipped
-FEATURES: list[str] = ["hub.surveys"]
+FEATURES: list[str] = ["hub.surveys", "hub.feedback", "hub.delivery"]
 
 
 @dataclass
