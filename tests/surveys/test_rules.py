@@ -318,7 +318,6 @@ def test_one_invitation_per_transaction(make_runtime: Any, clock: Any) -> None:
     assert inv["rule"] == "first"  # the first matching rule owns the transaction
     # even a hook run on the same event again (a replay) changes nothing
     from hub.ingest import IngestContext
-
     from hub.store.schema import touchpoints
 
     with rt.store.connect() as conn:
