@@ -1,7 +1,5 @@
 """``cxhub invitations`` and ``cxhub stats``: what the survey rules decided, and what customers said."""
 
-from __future__ import annotations
-
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
