@@ -94,7 +94,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        wait = wait_exponential_jitter(initial=self.initial, max=self.max_delay, jitter=self.jitter)
+        wait = wait_exponential_jitter(multiplier=self.initial, max=self.max_delay, jitter=self.jitter)
         state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
         state.attempt_number = max(attempt, 1)
         seconds = float(wait(state))

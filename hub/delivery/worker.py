@@ -150,8 +150,17 @@ class DeliveryWorker:
             plan = self._plan(conn, rows, now)
         result.deferred = plan.deferred
         claimed_at = now
+        blocked: dict[str, datetime] = {}
         for unit in plan.units:
-            self._deliver(unit, claimed_at, result)
+            until = blocked.get(unit.rows[0].destination)
+            if until is not None:  # throttled earlier in this pump: do not hammer the platform
+                with self.store.begin() as conn:
+                    self._release(conn, unit.rows, until)
+                result.deferred += len(unit.rows)
+                continue
+            throttled_until = self._deliver(unit, claimed_at, result)
+            if throttled_until is not None:
+                blocked[unit.rows[0].destination] = throttled_until
         return result
 
     def drain(self, max_pumps: int = 1000) -> PumpResult:
@@ -355,10 +364,11 @@ class DeliveryWorker:
             ).rowcount
         return n == len(unit.ids)
 
-    def _deliver(self, unit: Unit, claimed_at: datetime, result: PumpResult) -> None:
+    def _deliver(self, unit: Unit, claimed_at: datetime, result: PumpResult) -> datetime | None:
+        """Send one unit and record the outcome; returns the end of a platform block, if any."""
         if self.clock() - claimed_at > self.lease / 2 and not self._renew(unit):
             log.warning("lease lost on outbox rows %s before sending; another worker has them", unit.ids)
-            return
+            return None
         name = unit.rows[0].destination
         dst = self.resolve(name)
         if unit.batch_key and len(unit.rows) > 1:
@@ -372,8 +382,8 @@ class DeliveryWorker:
         try:
             receipt = dst.send(message)
         except Throttled as exc:
-            self._throttled(dst, unit, exc)
             result.failed += n
+            return self._throttled(dst, unit, exc)
         except PermanentError as exc:
             self._record(unit, "dead", error=str(exc))
             result.dead += n
@@ -395,8 +405,9 @@ class DeliveryWorker:
                 detail = f"{detail} (digest {message.key} of {len(unit.rows)})".strip()
             self._record(unit, "sent", receipt=detail or "ok")
             result.sent += n
+        return None
 
-    def _throttled(self, dst: Destination, unit: Unit, exc: Throttled) -> None:
+    def _throttled(self, dst: Destination, unit: Unit, exc: Throttled) -> datetime:
         now = self.clock()
         block = exc.retry_after
         if block is None:
@@ -418,6 +429,7 @@ class DeliveryWorker:
                 )
             )
         log.warning("%s: throttled by the platform; blocked until %s", unit.rows[0].destination, until.isoformat())
+        return until
 
     def _retry(self, unit: Unit, error: str, retry_after: float | None) -> bool:
         attempts = max(r.attempts for r in unit.rows)

@@ -65,6 +65,7 @@ class FakePlatform:
     blocked_until: dict[str, datetime] = field(default_factory=dict)
     feishu_uuids: dict[str, str] = field(default_factory=dict)
     alipay_public_key: str | None = None
+    feishu_app_per_second: int = 50
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -------------------------------------------------------------- helpers
@@ -259,7 +260,7 @@ class FakePlatform:
     def feishu_app(self, request: httpx.Request, q: dict[str, str], body: Any) -> httpx.Response:
         if request.headers.get("authorization") != f"Bearer {self.tokens.get('feishu')}":
             return self._err("feishu_app", 99991663, http=400, code=99991663, msg="Invalid access token")
-        if self._over("feishu_app", 50, 1):
+        if self._over("feishu_app", self.feishu_app_per_second, 1):
             return self._err("feishu_app", 99991400, http=429, code=99991400, msg="request trigger frequency limit")
         json.loads(body["content"])  # must be valid card JSON
         uuid = body.get("uuid")
