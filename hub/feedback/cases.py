@@ -185,35 +185,40 @@ class CaseService:
             "levels": [{"label": lv.label, "contacts": lv.contacts} for lv in levels],
             "route": how,
         }
-        case_id = conn.execute(
-            cases.insert().returning(cases.c.id),
-            {
-                "status": "new",
-                "severity": severity,
-                "touchpoint_id": ev.id,
-                "source": ev.source,
-                "customer_id": ev.customer.customer_id,
-                "store": ev.org.store,
-                "opened_at": now,
-                "updated_at": now,
-                "ack_due_at": ack_due,
-                "resolve_due_at": resolve_due,
-                "level": 0,
-                "warned": warned,
-                "reminders": 0,
-                "resolve_stage": 0,
-                "round": 0,
-                "next_action_at": ack_due if warned else warn_at,
-                "touchpoints": 1,
-                "doc": doc,
-            },
-        ).scalar_one()
+        row = (
+            conn.execute(
+                cases.insert().returning(*cases.c),
+                {
+                    "status": "new",
+                    "severity": severity,
+                    "touchpoint_id": ev.id,
+                    "source": ev.source,
+                    "customer_id": ev.customer.customer_id,
+                    "store": ev.org.store,
+                    "opened_at": now,
+                    "updated_at": now,
+                    "ack_due_at": ack_due,
+                    "resolve_due_at": resolve_due,
+                    "level": 0,
+                    "warned": warned,
+                    "reminders": 0,
+                    "resolve_stage": 0,
+                    "round": 0,
+                    "next_action_at": ack_due if warned else warn_at,
+                    "touchpoints": 1,
+                    "doc": doc,
+                },
+            )
+            .mappings()
+            .one()
+        )
+        case = dict(row)
+        case_id = case["id"]
         conn.execute(case_touchpoints.insert(), {"touchpoint_id": ev.id, "case_id": case_id, "added_at": now})
         self._audit(
             conn, case_id, "opened", "system", "system", now, {"severity": severity, "reasons": verdict.reasons}
         )
         CASES_OPENED.labels(severity).inc()
-        case = self._row(conn, case_id)
         self._notify(conn, case, "open", [0], now)
         return int(case_id)
 

@@ -86,7 +86,9 @@ class Detector:
         sentiment: float | None = None
         if fb.sentiment is not None:
             sentiment = (fb.sentiment + 1) / 2  # the source's -1..1 to our 0..1
-        elif text and len(text) >= self.cfg.sentiment.min_chars:
+        elif text and len(text) >= self.cfg.sentiment.min_chars and not (score_reasons or keywords):
+            # only text alone decides anything (severity low): skip the model when scores or keywords
+            # already made it a case, it is the costliest step on the ingest path
             sentiment = self.analyzer.positive_probability(text)
         text_negative = sentiment is not None and sentiment < self.cfg.sentiment.negative_below
         if text_negative:
