@@ -27,6 +27,7 @@ from hub.connector import Clock, utcnow
 from hub.feedback.config import FeedbackConfig, Severity
 from hub.feedback.detection import Detector, Verdict
 from hub.feedback.links import LinkSigner
+from hub.feedback.recovery import RecoverySurvey
 from hub.feedback.render import case_summary, render_message
 from hub.feedback.routing import CaseRouter, RouteFacts
 from hub.feedback.schema import case_events, case_touchpoints, cases
@@ -51,7 +52,7 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "close": (("resolved",), "closed"),
     "reopen": (("resolved", "closed"), "new"),
 }
-VIAS = ("system", "link", "card", "cli", "api")
+VIAS = ("system", "link", "card", "cli", "api", "survey")
 
 
 class CaseNotFound(LookupError):
@@ -79,7 +80,7 @@ class CaseService:
         *,
         clock: Clock = utcnow,
         destinations: Sequence[str] | None = None,
-        after_resolve: Any = None,
+        recovery: RecoverySurvey | None = None,
     ):
         self.cfg = cfg
         self.store = store
@@ -88,8 +89,7 @@ class CaseService:
         self.signer = signer
         self.clock = clock
         self.destinations = set(destinations) if destinations is not None else None
-        # called as after_resolve(conn, case, now) inside the resolve transaction (recovery survey)
-        self.after_resolve = after_resolve
+        self.recovery = recovery
 
     # ------------------------------------------------------------ ingest hook
 
@@ -103,6 +103,13 @@ class CaseService:
             if ev.kind is EventKind.card_action:
                 self._card_action(ctx.conn, ev, ctx.now)
                 continue
+            if ev.kind is EventKind.survey_response and self.recovery is not None:
+                case_id = self.recovery.case_of_response(ctx.conn, ev)
+                if case_id is not None:
+                    # the answer to a recovery survey says how the case ended; it opens no new case
+                    recovered = not self.detector.judge(ev).negative
+                    self.set_recovered(case_id, recovered, actor="customer", via="survey", conn=ctx.conn, now=ctx.now)
+                    continue
             verdict = self.detector.judge(ev)
             if verdict.negative:
                 self.open_or_join(ctx.conn, ev, verdict, ctx.now)
@@ -425,17 +432,21 @@ class CaseService:
         fresh = self._row(conn, case_id)
         if action == "reopen":
             self._notify(conn, fresh, "open", [0], now)
-        if action == "resolve" and self.after_resolve is not None:
-            self.after_resolve(conn, fresh, now)
+        if action == "resolve" and self.recovery is not None:
+            invited = self.recovery.invite(conn, fresh, now)
+            if invited is not None:
+                self._audit(conn, case_id, "recovery_survey", "system", "system", now, invited)
         return TransitionResult(fresh, True, f"case #{case_id} {_PAST[action]} by {actor} via {via}")
 
     def _resolve_warn_at(self, case: dict[str, Any]) -> datetime:
         target = self.cfg.sla[case["severity"]]
         return case["resolve_due_at"] - timedelta(seconds=target.resolve * 0.1)
 
-    def set_recovered(self, case_id: int, recovered: bool, *, actor: str, via: str, conn: Connection) -> None:
+    def set_recovered(
+        self, case_id: int, recovered: bool, *, actor: str, via: str, conn: Connection, now: datetime | None = None
+    ) -> None:
         """Record whether the customer came back happy (recovery survey answer, or staff)."""
-        now = self.clock()
+        now = now or self.clock()
         conn.execute(update(cases).where(cases.c.id == case_id).values(recovered=recovered, updated_at=now))
         self._audit(conn, case_id, "recovered" if recovered else "not_recovered", actor, via, now)
 

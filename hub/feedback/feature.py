@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from hub.errors import ConfigError
 from hub.feedback.cases import CaseService
 from hub.feedback.config import FeedbackConfig
 from hub.feedback.detection import Detector
 from hub.feedback.links import LinkSigner
+from hub.feedback.recovery import RecoverySurvey
 from hub.feedback.sentiment import load_analyzer
 
 if TYPE_CHECKING:
@@ -39,32 +39,10 @@ def _check_destinations(rt: Runtime, cfg: FeedbackConfig) -> None:
                 )
 
 
-def _recovery_hook(rt: Runtime, cfg: FeedbackConfig) -> Any:
-    """``after_resolve`` that invites the customer to the recovery survey, when configured and when
-    the survey feature offers ``invite_recovery``."""
+def _recovery(rt: Runtime, cfg: FeedbackConfig) -> RecoverySurvey | None:
     if not cfg.recovery_survey.enabled:
         return None
-    surveys = rt.features.get("surveys")
-    invite = getattr(surveys, "invite_recovery", None)
-    if invite is None:
-        raise ConfigError(
-            "feedback.recovery_survey: the surveys feature (with invite_recovery) is not installed",
-            file=rt.config.file,
-            key="feedback.recovery_survey",
-        )
-
-    def after_resolve(conn: Any, case: dict[str, Any], now: Any) -> None:
-        invite(
-            conn,
-            survey=cfg.recovery_survey.survey,
-            touchpoint_id=case["touchpoint_id"],
-            cause=f"case:{case['id']}:r{case['round']}:recovery",
-            delay=cfg.recovery_survey.delay,
-            now=now,
-        )
-        CaseService._audit(conn, case["id"], "recovery_invited", "system", "system", now)
-
-    return after_resolve
+    return RecoverySurvey(cfg, rt.features.get("surveys"), file=rt.config.file)
 
 
 def install(rt: Runtime) -> CaseService:
@@ -83,7 +61,7 @@ def install(rt: Runtime) -> CaseService:
         signer,
         clock=rt.clock,
         destinations=list(rt.config.destinations),
-        after_resolve=_recovery_hook(rt, cfg),
+        recovery=_recovery(rt, cfg),
     )
     rt.hooks.append(service)
     if service not in rt.ingestor.hooks:  # the ingestor may hold a copy of rt.hooks made before features
