@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.connector import Connector, ConnectorOptions
 from hub.errors import ConfigError, ConfigErrors
+from hub.feedback.config import FeedbackConfig
 from hub.mapping import CompiledMapping, compile_mapping, fixtures_path_for, resolve_mapping_ref
 from hub.registry import get as get_connector
 from hub.surveys.config import SurveysConfig
@@ -132,7 +133,7 @@ class RawConfig(_Section):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     surveys: SurveysConfig | None = None
-    feedback: dict[str, Any] | None = None
+    feedback: FeedbackConfig | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
