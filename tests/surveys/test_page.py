@@ -117,7 +117,7 @@ def test_server_side_validation(
 
 
 def invited(make_runtime: Any, clock: Any, **kw: Any) -> tuple[Any, TestClient, dict[str, Any], str]:
-    rt = make_runtime(**kw)
+    rt = make_runtime(**kw)  # store=... picks the backend
     ingest(rt, checkout("R1"))
     [inv] = invitations_of(rt)
     url = outbox_of(rt)[0]["message"]["url"]
@@ -152,8 +152,9 @@ def test_page_shows_the_composed_questions(make_runtime: Any, clock: Any) -> Non
     assert 'name="viewport"' in html
 
 
-def test_submit_stores_a_linked_survey_response(make_runtime: Any, clock: Any) -> None:
-    rt, client, inv, token = invited(make_runtime, clock)
+def test_submit_stores_a_linked_survey_response(make_runtime: Any, clock: Any, store: Any) -> None:
+    """On SQLite and on the real PostgreSQL."""
+    rt, client, inv, token = invited(make_runtime, clock, store=store)
     clock.advance(minutes=45)
     r = client.post(f"/s/{token}", data=answers_form(nps=3))
     assert r.status_code == 200, r.text
@@ -308,7 +309,7 @@ def test_external_tool_response_through_the_signed_webhook(make_runtime: Any, cl
 # ---------------------------------------------------------------- stats
 
 
-def test_stats_nps_csat_ces_and_response_rate(make_runtime: Any, clock: Any) -> None:
+def test_stats_nps_csat_ces_and_response_rate(make_runtime: Any, clock: Any, store: Any) -> None:
     from hub.surveys.stats import ces, compute_stats, csat, nps
 
     assert nps([10, 9, 8, 7, 6, 0]) == 0.0  # 2 promoters, 2 detractors of 6
@@ -317,7 +318,7 @@ def test_stats_nps_csat_ces_and_response_rate(make_runtime: Any, clock: Any) -> 
     assert csat([5, 4, 3, 2, 1]) == 40.0
     assert ces([7, 6, 2]) == 5.0
 
-    rt = make_runtime()
+    rt = make_runtime(store=store)
     from hub.web import create_app
 
     client = TestClient(create_app(rt))

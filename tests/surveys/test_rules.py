@@ -269,10 +269,11 @@ CAP_CASES: dict[str, tuple[dict[str, Any], list[tuple[float, str, str, str | Non
 
 
 @pytest.mark.parametrize("case", list(CAP_CASES))
-def test_frequency_caps(make_runtime: Any, clock: Any, case: str) -> None:
+def test_frequency_caps(make_runtime: Any, clock: Any, case: str, store: Any) -> None:
+    """On SQLite and on the real PostgreSQL."""
     cfg, steps = CAP_CASES[case]
     start = sh("2026-11-02 10:00")
-    rt = make_runtime(cfg)
+    rt = make_runtime(cfg, store=store)
     for i, (days, channel, decision, reason) in enumerate(steps):
         clock.set(start + timedelta(days=days))
         paid = clock().astimezone(SH).isoformat()
@@ -303,14 +304,14 @@ def test_channel_cap_falls_back_to_the_next_reachable_channel(make_runtime: Any,
     assert "sms (1/30d)" in last["detail"]
 
 
-def test_one_invitation_per_transaction(make_runtime: Any, clock: Any) -> None:
+def test_one_invitation_per_transaction(make_runtime: Any, clock: Any, store: Any) -> None:
     cfg = surveys(
         rules=[
             {"name": "first", "questionnaire": "retail", "when": {"categories": ["生鲜"]}},
             {"name": "second", "questionnaire": "retail", "when": {"kind": "transaction"}},
         ]
     )
-    rt = make_runtime(cfg)
+    rt = make_runtime(cfg, store=store)
     record = checkout("R1")
     ingest(rt, record)
     ingest(rt, record)  # a platform retry: dedup stops it before the rules
