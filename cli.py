@@ -172,8 +172,10 @@ def events(
             q = q.where(touchpoints.c.kind == kind)
         docs = [r[0] for r in conn.execute(q)]
     if as_json:
-        for d in docs:
-            print(json.dumps(d, ensure_ascii=False))
+        from hub.privacy import mask_text
+
+        for d in docs:  # phone numbers inside free text (reviews) are masked for whoever reads this
+            print(mask_text(json.dumps(d, ensure_ascii=False)))
         return
     table = Table("occurred (UTC)", "source", "kind", "customer", "store", "summary")
     for d in docs:
@@ -228,13 +230,17 @@ def quarantine_cmd(
         if source:
             q = q.where(quarantine.c.source == source)
         rows = [dict(r) for r in conn.execute(q).mappings()]
+    from hub.privacy import mask_text
+
     if as_json:
-        for r in rows:
-            print(dump_json(r))
+        for r in rows:  # raw payloads carry personal data: phone numbers are masked on output
+            print(mask_text(dump_json(r)))
         return
     table = Table("id", "source", "external id", "stage", "status", "reason")
     for r in rows:
-        table.add_row(str(r["id"]), r["source"], r["external_id"] or "", r["stage"], r["status"], r["reason"])
+        table.add_row(
+            str(r["id"]), r["source"], r["external_id"] or "", r["stage"], r["status"], mask_text(r["reason"])
+        )
     console.print(table)
     console.print(f"{len(rows)} record(s)", highlight=False)
 

@@ -68,6 +68,9 @@ class StoreConfig(_Section):
     """Where touchpoints live: SQLite (embedded default) or PostgreSQL."""
 
     url: str = "sqlite:///cxhub.db"
+    #: keep every raw payload in the inbox (audit); off by default because raw payloads carry
+    #: personal data in plain text. Quarantined records always keep theirs, for replay.
+    keep_raw_payloads: bool = False
     echo: bool = False
     pool_size: int = Field(default=5, ge=1, le=100)
 

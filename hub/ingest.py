@@ -107,8 +107,11 @@ class Ingestor:
         secret_key: bytes,
         hooks: Sequence[IngestHook] = (),
         clock: Clock = utcnow,
+        *,
+        keep_raw: bool = False,
     ):
         self.store = store
+        self.keep_raw = keep_raw
         self.identity = IdentityResolver(Vault(secret_key))
         self.hooks = list(hooks)
         self.clock = clock
@@ -132,6 +135,7 @@ class Ingestor:
                 unique[rec.external_id] = rec
         now = self.clock()
         inbox_rows: list[dict[str, Any]] = []
+        payloads: dict[str, Any] = {}
         outcomes: dict[str, TouchpointEvent | str | None] = {}  # event, reason, or None (filtered)
         for ext, rec in unique.items():
             payload, bad = _safe_payload(rec.payload)
@@ -154,9 +158,10 @@ class Ingestor:
                     "received_at": rec.received_at,
                     "status": status,
                     "touchpoint_id": outcome.id if isinstance(outcome, TouchpointEvent) else None,
-                    "payload": payload,
+                    "payload": payload if self.keep_raw else None,
                 }
             )
+            payloads[ext] = payload
         with self.store.begin() as conn:
             fresh: set[str] = set()
             if inbox_rows:
@@ -181,7 +186,7 @@ class Ingestor:
                             "external_id": ext,
                             "stage": "mapping",
                             "reason": outcome,
-                            "payload": row["payload"],
+                            "payload": payloads[ext],
                             "created_at": now,
                             "status": "open",
                         }
@@ -280,7 +285,7 @@ class Ingestor:
                             "received_at": now,
                             "status": status,
                             "touchpoint_id": tp,
-                            "payload": row["payload"],
+                            "payload": row["payload"] if self.keep_raw else None,
                         },
                     )
                 if ev is None:

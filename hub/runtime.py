@@ -56,7 +56,9 @@ class Runtime:
         self.jobs: list[PeriodicJob] = []
         self.routers: list[Any] = []  # FastAPI routers features add
         self.services: list[Any] = []  # objects with start() and stop(), run by `cxhub run`
-        self.ingestor = Ingestor(self.store, config.secret_key, self.hooks, clock)
+        self.ingestor = Ingestor(
+            self.store, config.secret_key, self.hooks, clock, keep_raw=config.raw.store.keep_raw_payloads
+        )
         self._connectors: dict[tuple[str, str], Connector] = {}
         self.features: dict[str, Any] = {}
         for module in FEATURES:

@@ -54,7 +54,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 Doc = JSON().with_variant(JSONB(), "postgresql")
 BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrement needs INTEGER
 
-#: every raw record received, deduplicated on (source, external_id); status: stored / filtered / quarantined
+#: every raw record received, deduplicated on (source, external_id); status: stored / filtered / quarantined.
+#: ``payload`` is kept only when ``store.keep_raw_payloads`` is on: raw payloads carry personal data
+#: (phone numbers) in plain text; quarantined records keep theirs in ``quarantine`` for replay.
 inbox = Table(
     "inbox",
     metadata,
@@ -64,7 +66,7 @@ inbox = Table(
     Column("received_at", UTCDateTime(), nullable=False),
     Column("status", String(16), nullable=False),
     Column("touchpoint_id", String(36)),
-    Column("payload", JSON, nullable=False),
+    Column("payload", JSON),
     UniqueConstraint("source", "external_id", name="uq_inbox_source_external"),
 )
 

@@ -38,7 +38,14 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             "items": [{"sku": "1", "cat": "20", "price": "5"}],
             "member": {"number": "M1", "mobile": "13812345678"},
         },
-        {"receipt_no": "R2", "status": "PAID", "paid_at": "2026-11-01 11:00:00", "store": {"code": "S1"}, "total": "x"},
+        {
+            "receipt_no": "R2",
+            "status": "PAID",
+            "paid_at": "2026-11-01 11:00:00",
+            "store": {"code": "S1"},
+            "total": "x",
+            "member": {"mobile": "13912345678"},
+        },
     ]
     (drops / "pos.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
     cfg = tmp_path / "cxhub.yaml"
@@ -97,6 +104,7 @@ def test_sync_events_quarantine_replay(setup: Path) -> None:
     q = cx("quarantine", "-c", str(setup), "--json")
     rows = [json.loads(line) for line in q.output.splitlines()]
     assert rows[0]["external_id"] == "R2" and "order.amount" in rows[0]["reason"]
+    assert "13912345678" not in q.output and "139****5678" in q.output  # kept for replay, masked on output
     again = cx("replay", "-c", str(setup))
     assert again.exit_code == 1 and "still quarantined 1" in again.output
     again = cx("sync", "drops", "-c", str(setup), "--json")
