@@ -4,11 +4,13 @@ For each newly stored touchpoint, inside the batch's transaction:
 
 1. the first enabled rule whose ``when`` matches owns it (one invitation per transaction at most:
    ``survey_invitations.transaction_id`` is unique, so a replay or a second rule changes nothing);
-2. exclusions: opted out, an open case (pluggable ``ExclusionCheck``s);
-3. sampling: deterministic per (rule, customer) -- a customer is in or out of a 30% sample for
+2. a transaction too old to ask about any more (``occurred_at + delay + expires`` has passed,
+   e.g. a backfill) is ``stale``; an anonymous one is ``unreachable``;
+3. exclusions: opted out, an open case (pluggable ``ExclusionCheck``s);
+4. sampling: deterministic per (rule, customer) -- a customer is in or out of a 30% sample for
    good, never re-rolled per transaction;
-4. timing: ``send_at = max(occurred_at + delay, now)``, moved out of the store's quiet hours
-   (deferred, never dropped); a transaction too old to ask about any more is ``stale``;
+   timing: ``send_at = max(occurred_at + delay, now)``, moved out of the store's quiet hours
+   (deferred, never dropped); the customer must be reachable on some configured channel;
 5. caps at ``send_at``: global (every survey), per survey, per channel, over rolling windows;
 6. channel: the first configured channel the customer is reachable on (and not capped on);
 7. compose the questionnaire for the basket, sign the link, enqueue the message in the outbox
@@ -339,6 +341,15 @@ class SurveyEngine:
 
     def decide(self, conn: Connection, ev: TouchpointEvent, rule: Rule, now: datetime) -> Outcome:
         """Every check, in order; the first that says no is the reason."""
+        # first, and without a query: a backfill of last year's orders must not cost a lookup each
+        due = ev.occurred_at + timedelta(seconds=rule.delay)
+        if due + timedelta(seconds=rule.expires) <= now:
+            return Outcome(
+                "suppressed",
+                "stale",
+                f"transaction at {ev.occurred_at:%Y-%m-%d %H:%M}Z is older than delay + expiry "
+                f"({_human(rule.delay + rule.expires)})",
+            )
         cid = ev.customer.customer_id
         if not cid:
             return Outcome("suppressed", "unreachable", "anonymous transaction: no customer identity")
@@ -352,14 +363,6 @@ class SurveyEngine:
                 "sampled_out",
                 f"customer is outside the {rule.sample:.0%} sample of {rule.name} "
                 f"(bucket {sample_bucket(rule.name, cid):.3f})",
-            )
-        due = ev.occurred_at + timedelta(seconds=rule.delay)
-        if due + timedelta(seconds=rule.expires) <= now:
-            return Outcome(
-                "suppressed",
-                "stale",
-                f"transaction at {ev.occurred_at:%Y-%m-%d %H:%M}Z is older than delay + expiry "
-                f"({_human(rule.delay + rule.expires)})",
             )
         wanted = max(due, now)
         zone = self.cfg.store_zone(ev.org.store)
