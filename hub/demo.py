@@ -55,8 +55,8 @@ def _checkout(
 ) -> dict[str, Any]:
     from decimal import Decimal
 
-    items = [{**ITEMS[k], "qty": q} for k, q in basket]
-    total = sum(Decimal(i["price"]) * i["qty"] for i in items)
+    items: list[dict[str, Any]] = [{**ITEMS[k], "qty": q} for k, q in basket]
+    total = sum((Decimal(str(i["price"])) * int(i["qty"]) for i in items), Decimal(0))
     rec: dict[str, Any] = {
         "receipt_no": f"R-{n:05d}",
         "status": "PAID",
