@@ -33,16 +33,6 @@ from standardwebhooks.webhooks import Webhook
 from hub.feedback.fake_dingtalk import FakeDingTalkRobot
 
 WEBHOOK_SECRET = "whsec_" + "YmVuY2gtd2ViaG9vay1zZWNyZXQtMTIzNDU2Nzg5MA=="
-RUN = """
-import logging, sys
-from hub.config import load_config
-from hub.runner import serve
-from hub.runtime import Runtime
-logging.basicConfig(level=logging.WARNING)
-rt = Runtime(load_config(sys.argv[1]))
-rt.migrate()
-serve(rt, port=int(sys.argv[2]))
-"""
 
 
 def free_port() -> int:
@@ -111,7 +101,11 @@ def main() -> None:
         port = free_port()
         config = write_config(folder, store_url, robot.base_url, args.stores, port)
         env = {**os.environ, "CXHUB_DELIVERY_POLL_SECONDS": "0.05", "CXHUB_SECRET_KEY": "bench-secret-key"}
-        proc = subprocess.Popen([sys.executable, "-c", RUN, str(config), str(port)], env=env, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import cli; cli.main()", "run", "--config", str(config), "--port", str(port)],
+            env=env,
+            stderr=(folder / "run.log").open("w"),
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             for _ in range(300):
@@ -121,7 +115,7 @@ def main() -> None:
                 except httpx.HTTPError:
                     time.sleep(0.1)
             else:
-                raise SystemExit("cxhub run did not start")
+                raise SystemExit("cxhub run did not start: " + (folder / "run.log").read_text()[-2000:])
             wh = Webhook(WEBHOOK_SECRET)
             sent_at: dict[str, float] = {}
             errors: list[str] = []

@@ -36,6 +36,7 @@ from hub.ingest import IngestContext
 from hub.model import EventKind, TouchpointEvent
 from hub.outbox import enqueue
 from hub.store import Store, insert_ignore
+from hub.store.schema import touchpoints
 
 log = logging.getLogger("cxhub.feedback")
 
@@ -334,6 +335,34 @@ class CaseService:
                 "case %s: nobody to notify for %s (levels %s); configure feedback.fallback", case["id"], kind, level_idx
             )
         return sent
+
+    def reroute(self, case_id: int, *, actor: str = "system", via: str = "cli") -> dict[str, Any]:
+        """Route an open case again with the current rules (after a routing fix, or for a case that
+        opened when nobody matched) and notify its new first level."""
+        with self.store.begin() as conn:
+            case = self._row(conn, case_id, lock=True)
+            if case["status"] not in OPEN_STATES:
+                return case
+            doc = conn.execute(select(touchpoints.c.doc).where(touchpoints.c.id == case["touchpoint_id"])).scalar()
+            if doc is None:
+                raise CaseNotFound(f"case #{case_id}: its touchpoint {case['touchpoint_id']} is gone")
+            ev = TouchpointEvent.model_validate(doc)
+            levels, how = self.router.ladder(self._facts(ev, case["severity"]))
+            new_doc = {
+                **case["doc"],
+                "levels": [{"label": lv.label, "contacts": lv.contacts} for lv in levels],
+                "route": how,
+            }
+            n = int(case["doc"].get("reroutes", 0)) + 1
+            new_doc["reroutes"] = n
+            conn.execute(
+                update(cases).where(cases.c.id == case_id).values(doc=new_doc, level=0, updated_at=self.clock())
+            )
+            now = self.clock()
+            self._audit(conn, case_id, "rerouted", actor, via, now, {"route": how})
+            fresh = self._row(conn, case_id)
+            self._notify(conn, fresh, "open", [0], now, step=f"reroute{n}")
+            return fresh
 
     # ------------------------------------------------------------ state machine
 

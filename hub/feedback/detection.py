@@ -4,7 +4,8 @@ Signals, each recorded in the verdict's ``reasons`` (shown on the case):
 
 - scores on normalised scales: rating (``Feedback.rating5``) <= 2, NPS <= 6, CSAT <= 2, CES >= 5;
 - text sentiment (a :class:`~hub.feedback.sentiment.SentimentAnalyzer`; a sentiment the source
-  already supplied in ``feedback.sentiment`` is used as is);
+  already supplied in ``feedback.sentiment`` is used as is); it is consulted only when nothing else
+  decides: not when a score is already negative, not when the customer's own score is good;
 - alarm keywords (食品安全, 过期, 投诉, 12315, 骗...): always a case, always high severity.
 
 Severity: high = alarm keyword or a very bad score (``feedback.high``: 1 star, NPS <= 3...);
@@ -61,6 +62,15 @@ def _score_signals(fb: Feedback, cfg: FeedbackConfig) -> tuple[list[str], bool]:
     return reasons, high
 
 
+def _good(fb: Feedback) -> bool:
+    """The customer's own score says it went well: the text model does not overrule them
+    ("耳机不错，就是排队有点久" with 4 stars is not a case)."""
+    r5 = fb.rating5
+    return (
+        (r5 is not None and r5 >= 4) or (fb.nps is not None and fb.nps >= 9) or (fb.csat is not None and fb.csat >= 4)
+    )
+
+
 class Detector:
     """Applies the ``feedback`` rules to touchpoints."""
 
@@ -86,7 +96,7 @@ class Detector:
         sentiment: float | None = None
         if fb.sentiment is not None:
             sentiment = (fb.sentiment + 1) / 2  # the source's -1..1 to our 0..1
-        elif text and len(text) >= self.cfg.sentiment.min_chars and not (score_reasons or keywords):
+        elif text and len(text) >= self.cfg.sentiment.min_chars and not (score_reasons or keywords or _good(fb)):
             # only text alone decides anything (severity low): skip the model when scores or keywords
             # already made it a case, it is the costliest step on the ingest path
             sentiment = self.analyzer.positive_probability(text)

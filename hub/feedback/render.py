@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from hub.connector import Button, OutboundMessage
 from hub.feedback.sla import format_left
 from hub.model import TouchpointEvent
-from hub.privacy import mask_name, mask_text
+from hub.privacy import mask_identity, mask_name, mask_text
 
 SEVERITY_ZH = {"high": "高", "medium": "中", "low": "低"}
 STATUS_ZH = {"new": "待受理", "acknowledged": "处理中", "resolved": "已解决", "closed": "已关闭"}
@@ -70,12 +70,27 @@ def case_summary(event: TouchpointEvent, store_name: str | None) -> dict[str, An
         "csat": fb.csat if fb else None,
         "ces": fb.ces if fb else None,
         "text": text,
-        "customer": mask_name(cust.name) if cust.name else "匿名顾客" if not cust.customer_id else "顾客",
+        "customer": _who(event),
         "member_level": cust.member_level,
         "order_id": order.id if order else None,
         "amount": None if order is None or order.amount is None else str(order.amount),
         "items": [i.name for i in (order.items if order else []) if i.name][:3],
     }
+
+
+_ID_LABEL = {"member_id": "会员号", "phone": "手机", "mobile": "手机", "platform_user": "用户", "openid": "微信用户"}
+
+
+def _who(event: TouchpointEvent) -> str:
+    """The customer as staff may see them: a masked name, else one masked identity."""
+    cust = event.customer
+    if cust.name:
+        return mask_name(cust.name)
+    for ns in _ID_LABEL:
+        for ident in cust.identities:
+            if ident.namespace == ns and not ident.value.startswith("h:"):  # hashed: nothing to show
+                return f"{_ID_LABEL[ns]} {mask_identity(ns, ident.value)}"
+    return "顾客" if cust.customer_id else "匿名顾客"
 
 
 def _stars(rating5: str | None) -> str:

@@ -52,6 +52,9 @@ def fb_event(**kw: object):  # type: ignore[no-untyped-def]
         ({"text": "电话13812315678 请回电"}, False, None),  # 12315 inside a phone number is not the hotline
         ({"text": "服务太差了，再也不来了"}, True, "low"),  # negative text alone
         ({"text": "很好吃，下次还来"}, False, None),
+        ({"rating": Decimal(4), "text": "太差了，等了好久"}, False, None),  # their own good score wins over the model
+        ({"rating": Decimal(3), "text": "太差了，等了好久"}, True, "low"),  # a neutral score does not
+        ({"nps": 9, "text": "太差了"}, False, None),
         ({"sentiment": -0.9}, True, "low"),  # the source's own sentiment is used as is
         ({"sentiment": 0.5, "text": "太差了太差了"}, False, None),
     ],

@@ -108,23 +108,6 @@ def test_burst_of_200_for_one_robot_respects_20_per_minute_and_reaches_staff(tmp
             rt.close()
 
 
-# what `cxhub run --config PATH --port PORT` does (cli.run -> hub.runner.serve), without the Typer
-# app: the e2e test must not depend on every other feature's command module importing cleanly
-RUN = """
-import logging, sys
-from hub.config import load_config
-from hub.runner import serve
-from hub.runtime import Runtime
-logging.basicConfig(level=logging.WARNING)
-rt = Runtime(load_config(sys.argv[1]))
-rt.migrate()
-try:
-    serve(rt, port=int(sys.argv[2]))
-finally:
-    rt.close()
-"""
-
-
 def _free_port() -> int:
     import socket
 
@@ -150,7 +133,7 @@ def test_cxhub_run_escalates_on_time_when_nobody_acknowledges(tmp_path: Path) ->
             "CXHUB_SECRET_KEY": "test-secret-key",
         }
         proc = subprocess.Popen(
-            [sys.executable, "-c", RUN, str(path), str(port)],
+            [sys.executable, "-c", "import cli; cli.main()", "run", "--config", str(path), "--port", str(port)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
