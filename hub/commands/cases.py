@@ -178,3 +178,19 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Reopen a resolved or closed case: a fresh SLA and a fresh notification."""
         _act("reopen", case_id, config, by, note, as_json)
+
+    @case_app.command("reroute")
+    def reroute(case_id: int, config: ConfigOpt = None, by: ByOpt = None) -> None:
+        """Route an open case again with the current rules and notify its new first level."""
+        from hub.feedback.cases import CaseNotFound
+
+        with cli.runtime(config) as rt:
+            try:
+                case = _service(rt).reroute(case_id, actor=by or getpass.getuser(), via="cli")
+            except CaseNotFound as exc:
+                raise cli.fail(str(exc)) from None
+        first = case["doc"]["levels"][0]
+        cli.console.print(
+            f"case #{case_id} ({case['status']}): level 0 {first['label']}: {', '.join(first['contacts']) or '-'}",
+            highlight=False,
+        )
