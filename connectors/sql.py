@@ -143,9 +143,14 @@ class SqlOptions(ConnectorOptions):
 # ---------------------------------------------------------------- values
 
 
+_AS_IS = frozenset({type(None), str, int, float, bool, Decimal, datetime, date})
+
+
 def _plain(value: Any) -> Any:
     """A driver value as something the store can keep as JSON (UUID, memoryview, timedelta...)."""
-    if value is None or isinstance(value, str | int | float | bool | Decimal | datetime | date):
+    if type(value) in _AS_IS:  # the common case, checked by exact type: this runs once per column
+        return value
+    if isinstance(value, str | int | float | bool | Decimal | datetime | date):
         return value
     if isinstance(value, memoryview):
         value = value.tobytes()
@@ -409,7 +414,10 @@ class SqlSource(PullSource):
             with self._connect() as conn:
                 stream = conn.execution_options(stream_results=True, yield_per=self.options.batch_size)
                 result = stream.execute(text(sql), params)
-                rows = (dict(r) for part in result.mappings().partitions() for r in part)
+                # Result.yield_per explicitly: the execution option alone still buffered the whole
+                # result in the first partition (SQLAlchemy 2.1 + psycopg 3, measured: 355 MB at 200k rows)
+                size = self.options.batch_size
+                rows = (dict(r) for part in result.yield_per(size).mappings().partitions(size) for r in part)
                 records = self._group(rows) if self.options.group_by else self._single(rows)
                 yield from self._batches(records, committed)
         except SQLAlchemyError as exc:
@@ -417,7 +425,10 @@ class SqlSource(PullSource):
 
     def _single(self, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for row in rows:
-            yield {k: _plain(v) for k, v in row.items()}
+            if all(type(v) in _AS_IS for v in row.values()):
+                yield row
+            else:
+                yield {k: _plain(v) for k, v in row.items()}
 
     def _group(self, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Fold consecutive rows with the same ``group_by`` key into one record with a list of lines."""
@@ -484,7 +495,10 @@ class SqlSource(PullSource):
                 with self._connect() as conn:
                     for i in range(0, len(keys), _IN_CHUNK):
                         for row in conn.execute(sql, {"keys": keys[i : i + _IN_CHUNK]}).mappings():
-                            by_key.setdefault(row[child.key], []).append({k: _plain(v) for k, v in row.items()})
+                            line = dict(row)
+                            if not all(type(v) in _AS_IS for v in line.values()):
+                                line = {k: _plain(v) for k, v in line.items()}
+                            by_key.setdefault(row[child.key], []).append(line)
             except SQLAlchemyError as exc:
                 raise self._error(exc, f"reading children {field_name!r}") from None
             for rec in chunk:

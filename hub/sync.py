@@ -57,7 +57,7 @@ class SyncRetry:
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Wait before try ``attempt`` + 1: the platform's ``retry_after`` or exponential backoff."""
         if retry_after is not None:
-            return min(max(retry_after, 0.0), self.cap * 10)
+            return max(retry_after, 0.0)
         return min(self.cap, self.base * (2 ** (attempt - 1)))
 
 
@@ -187,6 +187,8 @@ def run_sync(
                 ok, retry_after = _retriable(exc)
                 if not ok or attempt >= retry.attempts:
                     raise
+                if retry_after is not None and retry_after > retry.cap * 10:
+                    raise  # blocked for long: end this run; the next scheduled one resumes
                 wait = retry.delay(attempt, retry_after)
                 log.warning(
                     "sync %s: %s; try %d/%d in %.1fs, resuming from the last committed batch",

@@ -289,9 +289,14 @@ def test_streams_with_server_side_cursor(pg_url: str, make_runtime: RuntimeFacto
     src = rt.pull_source("pos")
     assert isinstance(src, SqlSource)
     seen: list[Any] = []
-    event.listen(src.engine, "before_cursor_execute", lambda c, cur, *a: seen.append(type(cur).__name__))
+    event.listen(src.engine, "before_cursor_execute", lambda c, cur, *a: seen.append(cur))
+    batches = src.read(None)
+    first = next(batches)
+    server = [c for c in seen if type(c).__name__ == "ServerCursor"]
+    assert len(server) == 1  # psycopg's named cursor
+    assert len(first.records) == 10 and server[0].rownumber <= 10  # fetched one batch, not the table
+    batches.close()  # type: ignore[attr-defined]
     run_sync(rt, "pos")
-    assert "ServerCursor" in seen  # psycopg's named cursor
     with eng.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     eng.dispose()
