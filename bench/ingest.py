@@ -52,9 +52,9 @@ def records(n: int) -> Iterator[dict]:
         }
 
 
-def run_one(url: str, n: int, batch: int) -> dict:
-    from hub.connector import RawRecord
-    from hub.ingest import Ingestor
+def run_one(url: str, n: int, batch: int, mode: str) -> dict:
+    from hub.connector import Batch, RawRecord
+    from hub.ingest import Ingestor, ingest_batches
     from hub.mapping import load_mapping_file, preset_path
     from hub.store import Store
 
@@ -62,23 +62,32 @@ def run_one(url: str, n: int, batch: int) -> dict:
     store.migrate()
     mapping = load_mapping_file(preset_path("retail_checkout"))  # type: ignore[arg-type]
     ing = Ingestor(store, b"bench-secret")
-    buf: list[RawRecord] = []
-    stored = 0
+
+    def batches():
+        buf: list[RawRecord] = []
+        for i, rec in enumerate(records(n)):
+            buf.append(RawRecord("pos", rec["receipt_no"], rec))
+            if len(buf) == batch:
+                yield Batch(buf, {"offset": i})
+                buf = []
+        if buf:
+            yield Batch(buf, {"offset": n})
+
     t0 = time.perf_counter()
-    for i, rec in enumerate(records(n)):
-        buf.append(RawRecord("pos", rec["receipt_no"], rec))
-        if len(buf) == batch:
-            stored += ing.ingest("pos", mapping, buf, {"offset": i}).stored
-            buf = []
-    if buf:
-        stored += ing.ingest("pos", mapping, buf, {"offset": n}).stored
+    c0 = time.process_time()
+    if mode == "pipelined":
+        stored = ingest_batches(ing, "pos", mapping, batches()).stored
+    else:
+        stored = sum(ing.ingest("pos", mapping, b.records, b.state).stored for b in batches())
     seconds = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     store.dispose()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "stored": stored,
         "seconds": round(seconds, 2),
         "events_per_s": round(stored / seconds),
+        "cpu_us_per_event": round(cpu / max(stored, 1) * 1e6),
         "peak_rss_mb": round(rss_mb),
     }
 
@@ -88,38 +97,38 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--mode", choices=["sequential", "pipelined", "both"], default="both")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.child, args.records, args.batch)))
+        print(json.dumps(run_one(args.child, args.records, args.batch, args.mode)))
         return
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"{args.records} checkouts x 3 items, batches of {args.batch}"
     )
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    modes = ["sequential", "pipelined"] if args.mode == "both" else [args.mode]
     for backend in backends:
-        if backend == "sqlite":
-            tmp = tempfile.mkdtemp()
-            results = _child(f"sqlite:///{tmp}/bench.db", args)
-        else:
-            from hub.testing import temporary_postgres_database
+        for mode in modes:
+            if backend == "sqlite":
+                tmp = tempfile.mkdtemp()
+                r = _child(f"sqlite:///{tmp}/bench.db", args, mode)
+            else:
+                from hub.testing import temporary_postgres_database
 
-            with temporary_postgres_database() as url:
-                results = _child(url, args)
-        print(
-            f"{backend:10s}: {results['events_per_s']:>7,} events/s  ({results['stored']:,} stored in "
-            f"{results['seconds']}s), peak RSS {results['peak_rss_mb']} MB"
-        )
+                with temporary_postgres_database() as url:
+                    r = _child(url, args, mode)
+            print(
+                f"{backend:10s} {mode:10s}: {r['events_per_s']:>7,} events/s  ({r['stored']:,} stored in "
+                f"{r['seconds']}s; {r['cpu_us_per_event']} us CPU/event in cxhub), peak RSS {r['peak_rss_mb']} MB"
+            )
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (a busy machine slows every figure)")
 
 
-def _child(url: str, args: argparse.Namespace) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", url, "--records", str(args.records), "--batch", str(args.batch)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+def _child(url: str, args: argparse.Namespace, mode: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", url, "--records", str(args.records), "--batch", str(args.batch)]
+    out = subprocess.run([*cmd, "--mode", mode], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

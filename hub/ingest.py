@@ -11,14 +11,15 @@ outbox writes) add. A crash re-reads at most that batch, and dedup absorbs it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, select, update
 
-from hub.connector import Clock, RawRecord, Rejected, utcnow
+from hub.connector import Batch, Clock, RawRecord, Rejected, utcnow
 from hub.errors import PayloadError
 from hub.identity import IdentityResolver
 from hub.mapping import CompiledMapping
@@ -75,6 +76,19 @@ class IngestResult:
         }
 
 
+@dataclass
+class PreparedBatch:
+    """A batch mapped and serialised by :meth:`Ingestor.prepare`, ready for :meth:`Ingestor.commit`."""
+
+    source: str
+    read: int = 0
+    duplicates: int = 0
+    inbox_rows: list[dict[str, Any]] = field(default_factory=list)
+    payloads: dict[str, Any] = field(default_factory=dict)
+    outcomes: dict[str, TouchpointEvent | str | None] = field(default_factory=dict)  # event / reason / filtered
+    rejected: list[Rejected] = field(default_factory=list)
+
+
 def _event_row(ev: TouchpointEvent) -> dict[str, Any]:
     return {
         "id": ev.id,
@@ -126,17 +140,24 @@ class Ingestor:
     ) -> IngestResult:
         """Store one batch (and ``state``, when given) in one transaction; ``rejected`` items (the
         source could not parse them) go to quarantine in the same transaction."""
-        result = IngestResult(read=len(records) + len(rejected))
+        return self.commit(self.prepare(source, mapping, records, rejected), state)
+
+    def prepare(
+        self,
+        source: str,
+        mapping: CompiledMapping,
+        records: Sequence[RawRecord],
+        rejected: Sequence[Rejected] = (),
+    ) -> PreparedBatch:
+        """The CPU half of ingest (mapping, serialisation), touching no database: a caller may
+        prepare the next batch while the previous one commits."""
+        batch = PreparedBatch(source=source, rejected=list(rejected), read=len(records) + len(rejected))
         unique: dict[str, RawRecord] = {}
         for rec in records:
             if rec.external_id in unique:
-                result.duplicates += 1
+                batch.duplicates += 1
             else:
                 unique[rec.external_id] = rec
-        now = self.clock()
-        inbox_rows: list[dict[str, Any]] = []
-        payloads: dict[str, Any] = {}
-        outcomes: dict[str, TouchpointEvent | str | None] = {}  # event, reason, or None (filtered)
         for ext, rec in unique.items():
             payload, bad = _safe_payload(rec.payload)
             outcome: TouchpointEvent | str | None
@@ -147,11 +168,12 @@ class Ingestor:
                     outcome = mapping.apply(rec.payload, source=source, external_id=ext, received_at=rec.received_at)
                 except PayloadError as exc:
                     outcome = str(exc)
-            outcomes[ext] = outcome
+            batch.outcomes[ext] = outcome
+            batch.payloads[ext] = payload
             status = (
                 "stored" if isinstance(outcome, TouchpointEvent) else "filtered" if outcome is None else "quarantined"
             )
-            inbox_rows.append(
+            batch.inbox_rows.append(
                 {
                     "source": source,
                     "external_id": ext,
@@ -161,20 +183,27 @@ class Ingestor:
                     "payload": payload if self.keep_raw else None,
                 }
             )
-            payloads[ext] = payload
+        return batch
+
+    def commit(self, batch: PreparedBatch, state: dict[str, Any] | None = None) -> IngestResult:
+        """The database half: dedup, quarantine, identity, touchpoints, hooks and ``state``, in one
+        transaction."""
+        source = batch.source
+        result = IngestResult(read=batch.read, duplicates=batch.duplicates)
+        now = self.clock()
         with self.store.begin() as conn:
             fresh: set[str] = set()
-            if inbox_rows:
-                inserted = bulk_insert_ignore(conn, inbox, inbox_rows, ["source", "external_id"], ["external_id"])
+            if batch.inbox_rows:
+                inserted = bulk_insert_ignore(conn, inbox, batch.inbox_rows, ["source", "external_id"], ["external_id"])
                 fresh = {r[0] for r in inserted}
-            result.duplicates += len(unique) - len(fresh)
+            result.duplicates += len(batch.inbox_rows) - len(fresh)
             events: list[TouchpointEvent] = []
             q_rows = []
-            for row in inbox_rows:
+            for row in batch.inbox_rows:
                 ext = row["external_id"]
                 if ext not in fresh:
                     continue
-                outcome = outcomes[ext]
+                outcome = batch.outcomes[ext]
                 if isinstance(outcome, TouchpointEvent):
                     events.append(outcome)
                 elif outcome is None:
@@ -186,12 +215,12 @@ class Ingestor:
                             "external_id": ext,
                             "stage": "mapping",
                             "reason": outcome,
-                            "payload": payloads[ext],
+                            "payload": batch.payloads[ext],
                             "created_at": now,
                             "status": "open",
                         }
                     )
-            for rej in rejected:
+            for rej in batch.rejected:
                 q_rows.append(
                     {
                         "source": source,
@@ -318,3 +347,36 @@ def reset_state(store: Store, source: str) -> None:
     """Forget a source's cursor (full resync)."""
     with store.begin() as conn:
         conn.execute(source_state.delete().where(source_state.c.source == source))
+
+
+def ingest_batches(
+    ingestor: Ingestor,
+    source: str,
+    mapping: CompiledMapping,
+    batches: Iterable[Batch],
+    on_batch: Callable[[IngestResult], None] | None = None,
+) -> IngestResult:
+    """Ingest a stream of batches, preparing batch N+1 while batch N commits.
+
+    One committer thread commits in order (each batch with its state, as ``ingest`` does), so a
+    crash still resumes after the last committed batch; the caller's thread reads and maps ahead by
+    one batch. psycopg releases the GIL while PostgreSQL works, so mapping overlaps the commit.
+    A failed commit stops the pipeline and is raised here.
+    """
+    total = IngestResult()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cxhub-commit-{source}") as pool:
+        pending: Future[IngestResult] | None = None
+        for batch in batches:
+            prepared = ingestor.prepare(source, mapping, batch.records, batch.rejected)
+            if pending is not None:
+                _collect(total, pending.result(), on_batch)
+            pending = pool.submit(ingestor.commit, prepared, batch.state)
+        if pending is not None:
+            _collect(total, pending.result(), on_batch)
+    return total
+
+
+def _collect(total: IngestResult, result: IngestResult, on_batch: Callable[[IngestResult], None] | None) -> None:
+    total.add(result)
+    if on_batch is not None:
+        on_batch(total)
