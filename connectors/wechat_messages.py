@@ -18,6 +18,7 @@ window (45015), bad openid (40003) or template (40037).
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Literal
 
 import requests
@@ -85,12 +86,12 @@ class WeChatMessages(HttpDestination):
         self.tokens = TokenCache(
             self.context.kv, f"wechat:{self.options.app_id}", self._fetch_token, clock=self.context.clock
         )
-        self._sdk: Any = None
+        self._local = threading.local()  # wechatpy clients hold per-call state: one per sending thread
 
     @property
     def sdk(self) -> Any:
         """wechatpy's client on our transport (token injected per call)."""
-        if self._sdk is None:
+        if getattr(self._local, "sdk", None) is None:
             from wechatpy import WeChatClient
 
             sdk = WeChatClient(self.options.app_id, "unused", access_token="-", timeout=self.options.timeout)  # noqa: S106 - placeholder
@@ -99,8 +100,8 @@ class WeChatMessages(HttpDestination):
             sdk._http = requests.Session()
             sdk._http.mount("http://", adapter)
             sdk._http.mount("https://", adapter)
-            self._sdk = sdk
-        return self._sdk
+            self._local.sdk = sdk
+        return self._local.sdk
 
     def _fetch_token(self, force: bool) -> tuple[str, float]:
         data, _ = call_json(

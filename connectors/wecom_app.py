@@ -15,6 +15,7 @@ excess), kept as per-recipient budgets.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, ClassVar
 
 import requests
@@ -76,23 +77,27 @@ class WeComAppMessage(HttpDestination):
             self._fetch_token,
             clock=self.context.clock,
         )
-        self._sdk: Any = None
+        self._local = threading.local()  # wechatpy clients hold per-call state: one per sending thread
 
     @property
     def sdk(self) -> Any:
         """wechatpy's WeCom client on our transport (token injected per call)."""
-        if self._sdk is None:
+        if getattr(self._local, "sdk", None) is None:
             from wechatpy.enterprise import WeChatClient
 
             sdk = WeChatClient(
-                self.options.corp_id, "unused", access_token="-", timeout=self.options.timeout, auto_retry=False  # noqa: S106 - placeholder, the store token is set per call
+                self.options.corp_id,
+                "unused",
+                access_token="-",  # noqa: S106 - placeholder; the store's token is set per call
+                timeout=self.options.timeout,
+                auto_retry=False,
             )
             adapter = HttpxAdapter(self.client, rewrite={WECOM_ORIGIN: self.options.base_url})
             sdk._http = requests.Session()
             sdk._http.mount("http://", adapter)
             sdk._http.mount("https://", adapter)
-            self._sdk = sdk
-        return self._sdk
+            self._local.sdk = sdk
+        return self._local.sdk
 
     def _fetch_token(self, force: bool) -> tuple[str, float]:
         data, _ = call_json(

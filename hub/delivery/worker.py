@@ -31,6 +31,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -123,6 +124,7 @@ class DeliveryWorker:
         lease_seconds: float = 120.0,
         policy: RetryPolicy | None = None,
         budgets: Budgets | None = None,
+        concurrency: int = 4,
     ):
         self.store = store
         self.resolve = resolve
@@ -133,6 +135,9 @@ class DeliveryWorker:
         self.lease = timedelta(seconds=lease_seconds)
         self.policy = policy or RetryPolicy()
         self.budgets = budgets or Budgets()
+        # platform calls are I/O: overlap a few; SQLite serialises writers, so one at a time there
+        self.concurrency = 1 if store.is_sqlite else max(1, concurrency)
+        self._pool: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ pump
 
@@ -151,17 +156,58 @@ class DeliveryWorker:
         result.deferred = plan.deferred
         claimed_at = now
         blocked: dict[str, datetime] = {}
-        for unit in plan.units:
-            until = blocked.get(unit.rows[0].destination)
+        lock = threading.Lock()
+
+        def one(unit: Unit) -> None:
+            dest = unit.rows[0].destination
+            until = blocked.get(dest)
             if until is not None:  # throttled earlier in this pump: do not hammer the platform
                 with self.store.begin() as conn:
                     self._release(conn, unit.rows, until)
-                result.deferred += len(unit.rows)
-                continue
-            throttled_until = self._deliver(unit, claimed_at, result)
-            if throttled_until is not None:
-                blocked[unit.rows[0].destination] = throttled_until
+                with lock:
+                    result.deferred += len(unit.rows)
+                return
+            part = PumpResult()
+            throttled_until = self._deliver(unit, claimed_at, part)
+            with lock:
+                for f in ("sent", "failed", "dead", "deferred", "calls", "digests"):
+                    setattr(result, f, getattr(result, f) + getattr(part, f))
+                if throttled_until is not None:
+                    blocked[dest] = throttled_until
+
+        # a rate-limited destination is sent to in order, so the first throttle answer stops the
+        # rest of its units; other destinations' units go out in parallel
+        tasks: list[list[Unit]] = []
+        serial: dict[str, list[Unit]] = {}
+        for unit in plan.units:
+            dest = unit.rows[0].destination
+            if getattr(self.resolve(dest), "rate_limits", ()):
+                if dest not in serial:
+                    serial[dest] = []
+                    tasks.append(serial[dest])
+                serial[dest].append(unit)
+            else:
+                tasks.append([unit])
+
+        def run(units: list[Unit]) -> None:
+            for u in units:
+                one(u)
+
+        if self.concurrency == 1 or len(tasks) == 1:
+            for t in tasks:
+                run(t)
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="cxhub-send")
+            for f in [self._pool.submit(run, t) for t in tasks]:
+                f.result()
         return result
+
+    def close(self) -> None:
+        """Stop the sending threads."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def drain(self, max_pumps: int = 1000) -> PumpResult:
         """Pump until nothing is due (tests, ``cxhub outbox flush``); returns the totals."""
@@ -460,7 +506,7 @@ class DeliveryWorker:
             n = conn.execute(
                 update(outbox).where(outbox.c.id.in_(unit.ids), outbox.c.locked_by == self.worker_id).values(**values)
             ).rowcount
-            if status in ("sent", "dead"):
+            if status in ("sent", "dead") and unit.batch_key:
                 conn.execute(delete(outbox_batches).where(outbox_batches.c.outbox_id.in_(unit.ids)))
         if n != len(unit.ids):
             log.warning("outbox rows %s: lease lost before recording %s", unit.ids, status)
@@ -504,6 +550,7 @@ class DeliveryService:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self.worker.close()
 
     def _loop(self) -> None:
         failures = 0

@@ -344,6 +344,7 @@ class FakePlatform:
 
 class _Handler(BaseHTTPRequestHandler):
     fake: FakePlatform
+    disable_nagle_algorithm = True
 
     def log_message(self, *args: Any) -> None:
         pass

@@ -294,7 +294,7 @@ def test_crash_mid_send_is_picked_up_after_the_lease_without_loss_or_duplicate(
             return receipt
 
     put(store, clock, "app", msgs(8, to=["ou_1"]))
-    a = worker(store, clock, {"app": Dies()}, worker_id="A", lease_seconds=60)
+    a = worker(store, clock, {"app": Dies()}, worker_id="A", lease_seconds=60, concurrency=1)
     with pytest.raises(Crash):
         a.run_once()
     assert [r["status"] for r in rows(store)].count("sending") == 6
