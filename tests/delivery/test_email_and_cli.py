@@ -39,9 +39,9 @@ class Recorder:
 
 @pytest.fixture
 def smtp() -> Iterator[tuple[Recorder, int]]:
-    from aiosmtpd.controller import Controller
-
     import socket
+
+    from aiosmtpd.controller import Controller
 
     with socket.socket() as s:  # aiosmtpd's readiness check needs the real port up front
         s.bind(("127.0.0.1", 0))
