@@ -66,6 +66,8 @@ class FakePlatform:
     feishu_uuids: dict[str, str] = field(default_factory=dict)
     alipay_public_key: str | None = None
     feishu_app_per_second: int = 50
+    hang_on: int = 0  # server mode: after accepting the Nth Feishu app message, never answer it
+    hanging: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -------------------------------------------------------------- helpers
@@ -372,6 +374,15 @@ class _Handler(BaseHTTPRequestHandler):
             )
         ):
             time.sleep(self.fake.hang_after_accept)
+        if (
+            self.fake.hang_on
+            and request.url.path == "/open-apis/im/v1/messages"
+            and len(self.fake.accepted) == self.fake.hang_on
+            and not self.fake.hanging.is_set()
+        ):
+            self.fake.hanging.set()  # the platform has it; the sender never hears back
+            time.sleep(30)
+            return
         self.send_response(response.status_code)
         for k, v in response.headers.items():
             if k.lower() not in ("content-length", "transfer-encoding"):
