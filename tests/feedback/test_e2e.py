@@ -139,6 +139,7 @@ def test_cxhub_run_escalates_on_time_when_nobody_acknowledges(tmp_path: Path) ->
             stderr=subprocess.STDOUT,
         )
         base = f"http://127.0.0.1:{port}"
+        t_start = time.monotonic()
         try:
             for _ in range(100):
                 try:
@@ -149,6 +150,7 @@ def test_cxhub_run_escalates_on_time_when_nobody_acknowledges(tmp_path: Path) ->
             else:
                 proc.terminate()
                 pytest.fail("cxhub run did not come up: " + proc.communicate(timeout=10)[0].decode()[-2000:])
+            print(f"up after {time.monotonic() - t_start:.1f}s")
             feed = tmp_path / "reviews.jsonl"
             append(feed, review_record(1, member="M1"))
             assert robot.wait_for(1, 5), "the store robot got nothing"
@@ -173,9 +175,11 @@ def test_cxhub_run_escalates_on_time_when_nobody_acknowledges(tmp_path: Path) ->
             district = [r for r in robot.received if r.token == "tok-district"]
             assert all("#1【" not in r.text for r in district)  # the acknowledged case never escalated
             assert robot.rejected == []
+            print(f"checks done after {time.monotonic() - t_start:.1f}s")
         finally:
             proc.terminate()
             try:
                 proc.wait(15)
+                print(f"stopped after {time.monotonic() - t_start:.1f}s")
             except subprocess.TimeoutExpired:
                 proc.kill()
