@@ -314,13 +314,25 @@ class SurveyEngine:
     def __call__(self, ctx: IngestContext, events: Sequence[TouchpointEvent]) -> None:
         if not self.cfg.enabled:
             return
+        owned: list[tuple[TouchpointEvent, Rule]] = []
         for ev in events:
             if ev.kind == EventKind.survey_response:
                 self.record_response(ctx.conn, ev)
                 continue
             rule = self.rule_for(ev)
             if rule is not None:
-                self.consider(ctx.conn, ev, rule, ctx.now)
+                owned.append((ev, rule))
+        if not owned:
+            return
+        # one query for the whole batch instead of one per transaction
+        done: set[str] = set()
+        ids = [ev.id for ev, _ in owned]
+        for i in range(0, len(ids), 500):
+            q = select(invitations.c.transaction_id).where(invitations.c.transaction_id.in_(ids[i : i + 500]))
+            done.update(r[0] for r in ctx.conn.execute(q))
+        for ev, rule in owned:
+            if ev.id not in done:
+                self.consider(ctx.conn, ev, rule, ctx.now, checked=True)
 
     def rule_for(self, ev: TouchpointEvent) -> Rule | None:
         """The first enabled rule whose trigger matches ``ev``."""
@@ -454,12 +466,15 @@ class SurveyEngine:
 
     # ------------------------------------------------------------ acting
 
-    def consider(self, conn: Connection, ev: TouchpointEvent, rule: Rule, now: datetime) -> dict[str, Any] | None:
+    def consider(
+        self, conn: Connection, ev: TouchpointEvent, rule: Rule, now: datetime, *, checked: bool = False
+    ) -> dict[str, Any] | None:
         """Decide for one transaction and write the invitation (and its message); returns the row,
-        or None when the transaction already has an invitation."""
-        exists = conn.execute(select(invitations.c.id).where(invitations.c.transaction_id == ev.id)).first()
-        if exists is not None:
-            return None
+        or None when the transaction already has an invitation (``checked``: the caller looked)."""
+        if not checked:
+            exists = conn.execute(select(invitations.c.id).where(invitations.c.transaction_id == ev.id)).first()
+            if exists is not None:
+                return None
         out = self.decide(conn, ev, rule, now)
         inv_id = invitation_id(rule.name, ev.id)
         info = self.cfg.stores.get(ev.org.store or "")
