@@ -1,10 +1,14 @@
 """Group commit for the webhook receiver: many requests, few transactions, every reply after its
 commit.
 
-Requests hand their records to :class:`GroupCommitWriter` and wait on a future. One writer
-thread takes whatever has queued up (up to ``max_batch`` requests), commits it per source in one
+Requests hand their records to :class:`GroupCommitWriter` and wait on a future. A writer thread
+takes whatever has queued up (up to ``max_batch`` requests), commits it per source in one
 ``Ingestor.ingest`` transaction and resolves each request's future. Under light load a batch is one
 request (no added latency); under heavy load the cost of a commit is shared by the whole batch.
+On PostgreSQL several writers run, so that one batch's commit (its WAL flush) overlaps the next
+batch's work; records are sorted by id in each batch so that concurrent batches take row locks
+in the same order (a retry of the same push in two batches waits, it does not deadlock). SQLite
+has one writer at a time anyway: one thread.
 
 When a batch fails, its requests are retried one by one, so that one bad record only fails its
 own request (503: the platform retries), never its neighbours.
@@ -38,12 +42,15 @@ class _Job:
 class GroupCommitWriter:
     """A writer thread that commits queued push records in small batches."""
 
-    def __init__(self, ingestor: Ingestor, *, max_batch: int = 200, name: str = "cxhub-group-commit"):
+    def __init__(
+        self, ingestor: Ingestor, *, max_batch: int = 200, writers: int | None = None, name: str = "cxhub-group-commit"
+    ):
         self.ingestor = ingestor
         self.max_batch = max_batch
+        self.writers = writers or (1 if ingestor.store.is_sqlite else 3)
         self._name = name
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
         self.batches = 0  # for tests and the benchmark
         self.committed_requests = 0
@@ -62,19 +69,23 @@ class GroupCommitWriter:
         return job.future
 
     def _ensure_started(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        if self._threads and all(t.is_alive() for t in self._threads):
             return
         with self._start_lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
+            self._threads = [t for t in self._threads if t.is_alive()]
+            while len(self._threads) < self.writers:
+                t = threading.Thread(target=self._run, name=f"{self._name}-{len(self._threads)}", daemon=True)
+                t.start()
+                self._threads.append(t)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, then stop the thread."""
-        if self._thread is not None and self._thread.is_alive():
+        """Commit what is queued, then stop the threads."""
+        alive = [t for t in self._threads if t.is_alive()]
+        for _ in alive:
             self._queue.put(None)
-            self._thread.join(timeout)
-        self._thread = None
+        for t in alive:
+            t.join(timeout)
+        self._threads = []
 
     # ------------------------------------------------------------ writer thread
 
@@ -106,7 +117,7 @@ class GroupCommitWriter:
             result = self.ingestor.ingest(
                 first.source,
                 first.mapping,
-                [r for j in jobs for r in j.records],
+                sorted((r for j in jobs for r in j.records), key=lambda r: r.external_id),
                 rejected=[r for j in jobs for r in j.rejected],
             )
         except Exception as exc:
