@@ -5,7 +5,7 @@ Requests hand their records to :class:`GroupCommitWriter` and wait on a future. 
 takes whatever has queued up (up to ``max_batch`` requests), commits it per source in one
 ``Ingestor.ingest`` transaction and resolves each request's future. Under light load a batch is one
 request (no added latency); under heavy load the cost of a commit is shared by the whole batch.
-On PostgreSQL several writers run, so that one batch's commit (its WAL flush) overlaps the next
+On PostgreSQL two writers run, so that one batch's commit (its WAL flush) overlaps the next
 batch's work; records are sorted by id in each batch so that concurrent batches take row locks
 in the same order (a retry of the same push in two batches waits, it does not deadlock). SQLite
 has one writer at a time anyway: one thread.
@@ -47,7 +47,7 @@ class GroupCommitWriter:
     ):
         self.ingestor = ingestor
         self.max_batch = max_batch
-        self.writers = writers or (1 if ingestor.store.is_sqlite else 3)
+        self.writers = writers or (1 if ingestor.store.is_sqlite else 2)
         self._name = name
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
