@@ -39,7 +39,11 @@ class TestWeCom(ConnectorConformance):
 
 class TestDingTalk(ConnectorConformance):
     connector_kind = "dingtalk_events"
-    options: ClassVar[dict[str, Any]] = {"token": "token-secret-1", "encoding_aes_key": DING_AES_KEY, "app_key": "ding1"}
+    options: ClassVar[dict[str, Any]] = {
+        "token": "token-secret-1",
+        "encoding_aes_key": DING_AES_KEY,
+        "app_key": "ding1",
+    }
 
 
 class TestFeishu(ConnectorConformance):
@@ -169,3 +173,30 @@ def test_group_commit_batches_under_load_and_isolates_a_bad_request(sqlite_store
 
     with sqlite_store.connect() as conn:
         assert conn.execute(select(func.count()).select_from(touchpoints)).scalar_one() == 39
+
+
+def test_safe_mode_passive_reply_is_encrypted_for_wechat_to_read() -> None:
+    import xmltodict
+    from wechatpy.crypto import WeChatCrypto
+
+    from connectors.wechat_oa import WeChatOAOptions, WeChatOfficialAccountSource
+    from hub.connector import ConnectorContext, InboundRequest
+
+    from .peers import wechat_safe
+    from .pushkit import OA_APPID, OA_TOKEN
+    from .test_peers import NOW, text_message
+
+    clock = FakeClock()
+    opts = WeChatOAOptions(
+        token=OA_TOKEN, encoding_aes_key=OA_AES_KEY, app_id=OA_APPID, auto_reply="已收到，稍后回复您"
+    )
+    src = WeChatOfficialAccountSource("oa", opts, ConnectorContext(clock=clock))
+    q, body = wechat_safe(text_message(), token=OA_TOKEN, aes_key=OA_AES_KEY, appid=OA_APPID, ts=NOW, nonce="r1")
+    result = src.handle(InboundRequest("POST", "/hooks/oa", q, {"content-type": "text/xml"}, body))
+    sealed = xmltodict.parse(result.reply.body)["xml"]
+    plain = WeChatCrypto(OA_TOKEN, OA_AES_KEY, OA_APPID).decrypt_message(
+        result.reply.body, sealed["MsgSignature"], sealed["TimeStamp"], sealed["Nonce"]
+    )
+    reply = xmltodict.parse(plain)["xml"]
+    assert reply["Content"] == "已收到，稍后回复您"
+    assert reply["ToUserName"] == "oCustomer1" and reply["MsgType"] == "text"
