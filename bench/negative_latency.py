@@ -74,16 +74,46 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q / 100 * len(s)) - 1))]
 
 
+def breakdown(store_url: str, sent_at: dict[str, float]) -> None:
+    """Where the time went: request -> case + outbox row committed, then outbox row -> sent."""
+    from sqlalchemy import select
+
+    from hub.store import Store
+    from hub.store.schema import outbox
+
+    store = Store(store_url)
+    try:
+        with store.connect() as conn:
+            rows = conn.execute(select(outbox.c.message, outbox.c.created_at, outbox.c.sent_at)).all()
+    finally:
+        store.dispose()
+    ingest, deliver = [], []
+    for msg, created, sent in rows:
+        found = re.search(r"BO-\d{6}", msg.get("body", ""))
+        if found and found.group(0) in sent_at:
+            ingest.append(created.timestamp() - sent_at[found.group(0)])
+            if sent is not None:
+                deliver.append((sent - created).total_seconds())
+    for name, vals in (("request -> outbox row committed", ingest), ("outbox row -> sent", deliver)):
+        if vals:
+            print(f"  {name}: p50 {percentile(vals, 50) * 1000:.0f} ms, p99 {percentile(vals, 99) * 1000:.0f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=float, default=50.0, help="negative reviews per second")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--stores", type=int, default=300, help="stores, each with its own robot")
     ap.add_argument("--sqlite", action="store_true", help="SQLite instead of a throwaway PostgreSQL")
+    ap.add_argument("--cold", action="store_true", help="no warm-up: first sends pay for new HTTP clients")
+    ap.add_argument(
+        "--processes", type=int, default=1, help="cxhub run processes sharing the store (scale-out; PostgreSQL)"
+    )
     args = ap.parse_args()
     total = int(args.rate * args.seconds)
     print(
-        f"{total} negative reviews at {args.rate:g}/s over {args.stores} store robots; store: "
+        f"{total} negative reviews at {args.rate:g}/s over {args.stores} store robots, "
+        f"{args.processes} cxhub run process(es); store: "
         f"{'SQLite' if args.sqlite else 'PostgreSQL'}"
     )
 
@@ -98,28 +128,33 @@ def main() -> None:
         )
         secrets = {f"tok-{i}": f"SEC-{i}" for i in range(args.stores)}
         robot = stack.enter_context(FakeDingTalkRobot(secrets))
-        port = free_port()
-        config = write_config(folder, store_url, robot.base_url, args.stores, port)
+        ports = [free_port() for _ in range(args.processes)]
+        config = write_config(folder, store_url, robot.base_url, args.stores, ports[0])
         env = {**os.environ, "CXHUB_DELIVERY_POLL_SECONDS": "0.05", "CXHUB_SECRET_KEY": "bench-secret-key"}
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "import cli; cli.main()", "run", "--config", str(config), "--port", str(port)],
-            env=env,
-            stderr=(folder / "run.log").open("w"),
-        )
-        base = f"http://127.0.0.1:{port}"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", "import cli; cli.main()", "run", "--config", str(config), "--port", str(p)],
+                env=env,
+                stderr=(folder / f"run-{p}.log").open("w"),
+            )
+            for p in ports
+        ]
+        bases = [f"http://127.0.0.1:{p}" for p in ports]
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            else:
-                raise SystemExit("cxhub run did not start: " + (folder / "run.log").read_text()[-2000:])
+            for base in bases:
+                for _ in range(600):
+                    try:
+                        if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        time.sleep(0.1)
+                else:
+                    logs = "".join(f.read_text()[-1000:] for f in folder.glob("run-*.log"))
+                    raise SystemExit("cxhub run did not start: " + logs)
             wh = Webhook(WEBHOOK_SECRET)
             sent_at: dict[str, float] = {}
             errors: list[str] = []
-            client = httpx.Client(base_url=base, timeout=30, limits=httpx.Limits(max_connections=64))
+            clients = [httpx.Client(base_url=b, timeout=30, limits=httpx.Limits(max_connections=64)) for b in bases]
             lock = threading.Lock()
 
             def post(n: int) -> None:
@@ -145,10 +180,21 @@ def main() -> None:
                 }
                 with lock:
                     sent_at[order] = time.time()
-                r = client.post("/hooks/reviews", content=body.encode(), headers=headers)
+                r = clients[n % len(clients)].post("/hooks/reviews", content=body.encode(), headers=headers)
                 if r.status_code != 200:
                     errors.append(f"{r.status_code} {r.text[:80]}")
 
+            # warm-up, not measured: one review per store, so every destination has its HTTP client and
+            # connections (a running hub's steady state; a cold client costs an SSL context load)
+            warm = 0 if args.cold else args.stores
+            if warm:
+                with ThreadPoolExecutor(max_workers=32) as pool:
+                    for i in range(warm):
+                        pool.submit(post, 900_000 + i)
+                        time.sleep(1 / args.rate)
+                robot.wait_for(warm, 180)
+                sent_at.clear()
+                print(f"warm-up: {len(robot.received)}/{warm} store robots reached")
             started = time.monotonic()
             with ThreadPoolExecutor(max_workers=32) as pool:
                 for n in range(total):
@@ -158,7 +204,7 @@ def main() -> None:
                         time.sleep(delay)
                     pool.submit(post, n)
             send_secs = time.monotonic() - started
-            robot.wait_for(total, 60)
+            robot.wait_for(total + warm, 120)
             accepted: dict[str, float] = {}
             for r in robot.received:
                 for order in re.findall(r"BO-\d{6}", r.text):
@@ -178,12 +224,15 @@ def main() -> None:
                     f"p95 {percentile(lat, 95) * 1000:.0f} ms, p99 {percentile(lat, 99) * 1000:.0f} ms, "
                     f"max {max(lat) * 1000:.0f} ms (target p99 < 2000 ms)"
                 )
+            breakdown(store_url, sent_at)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
 if __name__ == "__main__":

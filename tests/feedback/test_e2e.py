@@ -152,8 +152,13 @@ def test_cxhub_run_escalates_on_time_when_nobody_acknowledges(tmp_path: Path) ->
                 pytest.fail("cxhub run did not come up: " + proc.communicate(timeout=10)[0].decode()[-2000:])
             print(f"up after {time.monotonic() - t_start:.1f}s")
             feed = tmp_path / "reviews.jsonl"
+            appended = time.time()
             append(feed, review_record(1, member="M1"))
             assert robot.wait_for(1, 5), "the store robot got nothing"
+            # a polled feed: within the poll interval (0.5 s) + 2 s of the review appearing
+            polled_latency = robot.received[0].at - appended
+            print(f"polled feed -> robot: {polled_latency:.2f}s")
+            assert polled_latency < 2.5, polled_latency
             url = ack_path(robot, base)
             page = httpx.get(base + url)
             token = re.search(r'name="t" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
