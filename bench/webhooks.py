@@ -12,8 +12,10 @@ What it does (loopback only, bounded in count and time):
    WeChat would (unique MsgId each) at rising open-loop rates over keep-alive connections; latency
    is measured from each request's *scheduled* time, so queueing counts;
 4. reports the highest rate sustained (>= 95 % of the offered rate answered 200 in the step,
-   no errors, p99 < 250 ms), p50 / p99 at 200 req/s, the hello-world ceiling and the ratio, and
-   checks that every accepted push is a stored touchpoint.
+   no errors, p99 < 250 ms; the ladder stops after two failed steps in a row), p50 / p99 at
+   200 req/s, the hello-world ceiling and the ratio, and checks that every accepted push is a
+   stored touchpoint. It runs ``cxhub run`` twice: with the case feature's hook off (the receiver
+   itself) and with the default features (every message is judged for negative feedback).
 """
 
 from __future__ import annotations
@@ -221,6 +223,7 @@ def ladder(
     port: int, args: argparse.Namespace, hello: bool, label: str, next_id: list[int], answered: list[int]
 ) -> tuple[float, dict[str, Any]]:
     best = 0.0
+    misses = 0
     at200: dict[str, Any] = {}
     for rate in [r for r in RATES if r <= args.max_rate]:
         step = run_step(port, rate, args.step_seconds, args.connections, next_id[0], hello)
@@ -234,9 +237,12 @@ def ladder(
         )
         if rate == 200:
             at200 = step
-        if not ok:
+        # a shared machine has noisy seconds: stop after two failed steps in a row, not one
+        misses = 0 if ok else misses + 1
+        if ok:
+            best = float(rate)
+        if misses == 2:
             break
-        best = float(rate)
     return best, at200
 
 

@@ -200,3 +200,11 @@ def test_safe_mode_passive_reply_is_encrypted_for_wechat_to_read() -> None:
     reply = xmltodict.parse(plain)["xml"]
     assert reply["Content"] == "已收到，稍后回复您"
     assert reply["ToUserName"] == "oCustomer1" and reply["MsgType"] == "text"
+
+
+def test_wechatpy_runs_on_the_cryptography_backend() -> None:
+    """PLATFORMS.md gotcha: with pycryptodome (pulled in by lark-oapi / alipay) wechatpy's cipher is
+    stateful; the cryptography backend must be the one in use."""
+    from wechatpy.crypto.base import WeChatCipher
+
+    assert WeChatCipher.__module__ == "wechatpy.crypto.cryptography"
