@@ -350,8 +350,24 @@ class Composed:
     shares: dict[str, str] = field(default_factory=dict)
 
 
+#: id(question) -> (question, its JSON dump): dumping a pydantic model for every question of every
+#: invitation was the largest cost of composing; the question is kept so its id is never reused
+_DUMPS: dict[int, tuple[Question, dict[str, Any]]] = {}
+
+
+def _dumped(q: Question) -> dict[str, Any]:
+    hit = _DUMPS.get(id(q))
+    if hit is None or hit[0] is not q:
+        if len(_DUMPS) > 10_000:  # configs reloaded many times (tests): start again
+            _DUMPS.clear()
+        hit = _DUMPS[id(q)] = (q, q.model_dump(mode="json", exclude_none=True, exclude_defaults=True))
+    return hit[1]
+
+
 def _rendered(q: Question, values: dict[str, str], block: str | None) -> dict[str, Any]:
-    doc = q.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+    # a shallow copy: nested values (options) are shared between invitations and never mutated
+    # (composed questions are only serialised into the invitation row)
+    doc = dict(_dumped(q))
     doc["text"] = pipe(q.text, values)
     doc["required"] = q.is_required
     if block:
