@@ -86,13 +86,16 @@ def _fast_getter(parsed: dict[str, Any]) -> Getter | None:
         key = keys[0]
 
         def get1(data: Any) -> Any:
-            return data.get(key) if isinstance(data, Mapping) else None
+            # exact dict first: isinstance against the Mapping ABC is slow on the hot path
+            if type(data) is dict or isinstance(data, Mapping):
+                return data.get(key)
+            return None
 
         return get1
 
     def get(data: Any) -> Any:
         for k in keys:
-            if not isinstance(data, Mapping):
+            if type(data) is not dict and not isinstance(data, Mapping):
                 return None
             data = data.get(k)
         return data
@@ -335,6 +338,12 @@ class _FieldSpec:
     default: Any
     required: bool
     is_const: bool = False
+    is_root: bool = False
+    #: a value of exactly this Python type needs no coercion (the hot path: SQL rows, JSON strings)
+    passthrough: type | None = None
+
+    def __post_init__(self) -> None:
+        self.passthrough = {"str": str, "decimal": Decimal, "int": int, "bool": bool, "json": None}.get(self.type)
 
     def value(self, data: Any, root: Any) -> Any:
         raw = self.getter(root if self.is_root else data)
@@ -354,12 +363,14 @@ class _FieldSpec:
                 return self.default
             else:
                 raise RecordError(f"{raw!r} is not in lookup table {self.lookup_name!r}", field=self.target)
+        if type(raw) is self.passthrough:
+            return raw
+        if self.type == "json":
+            return raw
         try:
             return coerce(raw, self.type, tz=self.tz, fmt=self.fmt)
         except ValueError as exc:
             raise RecordError(str(exc), field=self.target) from None
-
-    is_root: bool = False
 
 
 @dataclass
