@@ -29,6 +29,7 @@ At run time a bad value raises ``RecordError`` naming the field, and the record 
 
 from __future__ import annotations
 
+import builtins
 import re
 import types
 import typing
@@ -326,6 +327,9 @@ _NATURAL = {
 # ---------------------------------------------------------------- compiled specs
 
 
+_PASSTHROUGH: dict[str, builtins.type] = {"str": str, "decimal": Decimal, "int": int, "bool": bool}
+
+
 @dataclass
 class _FieldSpec:
     target: str
@@ -340,10 +344,10 @@ class _FieldSpec:
     is_const: bool = False
     is_root: bool = False
     #: a value of exactly this Python type needs no coercion (the hot path: SQL rows, JSON strings)
-    passthrough: type | None = None
+    passthrough: builtins.type | None = None
 
     def __post_init__(self) -> None:
-        self.passthrough = {"str": str, "decimal": Decimal, "int": int, "bool": bool, "json": None}.get(self.type)
+        self.passthrough = _PASSTHROUGH.get(self.type)
 
     def value(self, data: Any, root: Any) -> Any:
         raw = self.getter(root if self.is_root else data)
