@@ -155,17 +155,64 @@ feedback:
 
 
 def write_runtime_config(
-    tmp: Any, *, robot: str, port: int = 8080, ack: str = "10m", sweep: str = "15s", db: str = "cxhub.db"
+    tmp: Any,
+    *,
+    robot: str,
+    port: int = 8080,
+    ack: str = "10m",
+    sweep: str = "15s",
+    db: str = "cxhub.db",
+    http_feed: str | None = None,
 ) -> Any:
-    """A cxhub.yaml in ``tmp``: a jsonl review feed, two DingTalk robots, a store and its district."""
+    """A cxhub.yaml in ``tmp``: a review feed (a jsonl drop, or the ``http_feed`` connector reading
+    ``http_feed``), two DingTalk robots, a store and its district."""
     feed = tmp / "reviews.jsonl"
     feed.touch()
     path = tmp / "cxhub.yaml"
-    path.write_text(
-        RUNTIME_CONFIG.format(db=tmp / db, port=port, feed=feed, robot=robot, ack=ack, sweep=sweep),
-        encoding="utf-8",
-    )
+    text = RUNTIME_CONFIG.format(db=tmp / db, port=port, feed=feed, robot=robot, ack=ack, sweep=sweep)
+    if http_feed:
+        text = text.replace(
+            f'connector: jsonl\n    mapping: generic_review\n    options: {{path: "{feed}", id_path: review_id}}',
+            "connector: http_feed\n    mapping: generic_review\n"
+            f'    options: {{base_url: "{http_feed}", path: /reviews, records: data, id: review_id, '
+            "pagination: {type: none}, retries: 1}",
+        )
+        assert "http_feed" in text
+    path.write_text(text, encoding="utf-8")
     return path
+
+
+class FakeReviewFeed:
+    """A review platform's feed API on 127.0.0.1: ``GET /reviews`` -> ``{"data": [...]}``."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.records: list[dict[str, Any]] = []
+        feed = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                return
+
+            def do_GET(self) -> None:
+                import json
+
+                body = json.dumps({"data": feed.records}, ensure_ascii=False).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json; charset=utf-8")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def review_record(

@@ -265,3 +265,33 @@ def test_case_counts_on_store(service: CaseService, store: Store, clock: FakeClo
         run_hook(service, store, clock, review(rating=1, customer=f"c{i}"))
     with store.connect() as conn:
         assert conn.execute(select(func.count()).select_from(cases)).scalar() == 5
+
+
+def test_two_sweepers_at_once_take_each_step_once(pg_store: Store, clock: FakeClock) -> None:
+    """Two processes' sweep jobs at the same moment (PostgreSQL, SKIP LOCKED): one escalation each."""
+    import threading
+
+    services = [make_service(pg_store, clock) for _ in range(2)]
+    for i in range(30):
+        run_hook(services[0], pg_store, clock, review(rating=1, customer=f"c{i}"))
+    clock.advance(minutes=10)
+    barrier = threading.Barrier(2)
+    done: list[int] = []
+
+    def sweep(s: CaseService) -> None:
+        barrier.wait()
+        done.append(s.sweep(limit=5))
+
+    threads = [threading.Thread(target=sweep, args=(s,)) for s in services]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(done) == 30
+    from hub.feedback.schema import case_events
+
+    with pg_store.connect() as conn:
+        n = conn.execute(
+            select(func.count()).select_from(case_events).where(case_events.c.action == "escalated")
+        ).scalar()
+    assert n == 30

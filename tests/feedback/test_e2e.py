@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from casekit import review_record, write_runtime_config
+from casekit import FakeReviewFeed, review_record, write_runtime_config
 from fastapi.testclient import TestClient
 
 from hub.config import load_config
@@ -42,14 +42,15 @@ def test_one_star_reaches_the_store_robot_and_the_link_stops_escalation(tmp_path
     from hub.delivery import build_worker
     from hub.web import create_app
 
+    feed = FakeReviewFeed()
     with FakeDingTalkRobot(dict(SECRETS)) as robot:
-        path = write_runtime_config(tmp_path, robot=robot.base_url, ack="2s")
+        path = write_runtime_config(tmp_path, robot=robot.base_url, ack="2s", http_feed=feed.base_url)
         rt = Runtime(load_config(path))
         rt.migrate()
         worker = build_worker(rt)
         try:
-            feed = Path(rt.config.sources["reviews"].options.path)  # type: ignore[attr-defined]
-            append(feed, review_record(1, rating=1, text="买的酸奶过期了，店员还不理人"))
+            # the review platform's feed now returns a 1-star review
+            feed.records.append(review_record(1, rating=1, text="买的酸奶过期了，店员还不理人"))
             started = time.monotonic()
             run_sync(rt, "reviews")
             worker.drain()
@@ -77,6 +78,7 @@ def test_one_star_reaches_the_store_robot_and_the_link_stops_escalation(tmp_path
             assert service.list()[0]["status"] == "acknowledged"
         finally:
             rt.close()
+            feed.close()
 
 
 def test_burst_of_200_for_one_robot_respects_20_per_minute_and_reaches_staff(tmp_path: Path) -> None:

@@ -184,3 +184,25 @@ def test_cli_cases_show_ack_resolve(rt: Runtime, monkeypatch: pytest.MonkeyPatch
     assert out.exit_code == 1
     out = runner.invoke(app, ["cases", "--status", "resolved", *cfg])
     assert out.exit_code == 0 and "1 case(s)" in out.output
+
+
+def test_dingtalk_card_callback_resolves(rt: Runtime, clock: FakeClock) -> None:
+    feed(rt, review_record(1))
+    with rt.store.connect() as conn:
+        msg = conn.execute(select(outbox.c.message)).first()[0]  # type: ignore[index]
+    params = {k: str(v) for k, v in msg["data"]["card_actions"]["resolve"].items()}  # DingTalk params are strings
+    content = {"cardPrivateData": {"actionIds": ["resolve"], "params": params}}
+    callback = {
+        "outTrackId": "case-card-1",
+        "corpId": "ding1",
+        "userId": "manager01",
+        "TimeStamp": str(int(clock().timestamp() * 1000)),
+        "content": json.dumps(content),
+        "content_json": content,
+    }
+    data, lines = load_yaml(resolve_mapping_ref("dingtalk_events", Path(".")))
+    rt.ingestor.ingest("dingtalk", compile_mapping(data, lines), [RawRecord("dingtalk", "cb-1", callback)])
+    service: CaseService = rt.features["feedback"]
+    case = service.get(service.list()[0]["id"])
+    assert (case["status"], case["resolved_by"]) == ("resolved", "manager01")
+    assert [(e["action"], e["via"]) for e in case["events"]][-1] == ("resolved", "card")
