@@ -7,6 +7,7 @@ connector API. None of them knows a platform.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, ClassVar
 
 import httpx
@@ -38,12 +39,16 @@ class HttpDestination(Destination):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
 
     @property
     def client(self) -> httpx.Client:
-        """The connector's HTTP client (created on first use)."""
+        """The connector's HTTP client, created on first use and shared by the sending threads
+        (httpx clients are thread-safe): one keep-alive connection pool per destination."""
         if self._client is None:
-            self._client = self.context.http_client(timeout=self.options.timeout)
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self.context.http_client(timeout=self.options.timeout)
         return self._client
 
     def headers(self, message: OutboundMessage) -> dict[str, str]:

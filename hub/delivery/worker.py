@@ -6,6 +6,8 @@ One pump (:meth:`DeliveryWorker.run_once`):
    come, or ``sending`` rows whose lease expired because their worker died) are locked with
    ``FOR UPDATE SKIP LOCKED`` (several processes share one PostgreSQL without waiting on each
    other), marked ``sending`` with ``locked_by``/``locked_until`` (the lease) and ``attempts + 1``.
+   On PostgreSQL that is one statement: ``WITH claimed AS (UPDATE outbox ... FROM (SELECT id ...
+   FOR UPDATE SKIP LOCKED LIMIT n) RETURNING ...) SELECT ... LEFT JOIN outbox_batches``.
 2. **Plan** in the same transaction, per destination: a platform block (DingTalk 130101) puts the
    rows back until it ends; otherwise the shared budget says how many sends are allowed now. When
    the backlog is larger, messages are combined into digests (as few as the body limit allows);
@@ -16,6 +18,14 @@ One pump (:meth:`DeliveryWorker.run_once`):
    receipt; ``failed`` with backoff (Retry-After honoured); ``dead`` with the reason for permanent
    errors or after ``max_attempts``.
 
+   With several sending threads, outcomes are **group-committed**: the pump's own thread writes
+   whatever outcomes have arrived since its last write in one ``UPDATE ... FROM (VALUES ...)``
+   statement, on one connection held for the pump. Nothing waits for a group to fill: an outcome
+   is written as soon as the previous write is done, so the window between a platform's answer
+   and its record is about one commit, as with one transaction per send, at a fraction of the
+   round trips. With one sending thread (SQLite, or ``concurrency=1``) each outcome is written
+   before the next send.
+
 A crash between send and record leaves the row ``sending``; when the lease expires another worker
 sends it again with the **same idempotency key** (passed to the platform where it has one). The
 lease is longer than any single send (``lease_seconds`` > connector timeout x 2), and is renewed
@@ -24,19 +34,33 @@ before each send once half of it has passed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import queue
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from hub.connector import Clock, Destination, OutboundMessage, utcnow
 from hub.delivery.budgets import Budgets, buckets_for
@@ -46,7 +70,7 @@ from hub.delivery.schema import outbox_batches
 from hub.errors import ConnectorError, CxhubError, PermanentError, RetriableError
 from hub.outbox import message_from_dict
 from hub.store import Store
-from hub.store.schema import outbox
+from hub.store.schema import UTCDateTime, outbox
 
 log = logging.getLogger("cxhub.delivery")
 
@@ -158,7 +182,7 @@ class DeliveryWorker:
         blocked: dict[str, datetime] = {}
         lock = threading.Lock()
 
-        def one(unit: Unit) -> None:
+        def one(unit: Unit, record: Callable[[Outcome], None]) -> None:
             dest = unit.rows[0].destination
             until = blocked.get(dest)
             if until is not None:  # throttled earlier in this pump: do not hammer the platform
@@ -168,20 +192,24 @@ class DeliveryWorker:
                     result.deferred += len(unit.rows)
                 return
             part = PumpResult()
-            throttled_until = self._deliver(unit, claimed_at, part)
+            outcome, throttled_until = self._deliver(unit, claimed_at, part)
+            if outcome is not None:
+                record(outcome)
             with lock:
                 for f in ("sent", "failed", "dead", "deferred", "calls", "digests"):
                     setattr(result, f, getattr(result, f) + getattr(part, f))
                 if throttled_until is not None:
                     blocked[dest] = throttled_until
 
-        # a rate-limited destination is sent to in order, so the first throttle answer stops the
-        # rest of its units; other destinations' units go out in parallel
+        # Group robots (digests) are sent to in order, one at a time: a chat shows messages in the
+        # order sent, their budgets are tiny, and the first throttle answer stops the rest of their
+        # units. Every other unit goes out in parallel (their budgets were reserved in the plan).
         tasks: list[list[Unit]] = []
         serial: dict[str, list[Unit]] = {}
         for unit in plan.units:
             dest = unit.rows[0].destination
-            if getattr(self.resolve(dest), "rate_limits", ()):
+            dst = self.resolve(dest)
+            if getattr(dst, "rate_limits", ()) and getattr(dst, "supports_digest", False):
                 if dest not in serial:
                     serial[dest] = []
                     tasks.append(serial[dest])
@@ -189,19 +217,61 @@ class DeliveryWorker:
             else:
                 tasks.append([unit])
 
-        def run(units: list[Unit]) -> None:
-            for u in units:
-                one(u)
-
         if self.concurrency == 1 or len(tasks) == 1:
-            for t in tasks:
-                run(t)
+            with self._recorder() as conn:
+                for t in tasks:
+                    for u in t:
+                        one(u, lambda outcome: self._write_outcomes(conn, [outcome]))
         else:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="cxhub-send")
-            for f in [self._pool.submit(run, t) for t in tasks]:
-                f.result()
+            self._run_parallel(tasks, one)
         return result
+
+    @contextlib.contextmanager
+    def _recorder(self) -> Iterator[Connection]:
+        """The connection a pump records outcomes on. PostgreSQL: autocommit, because each write
+        is one statement (atomic by itself), so it costs one round trip instead of BEGIN, UPDATE
+        and COMMIT; held for the pump, so no pool check-out (and ping) per write either."""
+        with self.store.connect() as conn:
+            if not self.store.is_sqlite:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+
+    def _run_parallel(self, tasks: list[list[Unit]], one: Callable[[Unit, Callable[[Outcome], None]], None]) -> None:
+        """Send ``tasks`` on the pool; this thread group-commits the outcomes as they arrive."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="cxhub-send")
+        inbox: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
+
+        def run(units: list[Unit]) -> None:
+            try:
+                for u in units:
+                    one(u, inbox.put)
+            finally:
+                inbox.put(None)  # this task is done (also when it failed)
+
+        futures = [self._pool.submit(run, t) for t in tasks]
+        try:
+            with self._recorder() as conn:
+                done = 0
+                while done < len(futures):
+                    item = inbox.get()
+                    group: list[Outcome] = []
+                    while True:
+                        if item is None:
+                            done += 1
+                        else:
+                            group.append(item)
+                        try:
+                            item = inbox.get_nowait()
+                        except queue.Empty:
+                            break
+                    if group:
+                        self._write_outcomes(conn, group)
+        finally:
+            # never leave sends running into the next pump (nor unrecorded behind an error)
+            wait(futures)
+        for f in futures:
+            f.result()  # a task's error (the store went away mid-pump) surfaces here
 
     def close(self) -> None:
         """Stop the sending threads."""
@@ -228,86 +298,106 @@ class DeliveryWorker:
             and_(outbox.c.status == "sending", outbox.c.locked_until <= now),
         )
 
+    def _claiming(self, now: datetime) -> dict[str, Any]:
+        return {
+            "status": "sending",
+            "locked_by": self.worker_id,
+            "locked_until": now + self.lease,
+            "attempts": outbox.c.attempts + 1,
+            "updated_at": now,
+        }
+
     def _claim(self, conn: Connection, now: datetime) -> list[Claimed]:
-        q = (
+        picked = (
             select(outbox.c.id)
             .where(self._due(now), outbox.c.destination.in_(self.destinations))
             .order_by(outbox.c.next_attempt_at, outbox.c.id)
             .limit(self.batch_size)
             .with_for_update(skip_locked=True)
+            .subquery("picked")
         )
-        ids = set(conn.execute(q).scalars())
-        if not ids:
-            return []
-        batches: dict[int, str] = dict(
-            conn.execute(
-                select(outbox_batches.c.outbox_id, outbox_batches.c.batch_key).where(
-                    outbox_batches.c.outbox_id.in_(ids)
+        claim = (
+            update(outbox).where(outbox.c.id == picked.c.id).values(**self._claiming(now)).returning(*_CLAIMED_COLUMNS)
+        )
+        if self.store.is_sqlite:  # no DML in a CTE there; one process, so two statements are fine
+            got = conn.execute(claim).all()
+            ids = [r.id for r in got]
+            batches: dict[int, str] = (
+                dict(
+                    conn.execute(
+                        select(outbox_batches.c.outbox_id, outbox_batches.c.batch_key).where(
+                            outbox_batches.c.outbox_id.in_(ids)
+                        )
+                    ).all()
                 )
-            ).all()
-        )
-        if batches:
-            ids |= self._complete_batches(conn, now, ids, set(batches.values()), batches)
-        if not ids:
+                if ids
+                else {}
+            )
+            rows = [(r, batches.get(r.id)) for r in got]
+        else:  # one round trip: claim, and the digest each row belongs to
+            claimed = claim.cte("claimed")
+            q = select(claimed, outbox_batches.c.batch_key).select_from(
+                claimed.outerjoin(outbox_batches, outbox_batches.c.outbox_id == claimed.c.id)
+            )
+            rows = [(r, r.batch_key) for r in conn.execute(q)]
+        if not rows:
             return []
-        conn.execute(
-            update(outbox)
-            .where(outbox.c.id.in_(ids))
-            .values(
-                status="sending",
-                locked_by=self.worker_id,
-                locked_until=now + self.lease,
-                attempts=outbox.c.attempts + 1,
-                updated_at=now,
-            )
-        )
-        rows = conn.execute(
-            select(
-                outbox.c.id,
-                outbox.c.key,
-                outbox.c.destination,
-                outbox.c.message,
-                outbox.c.attempts,
-                outbox.c.last_error,
-            )
-            .where(outbox.c.id.in_(ids))
-            .order_by(outbox.c.id)
-        ).all()
-        out = []
-        for r in rows:
-            msg = r.message if isinstance(r.message, dict) else json.loads(r.message)
-            out.append(
-                Claimed(r.id, r.key, r.destination, message_from_dict(msg), r.attempts, r.last_error, batches.get(r.id))
-            )
-        return out
+        out = {r.id: _claimed(r, bk) for r, bk in rows}
+        if any(c.batch_key for c in out.values()):
+            self._complete_batches(conn, now, out)
+        return [out[i] for i in sorted(out)]
 
-    def _complete_batches(
-        self, conn: Connection, now: datetime, ids: set[int], keys: set[str], batches: dict[int, str]
-    ) -> set[int]:
-        """A digest is sent whole or not at all: lock its missing members too, or give it up."""
+    def _complete_batches(self, conn: Connection, now: datetime, out: dict[int, Claimed]) -> None:
+        """A digest is sent whole or not at all: claim its missing members too, or give it up.
+
+        ``LIMIT`` can cut through a digest, or another worker may hold part of it (its lease ran
+        out while this worker claimed the rest): the members this worker could not get are left
+        to the other, and the ones it got are put back unchanged.
+        """
+        keys = {c.batch_key for c in out.values() if c.batch_key}
         members: dict[str, set[int]] = {}
         for oid, bk in conn.execute(
             select(outbox_batches.c.outbox_id, outbox_batches.c.batch_key).where(outbox_batches.c.batch_key.in_(keys))
         ):
             members.setdefault(bk, set()).add(oid)
-        extra: set[int] = set()
         for bk, mids in members.items():
-            missing = mids - ids
-            if missing:
-                got = set(
-                    conn.execute(
-                        select(outbox.c.id)
-                        .where(outbox.c.id.in_(missing), self._due(now))
-                        .with_for_update(skip_locked=True)
-                    ).scalars()
+            missing = mids - set(out)
+            if not missing:
+                continue
+            lockable = (
+                select(outbox.c.id)
+                .where(outbox.c.id.in_(missing), self._due(now))
+                .with_for_update(skip_locked=True)
+                .subquery("lockable")
+            )
+            got = conn.execute(
+                update(outbox)
+                .where(outbox.c.id == lockable.c.id)
+                .values(**self._claiming(now))
+                .returning(*_CLAIMED_COLUMNS)
+            ).all()
+            for r in got:
+                out[r.id] = _claimed(r, bk)
+            if {r.id for r in got} != missing:  # incomplete: give back what this worker holds of it
+                mine = [out.pop(i) for i in sorted(mids) if i in out]
+                self._unclaim(conn, mine, now)
+
+    def _unclaim(self, conn: Connection, rows: Sequence[Claimed], now: datetime) -> None:
+        """Undo a claim in the claiming transaction: status from the last error, attempt given back."""
+        for status in ("pending", "failed"):
+            ids = [r.id for r in rows if (status == "failed") == bool(r.last_error)]
+            if ids:
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(ids), outbox.c.locked_by == self.worker_id)
+                    .values(
+                        status=status,
+                        attempts=outbox.c.attempts - 1,
+                        locked_by=None,
+                        locked_until=None,
+                        updated_at=now,
+                    )
                 )
-                if got != missing:  # another worker holds part of it, or it is not due: skip it now
-                    ids -= mids
-                    continue
-                extra |= got
-            for m in mids:
-                batches[m] = bk
-        return extra
 
     # ------------------------------------------------------------------ plan
 
@@ -410,14 +500,16 @@ class DeliveryWorker:
             ).rowcount
         return n == len(unit.ids)
 
-    def _deliver(self, unit: Unit, claimed_at: datetime, result: PumpResult) -> datetime | None:
-        """Send one unit and record the outcome; returns the end of a platform block, if any."""
+    def _deliver(self, unit: Unit, claimed_at: datetime, result: PumpResult) -> tuple[Outcome | None, datetime | None]:
+        """Send one unit. Returns its outcome to record (None when there is nothing to record: the
+        lease was lost, or a throttle answer was recorded at once) and the end of a platform block."""
         if self.clock() - claimed_at > self.lease / 2 and not self._renew(unit):
             log.warning("lease lost on outbox rows %s before sending; another worker has them", unit.ids)
-            return None
+            return None, None
         name = unit.rows[0].destination
         dst = self.resolve(name)
         if unit.batch_key and len(unit.rows) > 1:
+            # the membership is committed before the send: a crash after it resends the same digest
             with self.store.begin() as conn:
                 conn.execute(delete(outbox_batches).where(outbox_batches.c.outbox_id.in_(unit.ids)))
                 conn.execute(insert(outbox_batches), [{"outbox_id": i, "batch_key": unit.batch_key} for i in unit.ids])
@@ -429,10 +521,10 @@ class DeliveryWorker:
             receipt = dst.send(message)
         except Throttled as exc:
             result.failed += n
-            return self._throttled(dst, unit, exc)
+            return None, self._throttled(dst, unit, exc)
         except PermanentError as exc:
-            self._record(unit, "dead", error=str(exc))
             result.dead += n
+            return Outcome(unit, "dead", error=str(exc)), None
         except Exception as exc:
             if isinstance(exc, RetriableError):
                 error, retry_after = str(exc), exc.retry_after
@@ -441,17 +533,17 @@ class DeliveryWorker:
             else:  # a connector bug must not stop delivery of everything else
                 log.exception("destination %s raised unexpectedly; the message is retried", name)
                 error, retry_after = f"internal error: {type(exc).__name__}: {exc}", None
-            if self._retry(unit, error, retry_after):
+            outcome = self._retry(unit, error, retry_after)
+            if outcome.status == "dead":
                 result.dead += n
             else:
                 result.failed += n
-        else:
-            detail = receipt.message_id or receipt.detail or ""
-            if len(unit.rows) > 1:
-                detail = f"{detail} (digest {message.key} of {len(unit.rows)})".strip()
-            self._record(unit, "sent", receipt=detail or "ok")
-            result.sent += n
-        return None
+            return outcome, None
+        detail = receipt.message_id or receipt.detail or ""
+        if len(unit.rows) > 1:
+            detail = f"{detail} (digest {message.key} of {len(unit.rows)})".strip()
+        result.sent += n
+        return Outcome(unit, "sent", receipt=detail or "ok"), None
 
     def _throttled(self, dst: Destination, unit: Unit, exc: Throttled) -> datetime:
         now = self.clock()
@@ -477,39 +569,136 @@ class DeliveryWorker:
         log.warning("%s: throttled by the platform; blocked until %s", unit.rows[0].destination, until.isoformat())
         return until
 
-    def _retry(self, unit: Unit, error: str, retry_after: float | None) -> bool:
+    def _retry(self, unit: Unit, error: str, retry_after: float | None) -> Outcome:
         attempts = max(r.attempts for r in unit.rows)
         if attempts >= self.policy.max_attempts:
-            self._record(unit, "dead", error=f"gave up after {attempts} attempts: {error}")
-            return True
-        self._record(unit, "failed", error=error, next_at=self.policy.next_attempt(self.clock(), attempts, retry_after))
-        return False
+            return Outcome(unit, "dead", error=f"gave up after {attempts} attempts: {error}")
+        return Outcome(
+            unit, "failed", error=error, next_at=self.policy.next_attempt(self.clock(), attempts, retry_after)
+        )
 
-    def _record(
-        self,
-        unit: Unit,
-        status: str,
-        *,
-        receipt: str | None = None,
-        error: str | None = None,
-        next_at: datetime | None = None,
-    ) -> None:
+    def _write_outcomes(self, conn: Connection, outcomes: Sequence[Outcome]) -> None:
+        """Record ``outcomes`` on the pump's recorder connection (see :meth:`_recorder`).
+
+        Every update is guarded by ``locked_by``: a worker whose lease ran out (another worker has
+        the rows now) records nothing. PostgreSQL: one statement for the whole group,
+        ``WITH u AS (UPDATE outbox ... FROM (VALUES ...) RETURNING ...), d AS (DELETE the digest
+        memberships of sent / dead rows) SELECT id FROM u``. SQLite: one transaction with the
+        update executed per row (in-process, no round trips to save).
+        """
         now = self.clock()
-        values: dict[str, Any] = {"status": status, "locked_by": None, "locked_until": None, "updated_at": now}
-        if status == "sent":
-            values.update(receipt=(receipt or "")[:2000], sent_at=now, last_error=None)
+        data = [(r.id, o.status, *o.values()) for o in outcomes for r in o.unit.rows]
+        fixed: dict[str, Any] = {"locked_by": None, "locked_until": None, "updated_at": now}
+        if self.store.is_sqlite:
+            stmt = (
+                update(outbox)
+                .where(outbox.c.id == bindparam("b_id"), outbox.c.locked_by == self.worker_id)
+                .values(
+                    **fixed,
+                    status=bindparam("b_status"),
+                    receipt=func.coalesce(bindparam("b_receipt", type_=Text()), outbox.c.receipt),
+                    last_error=bindparam("b_error", type_=Text()),
+                    next_attempt_at=func.coalesce(bindparam("b_next", type_=UTCDateTime()), outbox.c.next_attempt_at),
+                    sent_at=func.coalesce(bindparam("b_sent", type_=UTCDateTime()), outbox.c.sent_at),
+                )
+            )
+            params = [
+                {
+                    "b_id": d[0],
+                    "b_status": d[1],
+                    "b_receipt": d[2],
+                    "b_error": d[3],
+                    "b_next": d[4],
+                    "b_sent": now if d[1] == "sent" else None,
+                }
+                for d in data
+            ]
+            finished = [d[0] for d in data if d[1] in ("sent", "dead")]
+            with conn.begin():
+                n = int(conn.execute(stmt, params).rowcount or 0)
+                if finished:
+                    conn.execute(delete(outbox_batches).where(outbox_batches.c.outbox_id.in_(finished)))
+            missing = [d[0] for d in data] if n != len(data) else []  # sqlite3 only sums row counts
         else:
-            values["last_error"] = (error or "")[:2000]
-        if next_at is not None:
-            values["next_attempt_at"] = next_at
-        with self.store.begin() as conn:
-            n = conn.execute(
-                update(outbox).where(outbox.c.id.in_(unit.ids), outbox.c.locked_by == self.worker_id).values(**values)
-            ).rowcount
-            if status in ("sent", "dead") and unit.batch_key:
-                conn.execute(delete(outbox_batches).where(outbox_batches.c.outbox_id.in_(unit.ids)))
-        if n != len(unit.ids):
-            log.warning("outbox rows %s: lease lost before recording %s", unit.ids, status)
+            # a fixed statement whatever the group's size (the rows travel as arrays): compiled
+            # once by SQLAlchemy and prepared once by PostgreSQL, instead of once per group size
+            written = set(
+                conn.execute(
+                    _PG_RECORD,
+                    {
+                        "ids": [d[0] for d in data],
+                        "statuses": [d[1] for d in data],
+                        "receipts": [d[2] for d in data],
+                        "errors": [d[3] for d in data],
+                        "nexts": [d[4] for d in data],
+                        "now": now,
+                        "worker": self.worker_id,
+                    },
+                ).scalars()
+            )
+            missing = [d[0] for d in data if d[0] not in written]
+        if missing:
+            log.warning("outbox rows %s: lease lost before recording the outcome", sorted(missing))
+
+
+@dataclass
+class Outcome:
+    """What a send came to, waiting to be recorded."""
+
+    unit: Unit
+    status: str  # sent / failed / dead
+    receipt: str | None = None
+    error: str | None = None
+    next_at: datetime | None = None
+
+    def values(self) -> tuple[str | None, str | None, datetime | None]:
+        """(receipt, last_error, next_attempt_at) to record; None keeps receipt and next attempt."""
+        if self.status == "sent":
+            return (self.receipt or "")[:2000], None, None
+        return None, (self.error or "")[:2000], self.next_at
+
+
+#: record a group of outcomes in one statement (PostgreSQL); the digest memberships of rows that
+#: are final (sent / dead) go in the same statement, only for rows this worker still held
+_PG_RECORD = text(
+    """
+    WITH v AS (
+        SELECT * FROM unnest(
+            CAST(:ids AS bigint[]), CAST(:statuses AS varchar[]), CAST(:receipts AS text[]),
+            CAST(:errors AS text[]), CAST(:nexts AS timestamptz[])
+        ) AS v (id, status, receipt, last_error, next_at)
+    ), u AS (
+        UPDATE outbox SET
+            status = v.status,
+            receipt = COALESCE(v.receipt, outbox.receipt),
+            last_error = v.last_error,
+            next_attempt_at = COALESCE(v.next_at, outbox.next_attempt_at),
+            sent_at = CASE WHEN v.status = 'sent' THEN CAST(:now AS timestamptz) ELSE outbox.sent_at END,
+            locked_by = NULL,
+            locked_until = NULL,
+            updated_at = CAST(:now AS timestamptz)
+        FROM v
+        WHERE outbox.id = v.id AND outbox.locked_by = :worker
+        RETURNING outbox.id, outbox.status
+    ), d AS (
+        DELETE FROM outbox_batches WHERE outbox_id IN (SELECT id FROM u WHERE status IN ('sent', 'dead'))
+    )
+    SELECT id FROM u
+    """
+)
+_CLAIMED_COLUMNS = (
+    outbox.c.id,
+    outbox.c.key,
+    outbox.c.destination,
+    outbox.c.message,
+    outbox.c.attempts,
+    outbox.c.last_error,
+)
+
+
+def _claimed(row: Any, batch_key: str | None) -> Claimed:
+    msg = row.message if isinstance(row.message, dict) else json.loads(row.message)
+    return Claimed(row.id, row.key, row.destination, message_from_dict(msg), row.attempts, row.last_error, batch_key)
 
 
 def _units(rows: list[Claimed]) -> list[Unit]:
