@@ -101,7 +101,7 @@ class CaseService:
         if not self.cfg.enabled:
             return
         for ev in events:
-            if ev.kind is EventKind.card_action:
+            if ev.kind is EventKind.card_action or ev.attributes.get("event") == "template_card_event":
                 self._card_action(ctx.conn, ev, ctx.now)
                 continue
             if ev.kind is EventKind.survey_response and self.recovery is not None:
@@ -274,9 +274,12 @@ class CaseService:
     def _links(self, case_id: int, now: datetime) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
         exp = now + timedelta(seconds=self.cfg.link_ttl)
         links = {a: self.signer.url(case_id, a, exp) for a in ("view", "ack", "resolve")}
-        values = {
-            a: {"cxhub_case": case_id, "op": a, "t": self.signer.token(case_id, a, exp)} for a in ("ack", "resolve")
-        }
+        values: dict[str, dict[str, Any]] = {}
+        for a in ("ack", "resolve"):
+            token = self.signer.token(case_id, a, exp)
+            # "key": the same as one string, for platforms whose buttons carry only a key (WeCom
+            # template cards' EventKey)
+            values[a] = {"cxhub_case": case_id, "op": a, "t": token, "key": f"cxhub:{case_id}:{a}:{token}"}
         return links, values
 
     def _notify(
@@ -619,6 +622,10 @@ def _find_case_value(data: Any, depth: int = 0) -> dict[str, Any] | None:
             found = _find_case_value(v, depth + 1)
             if found is not None:
                 return found
+    elif isinstance(data, str) and data.startswith("cxhub:"):
+        parts = data.split(":", 3)
+        if len(parts) == 4 and parts[1].isdigit():
+            return {"cxhub_case": parts[1], "op": parts[2], "t": parts[3]}
     elif isinstance(data, str) and "cxhub_case" in data and data.lstrip().startswith("{"):
         import json
 

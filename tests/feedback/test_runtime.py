@@ -206,3 +206,28 @@ def test_dingtalk_card_callback_resolves(rt: Runtime, clock: FakeClock) -> None:
     case = service.get(service.list()[0]["id"])
     assert (case["status"], case["resolved_by"]) == ("resolved", "manager01")
     assert [(e["action"], e["via"]) for e in case["events"]][-1] == ("resolved", "card")
+
+
+def test_wecom_template_card_button_key_acknowledges(rt: Runtime, clock: FakeClock) -> None:
+    from hub.ingest import IngestContext
+    from hub.model import EventKind, Org, TouchpointEvent
+
+    feed(rt, review_record(1))
+    with rt.store.connect() as conn:
+        msg = conn.execute(select(outbox.c.message)).first()[0]  # type: ignore[index]
+    key = msg["data"]["card_actions"]["ack"]["key"]
+    assert key.startswith("cxhub:")
+    service: CaseService = rt.features["feedback"]
+    for event_key, expected in ((key[:-4] + "AAAA", "new"), (key, "acknowledged")):  # forged first
+        ev = TouchpointEvent(
+            source="wecom",
+            external_id=f"tc-{event_key[-6:]}",
+            kind=EventKind.other,
+            occurred_at=clock(),
+            org=Org(staff="zhangsan"),
+            attributes={"event": "template_card_event", "event_key": event_key},
+        )
+        with rt.store.begin() as conn:
+            service(IngestContext(conn=conn, now=clock(), store=rt.store), [ev])
+        assert service.list()[0]["status"] == expected
+    assert service.list()[0]["acknowledged_by"] == "zhangsan"
