@@ -18,6 +18,15 @@ For each newly stored touchpoint, inside the batch's transaction:
 
 Every outcome, sent or not, is an invitation row with its ``decision``, ``reason`` and ``detail``.
 Survey responses (any source) whose ``attributes`` carry ``invitation_id`` mark it responded.
+
+The hook works per batch (``consider_many``): on PostgreSQL it first takes a transaction-scoped
+advisory lock per customer (ascending key order, so concurrent batches cannot deadlock on them) so
+two processes ingesting one customer cannot both pass a cap; then a handful of set-based queries
+load what the batch needs (transactions already invited, exclusions, identities, the invitations
+inside the cap windows); the decisions are made in memory in event order, an invitation decided
+earlier in the batch counting against the caps of the later ones exactly as if it had been
+written; invitations, outbox messages and identities are written in bulk. ``consider`` (one
+transaction, e.g. issue 7's recovery survey) is a batch of one.
 """
 
 from __future__ import annotations
