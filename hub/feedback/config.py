@@ -99,6 +99,11 @@ class SentimentConfig(_Section):
         default=0.25, ge=0, le=1, description="probability-positive under this means negative text"
     )
     min_chars: int = Field(default=4, ge=1, description="shorter texts are not judged on sentiment")
+    kinds: list[str] = Field(
+        default_factory=lambda: ["review", "survey_response"],
+        description="event kinds whose text alone may open a case; chat messages ('请问营业时间?') are "
+        "questions, not verdicts: there only scores and alarm keywords count",
+    )
 
 
 DEFAULT_ALARM_KEYWORDS = [

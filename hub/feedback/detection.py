@@ -78,6 +78,7 @@ class Detector:
         self.cfg = cfg
         self.analyzer = analyzer
         self._kinds = set(cfg.kinds)
+        self._sentiment_kinds = set(cfg.sentiment.kinds)
         self._keywords = [(k, _keyword_pattern(k)) for k in cfg.alarm_keywords if k]
 
     def judge(self, event: TouchpointEvent) -> Verdict:
@@ -96,7 +97,12 @@ class Detector:
         sentiment: float | None = None
         if fb.sentiment is not None:
             sentiment = (fb.sentiment + 1) / 2  # the source's -1..1 to our 0..1
-        elif text and len(text) >= self.cfg.sentiment.min_chars and not (score_reasons or keywords or _good(fb)):
+        elif (
+            text
+            and event.kind.value in self._sentiment_kinds
+            and len(text) >= self.cfg.sentiment.min_chars
+            and not (score_reasons or keywords or _good(fb))
+        ):
             # only text alone decides anything (severity low): skip the model when scores or keywords
             # already made it a case, it is the costliest step on the ingest path
             sentiment = self.analyzer.positive_probability(text)

@@ -87,6 +87,19 @@ def test_short_text_is_not_judged_on_sentiment() -> None:
     assert det.judge(fb_event(text="差差差差")).negative
 
 
+def test_chat_messages_are_not_judged_on_sentiment_alone() -> None:
+    det = Detector(FeedbackConfig(), Fixed(0.0))  # the model would call anything negative
+    question = fb_event(text="你好，请问营业时间").model_copy(update={"kind": EventKind.message})
+    assert not det.judge(question).negative
+    complaint = fb_event(text="我要投诉你们的店员").model_copy(update={"kind": EventKind.message})
+    assert det.judge(complaint).severity == "high"  # alarm keywords still count in messages
+    scored = fb_event(text="你好", csat=1).model_copy(update={"kind": EventKind.message})
+    assert det.judge(scored).negative  # and so do scores
+    assert det.judge(fb_event(text="差差差差")).negative  # reviews keep sentiment
+    wider = FeedbackConfig.model_validate({"sentiment": {"kinds": ["review", "message"]}})
+    assert Detector(wider, Fixed(0.0)).judge(question).negative
+
+
 def test_no_feedback_is_not_negative() -> None:
     ev = review().model_copy(update={"feedback": None})
     assert not Detector(FeedbackConfig(), Fixed(0.0)).judge(ev).negative
