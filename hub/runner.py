@@ -5,19 +5,72 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from typing import Any
 
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from hub.runtime import Runtime
 
 log = logging.getLogger("cxhub.run")
 
+LEADER_LOCK = "cxhub-leader"
 
-def build_scheduler(rt: Runtime) -> BackgroundScheduler:
+
+class Leadership:
+    """Which ``cxhub run`` process runs the leader-only jobs (SLA sweeps...).
+
+    On PostgreSQL the leader holds a session advisory lock on a dedicated connection; when that
+    process dies its connection closes, the lock is released and the next process to ask takes
+    over. On SQLite there is one process: it is always the leader.
+    """
+
+    def __init__(self, rt: Runtime):
+        self.store = rt.store
+        self._conn: Connection | None = None
+        self._leader = self.store.is_sqlite
+        self._lock = threading.Lock()
+
+    def is_leader(self) -> bool:
+        if self.store.is_sqlite:
+            return True
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self.store.engine.connect()
+                if self._leader:
+                    self._conn.execute(text("SELECT 1"))  # still holding it while the session lives
+                else:
+                    self._leader = self.store.try_lock(self._conn, LEADER_LOCK)
+                    if self._leader:
+                        log.info("this process is now the leader")
+                self._conn.commit()
+            except DBAPIError:
+                log.warning("lost the store connection; leadership given up until it returns")
+                self._drop()
+            return self._leader
+
+    def _drop(self) -> None:
+        self._leader = False
+        if self._conn is not None:
+            try:
+                self._conn.invalidate()
+                self._conn.close()
+            except DBAPIError:
+                pass
+            self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+def build_scheduler(rt: Runtime, leadership: Leadership | None = None) -> BackgroundScheduler:
     """One job per scheduled source (never two runs at once, misfires coalesced) plus feature jobs."""
     from hub.sync import SyncBusy, run_sync
 
@@ -41,8 +94,15 @@ def build_scheduler(rt: Runtime) -> BackgroundScheduler:
                 log.exception("sync %s failed; it resumes from its last committed batch next time", n)
 
         sched.add_job(job, trigger, id=f"sync:{name}", name=f"sync {name}")
+    leadership = leadership or Leadership(rt)
     for pj in rt.jobs:
-        sched.add_job(pj.func, IntervalTrigger(seconds=pj.seconds), id=f"job:{pj.name}", name=pj.name)
+        func = pj.func
+        if pj.leader_only:
+
+            def func(f: Any = pj.func) -> Any:
+                return f() if leadership.is_leader() else None
+
+        sched.add_job(func, IntervalTrigger(seconds=pj.seconds), id=f"job:{pj.name}", name=pj.name)
     return sched
 
 
@@ -52,7 +112,8 @@ def serve(rt: Runtime, *, host: str | None = None, port: int | None = None) -> N
 
     server_cfg = rt.config.raw.server
     app = create_app(rt)
-    sched = build_scheduler(rt)
+    leadership = Leadership(rt)
+    sched = build_scheduler(rt, leadership)
     services = rt.services
     sched.start()
     for s in services:
@@ -78,6 +139,7 @@ def serve(rt: Runtime, *, host: str | None = None, port: int | None = None) -> N
         sched.shutdown(wait=True)
         for s in services:
             s.stop()
+        leadership.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("cxhub stopped (signals: %s)", received)
