@@ -259,9 +259,34 @@ def load_config(
         dspec = _collect(errors, _destination_spec, cfg, name, dst)
         if dspec is not None:
             cfg.destinations[name] = dspec
+    errors.extend(_feature_checks(cfg))
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
     return cfg
+
+
+def _feature_checks(cfg: Config) -> list[ConfigError]:
+    """Cross-section checks of feature sections, so ``cxhub check`` reports what would otherwise
+    only fail when the Runtime starts (a channel naming an unknown destination, a missing file).
+
+    The extension point: a section model of ``RawConfig`` (``surveys``, ``feedback``...) may define
+    ``check(cfg: Config) -> list[ConfigError]``; it gets the config being loaded (``cfg.raw``,
+    ``cfg.lines`` for file:line errors, ``cfg.base_dir``) and returns every error it finds.
+    ``cfg.destinations`` / ``cfg.sources`` hold only the entries that loaded; the declared names
+    are in ``cfg.raw.destinations`` / ``cfg.raw.sources`` (their own errors are reported anyway).
+    """
+    errors: list[ConfigError] = []
+    for name in type(cfg.raw).model_fields:
+        section = getattr(cfg.raw, name)
+        check = getattr(section, "check", None)
+        if isinstance(section, BaseModel) and callable(check):
+            try:
+                errors.extend(check(cfg))
+            except ConfigErrors as exc:
+                errors.extend(exc.errors)
+            except ConfigError as exc:
+                errors.append(exc)
+    return errors
 
 
 def _connector(cfg: Config, section: str, name: str, connector: str) -> type[Connector]:

@@ -36,10 +36,14 @@ import re
 from datetime import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:  # hub.config imports this module: no import at run time
+    from hub.config import Config
+    from hub.errors import ConfigError
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
@@ -298,6 +302,31 @@ class SurveysConfig(_Model):
             if missing:
                 raise ValueError(f"rule {rule.name!r} uses channel(s) {missing} that `channels:` does not configure")
         return self
+
+    def check(self, cfg: Config) -> list[ConfigError]:
+        """What needs the rest of the config (called by ``hub.config.load_config``, so ``cxhub
+        check`` reports it with file:line:key): every channel's destination is declared under
+        ``destinations:``; every questionnaire (file, preset or inline) loads."""
+        from hub.errors import ConfigError, ConfigErrors
+        from hub.surveys.questionnaire import load_questionnaires
+
+        errors: list[ConfigError] = []
+        declared = sorted(cfg.raw.destinations)
+        for i, ch in enumerate(self.channels):
+            if ch.destination not in cfg.raw.destinations:
+                errors.append(
+                    cfg.lines.error(
+                        ("surveys", "channels", i, "destination"),
+                        f"no destination {ch.destination!r} under `destinations:`; configured: {declared}",
+                    )
+                )
+        try:
+            load_questionnaires(self.questionnaires, [r.questionnaire for r in self.rules], cfg.base_dir, cfg.lines)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+        except ConfigError as exc:
+            errors.append(exc)
+        return errors
 
     def store_zone(self, store: str | None) -> ZoneInfo:
         """The time zone of ``store`` (the section's default when the store has none)."""

@@ -254,3 +254,65 @@ def test_cli_invitations_and_stats(make_runtime: Any, clock: Any, monkeypatch: p
     assert out.exit_code != 0
     out = runner.invoke(cli.app, ["invitations", "-c", path])
     assert out.exit_code == 0 and "2 invitation(s)" in out.output
+
+
+# ---------------------------------------------------------------- cxhub check (no Runtime)
+
+
+def test_cxhub_check_reports_cross_section_errors_with_file_line_and_key(tmp_path: Path) -> None:
+    """Errors that used to surface only when the Runtime started: load_config reports them all."""
+    import cli
+    from hub.config import load_config
+
+    (tmp_path / "bad_q.yaml").write_text("name: bad\nbase:\n  - {id: q1, type: stars, text: x}\n", encoding="utf-8")
+    surveys = copy.deepcopy(BASE_SURVEYS)
+    surveys["channels"][2]["destination"] = "sms_gateway"
+    surveys["questionnaires"] = {"retail": "retail", "bakery": "questionnaires/bakery.yaml", "bad": "bad_q.yaml"}
+    path = tmp_path / "cxhub.yaml"
+    path.write_text(config_text(surveys), encoding="utf-8")
+    lines = path.read_text(encoding="utf-8").splitlines()
+
+    def line_of(needle: str) -> int:
+        return next(i for i, text in enumerate(lines, 1) if needle in text)
+
+    with pytest.raises(ConfigErrors) as exc:
+        load_config(path)
+    found = {(e.key, e.line) for e in exc.value.errors}
+    assert ("surveys.channels[2].destination", line_of("destination: sms_gateway")) in found
+    assert ("surveys.questionnaires.bakery", line_of("bakery: questionnaires/bakery.yaml")) in found
+    assert any(e.file and e.file.endswith("bad_q.yaml") and e.line == 3 for e in exc.value.errors), exc.value.errors
+
+    out = CliRunner().invoke(cli.app, ["check", "-c", str(path)])
+    assert out.exit_code == 1
+    text = " ".join(out.output.split())
+    assert f"cxhub.yaml:{line_of('destination: sms_gateway')}: surveys.channels[2].destination" in text, text
+    assert "no destination 'sms_gateway'" in text
+    assert f"cxhub.yaml:{line_of('bakery: questionnaires/bakery.yaml')}: surveys.questionnaires.bakery" in text
+    assert "bad_q.yaml:3" in text
+
+    # fixed, the same config checks clean
+    surveys["channels"][2]["destination"] = "sms"
+    del surveys["questionnaires"]["bakery"], surveys["questionnaires"]["bad"]
+    path.write_text(config_text(surveys), encoding="utf-8")
+    out = CliRunner().invoke(cli.app, ["check", "-c", str(path)])
+    assert out.exit_code == 0, out.output
+
+
+def test_feature_sections_plug_into_load_config_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The extension point: a section model's ``check(cfg)`` runs at the end of load_config."""
+    from hub.config import load_config
+    from hub.surveys.config import SurveysConfig
+
+    seen: list[Any] = []
+
+    def check(self: SurveysConfig, cfg: Any) -> list[ConfigError]:
+        seen.append(cfg)
+        return [cfg.lines.error(("surveys", "timezone"), "from a feature check")]
+
+    monkeypatch.setattr(SurveysConfig, "check", check)
+    path = tmp_path / "cxhub.yaml"
+    path.write_text(config_text(), encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert "from a feature check" in str(exc.value) and "surveys.timezone" in str(exc.value)
+    assert len(seen) == 1 and "sms" in seen[0].raw.destinations
