@@ -71,7 +71,8 @@ def demo_step(rt: Any, console: Console, data: dict[str, Any] | None = None) -> 
         console.print("[yellow]no negative review in this run[/]")
         return
 
-    with FakeDingTalkRobot({DEMO_TOKEN: DEMO_SECRET}) as robot:
+    shared = (data or {}).get("robot")  # `cxhub demo` starts the robot its config points at
+    with shared if shared is not None else FakeDingTalkRobot({DEMO_TOKEN: DEMO_SECRET}) as robot:
         cls = get_connector("dingtalk_robot")
         opts = cls.Options.model_validate(
             {"access_token": DEMO_TOKEN, "secret": DEMO_SECRET, "base_url": robot.base_url}
@@ -97,7 +98,8 @@ def demo_step(rt: Any, console: Console, data: dict[str, Any] | None = None) -> 
                 router_service.reroute(c["id"], actor="demo", via="cli")
             active = router_service
         else:
-            names = list(rt.config.destinations)
+            # the robots only: the demo's WeChat / SMS invitations wait in the outbox (no platform here)
+            names = [n for n, d in rt.config.destinations.items() if d.config.connector == "dingtalk_robot"]
 
         def destination(name: str) -> Any:
             return resolve.get(name) or rt.destination(name)
