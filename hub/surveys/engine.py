@@ -42,15 +42,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, String, any_, bindparam, column, func, inspect, select, table, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import JSON, Connection, any_, bindparam, cast, column, func, inspect, select, table, text, update
 from sqlalchemy.sql.expression import ColumnClause
 
 from hub.connector import Button, OutboundMessage
 from hub.ingest import IngestContext
 from hub.model import EventKind, TouchpointEvent
 from hub.privacy import SENSITIVE_NAMESPACES, Vault, mask_identity
-from hub.store import bulk_insert_ignore
+from hub.store import bulk_insert_ignore, dumps
 from hub.store.schema import customers, identities, outbox
 from hub.surveys.config import (
     ChannelConfig,
@@ -182,10 +181,12 @@ def _chunks(items: Sequence[str], n: int = 900) -> Iterator[Sequence[str]]:
 
 
 def _among(conn: Connection, col: Any, values: Sequence[str]) -> Any:
-    """``col IN values``; on PostgreSQL ``col = ANY(:array)``: one parameter instead of hundreds,
-    which SQLAlchemy binds and PostgreSQL plans several times faster."""
+    """``col IN values``. On PostgreSQL the values travel as one JSON text parameter unpacked by
+    ``json_array_elements_text``: psycopg adapts a list of 500 strings to an array in Python,
+    which took ~1.5 ms a query, five times the query itself."""
     if conn.dialect.name == "postgresql":
-        return col == any_(bindparam(None, list(values), type_=ARRAY(String())))
+        elements = select(func.json_array_elements_text(cast(bindparam(None, dumps(list(values))), JSON)))
+        return col == any_(func.array(elements.scalar_subquery()))
     return col.in_(values)
 
 
@@ -398,8 +399,11 @@ def lock_customers(conn: Connection, customer_ids: Iterable[str]) -> int:
     if keys:
         # with ORDER BY, PostgreSQL calls the volatile lock function row by row after sorting
         conn.execute(
-            text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS t(k) ORDER BY k"),
-            {"keys": keys},
+            text(
+                "SELECT pg_advisory_xact_lock(k) FROM "
+                "(SELECT CAST(json_array_elements_text(CAST(:keys AS json)) AS bigint) AS k) AS t ORDER BY k"
+            ),
+            {"keys": dumps(keys)},
         ).all()
     return len(keys)
 
