@@ -244,3 +244,46 @@ def test_one_batch_decides_exactly_as_one_transaction_per_batch(make_runtime: An
 
 def _customer_of(rt: Any, order_id: str) -> list[str]:
     return [i["customer_id"] for i in invitations_of(rt) if i["order_id"] == order_id]
+
+
+def test_plain_callable_exclusions_still_work_and_run_once_per_customer(make_runtime: Any, clock: Any) -> None:
+    """A pluggable check without ``many`` is asked once per customer of the batch, after the
+    built-in ones, and its reason is recorded."""
+    clock.set(START)
+    rt = make_runtime(cfg())
+    asked: list[str] = []
+
+    class VipOnly:
+        reason = "excluded_vip"
+
+        def __call__(self, conn: Any, customer_id: str) -> str | None:
+            asked.append(customer_id)
+            return "VIPs are surveyed by their account manager" if len(asked) == 1 else None
+
+    rt.features["surveys"].engine.exclusions.append(VipOnly())
+    ingest(
+        rt,
+        checkout("R1", sh(START), member="M1", phone="13800000001"),
+        checkout("R2", sh(START), member="M2", phone="13800000002"),
+        checkout("R3", sh(START + timedelta(hours=1)), member="M1", phone="13800000001"),
+    )
+    assert len(asked) == 2 and len(set(asked)) == 2  # once per customer, not per checkout
+    vip = asked[0]  # the first customer asked is excluded, the other is not
+    reasons = {(i["customer_id"] == vip, i["reason"]) for i in invitations_of(rt)}
+    assert reasons == {(True, "excluded_vip"), (False, None)}
+
+
+def test_outbox_rows_are_what_hub_outbox_enqueue_writes(make_runtime: Any, clock: Any) -> None:
+    from hub.connector import OutboundMessage
+    from hub.outbox import message_from_dict, message_to_dict
+    from hub.surveys.engine import _message_dict
+
+    clock.set(START)
+    rt = make_runtime(cfg())
+    ingest(rt, checkout("R1", sh(START)))
+    [row] = outbox_of(rt)
+    [inv] = invitations_of(rt)
+    assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("pending", 0, inv["send_at"])
+    assert row["cause"] == f"survey_invitation:{inv['id']}" and row["created_at"] == clock()
+    msg = message_from_dict(row["message"])
+    assert isinstance(msg, OutboundMessage) and _message_dict(msg) == message_to_dict(msg) == row["message"]
