@@ -390,15 +390,15 @@ def compose(
     shares = basket_shares(items)
     chosen: list[tuple[Block, str | None]] = []
     seen: set[str] = set()
+    # the blocks this context allows, with their categories: worked out once, not per category
+    allowed = [(b, b.when.categories) for b in q.blocks if b.when.matches_context(store_type, channel)]
     for category, _share in shares:
-        for block in q.blocks:
-            if block.id in seen or category not in block.when.categories:
-                continue
-            if block.when.matches_context(store_type, channel):
+        for block, cats in allowed:
+            if block.id not in seen and category in cats:
                 chosen.append((block, category))
                 seen.add(block.id)
-    for block in q.blocks:
-        if block.id not in seen and not block.when.categories and block.when.matches_context(store_type, channel):
+    for block, cats in allowed:
+        if block.id not in seen and not cats:
             chosen.append((block, None))
             seen.add(block.id)
     if limit is not None:
@@ -411,22 +411,24 @@ def compose(
     questions: list[dict[str, Any]] = []
     ids: set[str] = set()
 
-    def add(question: Question, block: Block | None, extra: dict[str, str]) -> None:
+    def add(question: Question, block: Block | None, piped: dict[str, str], block_title: str | None = None) -> None:
         if question.id in ids:  # shared questions are asked once
             return
         ids.add(question.id)
-        doc = _rendered(question, {**values, **extra}, block.id if block else None)
+        doc = _rendered(question, piped, block.id if block else None)
         if block is not None:
-            doc["block_title"] = pipe(block.title, {**values, **extra}) if block.title else block.id
+            doc["block_title"] = block_title
         questions.append(doc)
 
     for question in q.base:
-        add(question, None, {})
+        add(question, None, values)
     for chosen_block, chosen_by in chosen:
+        piped = {**values, "category": chosen_by or chosen_block.title or ""}
+        title = pipe(chosen_block.title, piped) if chosen_block.title else chosen_block.id
         for question in chosen_block.questions:
-            add(question, chosen_block, {"category": chosen_by or chosen_block.title or ""})
+            add(question, chosen_block, piped, title)
     for question in q.closing:
-        add(question, None, {})
+        add(question, None, values)
     return Composed(
         questionnaire=q.name,
         blocks=[b.id for b, _ in chosen],
