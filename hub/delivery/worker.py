@@ -41,9 +41,10 @@ import os
 import queue
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -124,6 +125,15 @@ class _Plan:
     deferred: int = 0
 
 
+@dataclass
+class _Batch:
+    """One claim, planned: what to send (as tasks for the pool) and when it was claimed."""
+
+    tasks: list[list[Unit]]
+    claimed_at: datetime
+    full: bool
+
+
 def default_worker_id() -> str:
     """``host:pid:random``: unique per worker, readable in ``cxhub outbox``."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -149,6 +159,7 @@ class DeliveryWorker:
         policy: RetryPolicy | None = None,
         budgets: Budgets | None = None,
         concurrency: int = 4,
+        pump_seconds: float = 5.0,
     ):
         self.store = store
         self.resolve = resolve
@@ -162,27 +173,29 @@ class DeliveryWorker:
         # platform calls are I/O: overlap a few; SQLite serialises writers, so one at a time there
         self.concurrency = 1 if store.is_sqlite else max(1, concurrency)
         self._pool: ThreadPoolExecutor | None = None
+        #: how long one pump may keep claiming further batches (``stop()`` waits for the pump)
+        self.pump_seconds = pump_seconds
 
     # ------------------------------------------------------------------ pump
 
     def run_once(self) -> PumpResult:
-        """Claim due rows, send them (or their digests) and record the outcomes."""
+        """Claim due rows, send them (or their digests) and record the outcomes.
+
+        With several sending threads, a pump whose claim came back full keeps the threads busy: when
+        no more units are queued than there are threads, it claims the next batch while the last
+        ones are still in flight (for up to ``pump_seconds``), instead of letting them idle through
+        the tail of the batch and the next claim.
+        """
         result = PumpResult()
         if not self.destinations:
             return result
-        now = self.clock()
-        with self.store.begin() as conn:
-            rows = self._claim(conn, now)
-            result.claimed = len(rows)
-            if not rows:
-                return result
-            plan = self._plan(conn, rows, now)
-        result.deferred = plan.deferred
-        claimed_at = now
+        first = self._next_batch(result)
+        if first is None:
+            return result
         blocked: dict[str, datetime] = {}
         lock = threading.Lock()
 
-        def one(unit: Unit, record: Callable[[Outcome], None]) -> None:
+        def one(unit: Unit, claimed_at: datetime, record: Callable[[Outcome], None]) -> None:
             dest = unit.rows[0].destination
             until = blocked.get(dest)
             if until is not None:  # throttled earlier in this pump: do not hammer the platform
@@ -201,6 +214,25 @@ class DeliveryWorker:
                 if throttled_until is not None:
                     blocked[dest] = throttled_until
 
+        if self.concurrency == 1 or len(first.tasks) == 1:
+            with self._recorder() as conn:
+                for t in first.tasks:
+                    for u in t:
+                        one(u, first.claimed_at, lambda outcome: self._write_outcomes(conn, [outcome]))
+        else:
+            self._run_parallel(first, one, result)
+        return result
+
+    def _next_batch(self, result: PumpResult) -> _Batch | None:
+        """Claim and plan one batch (one transaction); None when nothing is due."""
+        now = self.clock()
+        with self.store.begin() as conn:
+            rows = self._claim(conn, now)
+            if not rows:
+                return None
+            plan = self._plan(conn, rows, now)
+        result.claimed += len(rows)
+        result.deferred += plan.deferred
         # Group robots (digests) are sent to in order, one at a time: a chat shows messages in the
         # order sent, their budgets are tiny, and the first throttle answer stops the rest of their
         # units. Every other unit goes out in parallel (their budgets were reserved in the plan).
@@ -216,15 +248,8 @@ class DeliveryWorker:
                 serial[dest].append(unit)
             else:
                 tasks.append([unit])
-
-        if self.concurrency == 1 or len(tasks) == 1:
-            with self._recorder() as conn:
-                for t in tasks:
-                    for u in t:
-                        one(u, lambda outcome: self._write_outcomes(conn, [outcome]))
-        else:
-            self._run_parallel(tasks, one)
-        return result
+        # only a full claim suggests more is due; a serial destination must not overlap itself
+        return _Batch(tasks, now, full=len(rows) >= self.batch_size and not serial)
 
     @contextlib.contextmanager
     def _recorder(self) -> Iterator[Connection]:
@@ -236,20 +261,33 @@ class DeliveryWorker:
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
-    def _run_parallel(self, tasks: list[list[Unit]], one: Callable[[Unit, Callable[[Outcome], None]], None]) -> None:
-        """Send ``tasks`` on the pool; this thread group-commits the outcomes as they arrive."""
+    def _run_parallel(
+        self,
+        first: _Batch,
+        one: Callable[[Unit, datetime, Callable[[Outcome], None]], None],
+        result: PumpResult,
+    ) -> None:
+        """Send on the pool; this thread group-commits the outcomes as they arrive, and claims the
+        next batch when the pool is about to run dry."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="cxhub-send")
+        pool = self._pool
         inbox: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
+        futures: list[Future[None]] = []
 
-        def run(units: list[Unit]) -> None:
-            try:
-                for u in units:
-                    one(u, inbox.put)
-            finally:
-                inbox.put(None)  # this task is done (also when it failed)
+        def submit(batch: _Batch) -> None:
+            def run(units: list[Unit]) -> None:
+                try:
+                    for u in units:
+                        one(u, batch.claimed_at, inbox.put)
+                finally:
+                    inbox.put(None)  # this task is done (also when it failed)
 
-        futures = [self._pool.submit(run, t) for t in tasks]
+            futures.extend(pool.submit(run, t) for t in batch.tasks)
+
+        submit(first)
+        more = first.full
+        deadline = time.monotonic() + self.pump_seconds
         try:
             with self._recorder() as conn:
                 done = 0
@@ -267,6 +305,11 @@ class DeliveryWorker:
                             break
                     if group:
                         self._write_outcomes(conn, group)
+                    if more and len(futures) - done <= self.concurrency:
+                        nxt = self._next_batch(result) if time.monotonic() < deadline else None
+                        more = nxt is not None and nxt.full
+                        if nxt is not None:
+                            submit(nxt)
         finally:
             # never leave sends running into the next pump (nor unrecorded behind an error)
             wait(futures)
