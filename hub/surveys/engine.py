@@ -42,7 +42,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import JSON, Connection, any_, bindparam, cast, column, func, inspect, select, table, text, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    String,
+    any_,
+    bindparam,
+    cast,
+    column,
+    func,
+    inspect,
+    select,
+    table,
+    text,
+    update,
+)
 from sqlalchemy.sql.expression import ColumnClause
 
 from hub.connector import Button, OutboundMessage
@@ -254,8 +268,11 @@ class OpenCaseCheck:
         status: ColumnClause[Any] = column(self.cfg.status_column)
         t = table(self.cfg.table, cust, status)
         out: dict[str, str] = {}
-        for chunk in _batches(conn, customer_ids):
-            q = select(cust, func.count()).select_from(t).where(_among(conn, cust, chunk)).group_by(cust)
+        # the configured table's customer column may be of any type (a PostgreSQL uuid...): compare
+        # it as text (a no-op cast for the text columns of issue 7's cases table, index kept)
+        as_text = cast(cust, String())
+        for chunk in _chunks(customer_ids):
+            q = select(as_text, func.count()).select_from(t).where(as_text.in_(chunk)).group_by(as_text)
             if self.cfg.closed_statuses:
                 q = q.where(status.not_in(self.cfg.closed_statuses))
             for cid, n in conn.execute(q):

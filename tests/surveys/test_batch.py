@@ -287,3 +287,39 @@ def test_outbox_rows_are_what_hub_outbox_enqueue_writes(make_runtime: Any, clock
     assert row["cause"] == f"survey_invitation:{inv['id']}" and row["created_at"] == clock()
     msg = message_from_dict(row["message"])
     assert isinstance(msg, OutboundMessage) and _message_dict(msg) == message_to_dict(msg) == row["message"]
+
+
+def test_open_case_exclusion_in_a_batch_with_a_uuid_column(make_runtime: Any, clock: Any, store: Any) -> None:
+    """The open-case check reads a configured table whose customer column may be a real uuid
+    (PostgreSQL): one grouped query per batch, only open statuses count."""
+    from sqlalchemy import text
+
+    clock.set(START)
+    rt = make_runtime(cfg(exclusions={"open_case": {"table": "test_uuid_cases"}}), store=store)
+    ingest(
+        rt,
+        *(
+            checkout(f"OLD-{m}", sh(START - timedelta(days=60)), member=m, phone=f"1380000000{m[-1]}")
+            for m in ("M1", "M2", "M3")
+        ),
+    )
+    ids = {i["order_id"][4:]: i["customer_id"] for i in invitations_of(rt)}
+    kind = "uuid" if rt.store.dialect == "postgresql" else "TEXT"
+    with rt.store.begin() as conn:
+        conn.execute(text(f"CREATE TABLE test_uuid_cases (id INTEGER PRIMARY KEY, customer_id {kind}, status TEXT)"))
+        conn.execute(
+            text("INSERT INTO test_uuid_cases VALUES (1, :c, 'new'), (2, :c, 'acknowledged')"), {"c": ids["M1"]}
+        )
+        conn.execute(text("INSERT INTO test_uuid_cases VALUES (3, :c, 'closed')"), {"c": ids["M2"]})
+    try:
+        rt.features["surveys"].engine.exclusions[1].recheck_seconds = 0
+        ingest(rt, *(checkout(f"R-{m}", sh(START), member=m, phone=f"1380000000{m[-1]}") for m in ("M1", "M2", "M3")))
+        got = {i["order_id"]: (i["reason"], i["detail"]) for i in invitations_of(rt) if i["order_id"].startswith("R-")}
+        assert got == {
+            "R-M1": ("excluded_open_case", "the customer has 2 open case(s) in test_uuid_cases"),
+            "R-M2": (None, None),
+            "R-M3": (None, None),
+        }
+    finally:
+        with rt.store.begin() as conn:
+            conn.execute(text("DROP TABLE test_uuid_cases"))
