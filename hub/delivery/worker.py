@@ -64,6 +64,7 @@ from sqlalchemy import (
 )
 
 from hub.connector import Clock, Destination, OutboundMessage, utcnow
+from hub.delivery import metrics
 from hub.delivery.budgets import Budgets, buckets_for
 from hub.delivery.policy import RetryPolicy, Throttled
 from hub.delivery.render import digest_key, mask_message, pack_digests, render_digest
@@ -316,6 +317,12 @@ class DeliveryWorker:
         for f in futures:
             f.result()  # a task's error (the store went away mid-pump) surfaces here
 
+    def refresh_metrics(self) -> dict[str, tuple[int, float]]:
+        """Set the backlog gauges (``cxhub_delivery_backlog``, ``..._oldest_pending_age_seconds``)
+        from the store: one ``GROUP BY`` over the rows that are not final."""
+        with self.store.connect() as conn:
+            return metrics.refresh_backlog(conn, self.clock(), self.destinations)
+
     def close(self) -> None:
         """Stop the sending threads."""
         if self._pool is not None:
@@ -560,8 +567,15 @@ class DeliveryWorker:
         message = self._message(dst, unit)
         result.calls += 1
         n = len(unit.rows)
+        retried = sum(1 for r in unit.rows if r.attempts > 1)
+        if retried:
+            metrics.RETRIES.labels(name).inc(retried)
+        started = time.perf_counter()
         try:
-            receipt = dst.send(message)
+            try:
+                receipt = dst.send(message)
+            finally:
+                metrics.SEND_SECONDS.labels(name).observe(time.perf_counter() - started)
         except Throttled as exc:
             result.failed += n
             return None, self._throttled(dst, unit, exc)
@@ -596,7 +610,7 @@ class DeliveryWorker:
         until = now + timedelta(seconds=block)
         with self.store.begin() as conn:
             self.budgets.block(conn, unit.rows[0].destination, until, str(exc), now)
-            conn.execute(
+            n = conn.execute(
                 update(outbox)
                 .where(outbox.c.id.in_(unit.ids), outbox.c.locked_by == self.worker_id)
                 .values(
@@ -608,7 +622,8 @@ class DeliveryWorker:
                     locked_until=None,
                     updated_at=now,
                 )
-            )
+            ).rowcount
+        metrics.count_outcomes(unit.rows[0].destination, "failed", int(n or 0))
         log.warning("%s: throttled by the platform; blocked until %s", unit.rows[0].destination, until.isoformat())
         return until
 
@@ -662,6 +677,15 @@ class DeliveryWorker:
                 if finished:
                     conn.execute(delete(outbox_batches).where(outbox_batches.c.outbox_id.in_(finished)))
             missing = [d[0] for d in data] if n != len(data) else []  # sqlite3 only sums row counts
+            if missing:  # which rows is unknown here, but rarely matters: count by re-reading them
+                written = set(
+                    conn.execute(
+                        select(outbox.c.id).where(
+                            outbox.c.id.in_(missing), outbox.c.locked_by.is_(None), outbox.c.updated_at == now
+                        )
+                    ).scalars()
+                )
+                missing = [i for i in missing if i not in written]
         else:
             # a fixed statement whatever the group's size (the rows travel as arrays): compiled
             # once by SQLAlchemy and prepared once by PostgreSQL, instead of once per group size
@@ -680,6 +704,14 @@ class DeliveryWorker:
                 ).scalars()
             )
             missing = [d[0] for d in data if d[0] not in written]
+        lost = set(missing)
+        counts: dict[tuple[str, str], int] = {}
+        for o in outcomes:
+            for r in o.unit.rows:
+                if r.id not in lost:
+                    counts[(r.destination, o.status)] = counts.get((r.destination, o.status), 0) + 1
+        for (name, status), k in counts.items():
+            metrics.count_outcomes(name, status, k)
         if missing:
             log.warning("outbox rows %s: lease lost before recording the outcome", sorted(missing))
 
@@ -762,9 +794,11 @@ def _units(rows: list[Claimed]) -> list[Unit]:
 class DeliveryService:
     """Runs a :class:`DeliveryWorker` in a thread inside ``cxhub run`` (``start()`` / ``stop()``)."""
 
-    def __init__(self, worker: DeliveryWorker, *, poll_seconds: float = 1.0):
+    def __init__(self, worker: DeliveryWorker, *, poll_seconds: float = 1.0, metrics_seconds: float = 15.0):
         self.worker = worker
         self.poll_seconds = poll_seconds
+        #: how often the backlog gauges are read from the store
+        self.metrics_seconds = metrics_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -786,8 +820,12 @@ class DeliveryService:
 
     def _loop(self) -> None:
         failures = 0
+        next_metrics = 0.0
         while not self._stop.is_set():
             try:
+                if time.monotonic() >= next_metrics:
+                    next_metrics = time.monotonic() + self.metrics_seconds
+                    self.worker.refresh_metrics()
                 busy = bool(self.worker.run_once())
                 failures = 0
             except Exception:  # the store is down: wait and try again, never die
