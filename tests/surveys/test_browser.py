@@ -109,7 +109,7 @@ def test_open_answer_submit_stores_the_response(browser: Any, served: tuple[Any,
     blocks = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".block-title")]
     assert blocks == ["乳制品", "生鲜"]
     # submit with nothing chosen: the server answers with the problems, in the page
-    browser.find_element(By.ID, "submit").click()
+    submit(browser)
     assert "还有" in browser.find_element(By.ID, "form-errors").text
     assert browser.find_element(By.ID, "err-nps").text == "请选择一个分数"
     # answer as a customer would: tap the chips and options (labels: the inputs are visually hidden)
@@ -123,7 +123,7 @@ def test_open_answer_submit_stores_the_response(browser: Any, served: tuple[Any,
     browser.find_element(By.CSS_SELECTOR, "label:has(input[name='q_dairy_cold_chain'][value='不够冷'])").click()
     browser.find_element(By.CSS_SELECTOR, "label:has(input[name='q_fresh_issue'][value='价格偏高'])").click()
     browser.find_element(By.NAME, "q_comment").send_keys("牛奶不够冷")
-    browser.find_element(By.ID, "submit").click()
+    submit(browser)
     message = browser.find_element(By.ID, "message")
     assert message.get_attribute("data-kind") == "thanks"
     assert "提交成功" in message.text
@@ -139,6 +139,19 @@ def test_open_answer_submit_stores_the_response(browser: Any, served: tuple[Any,
     # the link is single use
     browser.get(link)
     assert browser.find_element(By.ID, "message").get_attribute("data-kind") == "used"
+
+
+def submit(browser: Any) -> None:
+    """Click submit and wait for the server's answer page: a click does not wait for the
+    navigation it starts, so on a busy machine the next lookup could still see the old page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.ID, "submit").click()
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(old))
+    WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
 
 
 def test_tampered_link_is_refused(browser: Any, served: tuple[Any, str]) -> None:
