@@ -37,6 +37,7 @@ from hub.model import EventKind, TouchpointEvent
 from hub.outbox import enqueue
 from hub.store import Store, insert_ignore
 from hub.store.schema import touchpoints
+from hub.surveys.engine import lock_customers
 
 log = logging.getLogger("cxhub.feedback")
 
@@ -425,6 +426,13 @@ class CaseService:
     def _transition(
         self, conn: Connection, case_id: int, action: str, actor: str, via: str, note: str | None, now: datetime
     ) -> TransitionResult:
+        if action == "resolve" and self.recovery is not None:
+            # a resolve may invite the customer to a recovery survey, which takes the customer's survey
+            # lock; ingest takes that lock before it touches a case row, so take it first here too:
+            # the same order everywhere, no deadlock between a resolve and an ingest batch
+            customer = self._row(conn, case_id).get("customer_id")
+            if customer:
+                lock_customers(conn, [customer])
         case = self._row(conn, case_id, lock=True)
         allowed, target = TRANSITIONS[action]
         if case["status"] not in allowed:

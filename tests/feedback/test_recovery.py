@@ -82,3 +82,43 @@ def test_resolution_invites_and_the_answer_records_recovery(tmp_path: Path, cloc
 def test_recovery_survey_must_name_a_survey_rule(tmp_path: Path, clock: FakeClock) -> None:
     with pytest.raises(ConfigError, match="no survey rule 'nope'"):
         make_rt(tmp_path, clock, survey="nope")
+
+
+def test_resolve_takes_the_customer_lock_before_the_case_row(
+    tmp_path: Path, clock: FakeClock, pg_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingest holds the customer's survey lock and then locks case rows; a resolve (which may invite
+    to a recovery survey) must take the same locks in the same order, or the two deadlock."""
+    import threading
+
+    from sqlalchemy import text
+
+    from hub.feedback.schema import cases
+    from hub.surveys.engine import lock_customers
+
+    monkeypatch.setenv("CXHUB_STORE_URL", pg_store.url)
+    rt = make_rt(tmp_path, clock)
+    try:
+        feed = Path(rt.config.sources["reviews"].options.path)  # type: ignore[attr-defined]
+        feed.write_text(json.dumps({**review_record(1), "mobile": "13812345678"}, ensure_ascii=False) + "\n")
+        run_sync(rt, "reviews")
+        service = rt.features["feedback"]
+        case = service.list()[0]
+        with rt.store.engine.connect() as batch:  # an ingest batch in progress for this customer
+            batch.begin()
+            lock_customers(batch, [case["customer_id"]])
+            resolver = threading.Thread(
+                target=service.transition, args=(case["id"], "resolve"), kwargs={"actor": "a", "via": "cli"}
+            )
+            resolver.start()
+            resolver.join(1.0)  # it must now wait for the customer lock, holding nothing else
+            assert resolver.is_alive()
+            batch.execute(text("SET LOCAL lock_timeout = '1s'"))
+            row = batch.execute(select(cases.c.id).where(cases.c.id == case["id"]).with_for_update(nowait=True))
+            assert row.scalar_one() == case["id"]  # the case row is free: no lock-order inversion
+            batch.rollback()
+        resolver.join(10)
+        assert not resolver.is_alive()
+        assert service.get(case["id"])["status"] == "resolved"
+    finally:
+        rt.close()
