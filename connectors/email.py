@@ -5,6 +5,10 @@ key, so a receiving system (and the test server) sees a retried message as the s
 SMTP replies are classified: 4xx and connection failures are retried, 5xx (unknown user, relay
 denied, authentication failed) are permanent. ``staff_facing: true`` masks phone numbers in
 notifications sent to staff mailboxes.
+
+Each sending thread keeps its SMTP session open for ``keep_alive_seconds`` (default 30) after a
+send and reuses it (checked with ``NOOP`` first), instead of a TCP + TLS handshake and a login per
+email; a session the server closed meanwhile is replaced. Any error drops the session.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import html
 import re
 import smtplib
 import ssl
+import threading
+import time
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from typing import Any
@@ -42,6 +48,9 @@ class EmailOptions(DestinationOptions):
     sender_name: str | None = None
     subject_prefix: str = ""
     staff_facing: bool = False
+    keep_alive_seconds: float = Field(
+        default=30.0, ge=0, le=600, description="reuse an SMTP session idle for less than this; 0: one per email"
+    )
 
 
 def message_id(key: str, domain: str = "cxhub") -> str:
@@ -75,6 +84,12 @@ class EmailMessageDestination(Destination):
     title = "Email over SMTP (STARTTLS / TLS; text + HTML; Message-ID from the idempotency key)"
     Options = EmailOptions
     options: EmailOptions
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._local = threading.local()  # one SMTP session per sending thread (smtplib is not thread-safe)
+        self._open: set[smtplib.SMTP] = set()
+        self._open_lock = threading.Lock()
 
     @property
     def staff_facing(self) -> bool:
@@ -110,18 +125,61 @@ class EmailMessageDestination(Destination):
             smtp.login(o.username, o.password.get_secret_value() if o.password else "")
         return smtp
 
+    def _session(self) -> smtplib.SMTP:
+        """This thread's open session if it is recent and still answers ``NOOP``, else a new one."""
+        smtp: smtplib.SMTP | None = getattr(self._local, "smtp", None)
+        self._local.smtp = None
+        if smtp is not None:
+            if time.monotonic() - self._local.used_at < self.options.keep_alive_seconds:
+                try:
+                    if smtp.noop()[0] == 250:
+                        return smtp
+                except (smtplib.SMTPException, OSError):
+                    pass  # the server closed it meanwhile: open another
+            self._drop(smtp)
+        smtp = self._connect()
+        with self._open_lock:
+            self._open.add(smtp)
+        return smtp
+
+    def _keep(self, smtp: smtplib.SMTP) -> None:
+        if self.options.keep_alive_seconds > 0:
+            self._local.smtp, self._local.used_at = smtp, time.monotonic()
+        else:
+            self._drop(smtp)
+
+    def _drop(self, smtp: smtplib.SMTP) -> None:
+        with self._open_lock:
+            self._open.discard(smtp)
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            smtp.quit()
+        with contextlib.suppress(OSError):
+            smtp.close()
+
+    def close(self) -> None:
+        """Close every open SMTP session."""
+        with self._open_lock:
+            sessions, self._open = list(self._open), set()
+        for smtp in sessions:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                smtp.quit()
+            with contextlib.suppress(OSError):
+                smtp.close()
+        self._local = threading.local()
+
     def send(self, message: OutboundMessage) -> Receipt:
         """Deliver ``message`` to the addresses in ``message.to``."""
         if not message.to:
             raise PermanentError("no recipient: `to` needs email addresses", target=self.name)
         mail = self.build(message)
         try:
-            smtp = self._connect()
+            smtp = self._session()
             try:
                 refused: dict[str, Any] = smtp.send_message(mail)
-            finally:
-                with contextlib.suppress(smtplib.SMTPException):
-                    smtp.quit()
+            except BaseException:
+                self._drop(smtp)
+                raise
+            self._keep(smtp)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = {c for c, _ in exc.recipients.values()}
             if all(c >= 500 for c in codes):

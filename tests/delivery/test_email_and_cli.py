@@ -23,6 +23,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.messages: list[email.message.Message] = []
+        self.sessions: list[int] = []  # the SMTP session (connection) of each message
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any) -> str:
         if address.startswith("nobody@"):
@@ -34,6 +35,9 @@ class Recorder:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(email.message_from_bytes(envelope.content))
+        if not hasattr(session, "cxhub_n"):  # id() of a closed session may be reused: number them
+            session.cxhub_n = len(set(self.sessions)) + 1
+        self.sessions.append(session.cxhub_n)
         return "250 Message accepted"
 
 
@@ -55,12 +59,38 @@ def smtp() -> Iterator[tuple[Recorder, int]]:
         controller.stop()
 
 
-def mailer(port: int) -> Any:
+def mailer(port: int, **options: Any) -> Any:
     cls = get("email")
     opts = cls.Options.model_validate(
-        {"host": "127.0.0.1", "port": port, "security": "none", "sender": "cx@shop.example", "timeout": 5}
+        {"host": "127.0.0.1", "port": port, "security": "none", "sender": "cx@shop.example", "timeout": 5, **options}
     )
     return cls("mail", opts, ConnectorContext())
+
+
+@pytest.mark.parametrize(("keep_alive", "sessions"), [(30.0, 1), (0.0, 4)])
+def test_a_thread_reuses_its_smtp_session(smtp: tuple[Recorder, int], keep_alive: float, sessions: int) -> None:
+    rec, port = smtp
+    dst = mailer(port, keep_alive_seconds=keep_alive)
+    for i in range(4):
+        dst.send(OutboundMessage(key=f"k{i}", title="t", body="b", to=["a@example.com"]))
+    dst.close()
+    assert len(rec.messages) == 4 and len(set(rec.sessions)) == sessions
+
+
+def test_a_session_the_server_closed_is_replaced(smtp: tuple[Recorder, int]) -> None:
+    import socket
+
+    rec, port = smtp
+    dst = mailer(port)
+    dst.send(OutboundMessage(key="k1", title="t", body="b", to=["a@example.com"]))
+    dst._local.smtp.sock.shutdown(socket.SHUT_RDWR)  # the connection was dropped while idle
+    dst.send(OutboundMessage(key="k2", title="t", body="b", to=["a@example.com"]))
+    with pytest.raises(PermanentError):  # an error drops the session; the next send opens another
+        dst.send(OutboundMessage(key="k3", title="t", body="b", to=["nobody@example.com"]))
+    dst.send(OutboundMessage(key="k4", title="t", body="b", to=["a@example.com"]))
+    dst.close()
+    assert [m["X-Cxhub-Idempotency-Key"] for m in rec.messages] == ["k1", "k2", "k4"]
+    assert len(set(rec.sessions)) == 3
 
 
 def test_email_is_delivered_with_a_message_id_from_the_key(smtp: tuple[Recorder, int]) -> None:
