@@ -67,6 +67,7 @@ class FakePlatform:
     alipay_public_key: str | None = None
     feishu_app_per_second: int = 50
     hang_on: int = 0  # server mode: after accepting the Nth Feishu app message, never answer it
+    hang_key: str | None = None  # server mode: ... or the message with this idempotency key (once)
     hanging: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -375,9 +376,11 @@ class _Handler(BaseHTTPRequestHandler):
         ):
             time.sleep(self.fake.hang_after_accept)
         if (
-            self.fake.hang_on
-            and request.url.path == "/open-apis/im/v1/messages"
-            and len(self.fake.accepted) == self.fake.hang_on
+            request.url.path == "/open-apis/im/v1/messages"
+            and (
+                (self.fake.hang_on and len(self.fake.accepted) == self.fake.hang_on)
+                or (self.fake.hang_key and request.headers.get(IDEMPOTENCY_HEADER) == self.fake.hang_key)
+            )
             and not self.fake.hanging.is_set()
         ):
             self.fake.hanging.set()  # the platform has it; the sender never hears back
