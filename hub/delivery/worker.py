@@ -19,12 +19,14 @@ One pump (:meth:`DeliveryWorker.run_once`):
    errors or after ``max_attempts``.
 
    With several sending threads, outcomes are **group-committed**: the pump's own thread writes
-   whatever outcomes have arrived since its last write in one ``UPDATE ... FROM (VALUES ...)``
-   statement, on one connection held for the pump. Nothing waits for a group to fill: an outcome
-   is written as soon as the previous write is done, so the window between a platform's answer
-   and its record is about one commit, as with one transaction per send, at a fraction of the
-   round trips. With one sending thread (SQLite, or ``concurrency=1``) each outcome is written
-   before the next send.
+   whatever outcomes have arrived since its last write in one ``UPDATE ... FROM unnest(...)``
+   statement (PostgreSQL, autocommit), on one connection held for the pump. Nothing waits for a
+   group to fill: an outcome is written as soon as the previous write (or claim) is done, so the
+   window between a platform's answer and its record stays a commit or two long, as with one
+   transaction per send, at a fraction of the round trips. With one sending thread (SQLite, or
+   ``concurrency=1``) each outcome is written before the next send.
+4. **Pipeline**: when a full batch is down to as many queued units as there are threads, the next
+   batch is claimed (steps 1-2) and queued behind it, for up to ``pump_seconds``.
 
 A crash between send and record leaves the row ``sending``; when the lease expires another worker
 sends it again with the **same idempotency key** (passed to the platform where it has one). The
