@@ -52,9 +52,9 @@ def records(n: int) -> Iterator[dict]:
         }
 
 
-def run_one(url: str, n: int, batch: int, mode: str) -> dict:
+def run_one(url: str, n: int, batch: int) -> dict:
     from hub.connector import Batch, RawRecord
-    from hub.ingest import Ingestor, ingest_batches
+    from hub.ingest import Ingestor
     from hub.mapping import load_mapping_file, preset_path
     from hub.store import Store
 
@@ -75,10 +75,7 @@ def run_one(url: str, n: int, batch: int, mode: str) -> dict:
 
     t0 = time.perf_counter()
     c0 = time.process_time()
-    if mode == "pipelined":
-        stored = ingest_batches(ing, "pos", mapping, batches()).stored
-    else:
-        stored = sum(ing.ingest("pos", mapping, b.records, b.state).stored for b in batches())
+    stored = sum(ing.ingest("pos", mapping, b.records, b.state).stored for b in batches())
     seconds = time.perf_counter() - t0
     cpu = time.process_time() - c0
     store.dispose()
@@ -97,38 +94,35 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    ap.add_argument("--mode", choices=["sequential", "pipelined", "both"], default="both")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.child, args.records, args.batch, args.mode)))
+        print(json.dumps(run_one(args.child, args.records, args.batch)))
         return
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"{args.records} checkouts x 3 items, batches of {args.batch}"
     )
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    modes = ["sequential", "pipelined"] if args.mode == "both" else [args.mode]
     for backend in backends:
-        for mode in modes:
-            if backend == "sqlite":
-                tmp = tempfile.mkdtemp()
-                r = _child(f"sqlite:///{tmp}/bench.db", args, mode)
-            else:
-                from hub.testing import temporary_postgres_database
+        if backend == "sqlite":
+            tmp = tempfile.mkdtemp()
+            r = _child(f"sqlite:///{tmp}/bench.db", args)
+        else:
+            from hub.testing import temporary_postgres_database
 
-                with temporary_postgres_database() as url:
-                    r = _child(url, args, mode)
-            print(
-                f"{backend:10s} {mode:10s}: {r['events_per_s']:>7,} events/s  ({r['stored']:,} stored in "
-                f"{r['seconds']}s; {r['cpu_us_per_event']} us CPU/event in cxhub), peak RSS {r['peak_rss_mb']} MB"
-            )
+            with temporary_postgres_database() as url:
+                r = _child(url, args)
+        print(
+            f"{backend:10s}: {r['events_per_s']:>7,} events/s  ({r['stored']:,} stored in "
+            f"{r['seconds']}s; {r['cpu_us_per_event']} us CPU/event in cxhub), peak RSS {r['peak_rss_mb']} MB"
+        )
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (a busy machine slows every figure)")
 
 
-def _child(url: str, args: argparse.Namespace, mode: str) -> dict:
+def _child(url: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", url, "--records", str(args.records), "--batch", str(args.batch)]
-    out = subprocess.run([*cmd, "--mode", mode], check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -11,15 +11,14 @@ outbox writes) add. A crash re-reads at most that batch, and dedup absorbs it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, select, update
 
-from hub.connector import Batch, Clock, RawRecord, Rejected, utcnow
+from hub.connector import Clock, RawRecord, Rejected, utcnow
 from hub.errors import PayloadError
 from hub.identity import IdentityResolver
 from hub.mapping import CompiledMapping
@@ -149,8 +148,8 @@ class Ingestor:
         records: Sequence[RawRecord],
         rejected: Sequence[Rejected] = (),
     ) -> PreparedBatch:
-        """The CPU half of ingest (mapping, serialisation), touching no database: a caller may
-        prepare the next batch while the previous one commits."""
+        """The CPU half of ingest (mapping, serialisation), touching no database, so that it runs
+        before the transaction opens and the transaction stays short."""
         batch = PreparedBatch(source=source, rejected=list(rejected), read=len(records) + len(rejected))
         unique: dict[str, RawRecord] = {}
         for rec in records:
@@ -347,36 +346,3 @@ def reset_state(store: Store, source: str) -> None:
     """Forget a source's cursor (full resync)."""
     with store.begin() as conn:
         conn.execute(source_state.delete().where(source_state.c.source == source))
-
-
-def ingest_batches(
-    ingestor: Ingestor,
-    source: str,
-    mapping: CompiledMapping,
-    batches: Iterable[Batch],
-    on_batch: Callable[[IngestResult], None] | None = None,
-) -> IngestResult:
-    """Ingest a stream of batches, preparing batch N+1 while batch N commits.
-
-    One committer thread commits in order (each batch with its state, as ``ingest`` does), so a
-    crash still resumes after the last committed batch; the caller's thread reads and maps ahead by
-    one batch. psycopg releases the GIL while PostgreSQL works, so mapping overlaps the commit.
-    A failed commit stops the pipeline and is raised here.
-    """
-    total = IngestResult()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cxhub-commit-{source}") as pool:
-        pending: Future[IngestResult] | None = None
-        for batch in batches:
-            prepared = ingestor.prepare(source, mapping, batch.records, batch.rejected)
-            if pending is not None:
-                _collect(total, pending.result(), on_batch)
-            pending = pool.submit(ingestor.commit, prepared, batch.state)
-        if pending is not None:
-            _collect(total, pending.result(), on_batch)
-    return total
-
-
-def _collect(total: IngestResult, result: IngestResult, on_batch: Callable[[IngestResult], None] | None) -> None:
-    total.add(result)
-    if on_batch is not None:
-        on_batch(total)

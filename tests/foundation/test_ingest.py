@@ -195,36 +195,3 @@ def test_raw_payloads_are_kept_only_when_asked(store: Store) -> None:
     with store.connect() as conn:
         payloads = dict(conn.execute(select(inbox.c.external_id, inbox.c.payload)).all())
     assert payloads["1"] is None and payloads["2"]["store"] == "S1"
-
-
-def test_pipelined_ingest_commits_in_order_with_each_state(store: Store) -> None:
-    from hub.connector import Batch
-    from hub.ingest import ingest_batches
-
-    ing = Ingestor(store, SECRET, clock=store.clock)
-    seen: list[int] = []
-    batches = [Batch([rec(str(i * 10 + k)) for k in range(10)], {"batch": i}) for i in range(5)]
-    total = ingest_batches(ing, "pos", MAPPING, batches, on_batch=lambda r: seen.append(r.stored))
-    assert total.stored == 50 and seen == [10, 20, 30, 40, 50]
-    assert load_state(store, "pos") == {"batch": 4}
-
-
-def test_pipelined_ingest_stops_at_a_failed_commit_and_keeps_the_last_good_state(store: Store) -> None:
-    from hub.connector import Batch
-    from hub.ingest import ingest_batches
-
-    class FailOnSecond:
-        name = "fail"
-        calls = 0
-
-        def __call__(self, ctx: IngestContext, events) -> None:
-            FailOnSecond.calls += 1
-            if FailOnSecond.calls == 2:
-                raise RuntimeError("database went away")
-
-    ing = Ingestor(store, SECRET, hooks=[FailOnSecond()], clock=store.clock)
-    batches = [Batch([rec(f"{i}-{k}") for k in range(3)], {"batch": i}) for i in range(4)]
-    with pytest.raises(RuntimeError, match="database went away"):
-        ingest_batches(ing, "pos", MAPPING, batches)
-    assert load_state(store, "pos") == {"batch": 0}
-    assert count(store, touchpoints) == 3
