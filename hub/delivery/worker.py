@@ -359,15 +359,22 @@ class DeliveryWorker:
             "updated_at": now,
         }
 
+    def _picked(self, q: Any, name: str) -> Any:
+        """The rows to lock, as something an UPDATE can join: on PostgreSQL a ``MATERIALIZED`` CTE,
+        so the locking ``LIMIT`` query runs exactly once whatever join the planner picks."""
+        if self.store.is_sqlite:
+            return q.subquery(name)
+        return q.cte(name).prefix_with("MATERIALIZED")
+
     def _claim(self, conn: Connection, now: datetime) -> list[Claimed]:
-        picked = (
+        picked_q = (
             select(outbox.c.id)
             .where(self._due(now), outbox.c.destination.in_(self.destinations))
             .order_by(outbox.c.next_attempt_at, outbox.c.id)
             .limit(self.batch_size)
             .with_for_update(skip_locked=True)
-            .subquery("picked")
         )
+        picked = self._picked(picked_q, "picked")
         claim = (
             update(outbox).where(outbox.c.id == picked.c.id).values(**self._claiming(now)).returning(*_CLAIMED_COLUMNS)
         )
@@ -416,11 +423,9 @@ class DeliveryWorker:
             missing = mids - set(out)
             if not missing:
                 continue
-            lockable = (
-                select(outbox.c.id)
-                .where(outbox.c.id.in_(missing), self._due(now))
-                .with_for_update(skip_locked=True)
-                .subquery("lockable")
+            lockable = self._picked(
+                select(outbox.c.id).where(outbox.c.id.in_(missing), self._due(now)).with_for_update(skip_locked=True),
+                "lockable",
             )
             got = conn.execute(
                 update(outbox)
