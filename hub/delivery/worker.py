@@ -6,8 +6,9 @@ One pump (:meth:`DeliveryWorker.run_once`):
    come, or ``sending`` rows whose lease expired because their worker died) are locked with
    ``FOR UPDATE SKIP LOCKED`` (several processes share one PostgreSQL without waiting on each
    other), marked ``sending`` with ``locked_by``/``locked_until`` (the lease) and ``attempts + 1``.
-   On PostgreSQL that is one statement: ``WITH claimed AS (UPDATE outbox ... FROM (SELECT id ...
-   FOR UPDATE SKIP LOCKED LIMIT n) RETURNING ...) SELECT ... LEFT JOIN outbox_batches``.
+   On PostgreSQL that is one statement: ``WITH picked AS MATERIALIZED (SELECT id ... FOR UPDATE
+   SKIP LOCKED LIMIT n), claimed AS (UPDATE outbox ... FROM picked RETURNING ...) SELECT ... LEFT
+   JOIN outbox_batches``.
 2. **Plan** in the same transaction, per destination: a platform block (DingTalk 130101) puts the
    rows back until it ends; otherwise the shared budget says how many sends are allowed now. When
    the backlog is larger, messages are combined into digests (as few as the body limit allows);
