@@ -126,6 +126,8 @@ class Store:
         self.url = url
         self.clock = clock
         self._sqlite_lock = threading.RLock()
+        self._key_locks: dict[str, threading.Lock] = {}
+        self._key_locks_guard = threading.Lock()
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://") :]
         kwargs: dict[str, Any] = {
@@ -203,11 +205,20 @@ class Store:
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
-        """A lock held by one process at a time: a PostgreSQL advisory lock; in SQLite, a process lock."""
+        """A lock held by one process at a time: a PostgreSQL advisory lock; in SQLite, a process lock.
+
+        Threads of this process queue on an in-process lock per key first, so that at most one pooled
+        connection per key waits on the database (many waiting threads would exhaust the pool)."""
         if self.is_sqlite:
             with self._sqlite_lock:
                 yield
             return
+        with self._key_locks_guard:
+            local = self._key_locks.setdefault(key, threading.Lock())
+        with local:
+            yield from self._advisory(key)
+
+    def _advisory(self, key: str) -> Iterator[None]:
         lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
         with self.engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_id})
