@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -35,6 +36,7 @@ from hub.group_commit import GroupCommitWriter
 from hub.runtime import Runtime
 
 log = logging.getLogger("cxhub.web")
+T = TypeVar("T")
 
 HOOK_REQUESTS = Counter("cxhub_hook_requests_total", "Webhook requests by source and outcome", ["source", "outcome"])
 SIGNATURE_FAILURES = Counter(
@@ -118,23 +120,31 @@ def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> FastA
         log.warning("source %s: refused request from %s: %s", source, remote or "?", exc.reason)
         return _text(exc.status_code, exc.reason)
 
+    def guarded(source: str, what: str, call: Callable[[], T], remote: str | None) -> T | Response:
+        """Run a connector call; its errors become the right 4xx (never a 5xx retry storm)."""
+        try:
+            return call()
+        except SignatureError as exc:
+            return refused(source, exc, remote)
+        except PayloadError as exc:
+            HOOK_REQUESTS.labels(source, "bad_request").inc()
+            return _text(400, exc.reason)
+        except Exception:
+            # a connector bug must not become a 5xx retry storm; the traceback has no secrets
+            # (connectors keep them in SecretStr options, not in locals of the failing frame)
+            log.exception("source %s: %s crashed", source, what)
+            HOOK_REQUESTS.labels(source, "error").inc()
+            return _text(400, "cannot process this request")
+
     async def verify_url(request: Request) -> Response:
         source = request.path_params["source"]
         got = await inbound(source, request)
         if isinstance(got, Response):
             return got
         src, req = got
-        try:
-            reply = src.verify_url(req)
-        except SignatureError as exc:
-            return refused(source, exc, req.remote)
-        except PayloadError as exc:
-            HOOK_REQUESTS.labels(source, "bad_request").inc()
-            return _text(400, exc.reason)
-        except Exception:
-            log.exception("source %s: URL verification crashed", source)
-            HOOK_REQUESTS.labels(source, "error").inc()
-            return _text(400, "cannot process this request")
+        reply = guarded(source, "URL verification", lambda: src.verify_url(req), req.remote)
+        if isinstance(reply, Response):
+            return reply
         HOOK_REQUESTS.labels(source, "verified_url").inc()
         return _reply(reply)
 
@@ -145,19 +155,9 @@ def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> FastA
         if isinstance(got, Response):
             return got
         src, req = got
-        try:
-            result = src.handle(req)
-        except SignatureError as exc:
-            return refused(source, exc, req.remote)
-        except PayloadError as exc:
-            HOOK_REQUESTS.labels(source, "bad_request").inc()
-            return _text(400, exc.reason)
-        except Exception:
-            # a connector bug must not become a 5xx retry storm; the traceback has no secrets
-            # (connectors keep them in SecretStr options, not in locals of the failing frame)
-            log.exception("source %s: handling a push crashed", source)
-            HOOK_REQUESTS.labels(source, "error").inc()
-            return _text(400, "cannot process this request")
+        result = guarded(source, "handling a push", lambda: src.handle(req), req.remote)
+        if isinstance(result, Response):
+            return result
         if result.records or result.rejected:
             future = group.submit(source, rt.mapping(source), result.records, result.rejected)
             try:
