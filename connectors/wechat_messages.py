@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from hub.connector import OutboundMessage, Receipt
 from hub.delivery.base import DestinationOptions, HttpDestination
-from hub.delivery.http import HttpxAdapter, call_json, check_status
+from hub.delivery.http import call_json, check_status, route_sdk_through
 from hub.delivery.policy import ErrorTable, TokenExpired
 from hub.delivery.tokens import TokenCache
 from hub.errors import PermanentError, RetriableError
@@ -96,10 +96,7 @@ class WeChatMessages(HttpDestination):
 
             sdk = WeChatClient(self.options.app_id, "unused", access_token="-", timeout=self.options.timeout)  # noqa: S106 - placeholder
             sdk.auto_retry = False
-            adapter = HttpxAdapter(self.client, rewrite={WECHAT_ORIGIN: self.options.base_url})
-            sdk._http = requests.Session()
-            sdk._http.mount("http://", adapter)
-            sdk._http.mount("https://", adapter)
+            route_sdk_through(sdk, self.client, {WECHAT_ORIGIN: self.options.base_url})
             self._local.sdk = sdk
         return self._local.sdk
 

@@ -23,7 +23,7 @@ from pydantic import Field, SecretStr
 
 from hub.connector import OutboundMessage, RateLimit, Receipt
 from hub.delivery.base import DestinationOptions, HttpDestination
-from hub.delivery.http import HttpxAdapter, call_json, check_status
+from hub.delivery.http import call_json, check_status, route_sdk_through
 from hub.delivery.policy import ErrorTable, TokenExpired
 from hub.delivery.render import flatten_markdown, markdown_with_links, trim_utf8
 from hub.delivery.tokens import TokenCache
@@ -92,10 +92,7 @@ class WeComAppMessage(HttpDestination):
                 timeout=self.options.timeout,
                 auto_retry=False,
             )
-            adapter = HttpxAdapter(self.client, rewrite={WECOM_ORIGIN: self.options.base_url})
-            sdk._http = requests.Session()
-            sdk._http.mount("http://", adapter)
-            sdk._http.mount("https://", adapter)
+            route_sdk_through(sdk, self.client, {WECOM_ORIGIN: self.options.base_url})
             self._local.sdk = sdk
         return self._local.sdk
 

@@ -116,3 +116,13 @@ class HttpxAdapter(BaseAdapter):
 
 
 __all__ = ["IDEMPOTENCY_HEADER", "HttpxAdapter", "call", "call_json", "check_status"]
+
+
+def route_sdk_through(sdk: Any, client: httpx.Client, rewrite: dict[str, str]) -> None:
+    """Make a wechatpy-style SDK client (one that sends through ``sdk._http``, a ``requests``
+    session) send through ``client`` instead, with its hard-coded origin rewritten."""
+    adapter = HttpxAdapter(client, rewrite=rewrite)
+    session = requests.Session()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    sdk._http = session
