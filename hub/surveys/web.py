@@ -198,26 +198,27 @@ def router(rt: Runtime, feature: SurveysFeature) -> APIRouter:
             **base,
         )
 
-    @api.get("/s/{token}", response_class=HTMLResponse)
-    async def show(token: str) -> HTMLResponse:
+    async def invitation(token: str) -> Any:
+        """The invitation behind ``token``, or the clear page to show instead (never a stack trace)."""
         try:
             inv = await run_in_threadpool(load, token)
         except Exception:
             log.exception("survey page: loading an invitation failed")
             return problem("error")
-        if isinstance(inv, str):
-            return problem(inv)
+        return problem(inv) if isinstance(inv, str) else inv
+
+    @api.get("/s/{token}", response_class=HTMLResponse)
+    async def show(token: str) -> HTMLResponse:
+        inv = await invitation(token)
+        if isinstance(inv, HTMLResponse):
+            return inv
         return HTMLResponse(form_page(inv, token, {}, {}))
 
     @api.post("/s/{token}", response_class=HTMLResponse)
     async def submit(token: str, request: Request) -> HTMLResponse:
-        try:
-            inv = await run_in_threadpool(load, token)
-        except Exception:
-            log.exception("survey page: loading an invitation failed")
-            return problem("error")
-        if isinstance(inv, str):
-            return problem(inv)
+        inv = await invitation(token)
+        if isinstance(inv, HTMLResponse):
+            return inv
         try:
             form = await request.form(max_files=0, max_fields=200)
         except Exception:  # a body that is not a form: treat as an empty submission
