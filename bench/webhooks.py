@@ -270,7 +270,9 @@ def phase(
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stderr=subprocess.DEVNULL)
     try:
         wait_ready(port, ready, proc)
-        warm = run_step(port, 100, 1, 8, 10**9 + next_id[0], hello)  # pool, caches, first imports
+        # pool, caches, first imports, and the same keep-alive connections the ladder uses (opening 56
+        # more inside the first measured step would show up as its latency)
+        warm = run_step(port, 100, 2, args.connections, 10**9 + next_id[0], hello)
         next_id[0] += warm["sent"]
         answered[0] += warm["ok"]
         print(f"{label} ({args.step_seconds:g} s per step):", flush=True)
