@@ -48,7 +48,7 @@ import jmespath.exceptions
 from pydantic import AwareDatetime, BaseModel, ValidationError
 
 from hub.errors import MappingError, RecordError
-from hub.model import Identity, OrderItem, TouchpointEvent
+from hub.model import EventKind, Identity, OrderItem, TouchpointEvent
 from hub.yamlio import Lines, load_yaml, load_yaml_text
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -579,14 +579,12 @@ def _compile_field(
         default=default,
         required=bool(raw.get("required", False)),
         is_const=is_const,
+        is_root=bool(raw.get("root", False)),
     )
-    spec.is_root = bool(raw.get("root", False))
     return spec
 
 
 def _check_enum(target: str, value: Any, fail: Callable[[str], MappingError]) -> None:
-    from hub.model import EventKind
-
     if target == "kind" and value is not None and value not in EventKind._value2member_map_:
         raise fail(f"{value!r} is not an event kind; allowed: {[k.value for k in EventKind]}")
 
