@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select, text, tuple_, update
 
 from hub.model import TouchpointEvent
 from hub.privacy import SENSITIVE_NAMESPACES, Vault
-from hub.store import bulk_insert_ignore
+from hub.store import bulk_insert_ignore, copy_new_rows, dumps
 from hub.store.schema import customers, identities, touchpoints
 
 Key = tuple[str, str, str]
@@ -90,7 +90,7 @@ class IdentityResolver:
                     resolved = alias[resolved]
                 ev.customer.customer_id = resolved
         if new_customers:
-            bulk_insert_ignore(
+            copy_new_rows(  # fresh uuid4s
                 conn,
                 customers,
                 [{"id": c, "created_at": now, "opted_out": False, "merged_into": alias.get(c)} for c in new_customers],
@@ -106,14 +106,14 @@ class IdentityResolver:
     def _lookup(self, conn: Connection, keys: list[Key]) -> dict[Key, str]:
         out: dict[Key, str] = {}
         if conn.dialect.name == "postgresql":
-            # three array parameters instead of thousands of scalars: one small statement to parse
+            # the keys as one JSON parameter (encoded in C) instead of thousands of scalars
             rows = conn.execute(
                 text(
                     "SELECT i.namespace, i.scope, i.value, i.customer_id FROM identities i "
-                    "JOIN unnest(CAST(:ns AS text[]), CAST(:sc AS text[]), CAST(:va AS text[])) AS k(ns, sc, va) "
-                    "ON i.namespace = k.ns AND i.scope = k.sc AND i.value = k.va"
+                    "JOIN json_array_elements(CAST(:keys AS json)) AS k(j) "
+                    "ON i.namespace = k.j->>0 AND i.scope = k.j->>1 AND i.value = k.j->>2"
                 ),
-                {"ns": [k[0] for k in keys], "sc": [k[1] for k in keys], "va": [k[2] for k in keys]},
+                {"keys": dumps(keys)},
             )
             return {(r[0], r[1], r[2]): r[3] for r in rows}
         cols = (identities.c.namespace, identities.c.scope, identities.c.value)

@@ -14,9 +14,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, Connection, Engine, Table, create_engine, delete, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hub.connector import Clock, utcnow
 from hub.errors import ConfigError
@@ -48,11 +49,22 @@ class JsonText(str):
     __slots__ = ()
 
 
+_ORJSON_OPTS = orjson.OPT_NON_STR_KEYS
+
+
 def dumps(data: Any) -> str:
-    """JSON for the store: datetimes, decimals, enums and bytes allowed; Chinese kept readable."""
+    """JSON for the store: datetimes, decimals, enums and bytes allowed; Chinese kept readable.
+
+    Encoded by orjson (a batch of rows in a fraction of the stdlib's time); what orjson refuses
+    and the stdlib takes (integers beyond 64 bits, nesting deeper than 254) falls back to it."""
     if isinstance(data, JsonText):
         return data
-    return json.dumps(data, default=_default, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return orjson.dumps(data, default=_default, option=_ORJSON_OPTS).decode("utf-8")
+    except orjson.JSONEncodeError as exc:
+        if isinstance(exc.__cause__, TypeError) and "cannot store" in str(exc.__cause__):
+            raise exc.__cause__ from None
+        return json.dumps(data, default=_default, ensure_ascii=False, separators=(",", ":"))
 
 
 def insert_ignore(conn: Connection, table: Table, index: Sequence[str] | None = None) -> Any:
@@ -75,40 +87,86 @@ def bulk_insert_ignore(
     """Insert many rows, skipping conflicts on ``conflict``; returns the ``returning`` columns of
     the rows actually inserted.
 
-    On PostgreSQL the rows go through ``COPY`` into a session temp table and one
-    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``, in the caller's transaction: several times
-    faster than multi-row VALUES statements with thousands of parameters.
+    On PostgreSQL the whole batch is one parameter, a JSON array of the row dicts, expanded by
+    ``json_to_recordset`` into one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``: one statement
+    and one round trip, no temp table, and the rows are encoded by the C JSON encoder (measured
+    8 us per inbox row against 12 us through COPY into a temp table, and half the client CPU).
     """
     if not rows:
         return []
-    if conn.dialect.name != "postgresql" or len(rows) < 64:
+    if conn.dialect.name != "postgresql" or len(rows) < 16:
         stmt = insert_ignore(conn, table, conflict)
         if returning:
             return [tuple(r) for r in conn.execute(stmt.returning(*(table.c[c] for c in returning)), list(rows))]
         conn.execute(stmt, list(rows))
         return []
     cols = list(rows[0])
-    json_cols = {c for c in cols if isinstance(table.c[c].type, JSON) or "JSON" in repr(table.c[c].type)}
-    tmp = f"_cx_bulk_{table.name}"
+    json_cols = [c for c in cols if _is_json(table.c[c].type)]
+    if json_cols:  # JSON values travel as text inside the array and are cast back
+        encoded = []
+        for row in rows:
+            row = dict(row)
+            for c in json_cols:
+                if row[c] is not None:
+                    row[c] = dumps(row[c])
+            encoded.append(row)
+        rows = encoded
+    decl = ", ".join(f'"{c}" {"text" if c in json_cols else _sql_type(conn, table, c)}' for c in cols)
+    select_list = ", ".join(f'CAST("{c}" AS {_sql_type(conn, table, c)})' if c in json_cols else f'"{c}"' for c in cols)
     collist = ", ".join(f'"{c}"' for c in cols)
-    all_cols = ", ".join(f'"{c.name}"' for c in table.columns)
-    raw = conn.connection.driver_connection
-    assert raw is not None  # a live connection inside the caller's transaction
-    with raw.cursor() as cur:
-        cur.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {tmp} ON COMMIT DELETE ROWS AS SELECT {all_cols} FROM {table.name} WITH NO DATA"
-        )
-        with cur.copy(f"COPY {tmp} ({collist}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([dumps(row[c]) if c in json_cols and row[c] is not None else row[c] for c in cols])
-        ret = f" RETURNING {', '.join(returning)}" if returning else ""
-        cur.execute(
-            f"INSERT INTO {table.name} ({collist}) SELECT {collist} FROM {tmp} "
-            f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING{ret}"
-        )
-        out = [tuple(r) for r in cur.fetchall()] if returning else []
-        cur.execute(f"TRUNCATE {tmp}")
-    return out
+    ret = f" RETURNING {', '.join(returning)}" if returning else ""
+    stmt = text(
+        f"INSERT INTO {table.name} ({collist}) SELECT {select_list} "
+        f"FROM json_to_recordset(CAST(:rows AS json)) AS x({decl}) "
+        f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING{ret}"
+    )
+    res = conn.execute(stmt, {"rows": dumps(list(rows))})
+    return [tuple(r) for r in res] if returning else []
+
+
+def copy_new_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], conflict: Sequence[str]) -> None:
+    """Insert rows that are new by construction (their dedup key was claimed in this transaction,
+    or a fresh uuid4) straight into ``table`` with ``COPY``: no conflict check, the cheapest
+    write PostgreSQL has. Should one exist after all, the copy is rolled back to a savepoint and
+    the rows go through :func:`bulk_insert_ignore`. SQLite: ``bulk_insert_ignore``."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql" or len(rows) < 16:
+        bulk_insert_ignore(conn, table, rows, conflict)
+        return
+    cols = list(rows[0])
+    json_cols = {c for c in cols if _is_json(table.c[c].type)}
+    collist = ", ".join(f'"{c}"' for c in cols)
+    try:
+        with conn.begin_nested():
+            raw = conn.connection.driver_connection
+            assert raw is not None  # a live connection inside the caller's transaction
+            with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({collist}) FROM STDIN") as copy:
+                if json_cols:
+                    for row in rows:
+                        copy.write_row(
+                            [dumps(row[c]) if c in json_cols and row[c] is not None else row[c] for c in cols]
+                        )
+                else:
+                    for row in rows:
+                        copy.write_row([row[c] for c in cols])
+    except IntegrityError:
+        bulk_insert_ignore(conn, table, rows, conflict)
+
+
+def _is_json(type_: Any) -> bool:
+    return isinstance(type_, JSON) or "JSON" in repr(type_)
+
+
+def _sql_type(conn: Connection, table: Table, column: str) -> str:
+    key = (table.name, column)
+    found = _SQL_TYPES.get(key)
+    if found is None:
+        found = _SQL_TYPES[key] = table.c[column].type.compile(dialect=conn.dialect)
+    return found
+
+
+_SQL_TYPES: dict[tuple[str, str], str] = {}
 
 
 def upsert(conn: Connection, table: Table, index: Sequence[str], values: dict[str, Any]) -> None:
