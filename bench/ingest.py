@@ -52,12 +52,15 @@ def records(n: int) -> Iterator[dict]:
         }
 
 
-def run_one(url: str, n: int, batch: int) -> dict:
+def run_one(url: str, n: int, batch: int, sequential: bool = False) -> dict:
+    import gc
+
     from hub.connector import Batch, RawRecord
     from hub.ingest import Ingestor
     from hub.mapping import load_mapping_file, preset_path
     from hub.store import Store
 
+    gc.freeze()  # as cxhub's CLI does at start (cli.main)
     store = Store(url)
     store.migrate()
     mapping = load_mapping_file(preset_path("retail_checkout"))  # type: ignore[arg-type]
@@ -75,7 +78,10 @@ def run_one(url: str, n: int, batch: int) -> dict:
 
     t0 = time.perf_counter()
     c0 = time.process_time()
-    stored = sum(ing.ingest("pos", mapping, b.records, b.state).stored for b in batches())
+    if sequential:  # one batch after the other, as Ingestor.ingest
+        stored = sum(ing.ingest("pos", mapping, b.records, b.state).stored for b in batches())
+    else:  # as a pull sync runs them: reading and mapping overlap the previous batch's commit
+        stored = sum(r.stored for r in ing.ingest_stream("pos", mapping, batches()))
     seconds = time.perf_counter() - t0
     cpu = time.process_time() - c0
     store.dispose()
@@ -94,14 +100,16 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--sequential", action="store_true", help="no pipelining (Ingestor.ingest per batch)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.child, args.records, args.batch)))
+        print(json.dumps(run_one(args.child, args.records, args.batch, args.sequential)))
         return
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"{args.records} checkouts x 3 items, batches of {args.batch}"
+        + (", sequential" if args.sequential else ", pipelined (Ingestor.ingest_stream)")
     )
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:
@@ -122,6 +130,8 @@ def main() -> None:
 
 def _child(url: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", url, "--records", str(args.records), "--batch", str(args.batch)]
+    if args.sequential:
+        cmd.append("--sequential")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -45,12 +45,22 @@ class IdentityResolver:
                 plains[(ident.namespace, ident.scope or "", ident.value)] = plain
         return plains
 
-    def resolve(self, conn: Connection, events: Sequence[TouchpointEvent], now: datetime) -> None:
-        contacts: dict[Key, str] = {}
+    def resolve(
+        self,
+        conn: Connection,
+        events: Sequence[TouchpointEvent],
+        now: datetime,
+        contacts: dict[Key, str] | None = None,
+    ) -> None:
+        """Set every event's customer. ``contacts``: the events were protected already (the plain
+        values by key, from :meth:`protect`); otherwise they are protected here."""
+        if contacts is None:
+            contacts = {}
+            for ev in events:
+                contacts.update(self.protect(ev))
         per_event: list[list[Key]] = []
         wanted: set[Key] = set()
         for ev in events:
-            contacts.update(self.protect(ev))
             keys = [(i.namespace, i.scope or "", i.value) for i in ev.customer.identities]
             per_event.append(keys)
             wanted.update(keys)

@@ -15,16 +15,17 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, select, update
 
-from hub.connector import Clock, RawRecord, Rejected, utcnow
+from hub.connector import Batch, Clock, RawRecord, Rejected, utcnow
 from hub.errors import PayloadError
-from hub.identity import IdentityResolver
+from hub.identity import IdentityResolver, Key
 from hub.mapping import CompiledMapping
 from hub.model import TouchpointEvent
 from hub.privacy import Vault
@@ -131,9 +132,25 @@ class PreparedBatch:
     payloads: dict[str, Any] = field(default_factory=dict)
     outcomes: dict[str, TouchpointEvent | str | None] = field(default_factory=dict)  # event / reason / filtered
     rejected: list[Rejected] = field(default_factory=list)
+    #: the plain contacts behind the hashed identities (encrypted for identities seen first)
+    contacts: dict[Key, str] = field(default_factory=dict)
+    #: each stored event's JSON, serialised before its customer is known (``"customer_id":null``)
+    docs: dict[str, str] = field(default_factory=dict)
 
 
-def _event_row(ev: TouchpointEvent) -> dict[str, Any]:
+_NO_CUSTOMER = '"customer_id":null'
+
+
+def _event_row(ev: TouchpointEvent, doc: str | None = None) -> dict[str, Any]:
+    cid = ev.customer.customer_id
+    if doc is None:
+        doc = ev.model_dump_json()
+    elif cid is not None:
+        # ``doc`` was serialised in prepare() with no customer. The customer's field is the first
+        # ``"customer_id":null`` in it: only id, source, external_id, kind, channel, times and the
+        # identities come before, all plain JSON strings, inside which a '"' is always escaped.
+        spliced = doc.replace(_NO_CUSTOMER, f'"customer_id":"{cid}"', 1)
+        doc = spliced if spliced is not doc else ev.model_dump_json()
     return {
         "id": ev.id,
         "source": ev.source,
@@ -142,9 +159,9 @@ def _event_row(ev: TouchpointEvent) -> dict[str, Any]:
         "channel": ev.channel,
         "occurred_at": ev.occurred_at,
         "received_at": ev.received_at,
-        "customer_id": ev.customer.customer_id,
+        "customer_id": cid,
         "store": ev.org.store,
-        "doc": JsonText(ev.model_dump_json()),
+        "doc": JsonText(doc),
     }
 
 
@@ -187,6 +204,44 @@ class Ingestor:
         with gc_paused():
             return self.commit(self.prepare(source, mapping, records, rejected), state)
 
+    def ingest_stream(
+        self,
+        source: str,
+        mapping: CompiledMapping,
+        batches: Iterable[Batch],
+    ) -> Iterator[IngestResult]:
+        """Ingest ``batches`` in order, each with its state in one transaction (as :meth:`ingest`),
+        pipelined: while batch N commits in a writer thread (mostly waiting on the database), this
+        thread reads and prepares batch N+1. Results come in order, one per batch. A failed commit
+        raises here and nothing after it is committed, so the source's committed state is the last
+        batch that was yielded; when the consumer stops early, the commit in flight finishes first.
+        """
+        with (
+            gc_paused(),  # reading and mapping too: a batch read is thousands of live dicts
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cxhub-commit-{source}") as writer,
+        ):
+            pending: Future[IngestResult] | None = None
+            try:
+                for batch in batches:
+                    prepared = self.prepare(source, mapping, batch.records, batch.rejected)
+                    if pending is not None:
+                        done, pending = pending, None
+                        yield done.result()
+                    pending = writer.submit(self._commit_paused, prepared, batch.state)
+                if pending is not None:
+                    done, pending = pending, None
+                    yield done.result()
+            finally:
+                if pending is not None:  # the consumer stopped (or reading failed): let it land
+                    try:
+                        pending.result()
+                    except Exception:
+                        log.exception("ingest of a %s batch failed while the stream was closing", source)
+
+    def _commit_paused(self, batch: PreparedBatch, state: dict[str, Any] | None) -> IngestResult:
+        with gc_paused():
+            return self.commit(batch, state)
+
     def prepare(
         self,
         source: str,
@@ -204,6 +259,7 @@ class Ingestor:
             else:
                 unique[rec.external_id] = rec
         keep_raw = self.keep_raw
+        protect = self.identity.protect
         for ext, rec in unique.items():
             outcome: TouchpointEvent | str | None
             try:
@@ -217,6 +273,11 @@ class Ingestor:
                 if bad:
                     outcome = bad if not isinstance(outcome, str) else f"{outcome}; {bad}"
                 batch.payloads[ext] = payload
+            if isinstance(outcome, TouchpointEvent):
+                # hashing identities and serialising need no database: done here, outside the
+                # transaction (and, when pipelined, while the previous batch commits)
+                batch.contacts.update(protect(outcome))
+                batch.docs[ext] = outcome.model_dump_json()
             batch.outcomes[ext] = outcome
             status = (
                 "stored" if isinstance(outcome, TouchpointEvent) else "filtered" if outcome is None else "quarantined"
@@ -283,20 +344,29 @@ class Ingestor:
             if q_rows:
                 conn.execute(quarantine.insert(), q_rows)
                 result.quarantined = len(q_rows)
-            self._store_events(conn, events, now)
+            self._store_events(conn, events, now, batch.contacts, batch.docs)
             result.stored = len(events)
             result.events = events
             if state is not None:
                 save_state(conn, source, state, now)
         return result
 
-    def _store_events(self, conn: Connection, events: list[TouchpointEvent], now: datetime) -> None:
+    def _store_events(
+        self,
+        conn: Connection,
+        events: list[TouchpointEvent],
+        now: datetime,
+        contacts: dict[Key, str] | None = None,
+        docs: dict[str, str] | None = None,
+    ) -> None:
+        """``contacts`` / ``docs``: from prepare() (identities already hashed, events serialised)."""
         if not events:
             return
-        self.identity.resolve(conn, events, now)
+        self.identity.resolve(conn, events, now, contacts)
         # an event here claimed its inbox row in this transaction, so its id (derived from the same
         # source and external id) is new: COPY straight in (falls back to insert-ignore if not)
-        copy_new_rows(conn, touchpoints, [_event_row(ev) for ev in events], ["id"])
+        rows = [_event_row(ev, docs.get(ev.external_id) if docs else None) for ev in events]
+        copy_new_rows(conn, touchpoints, rows, ["id"])
         ctx = IngestContext(conn=conn, now=now, store=self.store)
         for hook in self.hooks:
             hook(ctx, events)

@@ -6,6 +6,7 @@ Times are aware and normalised to UTC; money is ``Decimal``.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,9 +19,17 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 TOUCHPOINT_NAMESPACE = uuid.UUID("6f1c1b7e-3c55-4d0a-9a8f-2d0c6f9c1a10")
 
 
+_NAMESPACE_BYTES = TOUCHPOINT_NAMESPACE.bytes
+_VARIANT = "89ab89ab89ab89ab"  # RFC 4122 variant bits over the hash's 17th hex digit
+
+
 def touchpoint_id(source: str, external_id: str) -> str:
-    """Deterministic id of the event ``external_id`` from ``source`` (uuid5)."""
-    return str(uuid.uuid5(TOUCHPOINT_NAMESPACE, f"{source}\x1f{external_id}"))
+    """Deterministic id of the event ``external_id`` from ``source``: the uuid5 of the name
+    ``source + "\\x1f" + external_id`` in ``TOUCHPOINT_NAMESPACE``, written out from the SHA-1
+    directly (a third of ``str(uuid.uuid5(...))``'s time, which is paid once per event)."""
+    name = _NAMESPACE_BYTES + f"{source}\x1f{external_id}".encode()
+    h = hashlib.sha1(name, usedforsecurity=False).hexdigest()  # uuid5 is SHA-1 by definition
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:32]}"
 
 
 class EventKind(StrEnum):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from psycopg.errors import UniqueViolation
 from sqlalchemy import JSON, Connection, Engine, Table, create_engine, delete, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -150,7 +151,7 @@ def copy_new_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]
                 else:
                     for row in rows:
                         copy.write_row([row[c] for c in cols])
-    except IntegrityError:
+    except (IntegrityError, UniqueViolation):  # the raw driver's error, as COPY runs on the raw cursor
         bulk_insert_ignore(conn, table, rows, conflict)
 
 

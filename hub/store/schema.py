@@ -83,7 +83,8 @@ touchpoints = Table(
     Column("received_at", UTCDateTime(), nullable=False),
     Column("customer_id", String(36)),
     Column("store", String(128)),
-    Column("doc", Doc, nullable=False),
+    # plain json on PostgreSQL too (migration 0008): read whole, never queried inside in SQL
+    Column("doc", JSON, nullable=False),
     Index("ix_touchpoints_source_occurred", "source", "occurred_at"),
     Index("ix_touchpoints_kind_occurred", "kind", "occurred_at"),
     Index("ix_touchpoints_customer", "customer_id"),

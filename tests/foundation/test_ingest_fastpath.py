@@ -1,0 +1,250 @@
+"""The ingest hot path: what the speed-ups rely on, each checked against the slow, obvious form.
+
+- touchpoint ids written out from SHA-1 equal ``uuid.uuid5``;
+- bulk inserts through ``json_to_recordset`` (PostgreSQL) skip conflicts and return what they
+  inserted; ``copy_new_rows`` falls back when a row exists after all;
+- the document serialised before identity resolution gets the resolved customer spliced in;
+- the cyclic GC pause is reentrant and restores the collector's state;
+- ``ingest_stream`` commits in order, stops at a failed commit, and pipelines.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import random
+import string
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from hub.connector import Batch, RawRecord
+from hub.ingest import Ingestor, _event_row, gc_paused, load_state
+from hub.mapping import load_mapping_text
+from hub.model import TOUCHPOINT_NAMESPACE, TouchpointEvent, touchpoint_id
+from hub.store import Store, bulk_insert_ignore, copy_new_rows, dumps
+from hub.store.schema import customers, inbox, touchpoints
+
+MAPPING = load_mapping_text(
+    """\
+name: t
+kind: transaction
+fields:
+  occurred_at: {path: at, type: datetime}
+  org.store: store
+  attributes.note: note
+  customer.identities: {member_id: member, phone: mobile}
+""",
+    "t.yaml",
+)
+SECRET = b"test-secret-key"
+
+
+def rec(ext: str, **payload: object) -> RawRecord:
+    return RawRecord("pos", ext, {"at": "2026-11-01 10:00:00", "store": "S1", **payload})
+
+
+def count(store: Store, table) -> int:  # type: ignore[no-untyped-def]
+    with store.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_touchpoint_id_is_uuid5() -> None:
+    rnd = random.Random(7)
+    alphabet = string.printable + "生鲜乳制品\x1f\u00e9"
+    for _ in range(5000):
+        source = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 12)))
+        ext = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 40)))
+        assert touchpoint_id(source, ext) == str(uuid.uuid5(TOUCHPOINT_NAMESPACE, f"{source}\x1f{ext}"))
+
+
+def test_dumps_matches_the_stdlib_and_falls_back_for_what_orjson_refuses() -> None:
+    data = {"a": Decimal("1.50"), 1: "x", "t": datetime(2026, 1, 1, 8, tzinfo=UTC), "cn": "生鲜", "s": (1, 2)}
+    assert json.loads(dumps(data)) == {
+        "a": "1.50",
+        "1": "x",
+        "t": "2026-01-01T08:00:00+00:00",
+        "cn": "生鲜",
+        "s": [1, 2],
+    }
+    assert "生鲜" in dumps(data)  # not \\u-escaped
+    assert json.loads(dumps({"big": 2**70})) == {"big": 2**70}  # beyond 64 bits: stdlib fallback
+    deep: list = []
+    cur = deep
+    for _ in range(300):  # deeper than orjson's 254 levels
+        cur.append([])
+        cur = cur[0]
+    assert dumps(deep).count("[") == 301
+    with pytest.raises(TypeError, match="cannot store a object"):
+        dumps({"x": object()})
+
+
+def test_bulk_insert_ignore_skips_conflicts_and_returns_what_it_inserted(store: Store) -> None:
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    rows = [
+        {
+            "source": "s",
+            "external_id": f"e{i}",
+            "received_at": now,
+            "status": "stored",
+            "touchpoint_id": None,
+            "payload": {"n": i, "note": 'tab\there \\ "q" 生鲜'} if i % 2 else None,
+        }
+        for i in range(100)  # above the small-batch threshold: the json_to_recordset path on PostgreSQL
+    ]
+    with store.begin() as conn:
+        first = bulk_insert_ignore(conn, inbox, rows[:60], ["source", "external_id"], ["external_id"])
+    with store.begin() as conn:
+        second = bulk_insert_ignore(conn, inbox, rows, ["source", "external_id"], ["external_id"])
+    assert sorted(r[0] for r in first) == sorted(f"e{i}" for i in range(60))
+    assert sorted(r[0] for r in second) == sorted(f"e{i}" for i in range(60, 100))
+    with store.connect() as conn:
+        got = conn.execute(select(inbox.c.payload, inbox.c.received_at).where(inbox.c.external_id == "e7")).one()
+    assert got.payload == {"n": 7, "note": 'tab\there \\ "q" 生鲜'}
+    assert got.received_at == now
+
+
+def test_copy_new_rows_falls_back_when_a_row_exists_after_all(store: Store) -> None:
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    rows = [{"id": f"c-{i:04d}", "created_at": now, "opted_out": False, "merged_into": None} for i in range(50)]
+    with store.begin() as conn:
+        copy_new_rows(conn, customers, rows[:20], ["id"])
+    with store.begin() as conn:  # 20 of these exist: COPY fails, the savepoint absorbs it
+        copy_new_rows(conn, customers, rows, ["id"])
+        conn.execute(customers.insert().values(id="after", created_at=now, opted_out=False))
+    assert count(store, customers) == 51  # and the transaction went on
+
+
+def test_the_customer_is_spliced_into_the_prepared_document() -> None:
+    ev = MAPPING.apply(
+        {"at": "2026-11-01 10:00:00", "member": "M1", "note": '"customer_id":null'},
+        source="pos",
+        external_id='x","customer_id":null',
+    )
+    assert ev is not None
+    doc = ev.model_dump_json()  # as prepare() serialises it: no customer yet
+    ev.customer.customer_id = "c-1"
+    row = _event_row(ev, doc)
+    assert json.loads(row["doc"]) == json.loads(ev.model_dump_json())
+    assert json.loads(row["doc"])["attributes"]["note"] == '"customer_id":null'  # data untouched
+    assert TouchpointEvent.model_validate_json(row["doc"]).customer.customer_id == "c-1"
+
+
+def test_stored_documents_carry_the_resolved_customer(store: Store) -> None:
+    ing = Ingestor(store, SECRET, clock=store.clock)
+    batch = [rec(f"{i}", member=f"M{i % 7}", mobile=f"1380000{i % 7:04d}") for i in range(40)]
+    ing.ingest("pos", MAPPING, batch)
+    with store.connect() as conn:
+        rows = conn.execute(select(touchpoints.c.customer_id, touchpoints.c.doc)).all()
+    assert len(rows) == 40
+    for cid, doc in rows:
+        doc = doc if isinstance(doc, dict) else json.loads(doc)
+        assert cid is not None and doc["customer"]["customer_id"] == cid
+        assert all(not i["value"].startswith("138") for i in doc["customer"]["identities"])  # hashed
+    assert len({cid for cid, _ in rows}) == 7
+
+
+def test_gc_pause_is_reentrant_across_threads_and_restores_the_collector() -> None:
+    assert gc.isenabled()
+    release = threading.Event()
+    inside = threading.Event()
+
+    def other() -> None:
+        with gc_paused():
+            inside.set()
+            release.wait(5)
+
+    t = threading.Thread(target=other)
+    with gc_paused():
+        assert not gc.isenabled()
+        t.start()
+        inside.wait(5)
+    assert not gc.isenabled()  # the other thread still pauses it
+    release.set()
+    t.join(5)
+    assert gc.isenabled()
+    gc.disable()  # an application that runs without the collector keeps it off
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def _batches(n: int, size: int) -> list[Batch]:
+    return [Batch([rec(f"{b}-{i}", member=f"M{i}") for i in range(size)], {"batch": b}) for b in range(n)]
+
+
+def test_ingest_stream_commits_every_batch_in_order(store: Store) -> None:
+    ing = Ingestor(store, SECRET, clock=store.clock)
+    results = list(ing.ingest_stream("pos", MAPPING, iter(_batches(5, 30))))
+    assert [r.stored for r in results] == [30] * 5
+    assert count(store, touchpoints) == 150
+    assert load_state(store, "pos") == {"batch": 4}
+    assert gc.isenabled()
+
+
+def test_ingest_stream_stops_at_a_failed_commit_and_keeps_the_last_good_state(store: Store) -> None:
+    calls = {"n": 0}
+
+    def hook(ctx, events) -> None:  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("hook failed")
+
+    hook.name = "failing"  # type: ignore[attr-defined]
+    ing = Ingestor(store, SECRET, hooks=[hook], clock=store.clock)
+    got = []
+    with pytest.raises(RuntimeError, match="hook failed"):
+        for r in ing.ingest_stream("pos", MAPPING, iter(_batches(6, 20))):
+            got.append(r.stored)
+    assert got == [20, 20]
+    assert load_state(store, "pos") == {"batch": 1}
+    assert count(store, touchpoints) == 40  # batch 2 rolled back; 3.. never committed
+    assert gc.isenabled()
+
+
+def test_ingest_stream_reads_the_next_batch_while_the_last_one_commits(store: Store) -> None:
+    """Overlap, shown by order of events: batch 1 is read while batch 0's commit is still running."""
+    log: list[str] = []
+    committing = threading.Event()
+    gate = threading.Event()
+
+    def hook(ctx, events) -> None:  # type: ignore[no-untyped-def]
+        log.append(f"commit {events[0].external_id.split('-')[0]}")
+        committing.set()
+        gate.wait(5)
+
+    hook.name = "slow"  # type: ignore[attr-defined]
+
+    def source():  # type: ignore[no-untyped-def]
+        for b in _batches(2, 5):
+            if b.state["batch"] == 1:
+                assert committing.wait(5)
+                log.append("read 1")
+                gate.set()
+            yield b
+
+    ing = Ingestor(store, SECRET, hooks=[hook], clock=store.clock)
+    t0 = time.monotonic()
+    assert [r.stored for r in ing.ingest_stream("pos", MAPPING, source())] == [5, 5]
+    assert time.monotonic() - t0 < 5
+    assert log == ["commit 0", "read 1", "commit 1"]
+
+
+def test_ingest_stream_closed_early_lets_the_commit_in_flight_land(store: Store) -> None:
+    ing = Ingestor(store, SECRET, clock=store.clock)
+    stream = ing.ingest_stream("pos", MAPPING, iter(_batches(4, 10)))
+    first = next(stream)  # batch 1 is prepared and its commit submitted before batch 0 is yielded
+    stream.close()
+    assert first.stored == 10
+    state = load_state(store, "pos")
+    assert state in ({"batch": 0}, {"batch": 1})
+    assert count(store, touchpoints) == 10 * (state["batch"] + 1)  # type: ignore[index]
+    assert gc.isenabled()
