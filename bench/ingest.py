@@ -76,6 +76,7 @@ def run_one(url: str, n: int, batch: int, sequential: bool = False) -> dict:
         if buf:
             yield Batch(buf, {"offset": n})
 
+    s0 = _server_cpu(store)
     t0 = time.perf_counter()
     c0 = time.process_time()
     if sequential:  # one batch after the other, as Ingestor.ingest
@@ -84,6 +85,7 @@ def run_one(url: str, n: int, batch: int, sequential: bool = False) -> dict:
         stored = sum(r.stored for r in ing.ingest_stream("pos", mapping, batches()))
     seconds = time.perf_counter() - t0
     cpu = time.process_time() - c0
+    server = _server_cpu(store) - s0
     store.dispose()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
@@ -91,8 +93,28 @@ def run_one(url: str, n: int, batch: int, sequential: bool = False) -> dict:
         "seconds": round(seconds, 2),
         "events_per_s": round(stored / seconds),
         "cpu_us_per_event": round(cpu / max(stored, 1) * 1e6),
+        "server_cpu_us_per_event": round(server / max(stored, 1) * 1e6) if server >= 0 else None,
         "peak_rss_mb": round(rss_mb),
     }
+
+
+def _server_cpu(store) -> float:  # type: ignore[no-untyped-def]
+    """CPU seconds used so far by the PostgreSQL backends serving this database (same machine:
+    read from /proc); -1 when not measurable (SQLite, or another machine)."""
+    if store.is_sqlite:
+        return -1.0
+    from sqlalchemy import text
+
+    with store.engine.connect() as conn:
+        pids = [r[0] for r in conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))]
+    total = 0.0
+    try:
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return -1.0
+    return total
 
 
 def main() -> None:
@@ -123,7 +145,9 @@ def main() -> None:
                 r = _child(url, args)
         print(
             f"{backend:10s}: {r['events_per_s']:>7,} events/s  ({r['stored']:,} stored in "
-            f"{r['seconds']}s; {r['cpu_us_per_event']} us CPU/event in cxhub), peak RSS {r['peak_rss_mb']} MB"
+            f"{r['seconds']}s; {r['cpu_us_per_event']} us CPU/event in cxhub"
+            + (f", {r['server_cpu_us_per_event']} in PostgreSQL" if r.get("server_cpu_us_per_event") else "")
+            + f"), peak RSS {r['peak_rss_mb']} MB"
         )
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (a busy machine slows every figure)")
 
