@@ -30,6 +30,7 @@ At run time a bad value raises ``RecordError`` naming the field, and the record 
 from __future__ import annotations
 
 import builtins
+import operator
 import re
 import types
 import typing
@@ -39,12 +40,14 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from enum import Enum
 from functools import cache
+from numbers import Number
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jmespath
 import jmespath.exceptions
+import jmespath.visitor
 from pydantic import AwareDatetime, BaseModel, ValidationError
 
 from hub.errors import MappingError, RecordError
@@ -77,11 +80,8 @@ Getter = Callable[[Any], Any]
 
 def _fast_getter(parsed: dict[str, Any]) -> Getter | None:
     """A plain ``a.b.c`` path becomes chained dict lookups: the common case, 10x faster."""
-    if parsed["type"] == "field":
-        keys = [parsed["value"]]
-    elif parsed["type"] == "subexpression" and all(c["type"] == "field" for c in parsed["children"]):
-        keys = [c["value"] for c in parsed["children"]]
-    else:
+    keys = _plain_keys(parsed)
+    if keys is None:
         return None
     if len(keys) == 1:
         key = keys[0]
@@ -104,15 +104,222 @@ def _fast_getter(parsed: dict[str, Any]) -> Getter | None:
     return get
 
 
-@cache
-def compile_expression(expression: str) -> Getter:
-    """Compile a JMESPath expression into a getter; raises ``ValueError`` with the parser's reason."""
+def _plain_keys(parsed: dict[str, Any]) -> tuple[str, ...] | None:
+    """The keys of a plain ``a.b.c`` path, or None for any other expression."""
+    if parsed["type"] == "field":
+        return (parsed["value"],)
+    if parsed["type"] == "subexpression" and all(c["type"] == "field" for c in parsed["children"]):
+        return tuple(c["value"] for c in parsed["children"])
+    return None
+
+
+def _parse(expression: str) -> dict[str, Any]:
     try:
         compiled = jmespath.compile(expression)
     except jmespath.exceptions.JMESPathError as exc:
         raise ValueError(f"bad expression {expression!r}: {exc}") from exc
-    fast = _fast_getter(typing.cast(dict[str, Any], compiled.parsed))
-    return fast if fast is not None else compiled.search
+    return typing.cast(dict[str, Any], compiled.parsed)
+
+
+@cache
+def compile_expression(expression: str) -> Getter:
+    """Compile a JMESPath expression into a getter; raises ``ValueError`` with the parser's reason."""
+    parsed = _parse(expression)
+    fast = _fast_getter(parsed)
+    return fast if fast is not None else _compile_node(parsed)
+
+
+@cache
+def plain_path(expression: str) -> tuple[str, ...] | None:
+    """The keys of ``expression`` when it is a plain ``a.b.c`` path (what mappings inline), else None."""
+    return _plain_keys(_parse(expression))
+
+
+# JMESPath evaluation without jmespath's per-call costs. ``ParsedResult.search`` builds a
+# ``TreeInterpreter`` (and its function table) on every call and dispatches every node through
+# ``visit``; the common nodes of a filter (fields, literals, comparisons, && || !) become closures
+# here that do exactly what ``jmespath.visitor.TreeInterpreter`` does (tests/foundation/
+# test_mapping_speed_equiv.py runs many expressions and payloads through both). Every other node
+# is evaluated by one shared interpreter: it keeps no state between calls.
+_INTERPRETER = jmespath.visitor.TreeInterpreter()
+
+
+def _jp_is_false(value: Any) -> bool:
+    # jmespath's falsiness (TreeInterpreter._is_false): 0 is true, "" [] {} null false are false
+    return value == "" or value == [] or value == {} or value is None or value is False
+
+
+def _jp_is_number(x: Any) -> bool:
+    return not isinstance(x, bool) and isinstance(x, Number)
+
+
+def _jp_equals(x: Any, y: Any) -> bool:
+    # jmespath.visitor._equals: 0 and 1 are not equal to false and true
+    if _jp_is_number(x) and x in (0, 1):
+        if isinstance(y, bool):
+            return False
+    elif _jp_is_number(y) and y in (0, 1) and isinstance(x, bool):
+        return False
+    return x == y
+
+
+_ORDERING: dict[str, Callable[[Any, Any], Any]] = {
+    "lt": operator.lt,
+    "gt": operator.gt,
+    "lte": operator.le,
+    "gte": operator.ge,
+}
+
+
+def _compile_node(node: dict[str, Any]) -> Getter:
+    """A closure evaluating the parsed JMESPath ``node`` as ``TreeInterpreter.visit`` does."""
+    kind = node["type"]
+    if kind == "field":
+        key = node["value"]
+
+        def get_field(value: Any) -> Any:
+            try:
+                return value.get(key)
+            except AttributeError:
+                return None
+
+        return get_field
+    if kind == "subexpression":
+        keys = _plain_keys(node)
+        if keys is not None:
+
+            def fields(value: Any) -> Any:
+                for k in keys:
+                    try:
+                        value = value.get(k)
+                    except AttributeError:
+                        return None  # None.get fails too: every later field is null
+                return value
+
+            return fields
+        steps = [_compile_node(c) for c in node["children"]]
+
+        def subexpression(value: Any) -> Any:
+            for step in steps:
+                value = step(value)
+            return value
+
+        return subexpression
+    if kind == "literal":
+        literal = node["value"]
+
+        def const(_: Any) -> Any:
+            return literal
+
+        return const
+    if kind == "current":
+
+        def current(value: Any) -> Any:
+            return value
+
+        return current
+    if kind == "comparator" and node["value"] in ("eq", "ne"):
+        return _compile_equality(node)
+    if kind == "comparator" and node["value"] in _ORDERING:
+        op = _ORDERING[node["value"]]
+        left, right = (_compile_node(c) for c in node["children"])
+
+        def ordering(value: Any) -> Any:
+            a = left(value)
+            b = right(value)
+            # ordering is defined for numbers and strings only; anything else gives null
+            if not ((_jp_is_number(a) or isinstance(a, str)) and (_jp_is_number(b) or isinstance(b, str))):
+                return None
+            return op(a, b)
+
+        return ordering
+    if kind == "and_expression":
+        first, second = (_compile_node(c) for c in node["children"])
+
+        def and_(value: Any) -> Any:
+            matched = first(value)
+            if _jp_is_false(matched):
+                return matched
+            return second(value)
+
+        return and_
+    if kind == "or_expression":
+        first, second = (_compile_node(c) for c in node["children"])
+
+        def or_(value: Any) -> Any:
+            matched = first(value)
+            if _jp_is_false(matched):
+                matched = second(value)
+            return matched
+
+        return or_
+    if kind == "not_expression":
+        (inner,) = (_compile_node(c) for c in node["children"])
+
+        def not_(value: Any) -> Any:
+            result = inner(value)
+            if _jp_is_number(result) and result == 0:
+                return False  # !0 is false: 0 is not falsy in JMESPath
+            return not result
+
+        return not_
+    visit: Callable[[Any, Any], Any] = _INTERPRETER.visit
+
+    def interpreted(value: Any) -> Any:
+        return visit(node, value)
+
+    return interpreted
+
+
+def _compile_equality(node: dict[str, Any]) -> Getter:
+    negate = node["value"] == "ne"
+    left_node, right_node = node["children"]
+    # ``path == 'text'`` (or != ): with a string on one side, jmespath's equality is Python's ``==``
+    if right_node["type"] == "literal" and isinstance(right_node["value"], str):
+        keys = _plain_keys(left_node)
+        if keys is not None:
+            literal = right_node["value"]
+            if len(keys) == 1:
+                key = keys[0]
+
+                def field_eq(value: Any) -> Any:
+                    try:
+                        x = value.get(key)
+                    except AttributeError:
+                        x = None
+                    return x == literal
+
+                def field_ne(value: Any) -> Any:
+                    try:
+                        x = value.get(key)
+                    except AttributeError:
+                        x = None
+                    return not (x == literal)  # noqa: SIM201 - jmespath's != is `not ==`
+
+                return field_ne if negate else field_eq
+
+            path = _compile_node(left_node)
+
+            def path_eq(value: Any) -> Any:
+                return path(value) == literal
+
+            def path_ne(value: Any) -> Any:
+                return not (path(value) == literal)  # noqa: SIM201
+
+            return path_ne if negate else path_eq
+    left = _compile_node(left_node)
+    right = _compile_node(right_node)
+    if negate:
+
+        def ne(value: Any) -> Any:
+            return not _jp_equals(left(value), right(value))
+
+        return ne
+
+    def eq(value: Any) -> Any:
+        return _jp_equals(left(value), right(value))
+
+    return eq
 
 
 _TEMPLATE_PART = re.compile(r"\{([^{}]+)\}")
@@ -151,48 +358,102 @@ def _zone(name: str) -> ZoneInfo:
 
 def coerce(value: Any, kind: str, *, tz: ZoneInfo, fmt: str | None = None) -> Any:
     """Coerce a raw value to ``kind``; raises ``ValueError`` with a reason a person understands."""
-    if kind == "str":
-        if isinstance(value, dict | list):
-            raise ValueError(f"expected text, got {type(value).__name__}")
-        if isinstance(value, bytes):
-            return value.decode("utf-8")
-        if isinstance(value, Decimal):
-            return format(value, "f")
-        return str(value)
-    if kind in ("decimal", "float"):
-        if isinstance(value, bool | dict | list):
-            raise ValueError(f"expected a number, got {value!r}")
-        try:
-            d = value if isinstance(value, Decimal) else Decimal(str(value).strip().replace(",", ""))
-        except InvalidOperation:
-            raise ValueError(f"{value!r} is not a number") from None
-        if not d.is_finite():
-            raise ValueError(f"{value!r} is not a finite number")
-        return float(d) if kind == "float" else d
-    if kind == "int":
-        if isinstance(value, bool):
-            raise ValueError(f"expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        try:
-            d = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise ValueError(f"{value!r} is not an integer") from None
-        if not d.is_finite() or d != d.to_integral_value():
-            raise ValueError(f"{value!r} is not an integer")
-        return int(d)
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        s = str(value).strip().lower()
-        if s in _TRUE:
-            return True
-        if s in _FALSE:
-            return False
-        raise ValueError(f"{value!r} is not a yes/no value")
+    return coercer(kind, tz, fmt)(value)
+
+
+def coercer(kind: str, tz: ZoneInfo, fmt: str | None = None) -> Callable[[Any], Any]:
+    """The coercion function for ``kind`` (what ``coerce`` does, chosen once: mappings call it per value)."""
     if kind == "datetime":
-        return _to_datetime(value, tz, fmt)
+        return _datetime_coercer(tz, fmt)
     if kind == "date":
+        return _date_coercer(fmt)
+    try:
+        return _COERCERS[kind]
+    except KeyError:
+        raise ValueError(f"unknown type {kind!r}") from None  # compile() rules this out
+
+
+def _to_str(value: Any) -> str:
+    if type(value) is int:
+        return str(value)
+    if isinstance(value, dict | list):
+        raise ValueError(f"expected text, got {type(value).__name__}")
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+def _to_decimal(value: Any) -> Decimal:
+    if type(value) is str:
+        text = value
+    elif type(value) is int and value.bit_length() < 2000:
+        # what Decimal(str(value)) gives, without the text; up to 600 digits, as str() refuses
+        # ints longer than sys.get_int_max_str_digits() (4,300 by default, 640 at the least)
+        return Decimal(value)
+    elif isinstance(value, bool | dict | list):
+        raise ValueError(f"expected a number, got {value!r}")
+    elif isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value!r} is not a finite number")
+        return value
+    else:
+        text = str(value)
+    try:
+        d = Decimal(text.strip().replace(",", ""))
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a number") from None
+    if not d.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    return d
+
+
+def _to_float(value: Any) -> float:
+    return float(_to_decimal(value))
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    try:
+        d = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not an integer") from None
+    if not d.is_finite() or d != d.to_integral_value():
+        raise ValueError(f"{value!r} is not an integer")
+    return int(d)
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    s = str(value).strip().lower()
+    if s in _TRUE:
+        return True
+    if s in _FALSE:
+        return False
+    raise ValueError(f"{value!r} is not a yes/no value")
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+_COERCERS: dict[str, Callable[[Any], Any]] = {
+    "str": _to_str,
+    "decimal": _to_decimal,
+    "float": _to_float,
+    "int": _to_int,
+    "bool": _to_bool,
+    "json": _as_is,
+}
+
+
+def _date_coercer(fmt: str | None) -> Callable[[Any], date]:
+    def to_date(value: Any) -> date:
         if isinstance(value, datetime):
             return value.date()
         if isinstance(value, date):
@@ -201,9 +462,43 @@ def coerce(value: Any, kind: str, *, tz: ZoneInfo, fmt: str | None = None) -> An
             return datetime.strptime(str(value), fmt).date() if fmt else date.fromisoformat(str(value))
         except ValueError:
             raise ValueError(f"{value!r} is not a date") from None
-    if kind == "json":
-        return value
-    raise ValueError(f"unknown type {kind!r}")  # compile() rules this out
+
+    return to_date
+
+
+def _datetime_coercer(tz: ZoneInfo, fmt: str | None) -> Callable[[Any], datetime]:
+    if fmt is not None:
+
+        def to_datetime_in_format(value: Any) -> datetime:
+            return _to_datetime(value, tz, fmt)
+
+        return to_datetime_in_format
+
+    fromisoformat = datetime.fromisoformat
+    utcoffset = tz.utcoffset
+
+    def to_datetime(value: Any) -> datetime:
+        # the common cases first, exactly as _to_datetime treats them: ISO text, a driver's datetime
+        cls = type(value)
+        if cls is str:
+            try:
+                dt = fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError(f"{value!r} is not a date-time") from None
+        elif cls is datetime:
+            dt = value
+        else:
+            return _to_datetime(value, tz, None)
+        if dt.tzinfo is None:
+            offset = utcoffset(dt)
+            if offset is not None:  # always, for a ZoneInfo
+                # dt.replace(tzinfo=tz).astimezone(UTC) by hand: replace() alone costs 3x this
+                u = dt - offset
+                return datetime(u.year, u.month, u.day, u.hour, u.minute, u.second, u.microsecond, UTC)
+            dt = dt.replace(tzinfo=tz)
+        return dt.astimezone(UTC)
+
+    return to_datetime
 
 
 def _to_datetime(value: Any, tz: ZoneInfo, fmt: str | None) -> datetime:
@@ -343,13 +638,18 @@ class _FieldSpec:
     required: bool
     is_const: bool = False
     is_root: bool = False
+    #: the keys when the expression is a plain ``a.b.c`` path (the generated code inlines it)
+    keys: tuple[str, ...] | None = None
     #: a value of exactly this Python type needs no coercion (the hot path: SQL rows, JSON strings)
     passthrough: builtins.type | None = None
+    coerce_fn: Callable[[Any], Any] = _as_is
 
     def __post_init__(self) -> None:
         self.passthrough = _PASSTHROUGH.get(self.type)
+        self.coerce_fn = coercer(self.type, self.tz, self.fmt)
 
     def value(self, data: Any, root: Any) -> Any:
+        """The field's value in ``data`` (or ``MISSING``): the reference the generated code follows."""
         raw = self.getter(root if self.is_root else data)
         if raw is None or (raw == "" and self.type not in ("str", "json")):
             if self.default is not MISSING:
@@ -366,13 +666,13 @@ class _FieldSpec:
             elif self.default is not MISSING:
                 return self.default
             else:
-                raise RecordError(f"{raw!r} is not in lookup table {self.lookup_name!r}", field=self.target)
+                raise RecordError(_lookup_miss(raw, self.lookup_name), field=self.target)
         if type(raw) is self.passthrough:
             return raw
         if self.type == "json":
             return raw
         try:
-            return coerce(raw, self.type, tz=self.tz, fmt=self.fmt)
+            return self.coerce_fn(raw)
         except ValueError as exc:
             raise RecordError(str(exc), field=self.target) from None
 
@@ -383,13 +683,16 @@ class _ListSpec:
     each: Getter
     when: Getter | None
     fields: list[_FieldSpec]
-    is_root: bool = False
+    each_keys: tuple[str, ...] | None = None
 
 
 @dataclass
 class _IdentitySpec:
     namespace: str
     spec: _FieldSpec
+
+
+Builder = Callable[[Any, str, str, datetime | None], dict[str, Any] | None]
 
 
 @dataclass
@@ -404,6 +707,9 @@ class CompiledMapping:
     lists: list[_ListSpec] = field(default_factory=list)
     identities: list[_IdentitySpec] = field(default_factory=list)
     fixtures_path: Path | None = None
+    #: the generated document builder (made by compile_mapping, else on first use) and its source
+    _build: Builder | None = field(default=None, repr=False, compare=False)
+    builder_source: str = field(default="", repr=False, compare=False)
 
     def apply(
         self,
@@ -414,6 +720,31 @@ class CompiledMapping:
         received_at: datetime | None = None,
     ) -> TouchpointEvent | None:
         """Map one payload. ``None`` when ``when`` filters it out; ``RecordError`` when it is bad."""
+        doc = (self._build or self._make_builder())(payload, source, external_id, received_at)
+        if doc is None:
+            return None
+        try:
+            return TouchpointEvent.model_validate(doc)
+        except ValidationError as exc:
+            raise RecordError(_validation_reason(exc)) from None
+
+    def build_doc(
+        self, payload: Any, *, source: str, external_id: str, received_at: datetime | None = None
+    ) -> dict[str, Any] | None:
+        """What :meth:`apply` validates into the event: a dict, or ``None`` when ``when`` skips it."""
+        return (self._build or self._make_builder())(payload, source, external_id, received_at)
+
+    def _make_builder(self) -> Builder:
+        self.builder_source, self._build = _generate(self)
+        return self._build
+
+    def interpret(
+        self, payload: Any, source: str, external_id: str, received_at: datetime | None = None
+    ) -> dict[str, Any] | None:
+        """:meth:`build_doc` by walking the specs: the reference the generated builder must match.
+
+        Used as the builder of mappings whose targets nest inside one another (``attributes``
+        and ``attributes.x``), where the order of writes decides the result."""
         if self.when is not None and not self.when(payload):
             return None
         doc: dict[str, Any] = {"source": source, "external_id": external_id}
@@ -434,7 +765,7 @@ class CompiledMapping:
             if isinstance(elements, Mapping):
                 elements = [elements]
             if not isinstance(elements, list):
-                raise RecordError(f"expected a list, got {type(elements).__name__}", field=lst.target)
+                raise RecordError(_not_a_list(elements), field=lst.target)
             items = []
             for i, element in enumerate(elements):
                 if lst.when is not None and not lst.when(element):
@@ -444,7 +775,7 @@ class CompiledMapping:
                     try:
                         v = spec.value(element, payload)
                     except RecordError as exc:
-                        raise RecordError(exc.reason, field=f"{lst.target}[{i}].{spec.target}") from None
+                        raise RecordError(exc.reason, field=_item_field(lst.target, i, spec.target)) from None
                     if v is not MISSING:
                         item[spec.target] = v
                 items.append(item)
@@ -457,10 +788,7 @@ class CompiledMapping:
                     ids.append({"namespace": ident.namespace, "value": v})
             if ids:
                 doc.setdefault("customer", {}).setdefault("identities", []).extend(ids)
-        try:
-            return TouchpointEvent.model_validate(doc)
-        except ValidationError as exc:
-            raise RecordError(_validation_reason(exc)) from None
+        return doc
 
 
 def _validation_reason(exc: ValidationError) -> str:
@@ -477,6 +805,279 @@ def _put(doc: dict[str, Any], dotted_name: str, value: Any) -> None:
     for p in parts[:-1]:
         cur = cur.setdefault(p, {})
     cur[parts[-1]] = value
+
+
+def _lookup_miss(raw: Any, table: str | None) -> str:
+    return f"{raw!r} is not in lookup table {table!r}"
+
+
+def _item_field(target: str, index: int, sub: str) -> str:
+    return f"{target}[{index}].{sub}"
+
+
+def _not_a_list(value: Any) -> str:
+    return f"expected a list, got {type(value).__name__}"
+
+
+def _no_get(_: Any) -> None:
+    return None
+
+
+def _getter_of(data: Any) -> Callable[[Any], Any]:
+    """``data.get`` for a mapping, else a get that finds nothing (as the path getters treat it)."""
+    return data.get if isinstance(data, Mapping) else _no_get
+
+
+# ---------------------------------------------------------------- code generation
+#
+# ``CompiledMapping.interpret`` walks the specs for every record: per field a method call, a few
+# branches, a dotted name split, a coercion dispatched on its name. ``_generate`` writes the same
+# steps out as one Python function per mapping, specialised at load: plain paths become chained
+# ``dict.get`` calls (shared prefixes looked up once), each field's coercion function and
+# passthrough type are bound names, nested documents are built through locals. Everything that
+# comes from the mapping file (keys, literals, lookups, defaults, names) enters the function as a
+# constant bound in its namespace (``c0``, ``c1``...), never as source text: the source only holds
+# names the generator made up.
+
+
+class _Scope:
+    """Where plain paths are looked up: the payload, or a list element (its own loop body)."""
+
+    def __init__(self, var: str, getter: str):
+        self.var = var
+        self.getters: dict[tuple[str, ...], str] = {}
+        self.root_getter = getter
+
+
+class _Codegen:
+    def __init__(self) -> None:
+        self.ns: dict[str, Any] = {
+            "RecordError": RecordError,
+            "Mapping": Mapping,
+            "NOT_FOUND": _NOT_FOUND,
+            "getter_of": _getter_of,
+            "lookup_miss": _lookup_miss,
+            "item_field": _item_field,
+            "not_a_list": _not_a_list,
+        }
+        self.lines: list[str] = []
+        self.nodes: dict[tuple[str, ...], str] = {}
+        self._strings: dict[str, str] = {}
+        self._n = 0
+
+    def bind(self, value: Any) -> str:
+        """A name for ``value`` in the function's namespace."""
+        if type(value) is str and value in self._strings:
+            return self._strings[value]
+        name = f"c{self._n}"
+        self._n += 1
+        self.ns[name] = value
+        if type(value) is str:
+            self._strings[value] = name
+        return name
+
+    def local(self, prefix: str) -> str:
+        name = f"{prefix}{self._n}"
+        self._n += 1
+        return name
+
+    def emit(self, depth: int, line: str) -> None:
+        self.lines.append("    " * depth + line)
+
+    # ------------------------------------------------------------ reading
+
+    def getter(self, scope: _Scope, prefix: tuple[str, ...], depth: int) -> str:
+        """The local holding ``get`` of the value at ``prefix`` (emitted where first needed)."""
+        g = scope.getters.get(prefix)
+        if g is not None:
+            return g
+        if not prefix:
+            g = scope.root_getter
+            self.emit(depth, f"{g} = {scope.var}.get if type({scope.var}) is dict else getter_of({scope.var})")
+        else:
+            parent = self.getter(scope, prefix[:-1], depth)
+            value, g = self.local("o"), self.local("g")
+            self.emit(depth, f"{value} = {parent}({self.bind(prefix[-1])})")
+            self.emit(depth, f"{g} = {value}.get if type({value}) is dict else getter_of({value})")
+        scope.getters[prefix] = g
+        return g
+
+    def raw(self, spec: _FieldSpec, scope: _Scope, root: _Scope, depth: int) -> str:
+        """An expression of the field's raw value (emitting the path lookups it needs)."""
+        if spec.is_root:
+            if scope is root and spec.keys is not None:
+                return f"{self.getter(root, spec.keys[:-1], depth)}({self.bind(spec.keys[-1])})"
+            return f"{self.bind(spec.getter)}({root.var})"
+        if spec.keys is not None:
+            return f"{self.getter(scope, spec.keys[:-1], depth)}({self.bind(spec.keys[-1])})"
+        return f"{self.bind(spec.getter)}({scope.var})"
+
+    # ------------------------------------------------------------ writing
+
+    def node(self, path: tuple[str, ...], depth: int) -> str:
+        """The local of the nested dict at ``path`` in the document, created when first written."""
+        if not path:
+            return "doc"
+        var = self.nodes.get(path)
+        if var is None:
+            var = self.nodes[path] = self.local("n")
+        parent = self.node(path[:-1], depth)
+        self.emit(depth, f"if {var} is None:")
+        self.emit(depth + 1, f"{var} = {parent}[{self.bind(path[-1])}] = {{}}")
+        return var
+
+    def put_doc(self, target: str) -> Callable[[int, str], None]:
+        parts = tuple(target.split("."))
+
+        def put(depth: int, expr: str) -> None:
+            node = self.node(parts[:-1], depth)
+            self.emit(depth, f"{node}[{self.bind(parts[-1])}] = {expr}")
+
+        return put
+
+    def put_item(self, target: str) -> Callable[[int, str], None]:
+        def put(depth: int, expr: str) -> None:
+            self.emit(depth, f"item[{self.bind(target)}] = {expr}")
+
+        return put
+
+    def put_identity(self, namespace: str) -> Callable[[int, str], None]:
+        def put(depth: int, expr: str) -> None:
+            self.emit(depth, f'if {expr} is not None and {expr} != "":')
+            self.emit(depth + 1, f'ids.append({{"namespace": {self.bind(namespace)}, "value": {expr}}})')
+
+        return put
+
+    # ------------------------------------------------------------ one field (``_FieldSpec.value``)
+
+    def field(
+        self,
+        spec: _FieldSpec,
+        scope: _Scope,
+        root: _Scope,
+        depth: int,
+        put: Callable[[int, str], None],
+        where: str,
+    ) -> None:
+        """Emit ``spec.value`` and ``put`` of its value; ``where`` is the expression of the field's name."""
+        blank = 'v is None or v == ""' if spec.type not in ("str", "json") else "v is None"
+        if spec.is_const:  # the same value every time: settle it now
+            raw = spec.getter(None)
+            if raw is None or (raw == "" and spec.type not in ("str", "json")):
+                self.missing(spec, depth, put, where)
+            else:
+                put(depth, self.bind(raw))
+            return
+        self.emit(depth, f"v = {self.raw(spec, scope, root, depth)}")
+        if spec.default is MISSING and not spec.required:
+            self.emit(depth, "if v is not None:" if blank == "v is None" else f"if not ({blank}):")
+        else:
+            self.emit(depth, f"if {blank}:")
+            self.missing(spec, depth + 1, put, where)
+            self.emit(depth, "else:")
+        depth += 1
+        if spec.lookup is not None:
+            self.emit(depth, f"k = {self.bind(spec.lookup)}.get(str(v), NOT_FOUND)")
+            self.emit(depth, "if k is NOT_FOUND:")
+            if spec.default is not MISSING:
+                put(depth + 1, self.bind(spec.default))
+            else:
+                self.emit(depth + 1, f"raise RecordError(lookup_miss(v, {self.bind(spec.lookup_name)}), field={where})")
+            self.emit(depth, "else:")
+            depth += 1
+            self.emit(depth, "v = k")
+        if spec.type != "json":
+            inner = depth
+            if spec.passthrough is not None:
+                self.emit(depth, f"if type(v) is not {self.bind(spec.passthrough)}:")
+                inner += 1
+            self.emit(inner, "try:")
+            self.emit(inner + 1, f"v = {self.bind(spec.coerce_fn)}(v)")
+            self.emit(inner, "except ValueError as exc:")
+            self.emit(inner + 1, f"raise RecordError(str(exc), field={where}) from None")
+        put(depth, "v")
+
+    def missing(self, spec: _FieldSpec, depth: int, put: Callable[[int, str], None], where: str) -> None:
+        if spec.default is not MISSING:
+            put(depth, self.bind(spec.default))
+        elif spec.required:
+            self.emit(depth, f'raise RecordError("required value is missing", field={where})')
+        else:
+            self.emit(depth, "pass")
+
+    # ------------------------------------------------------------ the mapping
+
+    def mapping(self, m: CompiledMapping) -> str:
+        root = _Scope("payload", "pg")
+        if m.when is not None:
+            self.emit(1, f"if not {self.bind(m.when)}(payload):")
+            self.emit(2, "return None")
+        self.emit(1, 'doc = {"source": source, "external_id": external_id}')
+        self.emit(1, "if received_at is not None:")
+        self.emit(2, 'doc["received_at"] = received_at')
+        for spec in [m.kind, *m.fields] if m.kind is not None else m.fields:
+            self.field(spec, root, root, 1, self.put_doc(spec.target), self.bind(spec.target))
+        for lst in m.lists:
+            if lst.each_keys is not None:
+                each = f"{self.getter(root, lst.each_keys[:-1], 1)}({self.bind(lst.each_keys[-1])})"
+            else:
+                each = f"{self.bind(lst.each)}(payload)"
+            target = self.bind(lst.target)
+            self.emit(1, f"els = {each}")
+            self.emit(1, "if els is not None:")
+            self.emit(2, "if type(els) is not list:")
+            self.emit(3, "if isinstance(els, Mapping):")
+            self.emit(4, "els = [els]")
+            self.emit(3, "elif not isinstance(els, list):")
+            self.emit(4, f"raise RecordError(not_a_list(els), field={target})")
+            self.emit(2, "items = []")
+            self.emit(2, "for i, el in enumerate(els):")
+            if lst.when is not None:
+                self.emit(3, f"if not {self.bind(lst.when)}(el):")
+                self.emit(4, "continue")
+            self.emit(3, "item = {}")
+            scope = _Scope("el", "eg")
+            for spec in lst.fields:
+                where = f"item_field({target}, i, {self.bind(spec.target)})"
+                self.field(spec, scope, root, 3, self.put_item(spec.target), where)
+            self.emit(3, "items.append(item)")
+            self.put_doc(lst.target)(2, "items")
+        if m.identities:
+            self.emit(1, "ids = []")
+            for ident in m.identities:
+                spec = ident.spec
+                self.field(spec, root, root, 1, self.put_identity(ident.namespace), self.bind(spec.target))
+            self.emit(1, "if ids:")
+            customer = self.node(("customer",), 2)
+            self.emit(2, f'{customer}.setdefault("identities", []).extend(ids)')
+        self.emit(1, "return doc")
+        head = ["def build(payload, source, external_id, received_at):"]
+        if self.nodes:
+            head.append("    " + " = ".join(self.nodes.values()) + " = None")
+        return "\n".join(head + self.lines) + "\n"
+
+
+_NOT_FOUND: Any = _Missing()
+
+
+def _nested_targets(m: CompiledMapping) -> bool:
+    """True when a target is inside another (``attributes`` and ``attributes.x``)."""
+    paths = {tuple(s.target.split(".")) for s in m.fields}
+    paths |= {tuple(lst.target.split(".")) for lst in m.lists}
+    if m.identities:
+        paths.add(("customer", "identities"))
+    return any(p[:i] in paths for p in paths for i in range(1, len(p)))
+
+
+def _generate(m: CompiledMapping) -> tuple[str, Builder]:
+    """The Python source of ``m``'s document builder and the function compiled from it."""
+    if _nested_targets(m):
+        return "", m.interpret
+    gen = _Codegen()
+    source = gen.mapping(m)
+    code = compile(source, f"<mapping {m.name}>", "exec")
+    exec(code, gen.ns)  # noqa: S102 - source made above from generated names only (see _Codegen)
+    return source, typing.cast(Builder, gen.ns["build"])
 
 
 # ---------------------------------------------------------------- compiler
@@ -534,6 +1135,7 @@ def _compile_field(
             lookup = lookups[lookup_name]
     is_const = "const" in raw
     getter: Getter
+    keys = None
     if is_const:
         const = raw["const"]
         if kind != "json" and const is not None:
@@ -557,6 +1159,7 @@ def _compile_field(
     else:
         try:
             getter = compile_expression(str(raw["path"]))
+            keys = plain_path(str(raw["path"]))
         except ValueError as exc:
             raise fail(str(exc), ("path",)) from None
     if tgt.kind == "enum" and lookup is not None:
@@ -580,6 +1183,7 @@ def _compile_field(
         required=bool(raw.get("required", False)),
         is_const=is_const,
         is_root=bool(raw.get("root", False)),
+        keys=keys,
     )
     return spec
 
@@ -649,6 +1253,7 @@ def compile_mapping(data: Any, lines: Lines, name: str | None = None) -> Compile
         raise lines.error(("fields",), "kind: required (top-level `kind:` or fields.kind)", MappingError)
     if not any(s.target == "occurred_at" for s in compiled.fields):
         raise lines.error(("fields",), "occurred_at: required", MappingError)
+    compiled._make_builder()
     return compiled
 
 
@@ -701,7 +1306,7 @@ def _compile_list(
                 MappingError,
             )
         specs.append(_compile_field(sub, sub_raw, st, lines, (*path, "fields", sub), lookups, tz))
-    return _ListSpec(target=target, each=each, when=when, fields=specs)
+    return _ListSpec(target=target, each=each, when=when, fields=specs, each_keys=plain_path(str(raw["each"])))
 
 
 # ---------------------------------------------------------------- loading
