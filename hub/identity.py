@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select, text, tuple_, update
 
 from hub.model import TouchpointEvent
 from hub.privacy import SENSITIVE_NAMESPACES, Vault
-from hub.store import bulk_insert_ignore, copy_new_rows, dumps
+from hub.store import copy_new_rows, dumps
 from hub.store.schema import customers, identities, touchpoints
 
 Key = tuple[str, str, str]
@@ -108,7 +108,8 @@ class IdentityResolver:
             )
         if new_rows:
             key_cols = ["namespace", "scope", "value"]
-            inserted = set(bulk_insert_ignore(conn, identities, list(new_rows.values()), key_cols, key_cols))
+            # looked up a moment ago, so new unless another process is storing them right now
+            inserted = set(copy_new_rows(conn, identities, list(new_rows.values()), key_cols, key_cols))
             lost = [k for k in new_rows if k not in inserted]
             if lost:  # another process stored these identities first: follow its customer
                 self._adopt(conn, lost, new_rows, events)

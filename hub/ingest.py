@@ -29,7 +29,7 @@ from hub.identity import IdentityResolver, Key
 from hub.mapping import CompiledMapping
 from hub.model import TouchpointEvent
 from hub.privacy import Vault
-from hub.store import JsonText, Store, bulk_insert_ignore, copy_new_rows, dumps, upsert
+from hub.store import JsonText, Store, copy_new_rows, dumps, upsert
 from hub.store.schema import inbox, quarantine, source_state, touchpoints
 
 log = logging.getLogger("cxhub.ingest")
@@ -303,7 +303,9 @@ class Ingestor:
         with self.store.begin() as conn:
             fresh: set[str] = set()
             if batch.inbox_rows:
-                inserted = bulk_insert_ignore(conn, inbox, batch.inbox_rows, ["source", "external_id"], ["external_id"])
+                # new as a rule (a key repeats on retries and re-reads): COPY, falling back to
+                # insert-ignore when one exists
+                inserted = copy_new_rows(conn, inbox, batch.inbox_rows, ["source", "external_id"], ["external_id"])
                 fresh = {r[0] for r in inserted}
             result.duplicates += len(batch.inbox_rows) - len(fresh)
             events: list[TouchpointEvent] = []

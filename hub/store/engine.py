@@ -125,16 +125,23 @@ def bulk_insert_ignore(
     return [tuple(r) for r in res] if returning else []
 
 
-def copy_new_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], conflict: Sequence[str]) -> None:
-    """Insert rows that are new by construction (their dedup key was claimed in this transaction,
-    or a fresh uuid4) straight into ``table`` with ``COPY``: no conflict check, the cheapest
-    write PostgreSQL has. Should one exist after all, the copy is rolled back to a savepoint and
-    the rows go through :func:`bulk_insert_ignore`. SQLite: ``bulk_insert_ignore``."""
+def copy_new_rows(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    conflict: Sequence[str],
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
+    """:func:`bulk_insert_ignore` for rows that are new as a rule (fresh uuid4s, keys just looked
+    up, or dedup keys that repeat only on retries): on PostgreSQL they go straight into ``table``
+    with ``COPY``, the cheapest write PostgreSQL has, inside a savepoint. Should one exist after
+    all, the copy is rolled back to the savepoint and the rows go through
+    :func:`bulk_insert_ignore`, which skips the existing ones. Returns the ``returning`` columns of
+    the rows inserted, as :func:`bulk_insert_ignore` does."""
     if not rows:
-        return
+        return []
     if conn.dialect.name != "postgresql" or len(rows) < 16:
-        bulk_insert_ignore(conn, table, rows, conflict)
-        return
+        return bulk_insert_ignore(conn, table, rows, conflict, returning)
     cols = list(rows[0])
     json_cols = {c for c in cols if _is_json(table.c[c].type)}
     collist = ", ".join(f'"{c}"' for c in cols)
@@ -152,7 +159,8 @@ def copy_new_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]
                     for row in rows:
                         copy.write_row([row[c] for c in cols])
     except (IntegrityError, UniqueViolation):  # the raw driver's error, as COPY runs on the raw cursor
-        bulk_insert_ignore(conn, table, rows, conflict)
+        return bulk_insert_ignore(conn, table, rows, conflict, returning)
+    return [tuple(row[c] for c in returning) for row in rows] if returning else []
 
 
 def _is_json(type_: Any) -> bool:
