@@ -141,7 +141,22 @@ class PreparedBatch:
 _NO_CUSTOMER = '"customer_id":null'
 
 
-def _event_row(ev: TouchpointEvent, doc: str | None = None) -> dict[str, Any]:
+TOUCHPOINT_COLUMNS = (
+    "id",
+    "source",
+    "external_id",
+    "kind",
+    "channel",
+    "occurred_at",
+    "received_at",
+    "customer_id",
+    "store",
+    "doc",
+)
+
+
+def _event_row(ev: TouchpointEvent, doc: str | None = None) -> tuple[Any, ...]:
+    """The touchpoints row of ``ev``, in ``TOUCHPOINT_COLUMNS`` order."""
     cid = ev.customer.customer_id
     if doc is None:
         doc = ev.model_dump_json()
@@ -151,18 +166,18 @@ def _event_row(ev: TouchpointEvent, doc: str | None = None) -> dict[str, Any]:
         # identities come before, all plain JSON strings, inside which a '"' is always escaped.
         spliced = doc.replace(_NO_CUSTOMER, f'"customer_id":"{cid}"', 1)
         doc = spliced if spliced is not doc else ev.model_dump_json()
-    return {
-        "id": ev.id,
-        "source": ev.source,
-        "external_id": ev.external_id,
-        "kind": ev.kind.value,
-        "channel": ev.channel,
-        "occurred_at": ev.occurred_at,
-        "received_at": ev.received_at,
-        "customer_id": cid,
-        "store": ev.org.store,
-        "doc": JsonText(doc),
-    }
+    return (
+        ev.id,
+        ev.source,
+        ev.external_id,
+        ev.kind.value,
+        ev.channel,
+        ev.occurred_at,
+        ev.received_at,
+        cid,
+        ev.org.store,
+        JsonText(doc),
+    )
 
 
 def _safe_payload(payload: Any) -> tuple[Any, str | None]:
@@ -368,7 +383,7 @@ class Ingestor:
         # an event here claimed its inbox row in this transaction, so its id (derived from the same
         # source and external id) is new: COPY straight in (falls back to insert-ignore if not)
         rows = [_event_row(ev, docs.get(ev.external_id) if docs else None) for ev in events]
-        copy_new_rows(conn, touchpoints, rows, ["id"])
+        copy_new_rows(conn, touchpoints, rows, ["id"], columns=TOUCHPOINT_COLUMNS)
         ctx = IngestContext(conn=conn, now=now, store=self.store)
         for hook in self.hooks:
             hook(ctx, events)

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import threading
+import typing
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -128,39 +129,60 @@ def bulk_insert_ignore(
 def copy_new_rows(
     conn: Connection,
     table: Table,
-    rows: Sequence[dict[str, Any]],
+    rows: Sequence[dict[str, Any]] | Sequence[tuple[Any, ...]],
     conflict: Sequence[str],
     returning: Sequence[str] = (),
+    *,
+    columns: Sequence[str] | None = None,
 ) -> list[tuple[Any, ...]]:
     """:func:`bulk_insert_ignore` for rows that are new as a rule (fresh uuid4s, keys just looked
     up, or dedup keys that repeat only on retries): on PostgreSQL they go straight into ``table``
     with ``COPY``, the cheapest write PostgreSQL has, inside a savepoint. Should one exist after
     all, the copy is rolled back to the savepoint and the rows go through
     :func:`bulk_insert_ignore`, which skips the existing ones. Returns the ``returning`` columns of
-    the rows inserted, as :func:`bulk_insert_ignore` does."""
+    the rows inserted, as :func:`bulk_insert_ignore` does.
+
+    ``columns``: the rows are tuples in this column order (no dict per row on the hot path)."""
     if not rows:
         return []
+    if columns is not None:
+        tuples = typing.cast(Sequence[tuple[Any, ...]], rows)
+        dict_rows: Sequence[dict[str, Any]] | None = None
+        cols = list(columns)
+    else:
+        dict_rows = typing.cast(Sequence[dict[str, Any]], rows)
+        cols = list(dict_rows[0])
+        tuples = [tuple(row[c] for c in cols) for row in dict_rows]
+
+    def as_dicts() -> Sequence[dict[str, Any]]:
+        return dict_rows if dict_rows is not None else [dict(zip(cols, t, strict=True)) for t in tuples]
+
     if conn.dialect.name != "postgresql" or len(rows) < 16:
-        return bulk_insert_ignore(conn, table, rows, conflict, returning)
-    cols = list(rows[0])
-    json_cols = {c for c in cols if _is_json(table.c[c].type)}
+        return bulk_insert_ignore(conn, table, as_dicts(), conflict, returning)
+    json_idx = [i for i, c in enumerate(cols) if _is_json(table.c[c].type)]
     collist = ", ".join(f'"{c}"' for c in cols)
     try:
         with conn.begin_nested():
             raw = conn.connection.driver_connection
             assert raw is not None  # a live connection inside the caller's transaction
             with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({collist}) FROM STDIN") as copy:
-                if json_cols:
-                    for row in rows:
-                        copy.write_row(
-                            [dumps(row[c]) if c in json_cols and row[c] is not None else row[c] for c in cols]
-                        )
+                write = copy.write_row
+                if json_idx:
+                    for t in tuples:
+                        row = list(t)
+                        for i in json_idx:
+                            if row[i] is not None:
+                                row[i] = dumps(row[i])  # JsonText passes through as it is
+                        write(row)
                 else:
-                    for row in rows:
-                        copy.write_row([row[c] for c in cols])
+                    for t in tuples:
+                        write(t)
     except (IntegrityError, UniqueViolation):  # the raw driver's error, as COPY runs on the raw cursor
-        return bulk_insert_ignore(conn, table, rows, conflict, returning)
-    return [tuple(row[c] for c in returning) for row in rows] if returning else []
+        return bulk_insert_ignore(conn, table, as_dicts(), conflict, returning)
+    if not returning:
+        return []
+    idx = [cols.index(c) for c in returning]
+    return [tuple(t[i] for i in idx) for t in tuples]
 
 
 def _is_json(type_: Any) -> bool:

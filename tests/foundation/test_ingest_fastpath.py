@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.connector import Batch, RawRecord
-from hub.ingest import Ingestor, _event_row, gc_paused, load_state
+from hub.ingest import TOUCHPOINT_COLUMNS, Ingestor, _event_row, gc_paused, load_state
 from hub.mapping import load_mapping_text
 from hub.model import TOUCHPOINT_NAMESPACE, TouchpointEvent, touchpoint_id
 from hub.store import Store, bulk_insert_ignore, copy_new_rows, dumps
@@ -129,10 +129,10 @@ def test_the_customer_is_spliced_into_the_prepared_document() -> None:
     assert ev is not None
     doc = ev.model_dump_json()  # as prepare() serialises it: no customer yet
     ev.customer.customer_id = "c-1"
-    row = _event_row(ev, doc)
-    assert json.loads(row["doc"]) == json.loads(ev.model_dump_json())
-    assert json.loads(row["doc"])["attributes"]["note"] == '"customer_id":null'  # data untouched
-    assert TouchpointEvent.model_validate_json(row["doc"]).customer.customer_id == "c-1"
+    stored = _event_row(ev, doc)[TOUCHPOINT_COLUMNS.index("doc")]
+    assert json.loads(stored) == json.loads(ev.model_dump_json())
+    assert json.loads(stored)["attributes"]["note"] == '"customer_id":null'  # data untouched
+    assert TouchpointEvent.model_validate_json(stored).customer.customer_id == "c-1"
 
 
 def test_stored_documents_carry_the_resolved_customer(store: Store) -> None:
@@ -248,3 +248,13 @@ def test_ingest_stream_closed_early_lets_the_commit_in_flight_land(store: Store)
     assert state in ({"batch": 0}, {"batch": 1})
     assert count(store, touchpoints) == 10 * (state["batch"] + 1)  # type: ignore[index]
     assert gc.isenabled()
+
+
+def test_new_customer_ids_are_random_version_4_uuids() -> None:
+    from hub.identity import _new_customer_id
+
+    ids = {_new_customer_id() for _ in range(20000)}
+    assert len(ids) == 20000
+    for i in list(ids)[:500]:
+        u = uuid.UUID(i)
+        assert (u.version, u.variant, str(u)) == (4, uuid.RFC_4122, i)
