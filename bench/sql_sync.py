@@ -1,6 +1,7 @@
 """SQL pull benchmark: POS orders + order lines in PostgreSQL -> a PostgreSQL cxhub store.
 
-    .venv/bin/python bench/sql_sync.py [--orders 333334] [--batch-size 2000] [--skip-dlt]
+    .venv/bin/python bench/sql_sync.py [--orders 333334] [--batch-size 2000] [--mode children|joined]
+                                       [--skip-dlt] [--read-only [--repeat N]] [--profile FILE]
 
 Builds a throwaway PostgreSQL source database (stores, members, categories, products, orders,
 order_lines: 3 lines per order, ~1,000,000 lines by default) and measures, each in its own child
@@ -14,7 +15,14 @@ process so that peak RSS is per contender:
 3. **raw COPY**: ``COPY (SELECT lines JOIN orders ...) TO STDOUT`` -> ``COPY ... FROM STDIN``, the
    physical limit of moving these rows between two PostgreSQL databases.
 
-Figures are order lines per second (cxhub moves the same lines nested in orders).
+Figures are order lines per second (cxhub moves the same lines nested in orders), with the
+contender's CPU time per line and peak RSS, then cxhub / COPY and cxhub / dlt.
+
+``--read-only`` measures the ``sql`` source alone (no store, no dlt / COPY): every batch of a full
+pass through ``SqlSource.read`` (cursor, rows -> dicts, lines nested under their order, ``RawRecord``
+and cursor state per batch), in both modes: ``children`` (header query + one lines query per
+batch) and ``joined`` (one joined query folded with ``group_by``), next to the floor, psycopg's
+server-side cursor fetching the joined query as tuples and nothing else.
 """
 
 from __future__ import annotations
@@ -80,6 +88,18 @@ SELECT l.order_id, l.line_no, p.sku, p.name AS product_name, c.name AS category_
        l.qty, l.unit_price, l.amount AS line_amount
 FROM order_lines l JOIN products p ON p.product_id = l.product_id LEFT JOIN categories c ON c.category_id = p.category_id
 """
+JOINED = """
+SELECT o.order_id, o.order_no, o.paid_at, o.updated_at, o.total_amount, o.staff_id, o.terminal_id, o.pay_method,
+       s.store_code, s.name AS store_name, s.region, s.brand, m.member_no, m.mobile, m.level AS member_level,
+       l.line_no, p.sku, p.name AS product_name, c.name AS category_name,
+       l.qty, l.unit_price, l.amount AS line_amount
+FROM orders o JOIN stores s ON s.store_id = o.store_id LEFT JOIN members m ON m.member_id = o.member_id
+LEFT JOIN order_lines l ON l.order_id = o.order_id
+LEFT JOIN products p ON p.product_id = l.product_id LEFT JOIN categories c ON c.category_id = p.category_id
+WHERE o.status = 'PAID'
+"""
+DEFAULT_MODE = "children"
+LINE_COLUMNS = ["line_no", "sku", "product_name", "category_name", "qty", "unit_price", "line_amount"]
 COPY_SELECT = """
 SELECT l.line_id, l.order_id, l.line_no, p.sku, p.name, c.name, l.qty, l.unit_price, l.amount,
        o.order_no, o.paid_at, o.updated_at, s.store_code, m.member_no, m.mobile
@@ -119,10 +139,65 @@ def seed(src: str, orders: int) -> int:
     return lines
 
 
+def source_options(src: str, batch_size: int, mode: str) -> dict[str, Any]:
+    """The ``sql`` source's options: header query + ``children`` lines, or one joined query folded
+    with ``group_by``."""
+    base: dict[str, Any] = {
+        "url": src,
+        "cursor": ["updated_at", "order_id"],
+        "id": ["order_no"],
+        "batch_size": batch_size,
+        "count": False,
+    }
+    if mode == "children":
+        return {
+            **base,
+            "query": HEADER,
+            "children": {"lines": {"query": LINES, "key": "order_id", "order_by": ["line_no"]}},
+        }
+    return {**base, "query": JOINED, "group_by": ["order_id"], "line_columns": LINE_COLUMNS}
+
+
 # ---------------------------------------------------------------- contenders (child processes)
 
 
-def worker_cxhub(src: str, dst: str, batch_size: int, profile: str | None) -> dict[str, Any]:
+def worker_read(src: str, batch_size: int, mode: str, profile: str | None) -> dict[str, Any]:
+    """The ``sql`` source alone: every batch of a full pass, records and lines counted, no ingest."""
+    from connectors.sql import SqlOptions, SqlSource
+
+    source = SqlSource("pos", SqlOptions.model_validate(source_options(src, batch_size, mode)))
+
+    def run() -> tuple[int, int, int]:
+        orders = lines = batches = 0
+        for batch in source.read(None):
+            batches += 1
+            orders += len(batch.records)
+            for rec in batch.records:
+                lines += len(rec.payload["lines"])
+        return orders, lines, batches
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        orders, lines, batches = prof.runcall(run)
+        prof.dump_stats(profile)
+    else:
+        orders, lines, batches = run()
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    source.close()
+    return {
+        "orders": orders,
+        "rows": lines,
+        "batches": batches,
+        "seconds": seconds,
+        "cpu": cpu,
+        "rss_mb": _peak_rss_mb(),
+    }
+
+
+def worker_cxhub(src: str, dst: str, batch_size: int, mode: str, profile: str | None) -> dict[str, Any]:
     import yaml
 
     import hub.runtime
@@ -138,15 +213,7 @@ def worker_cxhub(src: str, dst: str, batch_size: int, profile: str | None) -> di
             "pos": {
                 "connector": "sql",
                 "mapping": "pos_order",
-                "options": {
-                    "url": src,
-                    "query": HEADER,
-                    "cursor": ["updated_at", "order_id"],
-                    "id": ["order_no"],
-                    "batch_size": batch_size,
-                    "count": False,
-                    "children": {"lines": {"query": LINES, "key": "order_id", "order_by": ["line_no"]}},
-                },
+                "options": source_options(src, batch_size, mode),
             }
         },
     }
@@ -155,7 +222,7 @@ def worker_cxhub(src: str, dst: str, batch_size: int, profile: str | None) -> di
         path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
         rt = Runtime(load_config(path))
         rt.migrate()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if profile:
             import cProfile
 
@@ -164,15 +231,17 @@ def worker_cxhub(src: str, dst: str, batch_size: int, profile: str | None) -> di
             prof.dump_stats(profile)
         else:
             result = run_sync(rt, "pos")
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         rt.close()
     from sqlalchemy import create_engine, text
 
     eng = create_engine(_pg(dst))
     with eng.connect() as conn:
-        items = conn.execute(text("SELECT sum(jsonb_array_length(doc->'order'->'items')) FROM touchpoints")).scalar()
+        items = conn.execute(
+            text("SELECT sum(jsonb_array_length(doc::jsonb->'order'->'items')) FROM touchpoints")
+        ).scalar()
     eng.dispose()
-    return {"orders": result.stored, "rows": int(items or 0), "seconds": seconds, "rss_mb": _peak_rss_mb()}
+    return {"orders": result.stored, "rows": int(items or 0), "seconds": seconds, "cpu": cpu, "rss_mb": _peak_rss_mb()}
 
 
 def worker_dlt(src: str, dst: str) -> dict[str, Any]:
@@ -189,16 +258,16 @@ def worker_dlt(src: str, dst: str) -> dict[str, Any]:
             dataset_name="dlt_bench",
             pipelines_dir=tmp,
         )
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         pipe.run(table)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     from sqlalchemy import create_engine, text
 
     eng = create_engine(_pg(dst))
     with eng.connect() as conn:
         rows = int(conn.execute(text("SELECT count(*) FROM dlt_bench.order_lines")).scalar_one())
     eng.dispose()
-    return {"rows": rows, "seconds": seconds, "rss_mb": _peak_rss_mb()}
+    return {"rows": rows, "seconds": seconds, "cpu": cpu, "rss_mb": _peak_rss_mb()}
 
 
 def worker_copy(src: str, dst: str) -> dict[str, Any]:
@@ -210,7 +279,7 @@ def worker_copy(src: str, dst: str) -> dict[str, Any]:
             " category_name text, qty numeric, unit_price numeric, amount numeric, order_no text,"
             " paid_at timestamp, updated_at timestamp, store_code text, member_no text, mobile text)"
         )
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with psycopg.connect(src) as a, psycopg.connect(dst) as b:
         with (
             a.cursor().copy(f"COPY ({COPY_SELECT}) TO STDOUT") as reader,
@@ -219,10 +288,25 @@ def worker_copy(src: str, dst: str) -> dict[str, Any]:
             for chunk in reader:
                 writer.write(chunk)
         b.commit()
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     with psycopg.connect(dst) as conn:
         row = conn.execute("SELECT count(*) FROM raw_lines").fetchone()
-    return {"rows": int(row[0]) if row else 0, "seconds": seconds, "rss_mb": _peak_rss_mb()}
+    return {"rows": int(row[0]) if row else 0, "seconds": seconds, "cpu": cpu, "rss_mb": _peak_rss_mb()}
+
+
+def worker_fetch(src: str, batch_size: int) -> dict[str, Any]:
+    """The floor of the read path: psycopg's server-side cursor over the joined query, tuples only."""
+    import psycopg
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    rows = 0
+    with psycopg.connect(src) as conn, conn.cursor(name="cxhub_bench_fetch") as cur:
+        cur.itersize = batch_size
+        cur.execute(f"SELECT * FROM ({JOINED}) j ORDER BY j.updated_at, j.order_id, j.line_no")
+        while part := cur.fetchmany(batch_size):
+            rows += len(part)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"rows": rows, "seconds": seconds, "cpu": cpu, "rss_mb": _peak_rss_mb()}
 
 
 def _child(kind: str, src: str, dst: str, extra: list[str]) -> dict[str, Any]:
@@ -233,18 +317,54 @@ def _child(kind: str, src: str, dst: str, extra: list[str]) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def _line(label: str, r: dict[str, Any]) -> str:
+    out = f"  {label:14s} {r['rows']:>9,} lines in {r['seconds']:6.1f}s = {r['rows_per_s']:>9,.0f} lines/s"
+    if "orders" in r:
+        out += f", {r['orders'] / r['seconds'] if r['seconds'] else 0:>8,.0f} orders/s"
+    if "cpu" in r:
+        out += f", CPU {r['cpu']:5.1f}s ({r['cpu'] / max(r['rows'], 1) * 1e6:5.1f} us/line)"
+    return out + f", peak RSS {r['rss_mb']:4.0f} MB"
+
+
+def read_only(src: str, args: argparse.Namespace) -> None:
+    """``--read-only``: the source alone (each mode ``--repeat`` times), and the bare fetch floor."""
+    runs: list[tuple[str, list[str]]] = [("fetch", ["--worker-mode", "joined"])]
+    modes = [args.mode] if args.mode else ["children", "joined"]
+    runs += [("read", ["--worker-mode", m]) for m in modes]
+    for _ in range(args.repeat):
+        for kind, extra in runs:
+            extra = [*extra, "--batch-size", str(args.batch_size)]
+            if kind == "read" and args.profile:
+                extra += ["--profile", f"{args.profile}.{extra[1]}"]
+            r = _child(kind, src, "", extra)
+            r["rows_per_s"] = r["rows"] / r["seconds"] if r["seconds"] else 0.0
+            label = "psycopg fetch" if kind == "fetch" else f"read {extra[1]}"
+            print(_line(label, r), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--orders", type=int, default=333_334)
     ap.add_argument("--batch-size", type=int, default=2000)
+    ap.add_argument(
+        "--mode",
+        choices=["children", "joined"],
+        help="how the lines are read (default: " + DEFAULT_MODE + "; --read-only: both)",
+    )
     ap.add_argument("--skip-dlt", action="store_true")
-    ap.add_argument("--profile", help="write a cProfile of the cxhub run to this file")
+    ap.add_argument("--read-only", action="store_true", help="measure the sql source alone (no ingest, no dlt / COPY)")
+    ap.add_argument("--repeat", type=int, default=1, help="with --read-only: runs of each mode")
+    ap.add_argument("--profile", help="write a cProfile of the cxhub run (--read-only: of each read) to this file")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-mode", help=argparse.SUPPRESS)
     ap.add_argument("--src", help=argparse.SUPPRESS)
     ap.add_argument("--dst", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        fn = {"cxhub": lambda: worker_cxhub(args.src, args.dst, args.batch_size, args.profile)}
+        mode = args.worker_mode or DEFAULT_MODE
+        fn = {"cxhub": lambda: worker_cxhub(args.src, args.dst, args.batch_size, mode, args.profile)}
+        fn["read"] = lambda: worker_read(args.src, args.batch_size, mode, args.profile)
+        fn["fetch"] = lambda: worker_fetch(args.src, args.batch_size)
         fn["dlt"] = lambda: worker_dlt(args.src, args.dst)
         fn["copy"] = lambda: worker_copy(args.src, args.dst)
         print(json.dumps(fn[args.worker]()))
@@ -257,31 +377,30 @@ def main() -> None:
         t0 = time.perf_counter()
         lines = seed(src, args.orders)
         print(f"  {lines:,} order lines in {time.perf_counter() - t0:.1f}s", flush=True)
+        if args.read_only:
+            read_only(src, args)
+            return
         results: dict[str, dict[str, Any]] = {}
         contenders = ["copy", "cxhub"] + ([] if args.skip_dlt else ["dlt"])
         for kind in contenders:
             with temporary_postgres_database() as dst:
-                extra = ["--batch-size", str(args.batch_size)]
+                extra = ["--batch-size", str(args.batch_size), "--worker-mode", args.mode or DEFAULT_MODE]
                 if kind == "cxhub" and args.profile:
                     extra += ["--profile", args.profile]
                 r = _child(kind, src, dst, extra)
             r["rows_per_s"] = r["rows"] / r["seconds"] if r["seconds"] else 0.0
             results[kind] = r
-            print(
-                f"  {kind:6s} {r['rows']:>9,} lines in {r['seconds']:7.1f}s = {r['rows_per_s']:>9,.0f} lines/s,"
-                f" peak RSS {r['rss_mb']:6.0f} MB" + (f" ({r['orders']:,} touchpoints)" if "orders" in r else ""),
-                flush=True,
-            )
-    cx = results["cxhub"]["rows_per_s"]
+            print(_line(kind, r) + (f" ({r['orders']:,} touchpoints)" if "orders" in r else ""), flush=True)
+    cx = results["cxhub"]
+    copy = results["copy"]
     print()
-    print(f"cxhub sql sync : {cx:,.0f} lines/s, peak RSS {results['cxhub']['rss_mb']:.0f} MB (target < 300 MB)")
-    print(f"raw COPY       : {results['copy']['rows_per_s']:,.0f} lines/s")
-    print(f"cxhub / COPY   : {cx / results['copy']['rows_per_s']:.3f}x (target >= 0.3x)")
+    print(f"cxhub sql sync : {cx['rows_per_s']:,.0f} lines/s, peak RSS {cx['rss_mb']:.0f} MB (target < 300 MB)")
+    print(f"raw COPY       : {copy['rows_per_s']:,.0f} lines/s, peak RSS {copy['rss_mb']:.0f} MB")
+    print(f"cxhub / COPY   : {cx['rows_per_s'] / copy['rows_per_s']:.3f}x (target >= 0.3x)")
     if "dlt" in results:
-        print(
-            f"dlt sql_table  : {results['dlt']['rows_per_s']:,.0f} lines/s, peak RSS {results['dlt']['rss_mb']:.0f} MB"
-        )
-        print(f"cxhub / dlt    : {cx / results['dlt']['rows_per_s']:.2f}x (target >= 3x)")
+        dlt = results["dlt"]
+        print(f"dlt sql_table  : {dlt['rows_per_s']:,.0f} lines/s, peak RSS {dlt['rss_mb']:.0f} MB")
+        print(f"cxhub / dlt    : {cx['rows_per_s'] / dlt['rows_per_s']:.2f}x (target >= 3x)")
 
 
 if __name__ == "__main__":

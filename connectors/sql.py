@@ -18,23 +18,30 @@ Cursor
     before the committed cursor (late commits); dedup on (source, id) absorbs the overlap.
 
 Header / lines without Python
-    ``children:`` runs one more query per batch for each child collection (``WHERE key IN (...)``)
-    and nests the rows under the header as a list; or ``group_by:`` + ``line_columns:`` folds one
-    joined query (ordered by the cursor) into one record per header key.
+    ``children:`` runs one more query per batch for each child collection (``WHERE key IN (...)``;
+    on PostgreSQL one ``WHERE key = ANY(:keys)`` with the batch's keys as one array) and nests the
+    rows under the header as a list; or ``group_by:`` + ``line_columns:`` folds one joined query
+    (ordered by the cursor) into one record per header key.
 
-Memory
-    Rows stream from a server-side cursor (``stream_results`` + ``yield_per``): constant memory
-    whatever the table size. A dropped connection raises ``RetriableError``: ``run_sync`` retries
-    and resumes from the last committed batch.
+Memory and speed
+    Rows stream from a server-side cursor, ``batch_size`` rows per fetch: constant memory whatever
+    the table size. On PostgreSQL the rows come straight from a psycopg named cursor as tuples (no
+    SQLAlchemy ``Row`` per row; the children query runs on the same connection); elsewhere through
+    SQLAlchemy (``stream_results`` + ``yield_per``). Rows become dicts through code generated for
+    the query's columns. A dropped connection raises ``RetriableError``: ``run_sync`` retries and
+    resumes from the last committed batch.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from itertools import chain, islice
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -42,8 +49,9 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
-from hub.connector import Batch, ConnectorOptions, PullSource, RawRecord, Rejected
+from hub.connector import Batch, ConnectorOptions, PullSource, RawRecord, Rejected, utcnow
 from hub.errors import ConfigError, PermanentError, RetriableError
+from hub.ingest import gc_paused
 
 _ROW_VALUE_DIALECTS = {"postgresql", "mysql", "mariadb", "sqlite"}
 _IN_CHUNK = 1000
@@ -270,6 +278,12 @@ class SqlSource(PullSource):
                 ) from None
         return self._engine
 
+    @property
+    def _psycopg(self) -> bool:
+        """PostgreSQL through psycopg 3: rows are fetched with psycopg directly (not via SQLAlchemy)."""
+        dialect = self.engine.dialect
+        return dialect.name == "postgresql" and dialect.driver == "psycopg"
+
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
@@ -360,12 +374,15 @@ class SqlSource(PullSource):
             order += [f"{alias}.{self._q(c)}" for c in self.options.line_columns[:1]]
         return sql + " ORDER BY " + ", ".join(order), params
 
-    def _child_sql(self, child: ChildQuery) -> str:
+    def _child_sql(self, child: ChildQuery, *, any_array: bool = False) -> str:
+        """The child query for one batch's keys: ``IN :keys`` (an expanding list), or with
+        ``any_array`` (PostgreSQL) ``= ANY(:keys)``, all the keys as one array parameter."""
         alias = "cxhub_child"
         order = [f"{alias}.{self._q(child.key)}"] + [f"{alias}.{self._q(c)}" for c in child.order_by]
+        cond = "= ANY(:keys)" if any_array else "IN :keys"
         return (
             f"SELECT * FROM ({child.query.strip().rstrip(';')}) {alias} "
-            f"WHERE {alias}.{self._q(child.key)} IN :keys ORDER BY {', '.join(order)}"
+            f"WHERE {alias}.{self._q(child.key)} {cond} ORDER BY {', '.join(order)}"
         )
 
     # ------------------------------------------------------------ state
@@ -412,97 +429,334 @@ class SqlSource(PullSource):
         sql, params = self.build_select(start)
         try:
             with self._connect() as conn:
-                stream = conn.execution_options(stream_results=True, yield_per=self.options.batch_size)
-                result = stream.execute(text(sql), params)
-                # Result.yield_per explicitly: the execution option alone still buffered the whole
-                # result in the first partition (SQLAlchemy 2.1 + psycopg 3, measured: 355 MB at 200k rows)
+                if self._psycopg:
+                    columns, parts = self._pg_stream(conn, sql, params)
+                else:
+                    columns, parts = self._sa_stream(conn, sql, params)
+                if self.options.group_by:
+                    records = self._group(columns, parts)
+                else:
+                    as_dicts = _dicts_of(len(columns), [(c, i) for i, c in enumerate(columns)])
+                    records = chain.from_iterable(map(as_dicts, parts))
                 size = self.options.batch_size
-                rows = (dict(r) for part in result.yield_per(size).mappings().partitions(size) for r in part)
-                records = self._group(rows) if self.options.group_by else self._single(rows)
-                yield from self._batches(records, committed)
+                while True:
+                    # a batch's thousands of new dicts would set the cyclic GC off again and again:
+                    # paused while it is built (as ingest does), the collector runs between batches
+                    with gc_paused():
+                        chunk = list(islice(records, size))
+                        if not chunk:
+                            return
+                        batch, committed = self._make_batch(conn, chunk, committed)
+                    yield batch
         except SQLAlchemyError as exc:
             raise self._error(exc, "reading") from None
 
-    def _single(self, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for row in rows:
-            if all(type(v) in _AS_IS for v in row.values()):
-                yield row
-            else:
-                yield {k: _plain(v) for k, v in row.items()}
-
-    def _group(self, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """Fold consecutive rows with the same ``group_by`` key into one record with a list of lines."""
-        line_cols = self.options.line_columns
-        key_cols = self.options.group_by
-        current: dict[str, Any] | None = None
-        current_key: tuple[Any, ...] | None = None
-        for row in rows:
-            key = tuple(row.get(c) for c in key_cols)
-            if current is None or key != current_key:
-                if current is not None:
-                    yield current
-                current = {k: _plain(v) for k, v in row.items() if k not in line_cols}
-                current[self.options.lines_field] = []
-                current_key = key
-            line = {c: _plain(row.get(c)) for c in line_cols}
-            if any(v is not None for v in line.values()):  # a LEFT JOIN without lines gives one empty row
-                current[self.options.lines_field].append(line)
-        if current is not None:
-            yield current
-
-    def _batches(self, records: Iterator[dict[str, Any]], committed: list[Any] | None) -> Iterator[Batch]:
+    def _sa_stream(self, conn: Connection, sql: str, params: dict[str, Any]) -> tuple[list[str], Iterator[Rows]]:
+        """Rows through SQLAlchemy (MariaDB / MySQL's unbuffered cursor, SQLite, other drivers)."""
         size = self.options.batch_size
-        best = committed
-        chunk: list[dict[str, Any]] = []
-        for rec in records:
-            chunk.append(rec)
-            if len(chunk) >= size:
-                batch, best = self._make_batch(chunk, best)
-                yield batch
-                chunk = []
-        if chunk:
-            batch, best = self._make_batch(chunk, best)
-            yield batch
+        stream = conn.execution_options(stream_results=True, yield_per=size)
+        result = stream.execute(text(sql), params)
+        # Result.yield_per explicitly: the execution option alone still buffered the whole
+        # result in the first partition (SQLAlchemy 2.1 + psycopg 3, measured: 355 MB at 200k rows)
+        return list(result.keys()), (_plain_rows(part) for part in result.yield_per(size).partitions(size))
 
-    def _make_batch(self, chunk: list[dict[str, Any]], best: list[Any] | None) -> tuple[Batch, list[Any] | None]:
+    def _pg_stream(self, conn: Connection, sql: str, params: dict[str, Any]) -> tuple[list[str], Iterator[Rows]]:
+        """Rows of a psycopg named (server-side) cursor, ``batch_size`` per ``FETCH``, as tuples:
+        no SQLAlchemy ``Row`` per row, and no per-value type check when every column's type loads
+        as a plain value (text, numbers, timestamps...)."""
+        compiled = text(sql).compile(dialect=self.engine.dialect)  # :c0 -> %(c0)s, % -> %%
+        statement, args = compiled.string, compiled.construct_params(params)
+        cur = conn.connection.driver_connection.cursor(name="cxhub_sql_read")  # type: ignore[union-attr]
+        with _pg_errors(conn, statement, args):
+            cur.execute(statement, args)
+        columns = [d.name for d in cur.description or ()]
+        convert = _pg_convert(cur.description or ())
+
+        def parts() -> Iterator[Rows]:
+            size = self.options.batch_size
+            try:
+                while True:
+                    with _pg_errors(conn, statement, args):
+                        part = cur.fetchmany(size)
+                    if not part:
+                        return
+                    yield part if convert is None else convert(part)
+            finally:
+                with contextlib.suppress(Exception):  # a dead connection closed it already
+                    cur.close()
+
+        return columns, parts()
+
+    def _group(self, columns: list[str], parts: Iterator[Rows]) -> Iterator[dict[str, Any]]:
+        """Fold consecutive rows with the same ``group_by`` key into one record with a list of lines."""
+        line_set = set(self.options.line_columns)
+        missing = [c for c in (*self.options.group_by, *self.options.line_columns) if c not in columns]
+        if missing:
+            raise PermanentError(
+                f"group_by / line_columns {missing} are not columns of the query (columns: {columns})",
+                target=self.name,
+            )
+        header = [(c, i) for i, c in enumerate(columns) if c not in line_set]
+        lines = [(c, columns.index(c)) for c in self.options.line_columns]
+        keys = [columns.index(c) for c in self.options.group_by]
+        fold = _group_fold(len(columns), header, lines, keys, self.options.lines_field)
+        return fold(chain.from_iterable(parts))
+
+    def _make_batch(
+        self, conn: Connection, chunk: list[dict[str, Any]], best: list[Any] | None
+    ) -> tuple[Batch, list[Any] | None]:
         if self.options.children:
-            self._attach_children(chunk)
+            self._attach_children(conn, chunk)
         records: list[RawRecord] = []
         rejected: list[Rejected] = []
         id_cols = self.options.id
-        for rec in chunk:
-            ids = [rec.get(c) for c in id_cols]
-            if any(v is None or v == "" for v in ids):
-                missing = [c for c, v in zip(id_cols, ids, strict=True) if v is None or v == ""]
-                rejected.append(Rejected(None, rec, f"id column(s) {missing} empty: the row has no usable id"))
-                continue
-            ext = ":".join(format(v, "f") if isinstance(v, Decimal) else str(v) for v in ids)
-            records.append(RawRecord(self.name, ext, rec))
+        now = utcnow()
+        name = self.name
+        if len(id_cols) == 1:  # the common case: one id column, usually text or an integer
+            col = id_cols[0]
+            for rec in chunk:
+                v = rec.get(col)
+                if type(v) is str and v:
+                    records.append(RawRecord(name, v, rec, now))
+                elif v is None or v == "":
+                    rejected.append(Rejected(None, rec, f"id column(s) {[col]} empty: the row has no usable id"))
+                else:
+                    records.append(RawRecord(name, format(v, "f") if isinstance(v, Decimal) else str(v), rec, now))
+        else:
+            for rec in chunk:
+                ids = [rec.get(c) for c in id_cols]
+                if any(v is None or v == "" for v in ids):
+                    missing = [c for c, v in zip(id_cols, ids, strict=True) if v is None or v == ""]
+                    rejected.append(Rejected(None, rec, f"id column(s) {missing} empty: the row has no usable id"))
+                    continue
+                ext = ":".join(format(v, "f") if isinstance(v, Decimal) else str(v) for v in ids)
+                records.append(RawRecord(name, ext, rec, now))
         last = [chunk[-1].get(c) for c in self.options.cursor]
         # the cursor never moves back (lookback re-reads rows below the committed cursor)
         if best is None or _before(best, last):
             best = last
         return Batch(records, {"cursor": encode_cursor(best)}, rejected), best
 
-    def _attach_children(self, chunk: list[dict[str, Any]]) -> None:
+    def _attach_children(self, conn: Connection, chunk: list[dict[str, Any]]) -> None:
         for field_name, child in self.options.children.items():
             parent_key = child.parent_key or child.key
-            by_key: dict[Any, list[dict[str, Any]]] = {}
-            keys = list(dict.fromkeys(r.get(parent_key) for r in chunk if r.get(parent_key) is not None))
-            sql = text(self._child_sql(child)).bindparams(_expanding("keys"))
+            parents = [r.get(parent_key) for r in chunk]
+            keys = list(dict.fromkeys(parents))
+            if None in keys:
+                keys.remove(None)
             try:
-                # a second connection: MySQL's unbuffered cursor owns the first until it is drained
-                with self._connect() as conn:
-                    for i in range(0, len(keys), _IN_CHUNK):
-                        for row in conn.execute(sql, {"keys": keys[i : i + _IN_CHUNK]}).mappings():
-                            line = dict(row)
-                            if not all(type(v) in _AS_IS for v in line.values()):
-                                line = {k: _plain(v) for k, v in line.items()}
-                            by_key.setdefault(row[child.key], []).append(line)
+                by_key = self._pg_children(conn, child, keys) if self._psycopg else self._sa_children(child, keys)
             except SQLAlchemyError as exc:
                 raise self._error(exc, f"reading children {field_name!r}") from None
-            for rec in chunk:
-                rec[field_name] = by_key.get(rec.get(parent_key), [])
+            for rec, key in zip(chunk, parents, strict=True):
+                found = by_key.get(key)
+                rec[field_name] = [] if found is None else found
+
+    def _sa_children(self, child: ChildQuery, keys: list[Any]) -> dict[Any, list[dict[str, Any]]]:
+        by_key: dict[Any, list[dict[str, Any]]] = {}
+        sql = text(self._child_sql(child)).bindparams(_expanding("keys"))
+        # a second connection: MySQL's unbuffered cursor owns the first until it is drained
+        with self._connect() as conn:
+            for i in range(0, len(keys), _IN_CHUNK):
+                result = conn.execute(sql, {"keys": keys[i : i + _IN_CHUNK]})
+                _fold_children(child.key, list(result.keys()), _plain_rows(result.all()), by_key)
+        return by_key
+
+    def _pg_children(self, conn: Connection, child: ChildQuery, keys: list[Any]) -> dict[Any, list[dict[str, Any]]]:
+        """All the batch's children in one statement, ``key = ANY(%(keys)s)`` with the keys as one
+        array, on the reading connection (beside its open named cursor, in the same transaction)."""
+        by_key: dict[Any, list[dict[str, Any]]] = {}
+        if not keys:
+            return by_key
+        compiled = text(self._child_sql(child, any_array=True)).compile(dialect=self.engine.dialect)
+        statement, args = compiled.string, compiled.construct_params({"keys": keys})
+        if all(type(k) is int for k in keys):
+            # integers as a binary array: half the client CPU of the text form. Other keys keep the
+            # text form, whose array type the server infers from the column (char(n) keys...)
+            statement = statement.replace("ANY(%(keys)s)", "ANY(%(keys)b)", 1)
+        with _pg_errors(conn, statement, args):
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cur.execute(statement, args)
+            rows = cur.fetchall()
+        description = cur.description or ()
+        convert = _pg_convert(description)
+        _fold_children(child.key, [d.name for d in description], rows if convert is None else convert(rows), by_key)
+        return by_key
+
+
+Rows = Sequence[Sequence[Any]]
+
+# PostgreSQL types psycopg loads as None / str / int / float / bool / Decimal / datetime / date: kept
+# as they come. Other columns (uuid, bytea, interval, time...) go through _plain.
+_PG_PLAIN_TYPES = [
+    "bool",
+    "int2",
+    "int4",
+    "int8",
+    "oid",
+    "float4",
+    "float8",
+    "numeric",
+    "text",
+    "varchar",
+    "bpchar",
+    "name",
+    "date",
+    "timestamp",
+    "timestamptz",
+]
+_pg_plain_oids: frozenset[int] | None = None
+
+
+def _pg_convert(description: Sequence[Any]) -> Callable[[Rows], Rows] | None:
+    """None when every column of ``description`` loads as a plain value; else a function converting
+    the other columns of a list of rows with ``_plain``."""
+    global _pg_plain_oids
+    if _pg_plain_oids is None:
+        from psycopg.postgres import types
+
+        _pg_plain_oids = frozenset(types[name].oid for name in _PG_PLAIN_TYPES)
+    odd = [i for i, d in enumerate(description) if d.type_code not in _pg_plain_oids]
+    if not odd:
+        return None
+
+    def convert(rows: Rows) -> Rows:
+        out = []
+        for row in rows:
+            values = list(row)
+            for i in odd:
+                values[i] = _plain(values[i])
+            out.append(values)
+        return out
+
+    return convert
+
+
+def _plain_rows(rows: Rows) -> Rows:
+    """``rows`` as they are when every value is plain (one scan of the values), else with ``_plain``
+    applied to each value."""
+    if _AS_IS.issuperset(map(type, chain.from_iterable(rows))):
+        return rows
+    return [[_plain(v) for v in row] for row in rows]
+
+
+def _fold_children(
+    key: str, columns: list[str], rows: Rows, by_key: dict[Any, list[dict[str, Any]]]
+) -> dict[Any, list[dict[str, Any]]]:
+    """Append each child row (as a dict) to the list of its ``key`` value."""
+    if key not in columns:
+        raise PermanentError(f"the child query has no column {key!r} (columns: {columns})")
+    names = {f"k{i}": c for i, c in enumerate(columns)}
+    values = _unpack(len(columns))
+    fold = _generated(
+        f"""
+def fold(rows, by_key):
+    last = cur = marker
+    for {values} in rows:
+        if v{columns.index(key)} != last:
+            last = v{columns.index(key)}
+            cur = by_key.get(last)
+            if cur is None:
+                cur = by_key[last] = []
+        cur.append({{{_items(range(len(columns)))}}})
+    return by_key
+""",
+        "fold",
+        names,
+    )
+    return fold(rows, by_key)
+
+
+# Code generated for the columns of a query: a dict display per row is twice as fast as
+# dict(zip(names, row)), and one loop over the rows saves a call per record. Only indexes go into
+# the source (v3, k3); the column names are bound as k0, k1... in the namespace it runs in.
+
+
+@functools.lru_cache(maxsize=128)
+def _code(source: str) -> Any:
+    return compile(source, "<connectors.sql generated>", "exec")
+
+
+def _generated(source: str, name: str, names: dict[str, Any]) -> Any:
+    ns: dict[str, Any] = {**names, "marker": object()}
+    exec(_code(source), ns)  # noqa: S102 - source made of indexes only, see above
+    return ns[name]
+
+
+def _unpack(width: int) -> str:
+    return ", ".join(f"v{i}" for i in range(width)) + ("," if width == 1 else "")
+
+
+def _items(picks: Iterable[int], offset: int = 0) -> str:
+    """``k0: v3, k1: v5`` (name j + offset, value i)."""
+    return ", ".join(f"k{j + offset}: v{i}" for j, i in enumerate(picks))
+
+
+def _dicts_of(
+    width: int, fields: Sequence[tuple[str, int]]
+) -> Callable[[Iterable[Sequence[Any]]], list[dict[str, Any]]]:
+    """A function turning rows of ``width`` values into dicts of ``fields`` (name, index)."""
+    names = {f"k{j}": name for j, (name, _) in enumerate(fields)}
+    source = f"def rows_to_dicts(rows):\n    return [{{{_items(i for _, i in fields)}}} for {_unpack(width)} in rows]\n"
+    return _generated(source, "rows_to_dicts", names)
+
+
+def _group_fold(
+    width: int,
+    header: Sequence[tuple[str, int]],
+    lines: Sequence[tuple[str, int]],
+    keys: Sequence[int],
+    field_name: str,
+) -> Callable[[Iterable[Sequence[Any]]], Iterator[dict[str, Any]]]:
+    """A generator function folding rows (ordered by ``keys``) into one record per key: the
+    ``header`` columns of its first row, and the list ``field_name`` of the ``lines`` columns of each
+    row, but for rows whose line columns are all NULL (a LEFT JOIN without lines)."""
+    n = len(header)
+    names = {f"k{j}": c for j, (c, _) in enumerate(header)}
+    names.update({f"k{n + j}": c for j, (c, _) in enumerate(lines)})
+    names["field_name"] = field_name
+    key = "(" + ", ".join(f"v{i}" for i in keys) + ",)"
+    empty = " and ".join(f"v{i} is None" for _, i in lines)
+    header_items = _items(i for _, i in header)
+    source = f"""
+def fold(rows):
+    last = marker
+    record = None
+    for {_unpack(width)} in rows:
+        key = {key}
+        if key != last:
+            if record is not None:
+                yield record
+            last = key
+            items = []
+            record = {{{header_items}{", " if header_items else ""}field_name: items}}
+        if not ({empty}):
+            items.append({{{_items((i for _, i in lines), n)}}})
+    if record is not None:
+        yield record
+"""
+    return _generated(source, "fold", names)
+
+
+@contextlib.contextmanager
+def _pg_errors(conn: Connection, statement: str, params: Any) -> Iterator[None]:
+    """psycopg errors of the direct read path as SQLAlchemy's ``DBAPIError`` (what ``_error`` and
+    ``run_sync`` classify), the pooled connection invalidated when the server is gone."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as exc:
+        try:
+            gone = conn.dialect.is_disconnect(exc, conn.connection.driver_connection, None)  # type: ignore[arg-type]
+        except Exception:  # the connection is unusable already
+            gone = True
+        if gone:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+        raise DBAPIError.instance(
+            statement, params, exc, psycopg.Error, connection_invalidated=gone, dialect=conn.dialect
+        ) from exc
 
 
 def _expanding(name: str) -> Any:

@@ -276,29 +276,165 @@ def test_children_are_fetched_per_batch_in_chunks(
     eng.dispose()
 
 
-def test_streams_with_server_side_cursor(pg_url: str, make_runtime: RuntimeFactory) -> None:
-    """PostgreSQL rows come from a named (server-side) cursor, fetched batch by batch."""
+def test_streams_with_server_side_cursor(
+    pg_url: str, make_runtime: RuntimeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL rows come from a named (server-side) cursor, one FETCH of ``batch_size`` rows per
+    batch: the first batch is ready after one fetch, not after the table."""
     import uuid
 
-    from sqlalchemy import event
+    import psycopg
 
     schema = f"pos_{uuid.uuid4().hex[:8]}"
     eng = create_pos(pg_url, schema)
-    insert_orders(eng, *order_rows(1, 30), schema)
-    rt = make_runtime(_source(**pos_options(pg_url, schema, batch_size=10, count=False)))
+    insert_orders(eng, *order_rows(1, 80), schema)
+    opts = pos_options(pg_url, schema, batch_size=10, count=False)
+    rt = make_runtime(_source(**opts))
     src = rt.pull_source("pos")
     assert isinstance(src, SqlSource)
-    seen: list[Any] = []
-    event.listen(src.engine, "before_cursor_execute", lambda c, cur, *a: seen.append(cur))
+    fetches: list[tuple[str, int, int]] = []
+    real_fetchmany = psycopg.ServerCursor.fetchmany
+
+    def fetchmany(cur: psycopg.ServerCursor[Any], size: int = 0) -> list[Any]:
+        rows = real_fetchmany(cur, size)
+        fetches.append((cur.name, size, len(rows)))
+        return rows
+
+    monkeypatch.setattr(psycopg.ServerCursor, "fetchmany", fetchmany)
     batches = src.read(None)
     first = next(batches)
-    server = [c for c in seen if type(c).__name__ == "ServerCursor"]
-    assert len(server) == 1  # psycopg's named cursor
-    assert len(first.records) == 10 and server[0].rownumber <= 10  # fetched one batch, not the table
+    assert [r.external_id for r in first.records] == [f"S{i:08d}" for i in range(1, 11)]
+    assert all(len(r.payload["lines"]) == 3 for r in first.records)
+    assert fetches == [("cxhub_sql_read", 10, 10)]
+    second = next(batches)
+    assert [r.external_id for r in second.records] == [f"S{i:08d}" for i in range(11, 21)]
+    assert fetches == [("cxhub_sql_read", 10, 10)] * 2
     batches.close()  # type: ignore[attr-defined]
-    run_sync(rt, "pos")
+    r = run_sync(rt, "pos")
+    assert (r.read, r.stored) == (80, 80)
     with eng.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    eng.dispose()
+
+
+@pytest.mark.parametrize("mode", ["children", "group_by"])
+def test_orders_without_lines_get_an_empty_list(source_db: SourceDb, make_runtime: RuntimeFactory, mode: str) -> None:
+    eng = create_pos(source_db.url, source_db.schema)
+    orders, lines = order_rows(1, 6)
+    insert_orders(eng, orders, [ln for ln in lines if ln["order_id"] % 2], source_db.schema)  # even orders: none
+    rt = make_runtime(_source(**pos_options(source_db.url, source_db.schema, mode=mode, batch_size=4)))
+    src = rt.pull_source("pos")
+    got = {r.external_id: r.payload["lines"] for b in src.read(None) for r in b.records}
+    assert [len(got[f"S{i:08d}"]) for i in range(1, 7)] == [3, 0, 3, 0, 3, 0]
+    assert [ln["line_no"] for ln in got["S00000003"]] == [1, 2, 3]
+    assert set(got["S00000001"][0]) == {
+        "line_no",
+        "sku",
+        "product_name",
+        "category_name",
+        "qty",
+        "unit_price",
+        "line_amount",
+    } | ({"order_id"} if mode == "children" else set())
+    eng.dispose()
+
+
+def test_postgresql_values_that_are_not_plain(pg_url: str, make_runtime: RuntimeFactory) -> None:
+    """Columns psycopg loads as UUID / bytes / timedelta / time become JSON-friendly as before; a
+    char(n) parent key and a '%' in the query work on the direct psycopg path."""
+    import uuid
+    from datetime import time as dtime
+    from decimal import Decimal
+
+    schema = f"odd_{uuid.uuid4().hex[:8]}"
+    eng = create_pos(pg_url, schema)
+    uid = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    with eng.begin() as conn:
+        conn.execute(
+            text(
+                f'CREATE TABLE "{schema}".docs (code char(6) PRIMARY KEY, u uuid, b bytea, raw bytea, i interval,'
+                " t time, j jsonb, n numeric(8, 2), note text, updated_at timestamptz NOT NULL)"
+            )
+        )
+        conn.execute(text(f'CREATE TABLE "{schema}".parts (code char(6), part int, u uuid)'))
+        conn.execute(
+            text(f'INSERT INTO "{schema}".docs VALUES (:c, :u, :b, :raw, :i, :t, CAST(:j AS jsonb), :n, :note, :at)'),
+            [
+                {
+                    "c": f"D{k}",
+                    "u": uid,
+                    "b": "好".encode(),
+                    "raw": b"\xff\x00",
+                    "i": timedelta(minutes=k),
+                    "t": dtime(9, k),
+                    "j": '{"a": [1, 2]}',
+                    "n": Decimal("1.50"),
+                    "note": f"{k}% off",
+                    "at": datetime(2026, 1, 1, 0, 0, k).astimezone(),
+                }
+                for k in (1, 2, 3)
+            ],
+        )
+        conn.execute(
+            text(f'INSERT INTO "{schema}".parts VALUES (:c, :p, :u)'),
+            [{"c": "D1", "p": 1, "u": uid}, {"c": "D1", "p": 2, "u": None}, {"c": "D3", "p": 1, "u": None}],
+        )
+    opts = {
+        "url": pg_url,
+        "query": f"SELECT * FROM \"{schema}\".docs WHERE note LIKE '%off'",
+        "cursor": ["updated_at", "code"],
+        "id": ["code"],
+        "batch_size": 2,
+        "children": {"parts": {"query": f'SELECT * FROM "{schema}".parts', "key": "code", "order_by": ["part"]}},
+    }
+    rt = make_runtime(_source(**opts))
+    src = rt.pull_source("pos")
+    recs = {r.external_id: r.payload for b in src.read(None) for r in b.records}
+    assert sorted(recs) == ["D1    ", "D2    ", "D3    "]
+    d1 = recs["D1    "]
+    assert d1["u"] == str(uid) and d1["b"] == "好" and d1["raw"] == {"$base64": "/wA="}
+    assert d1["i"] == "0:01:00" and d1["t"] == "09:01:00" and d1["j"] == {"a": [1, 2]}
+    assert d1["n"] == Decimal("1.50") and d1["note"] == "1% off" and isinstance(d1["updated_at"], datetime)
+    assert d1["parts"] == [
+        {"code": "D1    ", "part": 1, "u": str(uid)},
+        {"code": "D1    ", "part": 2, "u": None},
+    ]
+    assert recs["D2    "]["parts"] == [] and [p["part"] for p in recs["D3    "]["parts"]] == [1]
+    with eng.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    eng.dispose()
+
+
+@pytest.mark.parametrize("mode", ["children", "group_by"])
+def test_other_postgresql_drivers_read_through_sqlalchemy(pg_url: str, make_runtime: RuntimeFactory, mode: str) -> None:
+    """``postgresql+psycopg2://`` is not psycopg 3: it reads through SQLAlchemy, with the same records."""
+    import uuid
+
+    pytest.importorskip("psycopg2")
+    schema = f"pos_{uuid.uuid4().hex[:8]}"
+    eng = create_pos(pg_url, schema)
+    insert_orders(eng, *order_rows(1, 7), schema)
+    got = {}
+    for url in (pg_url, pg_url.replace("postgresql://", "postgresql+psycopg2://", 1)):
+        rt = make_runtime(_source(**pos_options(url, schema, mode=mode, batch_size=3)))
+        src = rt.pull_source("pos")
+        assert isinstance(src, SqlSource) and src._psycopg == ("psycopg2" not in url)
+        got[url] = [(b.state, [(r.external_id, r.payload) for r in b.records]) for b in src.read(None)]
+    a, b = got.values()
+    assert a == b and len(a) == 3 and len(a[0][1][0][1]["lines"]) == 3
+    with eng.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    eng.dispose()
+
+
+def test_group_by_columns_must_be_in_the_query(tmp_path: Any, make_runtime: RuntimeFactory) -> None:
+    url = f"sqlite:///{tmp_path / 'pos.db'}"
+    eng = create_pos(url)
+    insert_orders(eng, *order_rows(1, 3))
+    opts = pos_options(url, mode="group_by", line_columns=["line_no", "sku", "no_such_column"])
+    rt = make_runtime(_source(**opts))
+    with pytest.raises(PermanentError, match=r"line_columns \['no_such_column'\] are not columns of the query"):
+        run_sync(rt, "pos")
     eng.dispose()
 
 
