@@ -28,6 +28,7 @@ server-side cursor fetching the joined query as tuples and nothing else.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -166,6 +167,7 @@ def worker_read(src: str, batch_size: int, mode: str, profile: str | None) -> di
     from connectors.sql import SqlOptions, SqlSource
 
     source = SqlSource("pos", SqlOptions.model_validate(source_options(src, batch_size, mode)))
+    gc.freeze()  # as `cxhub sync` does at start (cli.main)
 
     def run() -> tuple[int, int, int]:
         orders = lines = batches = 0
@@ -222,6 +224,7 @@ def worker_cxhub(src: str, dst: str, batch_size: int, mode: str, profile: str | 
         path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
         rt = Runtime(load_config(path))
         rt.migrate()
+        gc.freeze()  # as `cxhub sync` does at start (cli.main): the startup heap out of the collector's sight
         t0, c0 = time.perf_counter(), time.process_time()
         if profile:
             import cProfile
