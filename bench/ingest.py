@@ -79,9 +79,9 @@ def run_one(url: str, n: int, batch: int, sequential: bool = False) -> dict:
     s0 = _server_cpu(store)
     t0 = time.perf_counter()
     c0 = time.process_time()
-    if sequential:  # one batch after the other, as Ingestor.ingest
+    if sequential:  # Ingestor.ingest per batch, the collector paused per batch only
         stored = sum(ing.ingest("pos", mapping, b.records, b.state).stored for b in batches())
-    else:  # as a pull sync runs them: reading and mapping overlap the previous batch's commit
+    else:  # as a pull sync runs them (Ingestor.ingest_stream)
         stored = sum(r.stored for r in ing.ingest_stream("pos", mapping, batches()))
     seconds = time.perf_counter() - t0
     cpu = time.process_time() - c0
@@ -122,7 +122,7 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    ap.add_argument("--sequential", action="store_true", help="no pipelining (Ingestor.ingest per batch)")
+    ap.add_argument("--sequential", action="store_true", help="Ingestor.ingest per batch (not the stream)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -131,7 +131,7 @@ def main() -> None:
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"{args.records} checkouts x 3 items, batches of {args.batch}"
-        + (", sequential" if args.sequential else ", pipelined (Ingestor.ingest_stream)")
+        + (", Ingestor.ingest per batch" if args.sequential else ", Ingestor.ingest_stream as cxhub sync runs it")
     )
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:

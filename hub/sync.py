@@ -5,7 +5,7 @@ Guarantees
   advisory lock on a connection held for the run; a SQLite store takes an ``flock`` on a file beside
   the database. Both are released by the operating system / server when the process dies
   (``kill -9``), so a crash never leaves a stale lock. A second run raises :class:`SyncBusy`.
-- **Each batch commits with its cursor** (``Ingestor.ingest``), so a crash re-reads at most one batch
+- **Each batch commits with its cursor** (``Ingestor.ingest_stream``), so a crash re-reads at most one batch
   and dedup absorbs it.
 - **Faults retry and resume**: a dropped database connection or an API outage
   (``RetriableError``, SQLAlchemy ``OperationalError``, httpx transport errors) waits with
@@ -177,11 +177,13 @@ def run_sync(
                     if on_batch is not None:
                         on_batch(0, total)
                 # after a retry, --full goes on from what the first try committed
-                for batch in src.read(state, full=full and first_pass):
-                    res = rt.ingestor.ingest(source, mapping, batch.records, batch.state, batch.rejected)
-                    result.add(res)
-                    if on_batch is not None:
-                        on_batch(result.read, total)
+                batches = src.read(state, full=full and first_pass)
+                # closed on the way out whatever happens: the stream pauses the cyclic GC
+                with contextlib.closing(rt.ingestor.ingest_stream(source, mapping, batches)) as stream:
+                    for res in stream:
+                        result.add(res)
+                        if on_batch is not None:
+                            on_batch(result.read, total)
                 return result
             except Exception as exc:
                 ok, retry_after = _retriable(exc)
