@@ -51,7 +51,7 @@ class ConnectorOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RawRecord:
     """One record as a source delivered it, before mapping.
 

@@ -127,7 +127,7 @@ class PreparedBatch:
     source: str
     read: int = 0
     duplicates: int = 0
-    inbox_rows: list[dict[str, Any]] = field(default_factory=list)
+    inbox_rows: list[tuple[Any, ...]] = field(default_factory=list)  # in INBOX_COLUMNS order
     payloads: dict[str, Any] = field(default_factory=dict)
     outcomes: dict[str, TouchpointEvent | str | None] = field(default_factory=dict)  # event / reason / filtered
     rejected: list[Rejected] = field(default_factory=list)
@@ -140,6 +140,7 @@ class PreparedBatch:
 _NO_CUSTOMER = '"customer_id":null'
 
 
+INBOX_COLUMNS = ("source", "external_id", "received_at", "status", "touchpoint_id", "payload")
 TOUCHPOINT_COLUMNS = (
     "id",
     "source",
@@ -280,14 +281,14 @@ class Ingestor:
                 "stored" if isinstance(outcome, TouchpointEvent) else "filtered" if outcome is None else "quarantined"
             )
             batch.inbox_rows.append(
-                {
-                    "source": source,
-                    "external_id": ext,
-                    "received_at": rec.received_at,
-                    "status": status,
-                    "touchpoint_id": outcome.id if isinstance(outcome, TouchpointEvent) else None,
-                    "payload": payload if keep_raw else None,
-                }
+                (
+                    source,
+                    ext,
+                    rec.received_at,
+                    status,
+                    outcome.id if isinstance(outcome, TouchpointEvent) else None,
+                    payload if keep_raw else None,
+                )
             )
         return batch
 
@@ -302,13 +303,15 @@ class Ingestor:
             if batch.inbox_rows:
                 # new as a rule (a key repeats on retries and re-reads): COPY, falling back to
                 # insert-ignore when one exists
-                inserted = copy_new_rows(conn, inbox, batch.inbox_rows, ["source", "external_id"], ["external_id"])
+                inserted = copy_new_rows(
+                    conn, inbox, batch.inbox_rows, ["source", "external_id"], ["external_id"], columns=INBOX_COLUMNS
+                )
                 fresh = {r[0] for r in inserted}
             result.duplicates += len(batch.inbox_rows) - len(fresh)
             events: list[TouchpointEvent] = []
             q_rows = []
             for row in batch.inbox_rows:
-                ext = row["external_id"]
+                ext = row[1]
                 if ext not in fresh:
                     continue
                 outcome = batch.outcomes[ext]
