@@ -11,6 +11,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 #: identity namespaces whose values are personal data: stored as keyed hashes, never plain
 SENSITIVE_NAMESPACES = frozenset({"phone", "mobile", "email", "id_card"})
+_PHONE_SEPARATORS = re.compile(r"[\s\-()]")
 _PHONE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 
 
@@ -18,7 +19,8 @@ def normalize(namespace: str, value: str) -> str:
     """Canonical form before hashing: ``+86 138-0000-0000`` and ``13800000000`` match."""
     v = value.strip()
     if namespace in ("phone", "mobile"):
-        v = re.sub(r"[\s\-()]", "", v)
+        if not (v.isascii() and v.isdigit()):  # the common case needs no regex
+            v = _PHONE_SEPARATORS.sub("", v)
         if v.startswith("+86"):
             v = v[3:]
         elif v.startswith("0086"):
@@ -43,8 +45,8 @@ class Vault:
     def hash(self, namespace: str, value: str) -> str:
         """``h:`` + HMAC-SHA256 of the normalised value (first 32 hex chars)."""
         plain = normalize(namespace, value)
-        digest = hmac.new(self._hash_key, f"{namespace}\x00{plain}".encode(), hashlib.sha256).hexdigest()
-        return "h:" + digest[:32]
+        digest = hmac.digest(self._hash_key, f"{namespace}\x00{plain}".encode(), "sha256")  # one-shot, in C
+        return "h:" + digest[:16].hex()
 
     def encrypt(self, namespace: str, value: str) -> str:
         return self._fernet.encrypt(normalize(namespace, value).encode()).decode("ascii")

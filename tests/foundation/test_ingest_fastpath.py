@@ -242,3 +242,38 @@ def test_new_customer_ids_are_random_version_4_uuids() -> None:
     for i in list(ids)[:500]:
         u = uuid.UUID(i)
         assert (u.version, u.variant, str(u)) == (4, uuid.RFC_4122, i)
+
+
+def test_identity_hashes_are_unchanged_by_the_fast_paths() -> None:
+    """Stored hashes must match across versions: the reference is HMAC-SHA256 over the value
+    normalised with the separator regex, first 32 hex characters."""
+    import hashlib
+    import hmac
+    import re
+
+    from hub.privacy import Vault
+
+    secret = b"test-secret-key"
+    key = hashlib.sha256(b"cxhub-identity-hash\x00" + secret).digest()
+
+    def reference(namespace: str, value: str) -> str:
+        v = value.strip()
+        if namespace in ("phone", "mobile"):
+            v = re.sub(r"[\s\-()]", "", v)
+            if v.startswith("+86"):
+                v = v[3:]
+            elif v.startswith("0086"):
+                v = v[4:]
+            elif len(v) == 13 and v.startswith("86"):
+                v = v[2:]
+        elif namespace == "email":
+            v = v.lower()
+        return "h:" + hmac.new(key, f"{namespace}\x00{v}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    vault = Vault(secret)
+    values = ["13800000000", " +86 138-0000-0000 ", "008613800000001", "8613800000002", "(138) 0000 0003"]
+    values += ["１３８００００００００", "A@Example.com", "M0001", "138 0000\t0004"]
+    for ns in ("phone", "mobile", "email", "member_id"):
+        for value in values:
+            assert vault.hash(ns, value) == reference(ns, value), (ns, value)
+    assert vault.hash("phone", "+86 138-0000-0000") == vault.hash("phone", "13800000000")
