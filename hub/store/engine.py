@@ -6,6 +6,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import operator
 import threading
 import typing
 from collections.abc import Iterator, Sequence
@@ -152,7 +153,8 @@ def copy_new_rows(
     else:
         dict_rows = typing.cast(Sequence[dict[str, Any]], rows)
         cols = list(dict_rows[0])
-        tuples = [tuple(row[c] for c in cols) for row in dict_rows]
+        pick = operator.itemgetter(*cols)  # in C; a single column gives a scalar
+        tuples = [pick(row) for row in dict_rows] if len(cols) > 1 else [(pick(row),) for row in dict_rows]
 
     def as_dicts() -> Sequence[dict[str, Any]]:
         return dict_rows if dict_rows is not None else [dict(zip(cols, t, strict=True)) for t in tuples]
@@ -181,8 +183,10 @@ def copy_new_rows(
         return bulk_insert_ignore(conn, table, as_dicts(), conflict, returning)
     if not returning:
         return []
-    idx = [cols.index(c) for c in returning]
-    return [tuple(t[i] for i in idx) for t in tuples]
+    pick_ret = operator.itemgetter(*(cols.index(c) for c in returning))
+    if len(returning) == 1:
+        return [(pick_ret(t),) for t in tuples]
+    return [pick_ret(t) for t in tuples]
 
 
 def _is_json(type_: Any) -> bool:

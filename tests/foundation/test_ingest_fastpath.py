@@ -277,3 +277,18 @@ def test_identity_hashes_are_unchanged_by_the_fast_paths() -> None:
         for value in values:
             assert vault.hash(ns, value) == reference(ns, value), (ns, value)
     assert vault.hash("phone", "+86 138-0000-0000") == vault.hash("phone", "13800000000")
+
+
+def test_contacts_are_sealed_with_aes_gcm_and_older_fernet_tokens_still_open() -> None:
+    from hub.privacy import Vault
+
+    vault = Vault(SECRET)
+    token = vault.encrypt("phone", "+86 138-0000-0000")
+    assert token.startswith("v2:") and "13800000000" not in token
+    assert vault.decrypt(token) == "13800000000"
+    assert vault.encrypt("phone", "13800000000") != vault.encrypt("phone", "13800000000")  # fresh nonce
+    legacy = vault._fernet.encrypt(b"13800000001").decode()  # what earlier versions stored
+    assert vault.decrypt(legacy) == "13800000001"
+    for bad in (Vault(b"another-key").encrypt("phone", "13800000000"), "v2:" + token[3:-4] + "AAAA", "v2:!!"):
+        with pytest.raises(ValueError, match="cannot be decrypted with this secret key"):
+            vault.decrypt(bad)
