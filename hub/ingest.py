@@ -48,7 +48,9 @@ def gc_paused() -> Iterator[None]:
     once; with the collector on, every few hundred allocations it traverses all of them again:
     measured at ~40 us per event on retail checkouts, as much as the mapping itself. The batch's
     objects are freed by reference counting when it ends; the collector runs again between
-    batches. Reentrant and shared by threads: the collector restarts when the last pauser leaves.
+    batches. Reentrant and shared by threads: the collector restarts when the last pauser leaves,
+    and a pause that lasts is broken by a full collection every ``_GC_MAX_PAUSE_S`` seconds
+    (:func:`gc_checkpoint`).
     """
     global _gc_pausers, _gc_restore, _gc_since
     with _gc_lock:
@@ -60,19 +62,24 @@ def gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
-        collect = False
         with _gc_lock:
             _gc_pausers -= 1
-            if _gc_pausers == 0:
-                if _gc_restore:
-                    gc.enable()
-            elif _gc_restore and time.monotonic() - _gc_since > _GC_MAX_PAUSE_S:
-                # threads whose batches overlap without end would keep the collector off: collect
-                # now and then anyway
-                _gc_since = time.monotonic()
-                collect = True
-        if collect:
-            gc.collect(1)
+            if _gc_pausers == 0 and _gc_restore:
+                gc.enable()
+        gc_checkpoint()
+
+
+def gc_checkpoint() -> None:
+    """While the collector is paused (:func:`gc_paused`), run a full collection when the pause has
+    lasted over ``_GC_MAX_PAUSE_S``: a long pull stream, or threads whose batches overlap without
+    end, would otherwise never collect cyclic garbage. Called as pauses end and between batches."""
+    global _gc_since
+    with _gc_lock:
+        due = _gc_pausers > 0 and _gc_restore and time.monotonic() - _gc_since > _GC_MAX_PAUSE_S
+        if due:
+            _gc_since = time.monotonic()
+    if due:
+        gc.collect()
 
 
 @dataclass
@@ -239,6 +246,7 @@ class Ingestor:
         with gc_paused():
             for batch in batches:
                 yield self.commit(self.prepare(source, mapping, batch.records, batch.rejected), batch.state)
+                gc_checkpoint()
 
     def prepare(
         self,

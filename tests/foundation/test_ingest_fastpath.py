@@ -292,3 +292,23 @@ def test_contacts_are_sealed_with_aes_gcm_and_older_fernet_tokens_still_open() -
     for bad in (Vault(b"another-key").encrypt("phone", "13800000000"), "v2:" + token[3:-4] + "AAAA", "v2:!!"):
         with pytest.raises(ValueError, match="cannot be decrypted with this secret key"):
             vault.decrypt(bad)
+
+
+def test_a_long_stream_still_collects_cyclic_garbage(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hub.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "_GC_MAX_PAUSE_S", 0.0)
+    collections: list[int] = []
+
+    def counter(phase: str, info: dict) -> None:
+        if phase == "stop":
+            collections.append(info["generation"])
+
+    gc.callbacks.append(counter)
+    try:
+        ing = Ingestor(store, SECRET, clock=store.clock)
+        assert [r.stored for r in ing.ingest_stream("pos", MAPPING, iter(_batches(3, 5)))] == [5, 5, 5]
+    finally:
+        gc.callbacks.remove(counter)
+    assert collections.count(2) >= 3  # a full collection after each batch, although paused
+    assert gc.isenabled()
