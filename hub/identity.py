@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, text, tuple_, update
 
-from hub.model import TouchpointEvent
+from hub.model import TouchpointEvent, uuid_text
 from hub.privacy import SENSITIVE_NAMESPACES, Vault
 from hub.store import copy_new_rows, dumps
 from hub.store.schema import customers, identities, touchpoints
@@ -28,14 +28,9 @@ def _chunks(items: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
         yield items[i : i + n]
 
 
-_VARIANT = "89ab89ab89ab89ab"  # RFC 4122 variant bits over the 17th hex digit
-
-
 def _new_customer_id() -> str:
-    """A random (version 4) UUID, written out from ``os.urandom`` directly (``str(uuid.uuid4())``
-    spends most of its time building the UUID object)."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:32]}"
+    """A random (version 4) UUID, as ``str(uuid.uuid4())`` but in a third of its time."""
+    return uuid_text(os.urandom(16).hex(), 4)
 
 
 class IdentityResolver:
@@ -127,7 +122,7 @@ class IdentityResolver:
     def _lookup(self, conn: Connection, keys: list[Key]) -> dict[Key, str]:
         out: dict[Key, str] = {}
         if conn.dialect.name == "postgresql":
-            # the keys as one JSON parameter (encoded in C) instead of thousands of scalars
+            # the keys as one JSON parameter (encoded by orjson) instead of thousands of scalars
             rows = conn.execute(
                 text(
                     "SELECT i.namespace, i.scope, i.value, i.customer_id FROM identities i "

@@ -171,8 +171,8 @@ def _event_row(ev: TouchpointEvent, doc: str | None = None) -> tuple[Any, ...]:
         # ``doc`` was serialised in prepare() with no customer. The customer's field is the first
         # ``"customer_id":null`` in it: only id, source, external_id, kind, channel, times and the
         # identities come before, all plain JSON strings, inside which a '"' is always escaped.
-        spliced = doc.replace(_NO_CUSTOMER, f'"customer_id":"{cid}"', 1)
-        doc = spliced if spliced is not doc else ev.model_dump_json()
+        head, found, tail = doc.partition(_NO_CUSTOMER)
+        doc = f'{head}"customer_id":"{cid}"{tail}' if found else ev.model_dump_json()
     return (
         ev.id,
         ev.source,
@@ -280,8 +280,8 @@ class Ingestor:
                     outcome = bad if not isinstance(outcome, str) else f"{outcome}; {bad}"
                 batch.payloads[ext] = payload
             if isinstance(outcome, TouchpointEvent):
-                # hashing identities and serialising need no database: done here, outside the
-                # transaction (and, when pipelined, while the previous batch commits)
+                # hashing identities and serialising need no database: done here, before the
+                # transaction opens
                 batch.contacts.update(protect(outcome))
                 batch.docs[ext] = outcome.model_dump_json()
             batch.outcomes[ext] = outcome

@@ -20,7 +20,15 @@ TOUCHPOINT_NAMESPACE = uuid.UUID("6f1c1b7e-3c55-4d0a-9a8f-2d0c6f9c1a10")
 
 
 _NAMESPACE_BYTES = TOUCHPOINT_NAMESPACE.bytes
-_VARIANT = "89ab89ab89ab89ab"  # RFC 4122 variant bits over the hash's 17th hex digit
+_VARIANT = "89ab89ab89ab89ab"  # RFC 4122 variant bits over the 17th hex digit
+
+
+def uuid_text(hex32: str, version: int) -> str:
+    """The canonical text of the UUID made of 32 hex digits (a hash, random bytes) with
+    ``version`` and the RFC 4122 variant set, as ``str(uuid.UUID(hex=..., version=...))`` gives,
+    without building the UUID object (which is most of ``uuid.uuid4()`` / ``uuid5()``'s time)."""
+    h = hex32
+    return f"{h[:8]}-{h[8:12]}-{version}{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:32]}"
 
 
 def touchpoint_id(source: str, external_id: str) -> str:
@@ -28,8 +36,7 @@ def touchpoint_id(source: str, external_id: str) -> str:
     ``source + "\\x1f" + external_id`` in ``TOUCHPOINT_NAMESPACE``, written out from the SHA-1
     directly (a third of ``str(uuid.uuid5(...))``'s time, which is paid once per event)."""
     name = _NAMESPACE_BYTES + f"{source}\x1f{external_id}".encode()
-    h = hashlib.sha1(name, usedforsecurity=False).hexdigest()  # uuid5 is SHA-1 by definition
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:32]}"
+    return uuid_text(hashlib.sha1(name, usedforsecurity=False).hexdigest(), 5)  # uuid5 is SHA-1 by definition
 
 
 class EventKind(StrEnum):
