@@ -312,3 +312,44 @@ def test_a_long_stream_still_collects_cyclic_garbage(store: Store, monkeypatch: 
         gc.callbacks.remove(counter)
     assert collections.count(2) >= 3  # a full collection after each batch, although paused
     assert gc.isenabled()
+
+
+def test_identity_stored_by_another_process_after_the_lookup_is_adopted(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the optimistic COPY of identities must survive: between this batch's lookup and its
+    insert, another process stored one of its identities. The COPY fails on it, the rows go in by
+    insert-ignore, and the event follows the other process's customer."""
+    from hub.identity import IdentityResolver
+    from hub.store.schema import identities
+
+    ing = Ingestor(store, SECRET, clock=store.clock)
+    ing.ingest("pos", MAPPING, [rec("first", member="M1")])  # "the other process"
+    with store.connect() as conn:
+        theirs = conn.execute(select(identities.c.customer_id).where(identities.c.value == "M1")).scalar_one()
+    real_lookup = IdentityResolver._lookup
+    calls = {"n": 0}
+
+    def stale_lookup(self, conn, keys):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return {} if calls["n"] == 1 else real_lookup(self, conn, keys)  # the first lookup ran before it
+
+    monkeypatch.setattr(IdentityResolver, "_lookup", stale_lookup)
+    batch = [rec(f"r{i}", member=f"M{i}") for i in range(1, 21)]  # 20 new rows: the COPY path on PostgreSQL
+    assert ing.ingest("pos", MAPPING, batch).stored == 20
+    with store.connect() as conn:
+        got = dict(conn.execute(select(touchpoints.c.external_id, touchpoints.c.customer_id)).all())
+        owners = conn.execute(select(func.count()).select_from(identities).where(identities.c.value == "M1")).scalar()
+    assert got["r1"] == theirs == got["first"]
+    assert len({got[f"r{i}"] for i in range(1, 21)}) == 20
+    assert owners == 1
+    assert count(store, identities) == 20
+
+
+def test_a_large_batch_with_records_seen_before_falls_back_and_dedups(store: Store) -> None:
+    ing = Ingestor(store, SECRET, clock=store.clock)
+    first = ing.ingest("pos", MAPPING, [rec(f"{i}", member=f"M{i}") for i in range(30)])
+    again = ing.ingest("pos", MAPPING, [rec(f"{i}", member=f"M{i}") for i in range(20, 50)])  # 10 seen
+    assert (first.stored, again.stored, again.duplicates) == (30, 20, 10)
+    assert count(store, touchpoints) == 50
+    assert count(store, inbox) == 50
