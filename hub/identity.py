@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, text, tuple_, update
+from sqlalchemy import Connection, select, tuple_, update
 
 from hub.model import TouchpointEvent, uuid_text
 from hub.privacy import SENSITIVE_NAMESPACES, Vault
@@ -75,17 +75,25 @@ class IdentityResolver:
         new_customers: list[str] = []
         new_rows: dict[Key, dict[str, Any]] = {}
         alias: dict[str, str] = {}  # merged customer -> survivor, for events resolved before a merge
+        get = known.get
         for ev, keys in zip(events, per_event, strict=True):
             if not keys:
                 continue
-            found = {known[k] for k in keys if k in known}
-            if not found:
+            # the customer the keys point at (the common case: one, or none), without a set per event
+            cid = None
+            several = False
+            for k in keys:
+                c = get(k)
+                if c is not None:
+                    if cid is None:
+                        cid = c
+                    elif c != cid:
+                        several = True
+            if cid is None:
                 cid = _new_customer_id()
                 new_customers.append(cid)
-            elif len(found) == 1:
-                cid = next(iter(found))
-            else:
-                cid = self._merge(conn, found, known, new_rows, alias)
+            elif several:
+                cid = self._merge(conn, {known[k] for k in keys if k in known}, known, new_rows, alias)
             for k in keys:
                 if k not in known:
                     known[k] = cid
@@ -123,15 +131,17 @@ class IdentityResolver:
         out: dict[Key, str] = {}
         if conn.dialect.name == "postgresql":
             # the keys as one JSON parameter (encoded by orjson) instead of thousands of scalars
-            rows = conn.execute(
-                text(
+            # fetched as plain tuples on the raw cursor: thousands of rows per batch
+            raw = conn.connection.driver_connection
+            assert raw is not None  # a live connection inside the caller's transaction
+            with raw.cursor() as cur:
+                cur.execute(
                     "SELECT i.namespace, i.scope, i.value, i.customer_id FROM identities i "
-                    "JOIN json_array_elements(CAST(:keys AS json)) AS k(j) "
-                    "ON i.namespace = k.j->>0 AND i.scope = k.j->>1 AND i.value = k.j->>2"
-                ),
-                {"keys": dumps(keys)},
-            )
-            return {(r[0], r[1], r[2]): r[3] for r in rows}
+                    "JOIN json_array_elements(CAST(%s AS json)) AS k(j) "
+                    "ON i.namespace = k.j->>0 AND i.scope = k.j->>1 AND i.value = k.j->>2",
+                    (dumps(keys),),
+                )
+                return {(r[0], r[1], r[2]): r[3] for r in cur.fetchall()}
         cols = (identities.c.namespace, identities.c.scope, identities.c.value)
         for chunk in _chunks(keys, 500):
             rows = conn.execute(select(*cols, identities.c.customer_id).where(tuple_(*cols).in_(list(chunk))))
