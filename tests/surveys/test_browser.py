@@ -144,13 +144,24 @@ def test_open_answer_submit_stores_the_response(browser: Any, served: tuple[Any,
 def submit(browser: Any) -> None:
     """Click submit and wait for the server's answer page: a click does not wait for the
     navigation it starts, so on a busy machine the next lookup could still see the old page."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     old = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, "submit").click()
-    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(old))
+
+    def old_page_gone(_: Any) -> bool:
+        # Selenium's staleness_of expects StaleElementReferenceException; mid-navigation Chromium
+        # may instead answer "Node with given id does not belong to the document" (seen in CI).
+        # Either way the old page is gone.
+        try:
+            old.is_enabled()
+        except WebDriverException:  # StaleElementReferenceException is one too
+            return True
+        return False
+
+    WebDriverWait(browser, 30).until(old_page_gone)
     WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
 
 
