@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, tuple_, update
+from sqlalchemy import Connection, select, update
 
 from hub.model import TouchpointEvent, uuid_text
 from hub.privacy import SENSITIVE_NAMESPACES, Vault
@@ -142,11 +142,17 @@ class IdentityResolver:
                     (dumps(keys),),
                 )
                 return {(r[0], r[1], r[2]): r[3] for r in cur.fetchall()}
-        cols = (identities.c.namespace, identities.c.scope, identities.c.value)
-        for chunk in _chunks(keys, 500):
-            rows = conn.execute(select(*cols, identities.c.customer_id).where(tuple_(*cols).in_(list(chunk))))
-            for r in rows:
-                out[(r[0], r[1], r[2])] = r[3]
+        # SQLite: per (namespace, scope), ``value IN (...)``, which walks the primary key's index;
+        # a row-value ``(namespace, scope, value) IN (...)`` measured a quarter of the ingest time
+        by_prefix: dict[tuple[str, str], list[str]] = {}
+        for ns, sc, va in keys:
+            by_prefix.setdefault((ns, sc), []).append(va)
+        c = identities.c
+        for (ns, sc), values in by_prefix.items():
+            for chunk in _chunks(values, 500):
+                q = select(c.value, c.customer_id).where(c.namespace == ns, c.scope == sc, c.value.in_(list(chunk)))
+                for value, customer_id in conn.execute(q):
+                    out[(ns, sc, value)] = customer_id
         return out
 
     def _merge(
