@@ -59,7 +59,7 @@ def KeyString(length: int) -> String:
     byte order ("C" collation) on PostgreSQL. Identifiers are never sorted for a person to read,
     and a byte compare in every index probe and insert is cheaper than the database's locale
     collation (migration 0009). SQLite compares bytes already."""
-    return String(length).with_variant(String(length, collation="C"), "postgresql")  # type: ignore[return-value]
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 
 #: every raw record received, deduplicated on (source, external_id); status: stored / filtered / quarantined.
