@@ -140,3 +140,39 @@ def test_webhook_signed_but_not_json_is_a_payload_error() -> None:
     body = b"<xml/>"
     with pytest.raises(PayloadError, match="not JSON"):
         webhook(clock).handle(req(body, signed(body, clock), clock))
+
+
+# lines where orjson (the fast path) and json.loads differ or fail: the connector must give what
+# json.loads gives, exactly, for all of them
+TRICKY_LINES = [
+    b'{"id": 1, "n": 123456789012345678901234567890}',  # beyond 64 bits: orjson would give a float
+    b'{"id": 2, "n": -9223372036854775809}',
+    b'{"id": 3, "n": 18446744073709551615}',
+    b'{"id": 4, "x": NaN, "y": Infinity, "z": -Infinity}',  # not JSON, taken by json.loads
+    b'{"id": 5, "big": 1E400}',
+    b'{"id": 6, "s": "\\ud800"}',  # a lone surrogate escape
+    b'{"id": 7, "phone": "13800138000", "order": "20261122000000000001234"}',  # long digits in strings
+    b'{"id": 8, "name": "\xe7\x94\x9f\xe9\xb2\x9c", "f": 1.0000000000000002, "neg": -0.0, "e": 1.5e-400}',
+    b'{"id": 9, "a": 1, "a": 2}',  # a repeated key: the last wins in both
+    b'  {"id": 10, "nested": {"deep": [1, [2, [3, {"k": null}]]]}}  ',
+    b"null",
+    b"[1, 2]",
+    b'"just a string"',
+]
+
+
+def test_jsonl_parses_every_line_as_json_loads_does(tmp_path: Path) -> None:
+    src = jsonl(tmp_path, [line + b"\n" for line in TRICKY_LINES], 100)
+    (batch,) = list(src.read(None))
+    got = {r.external_id: r.payload for r in batch.records}
+    for line in TRICKY_LINES:
+        expected = json.loads(line.strip())
+        if isinstance(expected, dict):
+            value = got[str(expected["id"])]
+            assert json.dumps(value, sort_keys=True) == json.dumps(expected, sort_keys=True), line
+            assert value == expected or "NaN" in line.decode(), line
+    assert isinstance(got["1"]["n"], int) and got["1"]["n"] == 123456789012345678901234567890
+    assert isinstance(got["3"]["n"], int)
+    assert got["7"]["order"] == "20261122000000000001234"
+    # lines without a usable id are rejected with the reason, as before
+    assert len(batch.rejected) == 3 and all("gives no usable id" in r.reason for r in batch.rejected)
