@@ -1,9 +1,12 @@
 """Ingest throughput: synthetic checkouts (3 items each) through mapping + identity + store.
 
     python bench/ingest.py [--records 200000] [--batch 2000] [--backend sqlite|postgresql|both]
+                           [--input jsonl|generator] [--no-floor]
 
 Each backend runs in its own process so that its peak RSS is its own. PostgreSQL uses a throwaway
-database on 127.0.0.1:5432. Prints events/s and peak RSS per backend.
+database on 127.0.0.1:5432. Prints events/s and peak RSS per backend, and on PostgreSQL the store
+floor (``bench/store_floor.py``): the rows this run stored, COPY'd again into a fresh store by
+PostgreSQL alone, the ceiling of any ingest code writing them on this machine.
 """
 
 from __future__ import annotations
@@ -52,9 +55,60 @@ def records(n: int) -> Iterator[dict]:
         }
 
 
-def run_one(url: str, n: int, batch: int, sequential: bool = False) -> dict:
+def stages(n: int = 5000, repeat: int = 3) -> dict[str, float]:
+    """CPU per event (us) of the steps every record takes in Python before any database work,
+    each timed alone on ``n`` checkouts with the collector off (as ingest runs), best of
+    ``repeat``: parse the JSON line, build the document (mapping), validate it into the model,
+    hash the identities, serialise the event."""
     import gc
 
+    import orjson
+
+    from hub.identity import IdentityResolver
+    from hub.mapping import load_mapping_file, preset_path
+    from hub.model import TouchpointEvent
+    from hub.privacy import Vault
+
+    mapping = load_mapping_file(preset_path("retail_checkout"))  # type: ignore[arg-type]
+    lines = [orjson.dumps(r) for r in records(n)]
+    resolver = IdentityResolver(Vault(b"bench-secret"))
+    received = datetime.now(UTC)
+    out: dict[str, float] = {}
+
+    def timed(name: str, fn):  # type: ignore[no-untyped-def]
+        best, result = float("inf"), None
+        for _ in range(repeat):
+            c0 = time.process_time()
+            result = fn()
+            best = min(best, time.process_time() - c0)
+        out[name] = best / n * 1e6
+        return result
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        payloads = timed("parse", lambda: [orjson.loads(line) for line in lines])
+        docs = timed(
+            "map",
+            lambda: [
+                mapping.build_doc(p, source="pos", external_id=p["receipt_no"], received_at=received) for p in payloads
+            ],
+        )
+        events = timed("validate", lambda: [TouchpointEvent.model_validate(d) for d in docs])
+        fresh = [[TouchpointEvent.model_validate(d) for d in docs] for _ in range(repeat)]
+        timed("hash identities", lambda: [resolver.protect(e) for e in fresh.pop()])
+        timed("serialise", lambda: [e.model_dump_json() for e in events])
+    finally:
+        if was:
+            gc.enable()
+    return out
+
+
+def run_one(url: str, n: int, batch: int, sequential: bool = False, source: str = "jsonl") -> dict:
+    import gc
+
+    if source == "jsonl":
+        return _run_sync(url, n, batch)
     from hub.connector import Batch, RawRecord
     from hub.ingest import Ingestor
     from hub.mapping import load_mapping_file, preset_path
@@ -87,6 +141,54 @@ def run_one(url: str, n: int, batch: int, sequential: bool = False) -> dict:
     cpu = time.process_time() - c0
     server = _server_cpu(store) - s0
     store.dispose()
+    return _figures(stored, seconds, cpu, server)
+
+
+def _run_sync(url: str, n: int, batch: int) -> dict:
+    """``cxhub sync pos`` of a JSON-lines drop of the checkouts, written before the clock starts:
+    the jsonl connector reads and parses it, then mapping, identity and store as a sync runs them."""
+    import gc
+
+    import yaml
+
+    import hub.runtime
+    from hub.config import load_config
+    from hub.runtime import Runtime
+    from hub.sync import run_sync
+
+    hub.runtime.FEATURES = []  # ingest alone: no survey / feedback rules configured
+    with tempfile.TemporaryDirectory() as tmp:
+        drop = Path(tmp) / "drop"
+        drop.mkdir()
+        with (drop / "pos.jsonl").open("w", encoding="utf-8") as fh:
+            for rec in records(n):
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        cfg = {
+            "secret_key": "bench-secret",
+            "store": {"url": url, "pool_size": 2},
+            "sources": {
+                "pos": {
+                    "connector": "jsonl",
+                    "mapping": "retail_checkout",
+                    "options": {"path": str(drop), "id_path": "receipt_no", "batch_size": batch},
+                }
+            },
+        }
+        path = Path(tmp) / "cxhub.yaml"
+        path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
+        rt = Runtime(load_config(path))
+        rt.migrate()
+        gc.freeze()  # as cxhub's CLI does at start (cli.main)
+        s0 = _server_cpu(rt.store)
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = run_sync(rt, "pos")
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        server = _server_cpu(rt.store) - s0
+        rt.close()
+    return _figures(result.stored, seconds, cpu, server)
+
+
+def _figures(stored: int, seconds: float, cpu: float, server: float) -> dict:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "stored": stored,
@@ -122,16 +224,37 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    ap.add_argument("--sequential", action="store_true", help="Ingestor.ingest per batch (not the stream)")
+    ap.add_argument(
+        "--input",
+        choices=["jsonl", "generator"],
+        default="jsonl",
+        help="jsonl: `cxhub sync` of a JSON-lines drop written before the clock starts (default); "
+        "generator: records built in Python while the clock runs, fed to the Ingestor directly",
+    )
+    ap.add_argument("--sequential", action="store_true", help="with --input generator: Ingestor.ingest per batch")
+    ap.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the store floor (bench/store_floor.py: PostgreSQL writing the same rows alone)",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child == "stages":
+        print(json.dumps(stages()))
+        return
     if args.child:
-        print(json.dumps(run_one(args.child, args.records, args.batch, args.sequential)))
+        print(json.dumps(run_one(args.child, args.records, args.batch, args.sequential, args.input)))
         return
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"{args.records} checkouts x 3 items, batches of {args.batch}"
-        + (", Ingestor.ingest per batch" if args.sequential else ", Ingestor.ingest_stream as cxhub sync runs it")
+        f"{args.records} checkouts x 3 items, batches of {args.batch}, "
+        + (
+            "`cxhub sync` of a JSON-lines drop (jsonl connector)"
+            if args.input == "jsonl"
+            else "records generated in Python as the clock runs, "
+            + ("Ingestor.ingest per batch" if args.sequential else "Ingestor.ingest_stream")
+        )
     )
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:
@@ -143,17 +266,48 @@ def main() -> None:
 
             with temporary_postgres_database() as url:
                 r = _child(url, args)
+                if args.floor:
+                    from store_floor import dump_rows, store_floor
+
+                    floor = store_floor(dump_rows(url), r["stored"], args.batch)
         print(
             f"{backend:10s}: {r['events_per_s']:>7,} events/s  ({r['stored']:,} stored in "
             f"{r['seconds']}s; {r['cpu_us_per_event']} us CPU/event in cxhub"
             + (f", {r['server_cpu_us_per_event']} in PostgreSQL" if r.get("server_cpu_us_per_event") else "")
             + f"), peak RSS {r['peak_rss_mb']} MB"
         )
+        if backend == "postgresql" and args.floor:
+            print(
+                f"{'floor':10s}: {floor['events_per_s']:>7,.0f} events/s  (the same rows, "
+                f"{floor['bytes_per_event']:,.0f} bytes/event, COPY'd as finished text into a fresh store "
+                f"in the same batches; {floor['server_cpu_us_per_event']:.0f} us CPU/event in PostgreSQL)"
+            )
+            print(f"{'':10s}  cxhub / floor: {r['events_per_s'] / floor['events_per_s']:.2f}x")
+            st = json.loads(
+                subprocess.run(
+                    [sys.executable, __file__, "--child", "stages"], check=True, capture_output=True, text=True
+                ).stdout.splitlines()[-1]
+            )
+            py = sum(st.values())
+            cores = os.cpu_count() or 1
+            print(
+                f"{'stages':10s}: CPU per event in Python before any database work: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in st.items())
+                + f" = {py:.0f} us"
+            )
+            print(
+                f"{'ceiling':10s}: {cores * 1e6 / (py + floor['server_cpu_us_per_event']):>7,.0f} events/s  "
+                f"= {cores} cores / ({py:.0f} us of those steps + {floor['server_cpu_us_per_event']:.0f} us of "
+                "PostgreSQL writing the rows): any ingest doing them in Python and storing these rows, "
+                "perfectly spread over every core, with nothing else (no identity resolution, no row "
+                "formatting, no waiting)"
+            )
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (a busy machine slows every figure)")
 
 
 def _child(url: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", url, "--records", str(args.records), "--batch", str(args.batch)]
+    cmd += ["--input", args.input]
     if args.sequential:
         cmd.append("--sequential")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)

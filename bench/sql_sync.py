@@ -1,7 +1,7 @@
 """SQL pull benchmark: POS orders + order lines in PostgreSQL -> a PostgreSQL cxhub store.
 
     .venv/bin/python bench/sql_sync.py [--orders 333334] [--batch-size 2000] [--mode children|joined]
-                                       [--skip-dlt] [--read-only [--repeat N]] [--profile FILE]
+                                       [--skip-dlt] [--no-floor] [--read-only [--repeat N]] [--profile FILE]
 
 Builds a throwaway PostgreSQL source database (stores, members, categories, products, orders,
 order_lines: 3 lines per order, ~1,000,000 lines by default) and measures, each in its own child
@@ -14,6 +14,9 @@ process so that peak RSS is per contender:
    ``dlt.sources.incremental("updated_at")``, default (SQLAlchemy) backend, postgres destination.
 3. **raw COPY**: ``COPY (SELECT lines JOIN orders ...) TO STDOUT`` -> ``COPY ... FROM STDIN``, the
    physical limit of moving these rows between two PostgreSQL databases.
+4. **store floor** (``bench/store_floor.py``): the rows cxhub stored (inbox, customers, identities,
+   touchpoints) COPY'd as finished text into a fresh store, in the same batches: what PostgreSQL
+   alone takes to write them, the ceiling of any ingest code storing them on this machine.
 
 Figures are order lines per second (cxhub moves the same lines nested in orders), with the
 contender's CPU time per line and peak RSS, then cxhub / COPY and cxhub / dlt.
@@ -355,6 +358,12 @@ def main() -> None:
         help="how the lines are read (default: " + DEFAULT_MODE + "; --read-only: both)",
     )
     ap.add_argument("--skip-dlt", action="store_true")
+    ap.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the store floor (bench/store_floor.py: PostgreSQL writing cxhub's rows alone)",
+    )
     ap.add_argument("--read-only", action="store_true", help="measure the sql source alone (no ingest, no dlt / COPY)")
     ap.add_argument("--repeat", type=int, default=1, help="with --read-only: runs of each mode")
     ap.add_argument("--profile", help="write a cProfile of the cxhub run (--read-only: of each read) to this file")
@@ -391,6 +400,10 @@ def main() -> None:
                 if kind == "cxhub" and args.profile:
                     extra += ["--profile", args.profile]
                 r = _child(kind, src, dst, extra)
+                if kind == "cxhub" and args.floor:
+                    from store_floor import dump_rows, store_floor
+
+                    floor = store_floor(dump_rows(dst), r["orders"], args.batch_size)
             r["rows_per_s"] = r["rows"] / r["seconds"] if r["seconds"] else 0.0
             results[kind] = r
             print(_line(kind, r) + (f" ({r['orders']:,} touchpoints)" if "orders" in r else ""), flush=True)
@@ -400,6 +413,15 @@ def main() -> None:
     print(f"cxhub sql sync : {cx['rows_per_s']:,.0f} lines/s, peak RSS {cx['rss_mb']:.0f} MB (target < 300 MB)")
     print(f"raw COPY       : {copy['rows_per_s']:,.0f} lines/s, peak RSS {copy['rss_mb']:.0f} MB")
     print(f"cxhub / COPY   : {cx['rows_per_s'] / copy['rows_per_s']:.3f}x (target >= 0.3x)")
+    if args.floor:
+        floor_lines = floor["events_per_s"] * cx["rows"] / max(cx["orders"], 1)
+        print(
+            f"store floor    : {floor_lines:,.0f} lines/s ({floor['events_per_s']:,.0f} touchpoints/s, "
+            f"{floor['server_cpu_us_per_event']:.0f} us PostgreSQL CPU each): the rows cxhub stored, COPY'd as "
+            "finished text into a fresh store (bench/store_floor.py)"
+        )
+        print(f"floor / COPY   : {floor_lines / copy['rows_per_s']:.3f}x: above this no ingest code can go here")
+        print(f"cxhub / floor  : {cx['rows_per_s'] / floor_lines:.2f}x")
     if "dlt" in results:
         dlt = results["dlt"]
         print(f"dlt sql_table  : {dlt['rows_per_s']:,.0f} lines/s, peak RSS {dlt['rss_mb']:.0f} MB")
