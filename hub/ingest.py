@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, RootTransaction, select, update
 
 from hub.connector import Batch, Clock, RawRecord, Rejected, utcnow
 from hub.errors import PayloadError
@@ -28,7 +28,7 @@ from hub.identity import IdentityResolver, Key
 from hub.mapping import CompiledMapping
 from hub.model import TouchpointEvent
 from hub.privacy import Vault
-from hub.store import JsonText, Store, copy_new_rows, dumps, upsert
+from hub.store import DeferredCopy, JsonText, Store, copy_deferred, copy_new_rows, dumps, upsert
 from hub.store.schema import inbox, quarantine, source_state, touchpoints
 
 log = logging.getLogger("cxhub.ingest")
@@ -92,7 +92,12 @@ class IngestContext:
 
 
 class IngestHook(Protocol):
-    """Runs inside the batch's transaction with the newly stored events (survey / feedback rules)."""
+    """Runs inside the batch's transaction with the newly stored events (survey / feedback rules).
+
+    A hook may set ``reads_touchpoints = False`` to say that it never reads this batch's
+    touchpoint rows back in SQL (it works from the events it is given): when every hook says so,
+    hooks run before those rows are written and a pull stream sends them last, unwaited
+    (:meth:`Ingestor.ingest_stream`). Without it, a hook runs after the rows are written."""
 
     name: str
 
@@ -142,6 +147,19 @@ class PreparedBatch:
     contacts: dict[Key, str] = field(default_factory=dict)
     #: each stored event's JSON, serialised before its customer is known (``"customer_id":null``)
     docs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _InFlight:
+    """A batch of :meth:`Ingestor.ingest_stream` whose transaction is open with everything sent,
+    the touchpoints' COPY still being written by PostgreSQL; ``conn`` is None once committed."""
+
+    batch: PreparedBatch
+    state: dict[str, Any] | None
+    result: IngestResult
+    conn: Connection | None = None
+    trans: RootTransaction | None = None
+    copy: DeferredCopy | None = None
 
 
 _NO_CUSTOMER = '"customer_id":null'
@@ -233,20 +251,82 @@ class Ingestor:
         batches: Iterable[Batch],
     ) -> Generator[IngestResult, None, None]:
         """Ingest ``batches`` in order, each with its state in one transaction (as :meth:`ingest`),
-        with the cyclic GC paused for the whole stream, reading included: a batch being read,
-        mapped and stored is tens of thousands of live objects that the collector would otherwise
-        traverse again and again (see :func:`gc_paused`; it still collects every few seconds).
-        A failed batch raises here and nothing after it is committed, so the source's committed
-        state is that of the last batch yielded.
+        one result per batch, with the cyclic GC paused for the whole stream, reading included: a
+        batch being read, mapped and stored is tens of thousands of live objects that the
+        collector would otherwise traverse again and again (see :func:`gc_paused`; it still
+        collects every few seconds).
 
-        A writer thread committing batch N while this one prepares N+1 was measured and dropped:
-        ingest is bound by Python CPU, the interpreter lock serialises the two threads, and the
-        thread hand-offs cost more (+10 us CPU/event) than the overlap with PostgreSQL won.
+        On PostgreSQL the stream overlaps the database with Python in one thread: batch N's
+        touchpoints (the largest write, ~60% of PostgreSQL's work per event) are sent by ``COPY``
+        without waiting for PostgreSQL to store them; batch N+1 is read and mapped meanwhile; then
+        N's COPY answer is read, N commits and its result is yielded. Should that COPY or the
+        commit fail (a touchpoint stored already, without its inbox row), N is rolled back and
+        committed again the careful way (:meth:`commit`). A threaded writer was measured first and
+        dropped: the interpreter lock serialised it with the mapping (+10 us CPU/event, no gain).
+
+        A failed batch raises here and nothing after it is committed, so the source's committed
+        state is that of the last batch yielded. If reading or mapping the next batch fails, the
+        batch in flight is committed and yielded first, then the error is raised, as it was before
+        the overlap.
         """
         with gc_paused():
-            for batch in batches:
-                yield self.commit(self.prepare(source, mapping, batch.records, batch.rejected), batch.state)
-                gc_checkpoint()
+            flight: _InFlight | None = None
+            try:
+                for batch in batches:
+                    prepared = self.prepare(source, mapping, batch.records, batch.rejected)
+                    if flight is not None:
+                        done, flight = flight, None
+                        yield self._land(done)
+                    flight = self._launch(prepared, batch.state)
+                    if flight.conn is None:  # committed at once (SQLite, a small batch)
+                        done, flight = flight, None
+                        yield done.result
+                    gc_checkpoint()
+                if flight is not None:
+                    done, flight = flight, None
+                    yield self._land(done)
+            except Exception:
+                if flight is not None:  # reading or mapping the next batch failed: land this one first
+                    done, flight = flight, None
+                    yield self._land(done)
+                raise
+            finally:
+                if flight is not None:  # never at a yield; defensive: drop the open transaction
+                    with contextlib.suppress(Exception):
+                        flight.conn.invalidate()  # type: ignore[union-attr]
+
+    def _launch(self, batch: PreparedBatch, state: dict[str, Any] | None) -> _InFlight:
+        """Everything of :meth:`commit`, the touchpoints' COPY sent but not waited for (PostgreSQL;
+        elsewhere, or for a small batch, committed at once)."""
+        conn = self.store.engine.connect()
+        try:
+            trans = conn.begin()
+            result, copy = self._commit_in(conn, batch, state, defer=True)
+            if copy is None:
+                trans.commit()
+                conn.close()
+                return _InFlight(batch, state, result)
+        except BaseException:
+            conn.close()  # rolls the transaction back
+            raise
+        return _InFlight(batch, state, result, conn, trans, copy)
+
+    def _land(self, flight: _InFlight) -> IngestResult:
+        """Read the in-flight COPY's answer and commit; on failure, redo the batch with :meth:`commit`."""
+        if flight.conn is None:
+            return flight.result
+        assert flight.trans is not None and flight.copy is not None
+        try:
+            flight.copy.wait()
+            flight.trans.commit()
+        except Exception as exc:
+            log.info("a %s batch failed to commit (%s): storing it again the careful way", flight.batch.source, exc)
+            with contextlib.suppress(Exception):
+                flight.trans.rollback()
+            flight.conn.close()
+            return self.commit(flight.batch, flight.state)
+        flight.conn.close()
+        return flight.result
 
     def prepare(
         self,
@@ -301,65 +381,70 @@ class Ingestor:
         return batch
 
     def commit(self, batch: PreparedBatch, state: dict[str, Any] | None = None) -> IngestResult:
-        """The database half: dedup, quarantine, identity, touchpoints, hooks and ``state``, in one
+        """The database half: dedup, quarantine, identity, hooks, touchpoints and ``state``, in one
         transaction."""
+        with self.store.begin() as conn:
+            return self._commit_in(conn, batch, state, defer=False)[0]
+
+    def _commit_in(
+        self, conn: Connection, batch: PreparedBatch, state: dict[str, Any] | None, *, defer: bool
+    ) -> tuple[IngestResult, DeferredCopy | None]:
         source = batch.source
         result = IngestResult(read=batch.read, duplicates=batch.duplicates)
         now = self.clock()
-        with self.store.begin() as conn:
-            fresh: set[str] = set()
-            if batch.inbox_rows:
-                # new as a rule (a key repeats on retries and re-reads): COPY, falling back to
-                # insert-ignore when one exists
-                inserted = copy_new_rows(
-                    conn, inbox, batch.inbox_rows, ["source", "external_id"], ["external_id"], columns=INBOX_COLUMNS
-                )
-                fresh = {r[0] for r in inserted}
-            result.duplicates += len(batch.inbox_rows) - len(fresh)
-            events: list[TouchpointEvent] = []
-            q_rows = []
-            for row in batch.inbox_rows:
-                ext = row[1]
-                if ext not in fresh:
-                    continue
-                outcome = batch.outcomes[ext]
-                if isinstance(outcome, TouchpointEvent):
-                    events.append(outcome)
-                elif outcome is None:
-                    result.filtered += 1
-                else:
-                    q_rows.append(
-                        {
-                            "source": source,
-                            "external_id": ext,
-                            "stage": "mapping",
-                            "reason": outcome,
-                            "payload": batch.payloads[ext],
-                            "created_at": now,
-                            "status": "open",
-                        }
-                    )
-            for rej in batch.rejected:
+        fresh: set[str] = set()
+        if batch.inbox_rows:
+            # new as a rule (a key repeats on retries and re-reads): COPY, falling back to
+            # insert-ignore when one exists
+            inserted = copy_new_rows(
+                conn, inbox, batch.inbox_rows, ["source", "external_id"], ["external_id"], columns=INBOX_COLUMNS
+            )
+            fresh = {r[0] for r in inserted}
+        result.duplicates += len(batch.inbox_rows) - len(fresh)
+        events: list[TouchpointEvent] = []
+        q_rows = []
+        for row in batch.inbox_rows:
+            ext = row[1]
+            if ext not in fresh:
+                continue
+            outcome = batch.outcomes[ext]
+            if isinstance(outcome, TouchpointEvent):
+                events.append(outcome)
+            elif outcome is None:
+                result.filtered += 1
+            else:
                 q_rows.append(
                     {
                         "source": source,
-                        "external_id": rej.external_id,
-                        "stage": "parse",
-                        "reason": rej.reason,
-                        "payload": _safe_payload(rej.payload)[0],
+                        "external_id": ext,
+                        "stage": "mapping",
+                        "reason": outcome,
+                        "payload": batch.payloads[ext],
                         "created_at": now,
                         "status": "open",
                     }
                 )
-            if q_rows:
-                conn.execute(quarantine.insert(), q_rows)
-                result.quarantined = len(q_rows)
-            self._store_events(conn, events, now, batch.contacts, batch.docs)
-            result.stored = len(events)
-            result.events = events
-            if state is not None:
-                save_state(conn, source, state, now)
-        return result
+        for rej in batch.rejected:
+            q_rows.append(
+                {
+                    "source": source,
+                    "external_id": rej.external_id,
+                    "stage": "parse",
+                    "reason": rej.reason,
+                    "payload": _safe_payload(rej.payload)[0],
+                    "created_at": now,
+                    "status": "open",
+                }
+            )
+        if q_rows:
+            conn.execute(quarantine.insert(), q_rows)
+            result.quarantined = len(q_rows)
+        if state is not None:
+            save_state(conn, source, state, now)
+        copy = self._store_events(conn, events, now, batch.contacts, batch.docs, defer=defer)
+        result.stored = len(events)
+        result.events = events
+        return result, copy
 
     def _store_events(
         self,
@@ -368,18 +453,32 @@ class Ingestor:
         now: datetime,
         contacts: dict[Key, str] | None = None,
         docs: dict[str, str] | None = None,
-    ) -> None:
-        """``contacts`` / ``docs``: from prepare() (identities already hashed, events serialised)."""
+        *,
+        defer: bool = False,
+    ) -> DeferredCopy | None:
+        """``contacts`` / ``docs``: from prepare() (identities already hashed, events serialised).
+        ``defer``: on PostgreSQL, send the touchpoints' COPY last and return it unwaited."""
         if not events:
-            return
+            return None
         self.identity.resolve(conn, events, now, contacts)
+        ctx = IngestContext(conn=conn, now=now, store=self.store)
+        # hooks that never read this batch's touchpoint rows back run before those rows are
+        # written, so that the touchpoints' COPY can be the transaction's last statement, the one
+        # ingest_stream does not wait for; any other hook runs after them
+        early = all(not getattr(hook, "reads_touchpoints", True) for hook in self.hooks)
+        if early:
+            for hook in self.hooks:
+                hook(ctx, events)
         # an event here claimed its inbox row in this transaction, so its id (derived from the same
         # source and external id) is new: COPY straight in (falls back to insert-ignore if not)
         rows = [_event_row(ev, docs.get(ev.external_id) if docs else None) for ev in events]
+        if early and defer and conn.dialect.name == "postgresql" and len(rows) >= 16:
+            return copy_deferred(conn, touchpoints, rows, TOUCHPOINT_COLUMNS)
         copy_new_rows(conn, touchpoints, rows, ["id"], columns=TOUCHPOINT_COLUMNS)
-        ctx = IngestContext(conn=conn, now=now, store=self.store)
-        for hook in self.hooks:
-            hook(ctx, events)
+        if not early:
+            for hook in self.hooks:
+                hook(ctx, events)
+        return None
 
     def quarantine_raw(self, source: str, external_id: str | None, payload: Any, reason: str, stage: str) -> int:
         """Quarantine something that never reached mapping (a verified body that fails to parse)."""

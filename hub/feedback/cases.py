@@ -96,6 +96,8 @@ class CaseService:
     # ------------------------------------------------------------ ingest hook
 
     name = "feedback"
+    #: works from the events it is given; never reads this batch's touchpoint rows back (IngestHook)
+    reads_touchpoints = False
 
     def __call__(self, ctx: IngestContext, events: Sequence[TouchpointEvent]) -> None:
         """Ingest hook: judge new events, open or join cases, act on card callbacks."""

@@ -474,6 +474,8 @@ class SurveyEngine:
     """
 
     name = "surveys"
+    #: works from the events it is given; never reads this batch's touchpoint rows back (IngestHook)
+    reads_touchpoints = False
 
     def __init__(
         self,

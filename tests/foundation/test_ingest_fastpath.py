@@ -353,3 +353,160 @@ def test_a_large_batch_with_records_seen_before_falls_back_and_dedups(store: Sto
     assert (first.stored, again.stored, again.duplicates) == (30, 20, 10)
     assert count(store, touchpoints) == 50
     assert count(store, inbox) == 50
+
+
+# ---------------------------------------------------------------- the stream's unwaited COPY
+
+
+class _Early:
+    """A hook that works from the events alone (reads_touchpoints = False), as surveys and
+    feedback do; records how many touchpoints its transaction sees."""
+
+    name = "early"
+    reads_touchpoints = False
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+
+    def __call__(self, ctx, events) -> None:  # type: ignore[no-untyped-def]
+        n = ctx.conn.execute(select(func.count()).select_from(touchpoints)).scalar_one()
+        self.seen.append((len(events), n))
+
+
+def _spy_deferred(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    import hub.ingest
+
+    sent: list[int] = []
+    real = hub.ingest.copy_deferred
+
+    def spy(conn, table, rows, columns):  # type: ignore[no-untyped-def]
+        sent.append(len(rows))
+        return real(conn, table, rows, columns)
+
+    monkeypatch.setattr(hub.ingest, "copy_deferred", spy)
+    return sent
+
+
+def test_stream_maps_the_next_batch_while_postgresql_writes_the_last(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL batch N is not committed yet while batch N+1 is read and mapped; elsewhere
+    each batch commits before the next is read. Every batch lands either way."""
+    sent = _spy_deferred(monkeypatch)
+    visible: list[int] = []
+
+    def source():  # type: ignore[no-untyped-def]
+        for b in _batches(4, 20):
+            visible.append(count(store, touchpoints))  # what another connection sees
+            yield b
+
+    hook = _Early()
+    ing = Ingestor(store, SECRET, hooks=[hook], clock=store.clock)
+    assert [r.stored for r in ing.ingest_stream("pos", MAPPING, source())] == [20] * 4
+    assert count(store, touchpoints) == 80 and load_state(store, "pos") == {"batch": 3}
+    # the early hook ran before its batch's rows were written, after the earlier batches'
+    assert hook.seen == [(20, 0), (20, 20), (20, 40), (20, 60)]
+    if store.is_sqlite:
+        assert sent == [] and visible == [0, 20, 40, 60]
+    else:
+        assert sent == [20] * 4
+        assert visible == [0, 0, 20, 40]  # batch N is in flight while N+1 is read
+    assert store.engine.pool.checkedout() == 0
+    with store.connect() as conn:
+        docs = [json.loads(d) if isinstance(d, str) else d for (d,) in conn.execute(select(touchpoints.c.doc))]
+    assert all(d["customer"]["customer_id"] for d in docs)
+
+
+def test_a_hook_that_reads_touchpoints_keeps_the_waited_write(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = _spy_deferred(monkeypatch)
+    seen = []
+
+    class Reader:
+        name = "reader"  # no reads_touchpoints attribute: it may read them, so it runs after them
+
+        def __call__(self, ctx, events) -> None:  # type: ignore[no-untyped-def]
+            seen.append(ctx.conn.execute(select(func.count()).select_from(touchpoints)).scalar_one())
+
+    ing = Ingestor(store, SECRET, hooks=[Reader(), _Early()], clock=store.clock)
+    assert [r.stored for r in ing.ingest_stream("pos", MAPPING, iter(_batches(3, 20)))] == [20] * 3
+    assert seen == [20, 40, 60] and sent == []
+
+
+def test_a_deferred_copy_that_conflicts_is_stored_again_the_careful_way(
+    pg_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Touchpoints already stored without their inbox rows (restored from a backup, say): the
+    unwaited COPY fails at commit, the batch is rolled back and committed again through the
+    insert-ignore fallback; nothing is lost or doubled."""
+    ing = Ingestor(pg_store, SECRET, clock=pg_store.clock)
+    list(ing.ingest_stream("pos", MAPPING, iter(_batches(1, 30))))
+    with pg_store.begin() as conn:
+        conn.execute(inbox.delete().where(inbox.c.external_id.in_([f"0-{i}" for i in range(20)])))
+    again = _batches(2, 30)  # batch 0 again: 10 duplicates, and 20 whose touchpoints exist
+    with caplog.at_level("INFO", logger="cxhub.ingest"):
+        results = list(ing.ingest_stream("pos", MAPPING, iter(again)))
+    assert "storing it again the careful way" in caplog.text
+    assert [r.stored for r in results] == [20, 30]
+    assert results[0].duplicates == 10
+    assert count(pg_store, touchpoints) == 60
+    assert count(pg_store, inbox) == 60
+    assert load_state(pg_store, "pos") == {"batch": 1}
+    assert pg_store.engine.pool.checkedout() == 0
+
+
+def test_a_batch_too_small_for_the_fallback_threshold_conflicting_is_handled(pg_store: Store) -> None:
+    """Under 16 rows nothing is deferred; the same conflict goes through copy_new_rows directly."""
+    ing = Ingestor(pg_store, SECRET, clock=pg_store.clock)
+    list(ing.ingest_stream("pos", MAPPING, iter(_batches(1, 5))))
+    with pg_store.begin() as conn:
+        conn.execute(inbox.delete())
+    assert [r.stored for r in ing.ingest_stream("pos", MAPPING, iter(_batches(1, 5)))] == [5]
+    assert count(pg_store, touchpoints) == 5
+
+
+def test_a_failing_read_commits_the_batch_in_flight_first(store: Store) -> None:
+    def source():  # type: ignore[no-untyped-def]
+        yield from _batches(2, 20)
+        raise ConnectionError("source went away")
+
+    ing = Ingestor(store, SECRET, hooks=[_Early()], clock=store.clock)
+    got = []
+    with pytest.raises(ConnectionError):
+        for r in ing.ingest_stream("pos", MAPPING, source()):
+            got.append(r.stored)
+    assert got == [20, 20]  # batch 1 was in flight when the read failed: committed and yielded first
+    assert load_state(store, "pos") == {"batch": 1}
+    assert count(store, touchpoints) == 40
+    assert store.engine.pool.checkedout() == 0
+
+
+def test_a_deferred_copy_that_cannot_land_raises_and_keeps_the_last_good_state(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the careful retry fails too (the database went away), the error surfaces and the batch
+    is not committed."""
+    from hub.store import DeferredCopy
+
+    ing = Ingestor(pg_store, SECRET, clock=pg_store.clock)
+    real_wait = DeferredCopy.wait
+    calls = {"n": 0}
+
+    def flaky(self) -> None:  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        real_wait(self)
+        if calls["n"] == 2:
+            raise RuntimeError("connection lost")
+
+    def broken_commit(batch, state=None):  # type: ignore[no-untyped-def]
+        raise RuntimeError("database is gone")
+
+    monkeypatch.setattr(DeferredCopy, "wait", flaky)
+    monkeypatch.setattr(ing, "commit", broken_commit)
+    got = []
+    with pytest.raises(RuntimeError, match="database is gone"):
+        for r in ing.ingest_stream("pos", MAPPING, iter(_batches(3, 20))):
+            got.append(r.stored)
+    assert got == [20]
+    assert load_state(pg_store, "pos") == {"batch": 0}
+    assert count(pg_store, touchpoints) == 20
+    assert pg_store.engine.pool.checkedout() == 0
