@@ -34,6 +34,7 @@ class JsonlSource(PullSource):
     ``{"files": {name: byte offset}}``: a restart resumes after the last committed line. A line
     still being written (no newline yet) waits for the next pass; a bad line is quarantined."""
 
+    overlap_commits = True  # reads never wait long: the sync overlaps them with the last commit
     kind = "jsonl"
     title = "JSON-lines files or folder (byte-offset cursor)"
     Options = JsonlOptions

@@ -239,6 +239,7 @@ class SqlSource(PullSource):
     their driver installed): a table or a SELECT read on a strict-greater cursor, streamed from a
     server-side cursor in batches, with header/lines nesting."""
 
+    overlap_commits = True  # reads never wait long: the sync overlaps them with the last commit
     kind = "sql"
     title = "SQL database table or query (incremental cursor, header/lines, streaming)"
     Options = SqlOptions

@@ -283,6 +283,12 @@ class PushSource(Connector):
 class PullSource(Connector):
     """A source the hub reads on a schedule, resuming from a state it keeps in the store."""
 
+    #: True when reading a batch never waits long (a local file, a database cursor): the sync
+    #: then reads and maps the next batch while PostgreSQL still writes the last one, whose
+    #: transaction stays open meanwhile (``Ingestor.ingest_stream``). Sources whose reads can
+    #: wait on a remote API or its rate limit keep False: each batch commits before the next read.
+    overlap_commits: bool = False
+
     @abstractmethod
     def read(self, state: dict[str, Any] | None, *, full: bool = False) -> Iterator[Batch]:
         """Yield batches after ``state`` (None or ``full=True``: from the beginning)."""

@@ -249,6 +249,8 @@ class Ingestor:
         source: str,
         mapping: CompiledMapping,
         batches: Iterable[Batch],
+        *,
+        overlap: bool = True,
     ) -> Generator[IngestResult, None, None]:
         """Ingest ``batches`` in order, each with its state in one transaction (as :meth:`ingest`),
         one result per batch, with the cyclic GC paused for the whole stream, reading included: a
@@ -259,7 +261,8 @@ class Ingestor:
         On PostgreSQL the stream overlaps the database with Python in one thread: batch N's
         touchpoints (the largest write, ~60% of PostgreSQL's work per event) are sent by ``COPY``
         without waiting for PostgreSQL to store them; batch N+1 is read and mapped meanwhile; then
-        N's COPY answer is read, N commits and its result is yielded. Should that COPY or the
+        N's COPY answer is read, N commits and its result is yielded (``overlap``; a source whose
+        reads may wait long passes False, so that no transaction stays open across them). Should that COPY or the
         commit fail (a touchpoint stored already, without its inbox row), N is rolled back and
         committed again the careful way (:meth:`commit`). A threaded writer was measured first and
         dropped: the interpreter lock serialised it with the mapping (+10 us CPU/event, no gain).
@@ -277,7 +280,7 @@ class Ingestor:
                     if flight is not None:
                         done, flight = flight, None
                         yield self._land(done)
-                    flight = self._launch(prepared, batch.state)
+                    flight = self._launch(prepared, batch.state, overlap)
                     if flight.conn is None:  # committed at once (SQLite, a small batch)
                         done, flight = flight, None
                         yield done.result
@@ -295,13 +298,13 @@ class Ingestor:
                     with contextlib.suppress(Exception):
                         flight.conn.invalidate()  # type: ignore[union-attr]
 
-    def _launch(self, batch: PreparedBatch, state: dict[str, Any] | None) -> _InFlight:
+    def _launch(self, batch: PreparedBatch, state: dict[str, Any] | None, overlap: bool = True) -> _InFlight:
         """Everything of :meth:`commit`, the touchpoints' COPY sent but not waited for (PostgreSQL;
         elsewhere, or for a small batch, committed at once)."""
         conn = self.store.engine.connect()
         try:
             trans = conn.begin()
-            result, copy = self._commit_in(conn, batch, state, defer=True)
+            result, copy = self._commit_in(conn, batch, state, defer=overlap)
             if copy is None:
                 trans.commit()
                 conn.close()

@@ -179,7 +179,9 @@ def run_sync(
                 # after a retry, --full goes on from what the first try committed
                 batches = src.read(state, full=full and first_pass)
                 # closed on the way out whatever happens: the stream pauses the cyclic GC
-                with contextlib.closing(rt.ingestor.ingest_stream(source, mapping, batches)) as stream:
+                with contextlib.closing(
+                    rt.ingestor.ingest_stream(source, mapping, batches, overlap=src.overlap_commits)
+                ) as stream:
                     for res in stream:
                         result.add(res)
                         if on_batch is not None:
