@@ -68,3 +68,19 @@ def store(request: pytest.FixtureRequest) -> Store:
     """The same test on SQLite and on the real PostgreSQL."""
     name = "sqlite_store" if request.param == "sqlite" else "pg_store"
     return request.getfixturevalue(name)
+
+
+@pytest.fixture
+def deferred_copies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Row counts of every touchpoints COPY that ingest sent without waiting (``copy_deferred``)."""
+    import hub.ingest
+
+    sent: list[int] = []
+    real = hub.ingest.copy_deferred
+
+    def spy(conn, table, rows, columns):  # type: ignore[no-untyped-def]
+        sent.append(len(rows))
+        return real(conn, table, rows, columns)
+
+    monkeypatch.setattr(hub.ingest, "copy_deferred", spy)
+    return sent

@@ -373,26 +373,10 @@ class _Early:
         self.seen.append((len(events), n))
 
 
-def _spy_deferred(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    import hub.ingest
-
-    sent: list[int] = []
-    real = hub.ingest.copy_deferred
-
-    def spy(conn, table, rows, columns):  # type: ignore[no-untyped-def]
-        sent.append(len(rows))
-        return real(conn, table, rows, columns)
-
-    monkeypatch.setattr(hub.ingest, "copy_deferred", spy)
-    return sent
-
-
-def test_stream_maps_the_next_batch_while_postgresql_writes_the_last(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_stream_maps_the_next_batch_while_postgresql_writes_the_last(store: Store, deferred_copies: list[int]) -> None:
     """On PostgreSQL batch N is not committed yet while batch N+1 is read and mapped; elsewhere
     each batch commits before the next is read. Every batch lands either way."""
-    sent = _spy_deferred(monkeypatch)
+    sent = deferred_copies
     visible: list[int] = []
 
     def source():  # type: ignore[no-untyped-def]
@@ -417,8 +401,8 @@ def test_stream_maps_the_next_batch_while_postgresql_writes_the_last(
     assert all(d["customer"]["customer_id"] for d in docs)
 
 
-def test_a_hook_that_reads_touchpoints_keeps_the_waited_write(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    sent = _spy_deferred(monkeypatch)
+def test_a_hook_that_reads_touchpoints_keeps_the_waited_write(store: Store, deferred_copies: list[int]) -> None:
+    sent = deferred_copies
     seen = []
 
     class Reader:

@@ -31,9 +31,8 @@ def test_run_sync_overlaps_only_when_the_source_allows_it(
     make_runtime: RuntimeFactory,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    deferred_copies: list[int],
 ) -> None:
-    import hub.ingest
-
     drop = tmp_path / "drop"
     drop.mkdir()
     lines = [
@@ -42,14 +41,7 @@ def test_run_sync_overlaps_only_when_the_source_allows_it(
     ]
     (drop / "a.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     monkeypatch.setattr(JsonlSource, "overlap_commits", overlap)
-    sent: list[int] = []
-    real = hub.ingest.copy_deferred
-
-    def spy(conn, table, rows, columns):  # type: ignore[no-untyped-def]
-        sent.append(len(rows))
-        return real(conn, table, rows, columns)
-
-    monkeypatch.setattr(hub.ingest, "copy_deferred", spy)
+    sent = deferred_copies
     rt = make_runtime(
         {
             "pos": {
