@@ -258,14 +258,15 @@ class Ingestor:
         collector would otherwise traverse again and again (see :func:`gc_paused`; it still
         collects every few seconds).
 
-        On PostgreSQL the stream overlaps the database with Python in one thread: batch N's
-        touchpoints (the largest write, ~60% of PostgreSQL's work per event) are sent by ``COPY``
-        without waiting for PostgreSQL to store them; batch N+1 is read and mapped meanwhile; then
-        N's COPY answer is read, N commits and its result is yielded (``overlap``; a source whose
-        reads may wait long passes False, so that no transaction stays open across them). Should that COPY or the
-        commit fail (a touchpoint stored already, without its inbox row), N is rolled back and
-        committed again the careful way (:meth:`commit`). A threaded writer was measured first and
-        dropped: the interpreter lock serialised it with the mapping (+10 us CPU/event, no gain).
+        With ``overlap``, on PostgreSQL, the stream overlaps the database with Python in one
+        thread: batch N's touchpoints (the largest write, ~60% of PostgreSQL's work per event) are
+        sent by ``COPY`` without waiting for PostgreSQL to store them; batch N+1 is read and mapped
+        meanwhile; then N's COPY answer is read, N commits and its result is yielded. A source
+        whose reads may wait long passes ``overlap=False``, so that no transaction stays open
+        across them (``PullSource.overlap_commits``). Should the COPY or the commit fail (a
+        touchpoint stored already, without its inbox row), N is rolled back and committed again
+        the careful way (:meth:`commit`). A threaded writer was measured first and dropped: the
+        interpreter lock serialised it with the mapping (+10-30 us CPU/event, no gain).
 
         A failed batch raises here and nothing after it is committed, so the source's committed
         state is that of the last batch yielded. If reading or mapping the next batch fails, the
@@ -294,9 +295,9 @@ class Ingestor:
                     yield self._land(done)
                 raise
             finally:
-                if flight is not None:  # never at a yield; defensive: drop the open transaction
+                if flight is not None and flight.conn is not None:  # never at a yield; defensive
                     with contextlib.suppress(Exception):
-                        flight.conn.invalidate()  # type: ignore[union-attr]
+                        flight.conn.invalidate()  # drops the open transaction with the connection
 
     def _launch(self, batch: PreparedBatch, state: dict[str, Any] | None, overlap: bool = True) -> _InFlight:
         """Everything of :meth:`commit`, the touchpoints' COPY sent but not waited for (PostgreSQL;
