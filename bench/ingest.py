@@ -205,18 +205,10 @@ def _server_cpu(store) -> float:  # type: ignore[no-untyped-def]
     read from /proc); -1 when not measurable (SQLite, or another machine)."""
     if store.is_sqlite:
         return -1.0
-    from sqlalchemy import text
+    from store_floor import backend_cpu
 
     with store.engine.connect() as conn:
-        pids = [r[0] for r in conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))]
-    total = 0.0
-    try:
-        for pid in pids:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return -1.0
-    return total
+        return backend_cpu(conn.connection.driver_connection)
 
 
 def main() -> None:

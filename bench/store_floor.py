@@ -27,16 +27,18 @@ def _psycopg_url(url: str) -> str:
 
 
 def backend_cpu(conn: Any) -> float:
-    """CPU seconds used so far by the PostgreSQL backends of ``conn``'s database (same machine)."""
+    """CPU seconds used so far by the PostgreSQL backends of ``conn``'s database (a psycopg
+    connection), read from /proc; -1 when none can be read (PostgreSQL on another machine)."""
     pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")]
-    total = 0.0
+    total, seen = 0.0, 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        except OSError:  # a backend that has just exited
             continue
+        seen += 1
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return total if seen else -1.0
 
 
 def dump_rows(url: str) -> dict[str, tuple[list[str], list[bytes]]]:
