@@ -38,7 +38,7 @@ console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 #: feature command modules, each with ``register(app)``
-COMMAND_MODULES: list[str] = ["hub.commands.surveys", "hub.commands.cases", "hub.commands.outbox"]
+COMMAND_MODULES: list[str] = ["commands.surveys", "commands.cases", "commands.outbox"]
 
 ConfigOpt = Annotated[
     Path | None,
@@ -354,7 +354,7 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its SQLite file.")] = Path("demo-out"),
 ) -> None:
     """Run the embedded retail demo end to end through the real pipeline and show what was stored."""
-    from hub.demo import run_demo
+    from commands.demo import run_demo
 
     os.environ.setdefault("CXHUB_SECRET_KEY", "cxhub-demo-key-not-for-production")
     with handled():

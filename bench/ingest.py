@@ -109,9 +109,9 @@ def run_one(url: str, n: int, batch: int, sequential: bool = False, source: str 
 
     if source == "jsonl":
         return _run_sync(url, n, batch)
-    from hub.connector import Batch, RawRecord
     from hub.ingest import Ingestor
     from hub.mapping import load_mapping_file, preset_path
+    from hub.sdk.connector import Batch, RawRecord
     from hub.store import Store
 
     gc.freeze()  # as cxhub's CLI does at start (cli.main)
@@ -254,7 +254,7 @@ def main() -> None:
             tmp = tempfile.mkdtemp()
             r = _child(f"sqlite:///{tmp}/bench.db", args)
         else:
-            from hub.testing import temporary_postgres_database
+            from hub.sdk.testing import temporary_postgres_database
 
             with temporary_postgres_database() as url:
                 r = _child(url, args)

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from hub.feedback.fake_dingtalk import FakeDingTalkRobot
+from commands.demo.fake_dingtalk import FakeDingTalkRobot
 
 WEBHOOK_SECRET = "whsec_" + "YmVuY2gtd2ViaG9vay1zZWNyZXQtMTIzNDU2Nzg5MA=="
 
@@ -119,7 +119,7 @@ def main() -> None:
 
     from contextlib import ExitStack
 
-    from hub.testing import temporary_postgres_database
+    from hub.sdk.testing import temporary_postgres_database
 
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

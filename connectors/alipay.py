@@ -27,9 +27,9 @@ from urllib.parse import parse_qsl
 
 from pydantic import Field, field_validator
 
-from connectors.callback_security import GuardedPushSource, PushOptions, WrongApp, clean, content_hash
-from hub.connector import InboundRequest, PushResult, RawRecord, Rejected, Reply
 from hub.errors import PayloadError, SignatureError
+from hub.sdk.callbacks import GuardedPushSource, PushOptions, WrongApp, clean, content_hash
+from hub.sdk.connector import InboundRequest, PushResult, RawRecord, Rejected, Reply
 
 SUCCESS = Reply.text("success")
 _CHARSETS = {"utf-8": "utf-8", "utf8": "utf-8", "gbk": "gbk", "gb2312": "gbk", "gb18030": "gb18030"}

@@ -19,11 +19,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from hub.connector import OutboundMessage, Receipt
-from hub.delivery.base import DestinationOptions, HttpDestination
-from hub.delivery.http import call_json
-from hub.delivery.policy import ErrorTable, Throttled
 from hub.errors import PermanentError, RetriableError
+from hub.sdk.connector import OutboundMessage, Receipt
+from hub.sdk.destination import DestinationOptions, HttpDestination
+from hub.sdk.http import call_json
+from hub.sdk.policy import ErrorTable, Throttled
 
 METHOD = "alipay.open.app.mini.templatemessage.send"
 CHINA = timezone(timedelta(hours=8))

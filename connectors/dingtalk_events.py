@@ -22,7 +22,8 @@ from typing import Any
 
 from pydantic import SecretStr, field_validator
 
-from connectors.callback_security import (
+from hub.errors import PayloadError, SignatureError
+from hub.sdk.callbacks import (
     GuardedPushSource,
     MsgCrypt,
     PushOptions,
@@ -33,8 +34,7 @@ from connectors.callback_security import (
     query_value,
     wx_signature,
 )
-from hub.connector import InboundRequest, PushResult, RawRecord, Rejected, Reply
-from hub.errors import PayloadError, SignatureError
+from hub.sdk.connector import InboundRequest, PushResult, RawRecord, Rejected, Reply
 
 
 class DingTalkEventOptions(PushOptions):

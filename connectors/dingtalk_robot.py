@@ -20,11 +20,11 @@ from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr
 
-from hub.connector import OutboundMessage, RateLimit, Receipt
-from hub.delivery.base import DestinationOptions, HttpDestination
-from hub.delivery.http import call_json
-from hub.delivery.policy import ErrorTable
-from hub.delivery.render import markdown_with_links, trim_utf8
+from hub.sdk.connector import OutboundMessage, RateLimit, Receipt
+from hub.sdk.destination import DestinationOptions, HttpDestination
+from hub.sdk.http import call_json
+from hub.sdk.policy import ErrorTable
+from hub.sdk.render import markdown_with_links, trim_utf8
 
 ERRORS = ErrorTable(
     throttle=frozenset({130101}),

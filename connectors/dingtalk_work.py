@@ -1,7 +1,7 @@
 """DingTalk work notification (工作通知) through a corp app: access token, markdown / action_card.
 
 Token: ``GET {base_url}/gettoken?appkey&appsecret`` (7200 s; repeated calls return the same token,
-so it is safe across processes) kept in the store by :class:`~hub.delivery.tokens.TokenCache`.
+so it is safe across processes) kept in the store by :class:`~hub.sdk.tokens.TokenCache`.
 Send: ``POST {base_url}/topapi/message/corpconversation/asyncsend_v2?access_token=`` with
 ``agent_id``, ``userid_list`` (the message's ``to``) and ``msg``. DingTalk itself delivers the same
 content to the same user only once a day, which also absorbs a retried send.
@@ -13,13 +13,13 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from hub.connector import OutboundMessage, Receipt
-from hub.delivery.base import DestinationOptions, HttpDestination
-from hub.delivery.http import call_json
-from hub.delivery.policy import ErrorTable, TokenExpired
-from hub.delivery.render import markdown_with_links, trim_utf8
-from hub.delivery.tokens import TokenCache
 from hub.errors import PermanentError, RetriableError
+from hub.sdk.connector import OutboundMessage, Receipt
+from hub.sdk.destination import DestinationOptions, HttpDestination
+from hub.sdk.http import call_json
+from hub.sdk.policy import ErrorTable, TokenExpired
+from hub.sdk.render import markdown_with_links, trim_utf8
+from hub.sdk.tokens import TokenCache
 
 ERRORS = ErrorTable(
     token=frozenset({40001, 40014, 42001, 88}),

@@ -27,11 +27,11 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
-from hub.connector import Destination, OutboundMessage, Receipt
-from hub.delivery.base import DestinationOptions
-from hub.delivery.http import IDEMPOTENCY_HEADER
-from hub.delivery.render import buttons_as_links, flatten_markdown
 from hub.errors import PermanentError, RetriableError
+from hub.sdk.connector import Destination, OutboundMessage, Receipt
+from hub.sdk.destination import DestinationOptions
+from hub.sdk.http import IDEMPOTENCY_HEADER
+from hub.sdk.render import buttons_as_links, flatten_markdown
 
 _LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")
 

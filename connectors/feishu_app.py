@@ -19,12 +19,12 @@ from typing import Any, ClassVar, Literal
 from pydantic import SecretStr
 
 from connectors.feishu_bot import card
-from hub.connector import OutboundMessage, RateLimit, Receipt
-from hub.delivery.base import DestinationOptions, HttpDestination
-from hub.delivery.http import call_json
-from hub.delivery.policy import ErrorTable, TokenExpired, parse_retry_after
-from hub.delivery.tokens import TokenCache
 from hub.errors import PermanentError, RetriableError
+from hub.sdk.connector import OutboundMessage, RateLimit, Receipt
+from hub.sdk.destination import DestinationOptions, HttpDestination
+from hub.sdk.http import call_json
+from hub.sdk.policy import ErrorTable, TokenExpired, parse_retry_after
+from hub.sdk.tokens import TokenCache
 
 ERRORS = ErrorTable(
     token=frozenset({99991663, 99991668, 99991661}),

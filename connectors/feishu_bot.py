@@ -16,11 +16,11 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import SecretStr
 
-from hub.connector import Button, OutboundMessage, RateLimit, Receipt
-from hub.delivery.base import DestinationOptions, HttpDestination
-from hub.delivery.http import call_json
-from hub.delivery.policy import ErrorTable
-from hub.delivery.render import buttons_as_links, flatten_markdown, trim_utf8
+from hub.sdk.connector import Button, OutboundMessage, RateLimit, Receipt
+from hub.sdk.destination import DestinationOptions, HttpDestination
+from hub.sdk.http import call_json
+from hub.sdk.policy import ErrorTable
+from hub.sdk.render import buttons_as_links, flatten_markdown, trim_utf8
 
 ERRORS = ErrorTable(
     throttle=frozenset({11232}),

@@ -29,7 +29,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from connectors.callback_security import (
+from hub.errors import PayloadError, SignatureError
+from hub.sdk.callbacks import (
     GuardedPushSource,
     PushOptions,
     WrongApp,
@@ -38,8 +39,7 @@ from connectors.callback_security import (
     parse_epoch,
     same,
 )
-from hub.connector import InboundRequest, PushResult, RawRecord, Reply
-from hub.errors import PayloadError, SignatureError
+from hub.sdk.connector import InboundRequest, PushResult, RawRecord, Reply
 
 
 class FeishuEventOptions(PushOptions):

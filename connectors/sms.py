@@ -26,13 +26,13 @@ from urllib.parse import quote, urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from hub.connector import OutboundMessage, Receipt
-from hub.delivery.base import DestinationOptions, HttpDestination
-from hub.delivery.http import call, call_json, check_status
-from hub.delivery.policy import ErrorTable
-from hub.delivery.render import flatten_markdown
 from hub.errors import PermanentError
 from hub.privacy import mask_text
+from hub.sdk.connector import OutboundMessage, Receipt
+from hub.sdk.destination import DestinationOptions, HttpDestination
+from hub.sdk.http import call, call_json, check_status
+from hub.sdk.policy import ErrorTable
+from hub.sdk.render import flatten_markdown
 
 ERRORS = ErrorTable(
     ok=frozenset({"OK"}),

@@ -49,9 +49,10 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
-from hub.connector import Batch, ConnectorOptions, PullSource, RawRecord, Rejected, utcnow
 from hub.errors import ConfigError, PermanentError, RetriableError
-from hub.ingest import gc_paused
+from hub.sdk.collector import gc_paused
+from hub.sdk.connector import Batch, ConnectorOptions, PullSource, RawRecord, Rejected, utcnow
+from hub.sdk.durations import parse_duration
 
 _ROW_VALUE_DIALECTS = {"postgresql", "mysql", "mariadb", "sqlite"}
 _IN_CHUNK = 1000
@@ -70,8 +71,6 @@ _MYSQL_TRANSIENT = {
 
 
 def _duration(value: Any) -> float:
-    from hub.config import parse_duration
-
     return parse_duration(value)
 
 

@@ -16,9 +16,9 @@ from typing import Any
 from pydantic import Field, SecretStr
 from standardwebhooks.webhooks import Webhook
 
-from hub.connector import ConnectorOptions, InboundRequest, PushResult, PushSource, RawRecord, Reply
 from hub.errors import PayloadError, SignatureError
 from hub.mapping import compile_expression
+from hub.sdk.connector import ConnectorOptions, InboundRequest, PushResult, PushSource, RawRecord, Reply
 
 
 class WebhookOptions(ConnectorOptions):

@@ -24,12 +24,12 @@ from typing import Any, Literal
 import requests
 from pydantic import SecretStr
 
-from hub.connector import OutboundMessage, Receipt
-from hub.delivery.base import DestinationOptions, HttpDestination
-from hub.delivery.http import call_json, check_status, route_sdk_through
-from hub.delivery.policy import ErrorTable, TokenExpired
-from hub.delivery.tokens import TokenCache
 from hub.errors import PermanentError, RetriableError
+from hub.sdk.connector import OutboundMessage, Receipt
+from hub.sdk.destination import DestinationOptions, HttpDestination
+from hub.sdk.http import call_json, check_status, route_sdk_through
+from hub.sdk.policy import ErrorTable, TokenExpired
+from hub.sdk.tokens import TokenCache
 
 ERRORS = ErrorTable(
     token=frozenset({40001, 40014, 42001}),

@@ -12,8 +12,8 @@ import json
 from typing import Any
 
 from connectors.wechat_oa import WeChatOAOptions, WeChatOfficialAccountSource
-from hub.connector import InboundRequest
 from hub.errors import PayloadError
+from hub.sdk.connector import InboundRequest
 
 
 class WeChatMiniProgramOptions(WeChatOAOptions):

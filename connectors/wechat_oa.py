@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from connectors.callback_security import (
+from hub.errors import PayloadError, SignatureError
+from hub.sdk.callbacks import (
     GuardedPushSource,
     MsgCrypt,
     MsgCryptOptions,
@@ -28,8 +29,7 @@ from connectors.callback_security import (
     query_value,
     wechat_message_id,
 )
-from hub.connector import InboundRequest, PushResult, RawRecord, Rejected, Reply
-from hub.errors import PayloadError, SignatureError
+from hub.sdk.connector import InboundRequest, PushResult, RawRecord, Rejected, Reply
 
 SUCCESS = Reply.text("success")
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from pydantic import SecretStr, field_validator
 
-from connectors.callback_security import MsgCryptOptions, check_encoding_aes_key, parse_epoch, query_value
 from connectors.wechat_oa import WeChatOfficialAccountSource
-from hub.connector import InboundRequest, Reply
 from hub.errors import SignatureError
+from hub.sdk.callbacks import MsgCryptOptions, check_encoding_aes_key, parse_epoch, query_value
+from hub.sdk.connector import InboundRequest, Reply
 
 
 class WeComOptions(MsgCryptOptions):

@@ -1,7 +1,7 @@
 """WeCom app message (应用消息) through wechatpy's ``enterprise`` client.
 
 wechatpy builds and sends the call and raises ``WeChatClientException`` with the ``errcode``;
-it runs on the hub's injected httpx transport (:class:`~hub.delivery.http.HttpxAdapter`) and its
+it runs on the hub's injected httpx transport (:class:`~hub.sdk.http.HttpxAdapter`) and its
 own token handling is bypassed: the token lives in the store (:class:`TokenCache`, one refresher at
 a time), because wechatpy 1.x keeps ``expires_at`` in process memory and processes clobber each
 other's tokens (wechatpy#684).
@@ -21,13 +21,13 @@ from typing import Any, ClassVar
 import requests
 from pydantic import Field, SecretStr
 
-from hub.connector import OutboundMessage, RateLimit, Receipt
-from hub.delivery.base import DestinationOptions, HttpDestination
-from hub.delivery.http import call_json, check_status, route_sdk_through
-from hub.delivery.policy import ErrorTable, TokenExpired
-from hub.delivery.render import flatten_markdown, markdown_with_links, trim_utf8
-from hub.delivery.tokens import TokenCache
 from hub.errors import PermanentError, RetriableError
+from hub.sdk.connector import OutboundMessage, RateLimit, Receipt
+from hub.sdk.destination import DestinationOptions, HttpDestination
+from hub.sdk.http import call_json, check_status, route_sdk_through
+from hub.sdk.policy import ErrorTable, TokenExpired
+from hub.sdk.render import flatten_markdown, markdown_with_links, trim_utf8
+from hub.sdk.tokens import TokenCache
 
 ERRORS = ErrorTable(
     token=frozenset({40014, 42001, 41001}),

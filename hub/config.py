@@ -17,17 +17,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hub.connector import Connector, ConnectorOptions
 from hub.errors import ConfigError, ConfigErrors
-from hub.feedback.config import FeedbackConfig
+from hub.features.feedback.config import FeedbackConfig
+from hub.features.surveys.config import SurveysConfig
 from hub.mapping import CompiledMapping, compile_mapping, fixtures_path_for, resolve_mapping_ref
 from hub.registry import get as get_connector
-from hub.surveys.config import SurveysConfig
+from hub.sdk.connector import Connector, ConnectorOptions
+from hub.sdk.durations import parse_duration
 from hub.yamlio import Lines, dotted, interpolate, load_yaml, load_yaml_text
 
 DEFAULT_CONFIG = "cxhub.yaml"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _SECRET_WORDS = (
     "secret",
     "password",
@@ -38,16 +37,6 @@ _SECRET_WORDS = (
     "api_key",
     "apikey",
 )
-
-
-def parse_duration(value: Any) -> float:
-    """``"5m"`` -> 300.0 seconds; numbers are seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    m = _DURATION.match(str(value))
-    if not m:
-        raise ValueError(f"{value!r} is not a duration (e.g. 30s, 5m, 2h, 1d)")
-    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 class Settings(BaseSettings):
@@ -305,7 +294,7 @@ def _options(cfg: Config, section: str, name: str, cls: type[Connector], options
 
 def _source_spec(cfg: Config, name: str, src: SourceConfig) -> SourceSpec:
     cls = _connector(cfg, "sources", name, src.connector)
-    from hub.connector import PullSource, PushSource
+    from hub.sdk.connector import PullSource, PushSource
 
     if not issubclass(cls, PushSource | PullSource):
         raise cfg.lines.error(("sources", name, "connector"), f"{src.connector!r} is not a source connector")
@@ -336,7 +325,7 @@ def load_source_mapping(cfg: Config, name: str, src: SourceConfig, cls: type[Con
 
 def _destination_spec(cfg: Config, name: str, dst: DestinationConfig) -> DestinationSpec:
     cls = _connector(cfg, "destinations", name, dst.connector)
-    from hub.connector import Destination
+    from hub.sdk.connector import Destination
 
     if not issubclass(cls, Destination):
         raise cfg.lines.error(("destinations", name, "connector"), f"{dst.connector!r} is not a destination connector")

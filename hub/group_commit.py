@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from hub.connector import RawRecord, Rejected
 from hub.ingest import Ingestor, IngestResult
 from hub.mapping import CompiledMapping
+from hub.sdk.connector import RawRecord, Rejected
 
 log = logging.getLogger("cxhub.web")
 

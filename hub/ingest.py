@@ -11,76 +11,25 @@ outbox writes) add. A crash re-reads at most that batch, and dedup absorbs it.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
-import threading
-import time
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, RootTransaction, select, update
 
-from hub.connector import Batch, Clock, RawRecord, Rejected, utcnow
 from hub.errors import PayloadError
 from hub.identity import IdentityResolver, Key
 from hub.mapping import CompiledMapping
 from hub.model import TouchpointEvent
 from hub.privacy import Vault
+from hub.sdk.collector import gc_checkpoint, gc_paused
+from hub.sdk.connector import Batch, Clock, RawRecord, Rejected, utcnow
 from hub.store import DeferredCopy, JsonText, Store, copy_deferred, copy_new_rows, dumps, upsert
 from hub.store.schema import inbox, quarantine, source_state, touchpoints
 
 log = logging.getLogger("cxhub.ingest")
-
-_gc_lock = threading.Lock()
-_gc_pausers = 0
-_gc_restore = True
-_gc_since = 0.0
-_GC_MAX_PAUSE_S = 10.0
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a batch is processed.
-
-    A batch keeps thousands of freshly built events (each a few dozen container objects) alive at
-    once; with the collector on, every few hundred allocations it traverses all of them again:
-    measured at ~40 us per event on retail checkouts, as much as the mapping itself. The batch's
-    objects are freed by reference counting when it ends; the collector runs again between
-    batches. Reentrant and shared by threads: the collector restarts when the last pauser leaves,
-    and a pause that lasts is broken by a full collection every ``_GC_MAX_PAUSE_S`` seconds
-    (:func:`gc_checkpoint`).
-    """
-    global _gc_pausers, _gc_restore, _gc_since
-    with _gc_lock:
-        if _gc_pausers == 0:
-            _gc_restore = gc.isenabled()
-            _gc_since = time.monotonic()
-            gc.disable()
-        _gc_pausers += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pausers -= 1
-            if _gc_pausers == 0 and _gc_restore:
-                gc.enable()
-        gc_checkpoint()
-
-
-def gc_checkpoint() -> None:
-    """While the collector is paused (:func:`gc_paused`), run a full collection when the pause has
-    lasted over ``_GC_MAX_PAUSE_S``: a long pull stream, or threads whose batches overlap without
-    end, would otherwise never collect cyclic garbage. Called as pauses end and between batches."""
-    global _gc_since
-    with _gc_lock:
-        due = _gc_pausers > 0 and _gc_restore and time.monotonic() - _gc_since > _GC_MAX_PAUSE_S
-        if due:
-            _gc_since = time.monotonic()
-    if due:
-        gc.collect()
-
 
 @dataclass
 class IngestContext:

@@ -138,7 +138,7 @@ def plain_path(expression: str) -> tuple[str, ...] | None:
 # JMESPath evaluation without jmespath's per-call costs. ``ParsedResult.search`` builds a
 # ``TreeInterpreter`` (and its function table) on every call and dispatches every node through
 # ``visit``; the common nodes of a filter (fields, literals, comparisons, && || !) become closures
-# here that do exactly what ``jmespath.visitor.TreeInterpreter`` does (tests/foundation/
+# here that do exactly what ``jmespath.visitor.TreeInterpreter`` does (tests/core/
 # test_mapping_speed_equiv.py runs many expressions and payloads through both). Every other node
 # is evaluated by one shared interpreter: it keeps no state between calls.
 _INTERPRETER = jmespath.visitor.TreeInterpreter()

@@ -3,7 +3,7 @@
 ``enqueue`` is called inside that transaction (an ingest hook, a case transition); the key is the
 idempotency key derived from the cause, so a replay never enqueues the same message twice.
 
-Row life cycle (the workers in :mod:`hub.delivery` move rows along it)::
+Row life cycle (the workers in :mod:`hub.features.delivery` move rows along it)::
 
     pending --claim--> sending --ok--> sent
        ^                  |---retriable--> failed --(next_attempt_at)--> claimed again
@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from hub.connector import Button, OutboundMessage
+from hub.sdk.connector import Button, OutboundMessage
 from hub.store import insert_ignore
 from hub.store.schema import outbox
 

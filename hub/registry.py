@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
 
-from hub.connector import Connector
+from hub.sdk.connector import Connector
 
 GROUP = "cxhub.connectors"
 

@@ -15,16 +15,16 @@ from typing import Any
 import httpx
 
 from hub.config import Config
-from hub.connector import Clock, Connector, ConnectorContext, Destination, PullSource, PushSource, utcnow
 from hub.errors import ConfigError
 from hub.ingest import IngestHook, Ingestor
 from hub.mapping import CompiledMapping
+from hub.sdk.connector import Clock, Connector, ConnectorContext, Destination, PullSource, PushSource, utcnow
 from hub.store import Store
 
 log = logging.getLogger("cxhub")
 
 #: feature modules, each with ``install(runtime)``; a missing module is skipped
-FEATURES: list[str] = ["hub.surveys", "hub.feedback", "hub.delivery"]
+FEATURES: list[str] = ["hub.features.surveys", "hub.features.feedback", "hub.features.delivery"]
 
 
 @dataclass

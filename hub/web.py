@@ -31,10 +31,10 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import Receive, Scope, Send
 
-from hub.connector import InboundRequest, PushSource, Reply
 from hub.errors import PayloadError, SignatureError
 from hub.group_commit import GroupCommitWriter
 from hub.runtime import Runtime
+from hub.sdk.connector import InboundRequest, PushSource, Reply
 
 log = logging.getLogger("cxhub.web")
 T = TypeVar("T")

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kit.destinations import fake, make_destination, rsa_keys  # noqa: F401  (fixtures for every folder)
 
+from hub.sdk.testing import FakeClock, temporary_mariadb_database, temporary_postgres_database
 from hub.store import Store
-from hub.testing import FakeClock, temporary_mariadb_database, temporary_postgres_database
 
 SECRET = b"test-secret-key"
 

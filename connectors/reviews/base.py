@@ -7,12 +7,11 @@ from typing import Any, ClassVar
 from pydantic import Field, SecretStr, field_validator
 
 from connectors.http_feed import HttpFeedOptions, HttpFeedSource
-from hub.connector import ConnectorOptions
+from hub.sdk.connector import ConnectorOptions
+from hub.sdk.durations import parse_duration
 
 
 def _dur(v: Any) -> float:
-    from hub.config import parse_duration
-
     return parse_duration(v)
 
 

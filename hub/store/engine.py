@@ -25,8 +25,8 @@ from sqlalchemy import JSON, Connection, Engine, Table, create_engine, delete, e
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from hub.connector import Clock, utcnow
 from hub.errors import ConfigError
+from hub.sdk.connector import Clock, utcnow
 from hub.store import schema
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

@@ -1,0 +1,196 @@
+"""``cxhub cases`` and ``cxhub case show|ack|resolve|close|reopen ID``."""
+
+import getpass
+import json
+from typing import Annotated, Any
+
+import typer
+
+
+def _service(rt: Any) -> Any:
+    service = rt.features.get("feedback")
+    if service is None:
+        import cli
+
+        raise cli.fail("the feedback feature is not installed (hub.features.feedback in FEATURES)")
+    return service
+
+
+def _plain(case: dict[str, Any]) -> dict[str, Any]:
+    from hub.store import dumps
+
+    return json.loads(dumps(case))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the case commands to the ``cxhub`` app."""
+    import cli
+    from cli import ConfigOpt, JsonOpt
+
+    case_app = typer.Typer(help="One case: show it, acknowledge, resolve, close or reopen it.", no_args_is_help=True)
+    app.add_typer(case_app, name="case")
+
+    @app.command("cases")
+    def cases_cmd(
+        config: ConfigOpt = None,
+        status: Annotated[str | None, typer.Option("--status", help="new, acknowledged, resolved or closed.")] = None,
+        limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Negative-feedback cases, newest first."""
+        from rich.table import Table
+
+        from hub.features.feedback.render import SEVERITY_ZH, STATUS_ZH, score_line
+        from hub.features.feedback.sla import format_left
+
+        if status and status not in ("new", "acknowledged", "resolved", "closed"):
+            raise cli.fail(f"--status {status!r}: use new, acknowledged, resolved or closed")
+        with cli.runtime(config) as rt:
+            service = _service(rt)
+            rows = service.list(status, limit)
+            now = rt.clock()
+        if as_json:
+            for r in rows:
+                print(json.dumps(_plain(r), ensure_ascii=False))
+            return
+        table = Table("id", "status", "sev", "store", "score", "text", "SLA", "level")
+        for r in rows:
+            s = r["doc"]["summary"]
+            if r["status"] == "new":
+                sla = "ack " + format_left(r["ack_due_at"], now)
+            elif r["status"] == "acknowledged":
+                sla = "resolve " + format_left(r["resolve_due_at"], now)
+            else:
+                sla = ""
+            table.add_row(
+                str(r["id"]),
+                STATUS_ZH.get(r["status"], r["status"]),
+                SEVERITY_ZH.get(r["severity"], r["severity"]),
+                s.get("store_name") or "",
+                score_line(s),
+                (s.get("text") or "")[:30],
+                sla,
+                str(r["level"]),
+            )
+        cli.console.print(table)
+        cli.console.print(f"{len(rows)} case(s)", highlight=False)
+
+    @case_app.command("show")
+    def show(
+        case_id: Annotated[int, typer.Argument(help="Case id.")],
+        config: ConfigOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """A case with its ladder and its audit trail (who, when, how)."""
+        from hub.features.feedback.cases import CaseNotFound
+        from hub.features.feedback.render import STATUS_ZH, score_line
+
+        with cli.runtime(config) as rt:
+            try:
+                case = _service(rt).get(case_id)
+            except CaseNotFound as exc:
+                raise cli.fail(str(exc)) from None
+        if as_json:
+            print(json.dumps(_plain(case), ensure_ascii=False))
+            return
+        s = case["doc"]["summary"]
+        c = cli.console
+        c.print(
+            f"[bold]case #{case['id']}[/] {case['status']} ({STATUS_ZH.get(case['status'])}), "
+            f"severity {case['severity']}, {case['touchpoints']} touchpoint(s)",
+            highlight=False,
+        )
+        c.print(
+            f"store: {s.get('store_name')}  score: {score_line(s)}  order: {s.get('order_id') or '-'}", highlight=False
+        )
+        if s.get("text"):
+            c.print(f"text: {s['text']}", highlight=False)
+        c.print(f"why: {'; '.join(case['doc'].get('reasons') or [])}", highlight=False)
+        c.print(
+            f"opened {case['opened_at']:%Y-%m-%d %H:%M:%S}Z, ack due {case['ack_due_at']:%Y-%m-%d %H:%M:%S}Z, "
+            f"resolve due {case['resolve_due_at']:%Y-%m-%d %H:%M:%S}Z",
+            highlight=False,
+        )
+        for i, lv in enumerate(case["doc"]["levels"]):
+            mark = "→" if i <= case["level"] else " "
+            c.print(f" {mark} level {i}: {lv['label']}: {', '.join(lv['contacts']) or '-'}", highlight=False)
+        from rich.table import Table
+
+        table = Table("at (UTC)", "action", "who", "via", "detail")
+        for e in case["events"]:
+            detail = e["note"] or ", ".join(f"{k}={v}" for k, v in (e["detail"] or {}).items() if k != "reasons")
+            table.add_row(f"{e['at']:%m-%d %H:%M:%S}", e["action"], e["actor"], e["via"], detail[:80])
+        c.print(table)
+
+    def _act(action: str, case_id: int, config: Any, by: str | None, note: str | None, as_json: bool) -> None:
+        from hub.features.feedback.cases import CaseNotFound
+
+        actor = by or getpass.getuser()
+        with cli.runtime(config) as rt:
+            try:
+                result = _service(rt).transition(case_id, action, actor=actor, via="cli", note=note)
+            except CaseNotFound as exc:
+                raise cli.fail(str(exc)) from None
+        if as_json:
+            print(
+                json.dumps(
+                    {
+                        "id": case_id,
+                        "changed": result.changed,
+                        "status": result.case["status"],
+                        "message": result.message,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        else:
+            cli.console.print(("[green]✓[/] " if result.changed else "[yellow]·[/] ") + result.message, highlight=False)
+        if not result.changed:
+            raise typer.Exit(1)
+
+    ByOpt = Annotated[str | None, typer.Option("--by", help="Who (default: your login name).")]
+    NoteOpt = Annotated[str | None, typer.Option("--note", help="A note for the audit trail.")]
+
+    @case_app.command("ack")
+    def ack(
+        case_id: int, config: ConfigOpt = None, by: ByOpt = None, note: NoteOpt = None, as_json: JsonOpt = False
+    ) -> None:
+        """Acknowledge a case: escalation stops, the resolve clock runs."""
+        _act("ack", case_id, config, by, note, as_json)
+
+    @case_app.command("resolve")
+    def resolve(
+        case_id: int, config: ConfigOpt = None, by: ByOpt = None, note: NoteOpt = None, as_json: JsonOpt = False
+    ) -> None:
+        """Mark a case resolved (the recovery survey goes out when configured)."""
+        _act("resolve", case_id, config, by, note, as_json)
+
+    @case_app.command("close")
+    def close(
+        case_id: int, config: ConfigOpt = None, by: ByOpt = None, note: NoteOpt = None, as_json: JsonOpt = False
+    ) -> None:
+        """Close a resolved case."""
+        _act("close", case_id, config, by, note, as_json)
+
+    @case_app.command("reopen")
+    def reopen(
+        case_id: int, config: ConfigOpt = None, by: ByOpt = None, note: NoteOpt = None, as_json: JsonOpt = False
+    ) -> None:
+        """Reopen a resolved or closed case: a fresh SLA and a fresh notification."""
+        _act("reopen", case_id, config, by, note, as_json)
+
+    @case_app.command("reroute")
+    def reroute(case_id: int, config: ConfigOpt = None, by: ByOpt = None) -> None:
+        """Route an open case again with the current rules and notify its new first level."""
+        from hub.features.feedback.cases import CaseNotFound
+
+        with cli.runtime(config) as rt:
+            try:
+                case = _service(rt).reroute(case_id, actor=by or getpass.getuser(), via="cli")
+            except CaseNotFound as exc:
+                raise cli.fail(str(exc)) from None
+        first = case["doc"]["levels"][0]
+        cli.console.print(
+            f"case #{case_id} ({case['status']}): level 0 {first['label']}: {', '.join(first['contacts']) or '-'}",
+            highlight=False,
+        )

@@ -1,0 +1,115 @@
+"""``cxhub invitations`` and ``cxhub stats``: what the survey rules decided, and what customers said."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+
+
+def _since(value: str | None, now: datetime) -> datetime | None:
+    """``7d`` / ``12h`` (ago), or an ISO date / datetime (naive = Asia/Shanghai)."""
+    if not value:
+        return None
+    from zoneinfo import ZoneInfo
+
+    from hub.features.surveys.config import DEFAULT_TIMEZONE, seconds
+
+    try:
+        return now - timedelta(seconds=seconds(value))
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: give a duration (7d, 12h) or a date (2026-11-01)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=ZoneInfo(DEFAULT_TIMEZONE))
+    return when.astimezone(UTC)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the surveys commands to the ``cxhub`` app."""
+    from cli import ConfigOpt, JsonOpt, console, dump_json, runtime
+
+    @app.command()
+    def invitations(
+        config: ConfigOpt = None,
+        decision: Annotated[
+            str | None, typer.Option(help="Only this decision: scheduled, deferred or suppressed.")
+        ] = None,
+        reason: Annotated[str | None, typer.Option(help="Only this reason (sampled_out, capped_global...).")] = None,
+        since: Annotated[str | None, typer.Option(help="Created within (7d) or since a date.")] = None,
+        limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Survey invitations with their decision and why (suppressed / deferred say the reason)."""
+        from rich.table import Table
+
+        from hub.features.surveys.stats import list_invitations
+
+        with runtime(config) as rt, rt.store.connect() as conn:
+            rows = list_invitations(
+                conn, now=rt.clock(), decision=decision, reason=reason, since=_since(since, rt.clock()), limit=limit
+            )
+        if as_json:
+            for r in rows:
+                print(dump_json(r))
+            return
+        table = Table("created (UTC)", "rule", "customer", "store", "channel", "decision", "status", "why / blocks")
+        for r in rows:
+            why = r["detail"] or ", ".join(r.get("blocks") or [])
+            table.add_row(
+                r["created_at"].strftime("%Y-%m-%d %H:%M"),
+                r["rule"],
+                (r["customer_id"] or "")[:8],
+                r["store"] or "",
+                r["channel"] or "",
+                r["decision"] + (f" ({r['reason']})" if r["reason"] else ""),
+                r["status"],
+                why,
+            )
+        console.print(table)
+        console.print(f"{len(rows)} invitation(s)", highlight=False)
+
+    @app.command()
+    def stats(
+        config: ConfigOpt = None,
+        by: Annotated[str | None, typer.Option("--by", help="Group by store, category or channel.")] = None,
+        since: Annotated[str | None, typer.Option(help="Within (30d) or since a date (default: everything).")] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """NPS (%9-10 minus %0-6), CSAT (top-2 of 5), CES (mean), response rate and counts."""
+        from rich.table import Table
+
+        from hub.features.surveys.stats import GROUPINGS, compute_stats
+
+        if by is not None and by not in GROUPINGS:
+            raise typer.BadParameter(f"--by {by!r}: choose one of {', '.join(GROUPINGS)}")
+        with runtime(config) as rt, rt.store.connect() as conn:
+            groups = compute_stats(conn, by=by, since=_since(since, rt.clock()))
+        if as_json:
+            for g in groups:
+                print(json.dumps(g, ensure_ascii=False))
+            return
+        table = Table(by or "all", "invited", "suppressed", "responses", "rate", "NPS", "CSAT", "CES")
+        for g in groups:
+            table.add_row(
+                str(g["group"]),
+                str(g["invited"]),
+                str(g["suppressed"]),
+                str(g["responses"]),
+                _pct(g["response_rate"]),
+                _num(g["nps"], g["nps_n"]),
+                _num(g["csat"], g["csat_n"], "%"),
+                _num(g["ces"], g["ces_n"]),
+            )
+        console.print(table)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0%}"
+
+
+def _num(v: Any, n: int, suffix: str = "") -> str:
+    return "-" if v is None else f"{v}{suffix} (n={n})"

@@ -1,0 +1,81 @@
+"""Wiring of the feedback feature into a :class:`~hub.runtime.Runtime`."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from hub.features.feedback.cases import CaseService
+from hub.features.feedback.config import FeedbackConfig
+from hub.features.feedback.detection import Detector
+from hub.features.feedback.links import LinkSigner
+from hub.features.feedback.recovery import RecoverySurvey
+from hub.features.feedback.sentiment import load_analyzer
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
+
+log = logging.getLogger("cxhub.feedback")
+
+
+def feedback_config(rt: Runtime) -> FeedbackConfig:
+    """The runtime's ``feedback`` section (defaults when the config has none)."""
+    raw: Any = rt.config.raw.feedback
+    if raw is None:
+        return FeedbackConfig()
+    if isinstance(raw, FeedbackConfig):
+        return raw
+    return FeedbackConfig.model_validate(raw)  # the placeholder dict type, before hub.config uses ours
+
+
+def _check_destinations(rt: Runtime, cfg: FeedbackConfig) -> None:
+    known = set(rt.config.destinations)
+    for name, contact in cfg.contacts.items():
+        for i, ep in enumerate(contact.endpoints):
+            if ep.destination not in known:
+                raise rt.config.lines.error(
+                    ("feedback", "contacts", name, "endpoints", i, "destination"),
+                    f"no destination {ep.destination!r}; destinations: {sorted(known)}",
+                )
+
+
+def _recovery(rt: Runtime, cfg: FeedbackConfig) -> RecoverySurvey | None:
+    if not cfg.recovery_survey.enabled:
+        return None
+    return RecoverySurvey(cfg, rt.features.get("surveys"), file=rt.config.file)
+
+
+def install(rt: Runtime) -> CaseService:
+    """Build the case service and register its hook, sweep job and routes."""
+    from hub.features.feedback.web import build_router
+    from hub.runtime import PeriodicJob
+
+    cfg = feedback_config(rt)
+    _check_destinations(rt, cfg)
+    analyzer = load_analyzer(cfg.sentiment.engine if cfg.enabled else "none")
+    signer = LinkSigner(rt.config.secret_key, rt.config.raw.server.public_url)
+    service = CaseService(
+        cfg,
+        rt.store,
+        Detector(cfg, analyzer),
+        signer,
+        clock=rt.clock,
+        destinations=list(rt.config.destinations),
+        recovery=_recovery(rt, cfg),
+    )
+    rt.hooks.append(service)
+    if service not in rt.ingestor.hooks:  # the ingestor may hold a copy of rt.hooks made before features
+        rt.ingestor.hooks.append(service)
+
+    def sweep() -> None:
+        try:
+            n = service.sweep()
+            if n:
+                log.info("case sweep: %d step(s)", n)
+        except Exception:
+            log.exception("case sweep failed; it runs again in %ss", cfg.sweep_every)
+
+    if cfg.enabled:
+        rt.jobs.append(PeriodicJob("case-sweep", cfg.sweep_every, sweep, leader_only=True))
+    rt.routers.append(build_router(service, cfg.timezone))
+    return service

@@ -1,0 +1,150 @@
+"""Staff action pages: ``GET /cases/{id}/{action}?t=...`` shows the case and a confirm button;
+``POST`` (the button) acts.
+
+Why not act on the GET: DingTalk, WeCom and Feishu fetch links pasted in chats to build previews,
+and mail / security scanners open links too. A GET that acknowledged would let a robot acknowledge
+a case nobody read, and escalation would stop. So the link opens a page (one tap), the page's big
+button acts (second tap). Card platforms with callbacks (Feishu ``card.action.trigger``, DingTalk
+interactive cards) are a true single tap: their callback is an authenticated platform request.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Form, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+
+from hub.errors import SignatureError
+from hub.features.feedback.render import SEVERITY_ZH, STATUS_ZH, score_line
+
+if TYPE_CHECKING:
+    from hub.features.feedback.cases import CaseService
+
+ACTION_ZH = {"ack": "确认受理", "resolve": "标记已解决", "view": "查看"}
+
+_PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><meta name="robots" content="noindex">
+<title>{title}</title><style>
+body{{font-family:-apple-system,"PingFang SC","Microsoft YaHei",sans-serif;margin:0;padding:16px;background:#f5f6f7;color:#1f2329}}
+.card{{background:#fff;border-radius:12px;padding:16px;max-width:520px;margin:auto;box-shadow:0 1px 3px #0001}}
+h1{{font-size:18px;margin:0 0 12px}} dl{{margin:0}} dt{{color:#8f959e;font-size:13px;margin-top:8px}} dd{{margin:2px 0 0}}
+.sev-high{{color:#d83931}} .msg{{padding:10px;border-radius:8px;background:#e8f3ff;margin:12px 0}}
+button{{width:100%;padding:14px;font-size:17px;border:0;border-radius:10px;background:#1677ff;color:#fff;margin-top:16px}}
+input{{width:100%;box-sizing:border-box;padding:10px;font-size:15px;border:1px solid #dee0e3;border-radius:8px}}
+</style></head><body><div class="card">{content}</div></body></html>"""
+
+
+def _esc(v: Any) -> str:
+    return html.escape("" if v is None else str(v))
+
+
+def _local(dt: datetime | None, tz: str) -> str:
+    return dt.astimezone(ZoneInfo(tz)).strftime("%m-%d %H:%M") if dt else ""
+
+
+def case_page(case: dict[str, Any], tz: str, *, action: str | None, token: str | None, message: str | None) -> str:
+    """The HTML page for a case; with ``action`` and ``token``, a form that POSTs the action."""
+    s = case["doc"]["summary"]
+    sev = case["severity"]
+    rows = [
+        ("状态", STATUS_ZH.get(case["status"], case["status"])),
+        ("门店", s.get("store_name") or s.get("store")),
+        ("评分", score_line(s)),
+        ("内容", s.get("text")),
+        ("顾客", (s.get("customer") or "") + (f"（{s['member_level']}会员）" if s.get("member_level") else "")),
+        ("订单", s.get("order_id")),
+        ("受理时限", _local(case["ack_due_at"], tz)),
+        (
+            "受理人",
+            f"{case['acknowledged_by']} · {_local(case['acknowledged_at'], tz)}" if case["acknowledged_by"] else None,
+        ),
+        ("解决人", f"{case['resolved_by']} · {_local(case['resolved_at'], tz)}" if case["resolved_by"] else None),
+    ]
+    parts = [f'<h1>差评 #{case["id"]} <span class="sev-{sev}">{_esc(SEVERITY_ZH.get(sev, sev))}级</span></h1>']
+    if message:
+        parts.append(f'<div class="msg">{_esc(message)}</div>')
+    parts.append("<dl>" + "".join(f"<dt>{k}</dt><dd>{_esc(v)}</dd>" for k, v in rows if v) + "</dl>")
+    if action and token:
+        parts.append(
+            f'<form method="post" action="/cases/{case["id"]}/{action}">'
+            f'<input type="hidden" name="t" value="{_esc(token)}">'
+            '<dt>您的姓名（可选，记入处理记录）</dt><input name="by" maxlength="40" autocomplete="name">'
+            f'<button type="submit">{ACTION_ZH[action]}</button></form>'
+        )
+    return _PAGE.format(title=f"差评 #{case['id']}", content="".join(parts))
+
+
+def _error_page(status: int, text: str) -> HTMLResponse:
+    return HTMLResponse(_PAGE.format(title="链接无效", content=f"<h1>{_esc(text)}</h1>"), status_code=status)
+
+
+def build_router(service: CaseService, tz: str) -> APIRouter:
+    """The FastAPI router ``cxhub run`` mounts."""
+    router = APIRouter()
+
+    def _check(case_id: int, action: str, t: str) -> HTMLResponse | None:
+        try:
+            service.signer.verify(case_id, action, t, service.clock())
+        except SignatureError as exc:
+            text = "链接已过期，请在最新的通知里操作" if "expired" in exc.reason else "链接无效"
+            return _error_page(403, text)
+        return None
+
+    def _load(case_id: int) -> dict[str, Any] | None:
+        from hub.features.feedback.cases import CaseNotFound
+
+        try:
+            return service.get(case_id)
+        except CaseNotFound:
+            return None
+
+    @router.get("/cases/{case_id}/{action}", response_class=HTMLResponse)
+    async def show(case_id: int, action: str, t: str = Query(default="")) -> HTMLResponse:
+        if action not in ACTION_ZH:
+            return _error_page(404, "没有这个操作")
+        bad = _check(case_id, action, t)
+        if bad is not None:
+            return bad
+        case = await run_in_threadpool(_load, case_id)
+        if case is None:
+            return _error_page(404, "没有这个差评工单")
+        allowed = {"ack": ("new",), "resolve": ("new", "acknowledged")}.get(action, ())
+        form = action if case["status"] in allowed else None
+        done = None if form or action == "view" else f"此工单已{STATUS_ZH.get(case['status'], case['status'])}"
+        return HTMLResponse(case_page(case, tz, action=form, token=t, message=done))
+
+    @router.post("/cases/{case_id}/{action}", response_class=HTMLResponse)
+    async def act(case_id: int, action: str, t: str = Form(default=""), by: str = Form(default="")) -> HTMLResponse:
+        from hub.features.feedback.cases import CaseNotFound
+
+        if action not in ("ack", "resolve"):
+            return _error_page(404, "没有这个操作")
+        bad = _check(case_id, action, t)
+        if bad is not None:
+            return bad
+        actor = by.strip()[:40] or "链接"
+        try:
+            result = await run_in_threadpool(service.transition, case_id, action, actor=actor, via="link")
+        except CaseNotFound:
+            return _error_page(404, "没有这个差评工单")
+        text = (
+            ("已" + ACTION_ZH[action].replace("标记", ""))
+            if result.changed
+            else (f"此工单已{STATUS_ZH.get(result.case['status'], result.case['status'])}，无需重复操作")
+        )
+        case = await run_in_threadpool(service.get, case_id)
+        # after acknowledging, offer "resolved" right away with a fresh signed token
+        nxt = None
+        token = None
+        if case["status"] == "acknowledged":
+            nxt = "resolve"
+            exp = datetime.fromtimestamp(int(t.split(".")[0]), tz=service.clock().tzinfo)
+            token = service.signer.token(case_id, "resolve", exp)
+        return HTMLResponse(case_page(case, tz, action=nxt, token=token, message=text))
+
+    return router

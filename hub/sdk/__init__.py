@@ -1,0 +1,1 @@
+"""cxhub connector SDK."""

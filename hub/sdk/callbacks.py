@@ -1,0 +1,314 @@
+"""What the push connectors share: the WXBizMsgCrypt scheme (WeChat OA / mini-program, WeCom,
+DingTalk), the replay window, the nonce cache, safe XML parsing and payload hygiene.
+
+WXBizMsgCrypt (PLATFORMS.md section 1): AES-256-CBC with ``key = b64decode(EncodingAESKey + "=")``,
+IV = key[:16], PKCS#7 padding to 32-byte blocks, plaintext ``random16 | len | msg | receive_id``,
+signature ``sha1(sorted([token, timestamp, nonce, encrypt]))``. The crypto itself is wechatpy's
+(``PrpCrypto``, ``WeChatSigner``) over the ``cryptography`` backend; this module only adds
+constant-time comparison, error translation and the receive-id check.
+
+Replay protection has two parts:
+
+- the **window**: the platform's timestamp must be within ``replay_window_seconds`` of the hub's
+  clock (0 disables);
+- the **nonce cache**: a (timestamp, nonce, signature) seen before with a *different* body is
+  refused. The same body again is a platform retry and goes on (the inbox dedups it by message
+  id). This matters most for WeChat's plain mode, whose signature does not cover the body.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+from pydantic import Field, SecretStr, field_validator
+from wechatpy.crypto import PrpCrypto
+from wechatpy.utils import WeChatSigner
+
+from hub.errors import PayloadError, SignatureError
+from hub.sdk.connector import ConnectorOptions, InboundRequest, PushSource
+
+#: at most this many (timestamp, nonce) pairs are remembered per source
+NONCE_CACHE_SIZE = 100_000
+
+
+class WrongApp(SignatureError):
+    """Authentic for some app, but not for the one configured (appid / corpid / app_id / token)."""
+
+    status_code = 403
+
+
+# ---------------------------------------------------------------- options
+
+
+class PushOptions(ConnectorOptions):
+    """Options every push connector has."""
+
+    replay_window_seconds: float | None = Field(
+        default=None, ge=0, description="overrides server.replay_window_seconds for this source; 0 disables"
+    )
+
+
+def check_encoding_aes_key(value: SecretStr | None) -> SecretStr | None:
+    """An EncodingAESKey is 43 base64 characters that decode to 32 bytes."""
+    if value is None:
+        return None
+    raw = value.get_secret_value()
+    if len(raw) != 43:
+        raise ValueError(f"must be 43 characters, got {len(raw)}")
+    try:
+        key = base64.b64decode(raw + "=", validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not base64 (43 characters of A-Z a-z 0-9 + /)") from None
+    if len(key) != 32:
+        raise ValueError("does not decode to a 32-byte AES key")
+    return value
+
+
+class MsgCryptOptions(PushOptions):
+    """Token and EncodingAESKey of a WXBizMsgCrypt-family callback."""
+
+    token: SecretStr
+    encoding_aes_key: SecretStr | None = None
+
+    @field_validator("encoding_aes_key")
+    @classmethod
+    def _aes_key(cls, v: SecretStr | None) -> SecretStr | None:
+        return check_encoding_aes_key(v)
+
+
+# ---------------------------------------------------------------- WXBizMsgCrypt
+
+
+def wx_signature(*parts: str) -> str:
+    """``sha1`` of the sorted parts joined (wechatpy's ``WeChatSigner``)."""
+    signer = WeChatSigner()
+    signer.add_data(*parts)
+    return str(signer.signature)
+
+
+def same(a: str | None, b: str) -> bool:
+    """Constant-time comparison of two signatures (None never matches)."""
+    return a is not None and hmac.compare_digest(a.lower().encode(), b.lower().encode())
+
+
+class MsgCrypt:
+    """The WXBizMsgCrypt scheme for one app: verify, decrypt and encrypt.
+
+    ``receive_id`` is the appid (WeChat), corpid (WeCom) or appKey / corpId / suiteKey (DingTalk).
+    """
+
+    def __init__(self, token: str, encoding_aes_key: str | None, receive_id: str, *, source: str):
+        self.token = token
+        self.receive_id = receive_id
+        self.source = source
+        self.key = base64.b64decode(encoding_aes_key + "=") if encoding_aes_key else None
+
+    def check_plain(self, signature: str | None, timestamp: str, nonce: str) -> None:
+        """Plain-mode signature: ``sha1(sorted([token, timestamp, nonce]))``."""
+        if not same(signature, wx_signature(self.token, timestamp, nonce)):
+            raise SignatureError("signature does not match", source=self.source)
+
+    def check(self, signature: str | None, timestamp: str, nonce: str, encrypt: str) -> None:
+        """Safe-mode signature over the ciphertext."""
+        if not same(signature, wx_signature(self.token, timestamp, nonce, encrypt)):
+            raise SignatureError("msg_signature does not match", source=self.source)
+
+    def decrypt(self, encrypt: str) -> str:
+        """Decrypt a verified ``Encrypt`` value; ``WrongApp`` when it was sealed for another app."""
+        if self.key is None:
+            raise SignatureError("encrypted push but no encoding_aes_key configured", source=self.source)
+        # wechatpy's PrpCrypto parses blindly: check the shapes it assumes first so that garbage is a
+        # clear refusal, not an IndexError
+        try:
+            blob = base64.b64decode(encrypt, validate=True)
+        except (binascii.Error, ValueError):
+            raise SignatureError("Encrypt is not base64", source=self.source) from None
+        if not blob or len(blob) % 16:
+            raise SignatureError("Encrypt is not whole AES blocks", source=self.source)
+        try:
+            plain = PrpCrypto(self.key).decrypt(encrypt, self.receive_id)
+        except Exception as exc:  # wechatpy raises bare Exception subclasses, UnicodeError, struct.error
+            if type(exc).__name__ in ("InvalidAppIdException", "InvalidCorpIdException"):
+                raise WrongApp("sealed for another app id (check app_id / corp_id)", source=self.source) from None
+            raise SignatureError("cannot decrypt Encrypt (check encoding_aes_key)", source=self.source) from None
+        return str(plain)
+
+    def encrypt(self, text: str) -> str:
+        """Encrypt ``text`` for the platform (replies)."""
+        if self.key is None:
+            raise SignatureError("no encoding_aes_key configured", source=self.source)
+        return str(PrpCrypto(self.key).encrypt(text, self.receive_id).decode("ascii"))
+
+
+# ---------------------------------------------------------------- replay protection
+
+
+class NonceCache:
+    """Remembers which body went with each (timestamp, nonce, signature) for ``ttl`` seconds."""
+
+    def __init__(self, clock: Callable[[], datetime], ttl: float = 300.0, size: int = NONCE_CACHE_SIZE):
+        self._clock = clock
+        self.ttl = ttl
+        self._size = size
+        self._seen: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def claim(self, key: str, body: bytes) -> bool:
+        """True for a new key or the same body again (a retry); False: same key, different body."""
+        digest = hashlib.blake2b(body, digest_size=16).digest()
+        now = self._clock().timestamp()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and now - seen[0] <= self.ttl:
+                return hmac.compare_digest(seen[1], digest)
+            self._seen[key] = (now, digest)
+            self._seen.move_to_end(key)
+            while len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+            return True
+
+
+def parse_epoch(value: str | None, *, field: str, source: str, millis: bool = False) -> datetime:
+    """A platform timestamp (seconds, or milliseconds for DingTalk) as aware UTC."""
+    if not value:
+        raise SignatureError(f"{field} is missing", source=source)
+    try:
+        n = int(value)
+        return datetime.fromtimestamp(n / 1000 if millis else n, UTC)
+    except (ValueError, OverflowError, OSError):
+        raise SignatureError(f"{field} is not a Unix timestamp", source=source) from None
+
+
+class GuardedPushSource(PushSource):
+    """A push source with a replay window and a nonce cache (subclasses call :meth:`guard`)."""
+
+    options: PushOptions
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.nonces = NonceCache(self.context.clock, ttl=max(self.window, 300.0))
+
+    @property
+    def window(self) -> float:
+        """Seconds a request's timestamp may differ from now (0: not checked)."""
+        own = self.options.replay_window_seconds
+        return self.replay_window_seconds if own is None else own
+
+    def guard(self, request: InboundRequest, sent: datetime, nonce: str | None, signature: str | None) -> None:
+        """Refuse a stale request, or a (timestamp, nonce) replayed with another body. Call it
+        after the signature check, so that only authentic requests fill the cache."""
+        window = self.window
+        self.nonces.ttl = max(window, 300.0)  # the receiver may change the window after __init__
+        if window and abs((self.context.clock() - sent).total_seconds()) > window:
+            raise SignatureError(f"timestamp outside the {window:g}s replay window", source=self.name)
+        key = f"{int(sent.timestamp() * 1000)}|{nonce or ''}|{signature or ''}"
+        if not self.nonces.claim(key, request.body):
+            raise SignatureError("nonce replayed with a different body", source=self.name)
+
+
+# ---------------------------------------------------------------- payloads
+
+
+def _element_to_value(el: Element) -> Any:
+    children = list(el)
+    if not children:
+        return el.text or ""
+    out: dict[str, Any] = {}
+    for child in children:
+        value = _element_to_value(child)
+        if child.tag in out:
+            # repeated tags (<item>...</item><item>...</item>) become a list
+            prev = out[child.tag]
+            out[child.tag] = [*prev, value] if isinstance(prev, list) else [prev, value]
+        else:
+            out[child.tag] = value
+    return out
+
+
+def parse_xml(text: str | bytes, *, source: str) -> dict[str, Any]:
+    """Parse an XML message (``<xml>...</xml>``) into a dict with defusedxml: no DTDs, no entities,
+    no external references. Repeated tags become lists; text is kept as text."""
+    try:
+        root = SafeET.fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        raise PayloadError(f"XML refused: {type(exc).__name__}", source=source) from None
+    except (ParseError, ValueError) as exc:
+        raise PayloadError(f"body is not XML: {exc}", source=source) from None
+    value = _element_to_value(root)
+    if not isinstance(value, dict):
+        raise PayloadError("XML has no fields", source=source)
+    return value
+
+
+def clean(value: Any) -> Any:
+    """Replace NUL characters, which PostgreSQL cannot store in JSON, so that a verified payload
+    can always be stored (or quarantined) rather than failing its transaction forever."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {clean(k): clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean(v) for v in value]
+    return value
+
+
+def content_hash(data: bytes | str) -> str:
+    """A stable id for payloads without one of their own (retries of the same push dedup)."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    return "sha256:" + hashlib.sha256(raw).hexdigest()[:32]
+
+
+def wechat_message_id(msg: dict[str, Any]) -> str:
+    """WeChat / WeCom dedup key: ``MsgId`` (``MsgID`` on template-send events), otherwise
+    sender + CreateTime + event and whatever distinguishes events of the same second."""
+    for key in ("MsgId", "MsgID", "msgid"):
+        v = msg.get(key)
+        if isinstance(v, str | int) and str(v):
+            return str(v)
+    parts = [str(msg.get(k, "")) for k in ("FromUserName", "CreateTime", "Event")]
+    for extra in ("ChangeType", "ExternalUserID", "UserID", "EventKey", "Ticket"):
+        v = msg.get(extra)
+        if isinstance(v, str) and v:
+            parts.append(v)
+    if not msg.get("FromUserName") and not msg.get("CreateTime"):
+        return content_hash(repr(sorted(msg.items())))
+    return ":".join(parts)
+
+
+def query_value(request: InboundRequest, *names: str) -> str | None:
+    """The first of ``names`` present in the query string."""
+    for n in names:
+        v = request.query.get(n)
+        if v:
+            return v
+    return None
+
+
+__all__ = [
+    "GuardedPushSource",
+    "MsgCrypt",
+    "MsgCryptOptions",
+    "NonceCache",
+    "PushOptions",
+    "WrongApp",
+    "check_encoding_aes_key",
+    "clean",
+    "content_hash",
+    "parse_epoch",
+    "parse_xml",
+    "query_value",
+    "same",
+    "wechat_message_id",
+    "wx_signature",
+]

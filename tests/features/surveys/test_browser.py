@@ -1,0 +1,178 @@
+"""The survey page in headless Chromium (Debian's ``chromium`` + ``chromium-driver``, via Selenium).
+
+``tests/setup_browser.sh`` installs them (``make pytest`` runs it). Under ``CI=true`` a missing
+browser fails; locally these tests skip loudly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kit.surveys import checkout, ingest, invitations_of, outbox_of
+from sqlalchemy import select
+
+from hub.store.schema import touchpoints
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--window-size=390,844",  # a phone
+)
+
+
+def _missing(what: str) -> None:
+    msg = f"{what}; run `bash tests/setup_browser.sh`"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true: {msg}")
+    pytest.skip(f"SKIPPED LOUDLY: {msg}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _missing("selenium is not installed (pip install -e '.[dev]')")
+    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    if not os.path.exists(CHROMIUM) or not os.path.exists(driver_path):
+        _missing(f"headless Chromium not found ({CHROMIUM}, {driver_path})")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    # Selenium Manager must never download a browser or driver: the paths are given
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(make_runtime: Any, clock: Any) -> Iterator[tuple[Any, str]]:
+    """A runtime whose app serves on 127.0.0.1 (uvicorn in a thread); yields (runtime, base url)."""
+    import uvicorn
+
+    from hub.web import create_app
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    rt = make_runtime(public_url=base)
+    server = uvicorn.Server(uvicorn.Config(create_app(rt), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield rt, base
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_open_answer_submit_stores_the_response(browser: Any, served: tuple[Any, str]) -> None:
+    from selenium.webdriver.common.by import By
+
+    rt, base = served
+    ingest(rt, checkout("R1"))
+    link = outbox_of(rt)[0]["message"]["url"]
+    assert link.startswith(base + "/s/")
+    browser.get(link)
+    assert "感谢您光临徐汇店" in browser.find_element(By.TAG_NAME, "h1").text
+    blocks = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".block-title")]
+    assert blocks == ["乳制品", "生鲜"]
+    # submit with nothing chosen: the server answers with the problems, in the page
+    submit(browser)
+    assert "还有" in browser.find_element(By.ID, "form-errors").text
+    assert browser.find_element(By.ID, "err-nps").text == "请选择一个分数"
+    # answer as a customer would: tap the chips and options (labels: the inputs are visually hidden)
+    for field, value in [
+        ("q_nps", "3"),
+        ("q_overall", "2"),
+        ("q_dairy_freshness", "1"),
+        ("q_fresh_quality", "4"),
+    ]:
+        browser.find_element(By.CSS_SELECTOR, f"label:has(input[name='{field}'][value='{value}'])").click()
+    browser.find_element(By.CSS_SELECTOR, "label:has(input[name='q_dairy_cold_chain'][value='不够冷'])").click()
+    browser.find_element(By.CSS_SELECTOR, "label:has(input[name='q_fresh_issue'][value='价格偏高'])").click()
+    browser.find_element(By.NAME, "q_comment").send_keys("牛奶不够冷")
+    submit(browser)
+    message = browser.find_element(By.ID, "message")
+    assert message.get_attribute("data-kind") == "thanks"
+    assert "提交成功" in message.text
+    with rt.store.connect() as conn:
+        [doc] = [r[0] for r in conn.execute(select(touchpoints.c.doc).where(touchpoints.c.kind == "survey_response"))]
+    [inv] = invitations_of(rt)
+    assert doc["feedback"]["nps"] == 3 and doc["feedback"]["text"] == "牛奶不够冷"
+    assert doc["attributes"]["transaction_id"] == inv["transaction_id"]
+    assert doc["customer"]["customer_id"] == inv["customer_id"]
+    answers = {a["id"]: a["value"] for a in doc["attributes"]["answers"]}
+    assert answers["fresh_issue"] == ["价格偏高"] and answers["dairy_cold_chain"] == "不够冷"
+    assert inv["status"] == "responded"
+    # the link is single use
+    browser.get(link)
+    assert browser.find_element(By.ID, "message").get_attribute("data-kind") == "used"
+
+
+def submit(browser: Any) -> None:
+    """Click submit and wait for the server's answer page: a click does not wait for the
+    navigation it starts, so on a busy machine the next lookup could still see the old page."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.ID, "submit").click()
+
+    def old_page_gone(_: Any) -> bool:
+        # Selenium's staleness_of expects StaleElementReferenceException; mid-navigation Chromium
+        # may instead answer "Node with given id does not belong to the document" (seen in CI).
+        # Either way the old page is gone.
+        try:
+            old.is_enabled()
+        except WebDriverException:  # StaleElementReferenceException is one too
+            return True
+        return False
+
+    WebDriverWait(browser, 30).until(old_page_gone)
+    WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
+
+
+def test_tampered_link_is_refused(browser: Any, served: tuple[Any, str]) -> None:
+    from selenium.webdriver.common.by import By
+
+    rt, _ = served
+    ingest(rt, checkout("R1"))
+    link = outbox_of(rt)[0]["message"]["url"]
+    tampered = link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")
+    browser.get(tampered)
+    message = browser.find_element(By.ID, "message")
+    assert message.get_attribute("data-kind") == "tampered"
+    assert "链接无效" in message.text
+    assert not browser.find_elements(By.TAG_NAME, "form")
