@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest setup clean bench
+.PHONY: demo test lint typecheck contracts pytest setup clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,13 +22,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy hub connectors cli.py
+	$(BIN)/mypy hub connectors commands cli.py
+
+# the layers of .importlinter: a wrong arrow between packages fails the build
+contracts: $(STAMP)
+	$(BIN)/lint-imports
 
 pytest: $(STAMP)
 	bash tests/setup_browser.sh
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+test: lint typecheck contracts pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

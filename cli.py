@@ -1,7 +1,9 @@
 """The ``cxhub`` command (Typer + rich).
 
-Core commands live here; feature commands (outbox, invitations, cases...) are registered from
-``hub/commands/<feature>.py`` modules listed in ``COMMAND_MODULES``.
+Core commands live here; each installed feature adds its own (outbox, invitations, cases...)
+through ``Feature.cli``, a ``"module:function"`` of the CLI layer (``commands/``) that gets the app.
+Heavy modules (the store, FastAPI, the sentiment model, platform SDKs) are imported by the
+commands that need them, so ``cxhub --help`` and short queries start fast.
 """
 
 from __future__ import annotations
@@ -13,16 +15,15 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from hub.errors import ConfigError, CxhubError
+from commands import ConfigOpt, JsonOpt, console, dump_json, err, fail, handled, load, runtime
+from hub.errors import ConfigError
 
 app = typer.Typer(
     name="cxhub",
@@ -34,62 +35,9 @@ app = typer.Typer(
 map_app = typer.Typer(help="Mappings: test them against their fixtures.", no_args_is_help=True)
 app.add_typer(map_app, name="map")
 
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-#: feature command modules, each with ``register(app)``
-COMMAND_MODULES: list[str] = ["commands.surveys", "commands.cases", "commands.outbox"]
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="Config file (env CXHUB_CONFIG, default ./cxhub.yaml).", show_default=False),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="JSON lines for scripts.")]
-
 T = TypeVar("T")
 
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
-    return typer.Exit(code)
-
-
-@contextmanager
-def handled() -> Iterator[None]:
-    """Turn cxhub errors into a clear message and exit code 1, never a traceback."""
-    try:
-        yield
-    except CxhubError as exc:
-        raise fail(str(exc)) from None
-
-
-def load(config: Path | None) -> Any:
-    from hub.config import load_config
-
-    with handled():
-        return load_config(config)
-
-
-@contextmanager
-def runtime(config: Path | None, *, migrate: bool = True) -> Iterator[Any]:
-    """A Runtime for one command; the schema is migrated first."""
-    from hub.runtime import Runtime
-
-    cfg = load(config)
-    with handled():
-        rt = Runtime(cfg)
-        try:
-            if migrate:
-                rt.migrate()
-            yield rt
-        finally:
-            rt.close()
-
-
-def dump_json(data: Any) -> str:
-    from hub.store import dumps
-
-    return dumps(data)
+__all__ = ["app", "console", "dump_json", "err", "fail", "handled", "load", "main", "runtime"]
 
 
 # ---------------------------------------------------------------- commands
@@ -161,17 +109,10 @@ def events(
     as_json: JsonOpt = False,
 ) -> None:
     """Stored touchpoints, newest first (JSON lines with the model's field names with --json)."""
-    from sqlalchemy import select
-
-    from hub.store.schema import touchpoints
+    from hub.store.reads import recent_touchpoints
 
     with runtime(config) as rt, rt.store.connect() as conn:
-        q = select(touchpoints.c.doc).order_by(touchpoints.c.occurred_at.desc()).limit(limit)
-        if source:
-            q = q.where(touchpoints.c.source == source)
-        if kind:
-            q = q.where(touchpoints.c.kind == kind)
-        docs = [r[0] for r in conn.execute(q)]
+        docs = recent_touchpoints(conn, source=source, kind=kind, limit=limit)
     if as_json:
         from hub.privacy import mask_text
 
@@ -220,17 +161,10 @@ def quarantine_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Records that could not be used, with the reason (replay them after a fix)."""
-    from sqlalchemy import select
-
-    from hub.store.schema import quarantine
+    from hub.store.reads import quarantined
 
     with runtime(config) as rt, rt.store.connect() as conn:
-        q = select(quarantine).order_by(quarantine.c.id).limit(limit)
-        if not all_:
-            q = q.where(quarantine.c.status == "open")
-        if source:
-            q = q.where(quarantine.c.source == source)
-        rows = [dict(r) for r in conn.execute(q).mappings()]
+        rows = quarantined(conn, source=source, include_replayed=all_, limit=limit)
     from hub.privacy import mask_text
 
     if as_json:
@@ -273,7 +207,7 @@ def map_test(
     as_json: JsonOpt = False,
 ) -> None:
     """Run mapping fixtures (``NAME.fixtures.yaml`` beside ``NAME.yaml``); exit 1 on any failure."""
-    from hub.fixtures import run_fixtures
+    from hub.mapping.fixtures import run_fixtures
 
     with handled():
         results = run_fixtures(path)
@@ -361,9 +295,54 @@ def demo(
         run_demo(console, config_path=config, workdir=workdir)
 
 
+@app.command()
+def features(as_json: JsonOpt = False) -> None:
+    """List installed features (entry points ``cxhub.features``), in install order, and whether each can run."""
+    from hub.registry import discover_features
+
+    infos = discover_features()
+    if as_json:
+        for i in infos:
+            f = i.feature
+            print(
+                json.dumps(
+                    {
+                        "name": i.name,
+                        "status": i.status,
+                        "section": f.section if f else None,
+                        "requires": list(f.requires) if f else [],
+                        "after": list(f.after) if f else [],
+                        "title": f.title if f else "",
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        return
+    table = Table("feature", "section", "after", "status", "what")
+    for i in infos:
+        f = i.feature
+        colour = "green" if i.status == "ok" else "red"
+        deps = ", ".join((*f.requires, *f.after)) if f else ""
+        table.add_row(
+            i.name, (f.section or "") if f else "", deps, f"[{colour}]{i.status}[/]", f.title if f else i.target
+        )
+    console.print(table)
+
+
 def _register_features() -> None:
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(app)
+    """Add each runnable feature's commands; a feature whose commands fail to load is reported, not fatal."""
+    from hub.registry import installed_features
+
+    for info in installed_features():
+        assert info.feature is not None
+        target = info.feature.cli
+        if not target:
+            continue
+        module, _, func = target.partition(":")
+        try:
+            getattr(importlib.import_module(module), func or "register")(app)
+        except Exception as exc:  # a broken plug-in must not take the whole command down
+            logging.getLogger("cxhub").warning("feature %s: its commands cannot load: %s", info.name, exc)
 
 
 _register_features()

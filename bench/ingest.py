@@ -151,12 +151,10 @@ def _run_sync(url: str, n: int, batch: int) -> dict:
 
     import yaml
 
-    import hub.runtime
     from hub.config import load_config
     from hub.runtime import Runtime
     from hub.sync import run_sync
 
-    hub.runtime.FEATURES = []  # ingest alone: no survey / feedback rules configured
     with tempfile.TemporaryDirectory() as tmp:
         drop = Path(tmp) / "drop"
         drop.mkdir()
@@ -176,7 +174,7 @@ def _run_sync(url: str, n: int, batch: int) -> dict:
         }
         path = Path(tmp) / "cxhub.yaml"
         path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
-        rt = Runtime(load_config(path))
+        rt = Runtime(load_config(path), features=())  # ingest alone: no feature hooks
         rt.migrate()
         gc.freeze()  # as cxhub's CLI does at start (cli.main)
         s0 = _server_cpu(rt.store)
@@ -254,7 +252,7 @@ def main() -> None:
             tmp = tempfile.mkdtemp()
             r = _child(f"sqlite:///{tmp}/bench.db", args)
         else:
-            from hub.sdk.testing import temporary_postgres_database
+            from tests.kit.databases import temporary_postgres_database
 
             with temporary_postgres_database() as url:
                 r = _child(url, args)

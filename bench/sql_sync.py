@@ -205,12 +205,10 @@ def worker_read(src: str, batch_size: int, mode: str, profile: str | None) -> di
 def worker_cxhub(src: str, dst: str, batch_size: int, mode: str, profile: str | None) -> dict[str, Any]:
     import yaml
 
-    import hub.runtime
     from hub.config import load_config
     from hub.runtime import Runtime
     from hub.sync import run_sync
 
-    hub.runtime.FEATURES = []  # the pull path alone: no survey / feedback hooks
     cfg = {
         "secret_key": "bench-secret",
         "store": {"url": dst, "pool_size": 2},
@@ -225,7 +223,7 @@ def worker_cxhub(src: str, dst: str, batch_size: int, mode: str, profile: str | 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cxhub.yaml"
         path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
-        rt = Runtime(load_config(path))
+        rt = Runtime(load_config(path), features=())  # the pull path alone: no feature hooks
         rt.migrate()
         gc.freeze()  # as `cxhub sync` does at start (cli.main): the startup heap out of the collector's sight
         t0, c0 = time.perf_counter(), time.process_time()
@@ -382,7 +380,7 @@ def main() -> None:
         print(json.dumps(fn[args.worker]()))
         return
 
-    from hub.sdk.testing import temporary_postgres_database
+    from tests.kit.databases import temporary_postgres_database
 
     print(f"seeding {args.orders:,} orders x 3 lines into a throwaway PostgreSQL database ...", flush=True)
     with temporary_postgres_database() as src:

@@ -1,4 +1,4 @@
-"""``cxhub cases`` and ``cxhub case show|ack|resolve|close|reopen ID``."""
+"""``cxhub cases`` and ``cxhub case show|ack|resolve|close|reopen ID`` (the feedback feature's commands)."""
 
 import getpass
 import json
@@ -6,14 +6,11 @@ from typing import Annotated, Any
 
 import typer
 
+import commands
+
 
 def _service(rt: Any) -> Any:
-    service = rt.features.get("feedback")
-    if service is None:
-        import cli
-
-        raise cli.fail("the feedback feature is not installed (hub.features.feedback in FEATURES)")
-    return service
+    return commands.feature_interface(rt, "feedback")
 
 
 def _plain(case: dict[str, Any]) -> dict[str, Any]:
@@ -24,8 +21,7 @@ def _plain(case: dict[str, Any]) -> dict[str, Any]:
 
 def register(app: typer.Typer) -> None:
     """Add the case commands to the ``cxhub`` app."""
-    import cli
-    from cli import ConfigOpt, JsonOpt
+    from commands import ConfigOpt, JsonOpt
 
     case_app = typer.Typer(help="One case: show it, acknowledge, resolve, close or reopen it.", no_args_is_help=True)
     app.add_typer(case_app, name="case")
@@ -44,8 +40,8 @@ def register(app: typer.Typer) -> None:
         from hub.features.feedback.sla import format_left
 
         if status and status not in ("new", "acknowledged", "resolved", "closed"):
-            raise cli.fail(f"--status {status!r}: use new, acknowledged, resolved or closed")
-        with cli.runtime(config) as rt:
+            raise commands.fail(f"--status {status!r}: use new, acknowledged, resolved or closed")
+        with commands.runtime(config) as rt:
             service = _service(rt)
             rows = service.list(status, limit)
             now = rt.clock()
@@ -72,8 +68,8 @@ def register(app: typer.Typer) -> None:
                 sla,
                 str(r["level"]),
             )
-        cli.console.print(table)
-        cli.console.print(f"{len(rows)} case(s)", highlight=False)
+        commands.console.print(table)
+        commands.console.print(f"{len(rows)} case(s)", highlight=False)
 
     @case_app.command("show")
     def show(
@@ -85,16 +81,16 @@ def register(app: typer.Typer) -> None:
         from hub.features.feedback.cases import CaseNotFound
         from hub.features.feedback.render import STATUS_ZH, score_line
 
-        with cli.runtime(config) as rt:
+        with commands.runtime(config) as rt:
             try:
                 case = _service(rt).get(case_id)
             except CaseNotFound as exc:
-                raise cli.fail(str(exc)) from None
+                raise commands.fail(str(exc)) from None
         if as_json:
             print(json.dumps(_plain(case), ensure_ascii=False))
             return
         s = case["doc"]["summary"]
-        c = cli.console
+        c = commands.console
         c.print(
             f"[bold]case #{case['id']}[/] {case['status']} ({STATUS_ZH.get(case['status'])}), "
             f"severity {case['severity']}, {case['touchpoints']} touchpoint(s)",
@@ -126,11 +122,11 @@ def register(app: typer.Typer) -> None:
         from hub.features.feedback.cases import CaseNotFound
 
         actor = by or getpass.getuser()
-        with cli.runtime(config) as rt:
+        with commands.runtime(config) as rt:
             try:
                 result = _service(rt).transition(case_id, action, actor=actor, via="cli", note=note)
             except CaseNotFound as exc:
-                raise cli.fail(str(exc)) from None
+                raise commands.fail(str(exc)) from None
         if as_json:
             print(
                 json.dumps(
@@ -144,7 +140,9 @@ def register(app: typer.Typer) -> None:
                 )
             )
         else:
-            cli.console.print(("[green]✓[/] " if result.changed else "[yellow]·[/] ") + result.message, highlight=False)
+            commands.console.print(
+                ("[green]✓[/] " if result.changed else "[yellow]·[/] ") + result.message, highlight=False
+            )
         if not result.changed:
             raise typer.Exit(1)
 
@@ -184,13 +182,13 @@ def register(app: typer.Typer) -> None:
         """Route an open case again with the current rules and notify its new first level."""
         from hub.features.feedback.cases import CaseNotFound
 
-        with cli.runtime(config) as rt:
+        with commands.runtime(config) as rt:
             try:
                 case = _service(rt).reroute(case_id, actor=by or getpass.getuser(), via="cli")
             except CaseNotFound as exc:
-                raise cli.fail(str(exc)) from None
+                raise commands.fail(str(exc)) from None
         first = case["doc"]["levels"][0]
-        cli.console.print(
+        commands.console.print(
             f"case #{case_id} ({case['status']}): level 0 {first['label']}: {', '.join(first['contacts']) or '-'}",
             highlight=False,
         )

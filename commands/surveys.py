@@ -30,7 +30,7 @@ def _since(value: str | None, now: datetime) -> datetime | None:
 
 def register(app: typer.Typer) -> None:
     """Add the surveys commands to the ``cxhub`` app."""
-    from cli import ConfigOpt, JsonOpt, console, dump_json, runtime
+    from commands import ConfigOpt, JsonOpt, console, dump_json, runtime
 
     @app.command()
     def invitations(

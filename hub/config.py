@@ -18,8 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.errors import ConfigError, ConfigErrors
-from hub.features.feedback.config import FeedbackConfig
-from hub.features.surveys.config import SurveysConfig
 from hub.mapping import CompiledMapping, compile_mapping, fixtures_path_for, resolve_mapping_ref
 from hub.registry import get as get_connector
 from hub.sdk.connector import Connector, ConnectorOptions
@@ -117,15 +115,16 @@ class DestinationConfig(_Section):
 
 
 class RawConfig(_Section):
-    """The YAML file's shape. Feature sections validate themselves in their own modules."""
+    """The YAML file's shape. Any other top-level key is a feature's section: the feature that
+    declares it (``Feature.section``) validates it with its own model (``Config.sections``)."""
+
+    model_config = ConfigDict(extra="allow")
 
     secret_key: SecretStr | None = None
     store: StoreConfig = Field(default_factory=StoreConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
-    surveys: SurveysConfig | None = None
-    feedback: FeedbackConfig | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -161,6 +160,12 @@ class Config:
     secret_key: bytes
     sources: dict[str, SourceSpec] = field(default_factory=dict)
     destinations: dict[str, DestinationSpec] = field(default_factory=dict)
+    #: feature sections present in the file, validated by their feature's model
+    sections: dict[str, BaseModel] = field(default_factory=dict)
+
+    def section(self, name: str) -> Any:
+        """The validated section ``name`` (None when the file has none)."""
+        return self.sections.get(name)
 
     @property
     def base_dir(self) -> Path:
@@ -248,25 +253,59 @@ def load_config(
         dspec = _collect(errors, _destination_spec, cfg, name, dst)
         if dspec is not None:
             cfg.destinations[name] = dspec
+    for section_name, value in (raw.model_extra or {}).items():
+        section = _collect(errors, _feature_section, cfg, section_name, value)
+        if section is not None:
+            cfg.sections[section_name] = section
     errors.extend(_feature_checks(cfg))
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
     return cfg
 
 
+def _feature_section(cfg: Config, key: str, value: Any) -> BaseModel | None:
+    """Validate top-level ``key`` with the model of the feature that reads it."""
+    from hub.feature import FeatureInfo
+    from hub.registry import discover_features
+
+    infos: dict[str, FeatureInfo] = {}
+    for i in discover_features():
+        name = i.feature.section if i.feature else i.name
+        if name:
+            infos[name] = i
+    info = infos.get(key)
+    if info is None:
+        known = sorted(_CORE_SECTIONS | {k for k, i in infos.items() if i.feature is not None})
+        raise cfg.lines.error((key,), f"unknown section; no installed feature reads it (sections: {', '.join(known)})")
+    if info.feature is None:
+        raise cfg.lines.error((key,), f"the feature {info.name!r} that reads this section cannot run: {info.error}")
+    model = info.feature.config_model()
+    if model is None:
+        raise cfg.lines.error((key,), f"the feature {info.name!r} takes no configuration")
+    if value is None:
+        return None
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise _pydantic_error(exc, cfg.lines, (key,)) from None
+
+
+_CORE_SECTIONS = set(RawConfig.model_fields)
+
+
 def _feature_checks(cfg: Config) -> list[ConfigError]:
     """Cross-section checks of feature sections, so ``cxhub check`` reports what would otherwise
     only fail when the Runtime starts (a channel naming an unknown destination, a missing file).
 
-    The extension point: a section model of ``RawConfig`` (``surveys``, ``feedback``...) may define
+    The extension point: a section model (a core one, or a feature's) may define
     ``check(cfg: Config) -> list[ConfigError]``; it gets the config being loaded (``cfg.raw``,
     ``cfg.lines`` for file:line errors, ``cfg.base_dir``) and returns every error it finds.
     ``cfg.destinations`` / ``cfg.sources`` hold only the entries that loaded; the declared names
     are in ``cfg.raw.destinations`` / ``cfg.raw.sources`` (their own errors are reported anyway).
     """
     errors: list[ConfigError] = []
-    for name in type(cfg.raw).model_fields:
-        section = getattr(cfg.raw, name)
+    sections = [getattr(cfg.raw, name) for name in type(cfg.raw).model_fields] + list(cfg.sections.values())
+    for section in sections:
         check = getattr(section, "check", None)
         if isinstance(section, BaseModel) and callable(check):
             try:

@@ -1,4 +1,5 @@
-"""Connector registry: the entry-point group ``cxhub.connectors`` (never folder scanning)."""
+"""Plug-in registries: connectors (entry-point group ``cxhub.connectors``) and features
+(``cxhub.features``), found by entry points, never by scanning folders."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
 
+from hub.feature import GROUP as FEATURE_GROUP
+from hub.feature import FeatureInfo, install_order, load_feature
 from hub.sdk.connector import Connector
 
 GROUP = "cxhub.connectors"
@@ -57,3 +60,16 @@ def get(name: str) -> type[Connector]:
     if info.cls is None:
         raise KeyError(f"connector {name!r} cannot be loaded: {info.error}")
     return info.cls
+
+
+@cache
+def discover_features() -> list[FeatureInfo]:
+    """Every feature registered in ``cxhub.features``: the runnable ones first, in install order,
+    then those that cannot run, each with its reason."""
+    infos = [load_feature(ep.name, ep.value, ep.load) for ep in entry_points(group=FEATURE_GROUP)]
+    return install_order(infos)
+
+
+def installed_features() -> list[FeatureInfo]:
+    """The features that can run, in install order."""
+    return [i for i in discover_features() if i.feature is not None]

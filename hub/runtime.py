@@ -1,14 +1,14 @@
 """The running hub: config + store + connector instances + ingestor + feature hooks.
 
-Features (surveys, feedback...) plug in through ``FEATURES``: each module has
-``install(runtime)`` that appends ingest hooks, periodic jobs and web routes.
+Features plug in through the entry-point group ``cxhub.features`` (see :mod:`hub.feature`): each
+one's ``install(runtime)`` appends ingest hooks, periodic jobs, web routes and services, in the
+order the features' declared dependencies give.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,13 +18,11 @@ from hub.config import Config
 from hub.errors import ConfigError
 from hub.ingest import IngestHook, Ingestor
 from hub.mapping import CompiledMapping
+from hub.registry import installed_features
 from hub.sdk.connector import Clock, Connector, ConnectorContext, Destination, PullSource, PushSource, utcnow
 from hub.store import Store
 
 log = logging.getLogger("cxhub")
-
-#: feature modules, each with ``install(runtime)``; a missing module is skipped
-FEATURES: list[str] = ["hub.features.surveys", "hub.features.feedback", "hub.features.delivery"]
 
 
 @dataclass
@@ -40,7 +38,15 @@ class PeriodicJob:
 class Runtime:
     """Everything one ``cxhub`` process needs, built from a loaded config."""
 
-    def __init__(self, config: Config, *, clock: Clock = utcnow, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock = utcnow,
+        transport: httpx.BaseTransport | None = None,
+        features: Collection[str] | None = None,
+    ):
+        """``features`` limits the installed features to these names (None: every installed one)."""
         if not config.secret_key:
             raise ConfigError(
                 "secret_key: required; set CXHUB_SECRET_KEY (or secret_key: ${CXHUB_SECRET_KEY} in the config)",
@@ -61,14 +67,11 @@ class Runtime:
         )
         self._connectors: dict[tuple[str, str], Connector] = {}
         self.features: dict[str, Any] = {}
-        for module in FEATURES:
-            try:
-                mod = importlib.import_module(module)
-            except ModuleNotFoundError as exc:
-                if exc.name != module:
-                    raise
+        for info in installed_features():
+            assert info.feature is not None
+            if features is not None and info.name not in features:
                 continue
-            self.features[module.rsplit(".", 1)[-1]] = mod.install(self)
+            self.features[info.name] = info.feature.install(self)
         # the Ingestor copied the list when it was built: give it the hooks features added since
         self.ingestor.hooks = self.hooks
 

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import operator
+import os
 import threading
 import typing
 from collections.abc import Generator, Iterator, Sequence
@@ -30,6 +31,19 @@ from hub.sdk.connector import Clock, utcnow
 from hub.store import schema
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def migration_folders() -> list[Path]:
+    """The core's revisions, then every installed feature's (``Feature.migrations``)."""
+    from hub.registry import installed_features
+
+    folders = [MIGRATIONS / "versions"]
+    for info in installed_features():
+        assert info.feature is not None
+        folder = info.feature.migrations
+        if folder is not None:
+            folders.append(folder)
+    return folders
 
 
 def _default(o: Any) -> Any:
@@ -350,12 +364,14 @@ class Store:
         return self.engine.connect()
 
     def migrate(self) -> None:
-        """Upgrade the schema to every head (features add their own migration branches)."""
+        """Upgrade the schema to every head: the core's and each installed feature's branch."""
         from alembic import command
         from alembic.config import Config as AlembicConfig
 
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.set_main_option("path_separator", "os")
+        cfg.set_main_option("version_locations", os.pathsep.join(str(p) for p in migration_folders()))
         cfg.attributes["engine"] = self.engine
         try:
             command.upgrade(cfg, "heads")

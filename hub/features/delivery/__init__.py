@@ -1,20 +1,24 @@
 """Delivery: the workers that drain the outbox into destinations (a feature of ``cxhub run``).
 
-``install(runtime)`` adds a :class:`~hub.features.delivery.worker.DeliveryService` to ``runtime.services``;
-it serves every enabled destination of the config. Tuning comes from the environment
+The feature adds a :class:`~hub.features.delivery.worker.DeliveryService` to ``runtime.services``;
+it serves every enabled destination of the config. Its public interface,
+``runtime.features["delivery"]``, is that service (None when delivery is turned off). Tuning comes from the environment
 (``CXHUB_DELIVERY_BATCH_SIZE``, ``..._LEASE_SECONDS``, ``..._POLL_SECONDS``, ``..._MAX_ATTEMPTS``).
 See docs/delivery.md.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hub.features.delivery.worker import DeliveryService, DeliveryWorker
-from hub.sdk.policy import RetryPolicy
+from hub.feature import Feature
+
+if TYPE_CHECKING:
+    from hub.features.delivery.worker import DeliveryService, DeliveryWorker
 
 
 class DeliverySettings(BaseSettings):
@@ -33,6 +37,9 @@ class DeliverySettings(BaseSettings):
 
 def build_worker(runtime: Any, settings: DeliverySettings | None = None, **overrides: Any) -> DeliveryWorker:
     """A worker for ``runtime``'s enabled destinations."""
+    from hub.features.delivery.worker import DeliveryWorker
+    from hub.sdk.policy import RetryPolicy
+
     s = settings or DeliverySettings()
     names = [n for n, spec in runtime.config.destinations.items() if spec.config.enabled]
     kwargs: dict[str, Any] = {
@@ -47,14 +54,44 @@ def build_worker(runtime: Any, settings: DeliverySettings | None = None, **overr
     return DeliveryWorker(runtime.store, runtime.destination, names, **kwargs)
 
 
+class Delivery(Feature):
+    """The delivery plug-in: outbox workers for every enabled destination, their tables."""
+
+    name = "delivery"
+    title = "delivery of the outbox to destinations: retries, rate limits, digests, dead letters"
+    cli = "commands.outbox:register"
+
+    @property
+    def migrations(self) -> Path:
+        return Path(__file__).resolve().parent / "migrations"
+
+    def install(self, runtime: Any) -> DeliveryService | None:
+        """Add the delivery service to ``cxhub run`` (nothing when ``CXHUB_DELIVERY_ENABLED=false``)."""
+        from hub.features.delivery.worker import DeliveryService
+
+        settings = DeliverySettings()
+        if not settings.enabled:
+            return None
+        service = DeliveryService(build_worker(runtime, settings), poll_seconds=settings.poll_seconds)
+        runtime.services.append(service)
+        return service
+
+
+feature = Delivery()
+
+
 def install(runtime: Any) -> DeliveryService | None:
-    """Add the delivery service to ``cxhub run`` (nothing when ``CXHUB_DELIVERY_ENABLED=false``)."""
-    settings = DeliverySettings()
-    if not settings.enabled:
-        return None
-    service = DeliveryService(build_worker(runtime, settings), poll_seconds=settings.poll_seconds)
-    runtime.services.append(service)
-    return service
+    """Install the feature on ``runtime`` by hand (tests and tools that build a runtime piecemeal)."""
+    return feature.install(runtime)
 
 
-__all__ = ["DeliveryService", "DeliverySettings", "DeliveryWorker", "build_worker", "install"]
+def __getattr__(name: str) -> Any:
+    # the worker's classes load on first use: the cxhub command imports this module on every start
+    if name in ("DeliveryService", "DeliveryWorker"):
+        from hub.features.delivery import worker
+
+        return getattr(worker, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Delivery", "DeliveryService", "DeliverySettings", "DeliveryWorker", "build_worker", "feature", "install"]

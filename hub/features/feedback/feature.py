@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hub.features.feedback.cases import CaseService
 from hub.features.feedback.config import FeedbackConfig
@@ -20,12 +20,8 @@ log = logging.getLogger("cxhub.feedback")
 
 def feedback_config(rt: Runtime) -> FeedbackConfig:
     """The runtime's ``feedback`` section (defaults when the config has none)."""
-    raw: Any = rt.config.raw.feedback
-    if raw is None:
-        return FeedbackConfig()
-    if isinstance(raw, FeedbackConfig):
-        return raw
-    return FeedbackConfig.model_validate(raw)  # the placeholder dict type, before hub.config uses ours
+    cfg = rt.config.section("feedback")
+    return cfg if isinstance(cfg, FeedbackConfig) else FeedbackConfig()
 
 
 def _check_destinations(rt: Runtime, cfg: FeedbackConfig) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import Connection, select
 
@@ -21,21 +21,38 @@ from hub.store.schema import touchpoints
 log = logging.getLogger("cxhub.feedback")
 
 
+@runtime_checkable
+class SurveyInvitations(Protocol):
+    """What the recovery survey needs from a surveys feature (``runtime.features["surveys"]``)."""
+
+    def rule_names(self) -> list[str]:
+        """The configured survey rules."""
+        ...
+
+    def invite(self, conn: Connection, event: TouchpointEvent, rule: str, now: datetime) -> dict[str, Any] | None:
+        """Consider inviting ``event``'s customer by ``rule``; the decision, or None."""
+        ...
+
+    def invitation_of(self, conn: Connection, event: TouchpointEvent) -> Any:
+        """The invitation (``.id``, ``.rule``, ``.transaction_id``) a survey answer belongs to."""
+        ...
+
+
 class RecoverySurvey:
-    """Bridges cases and the surveys feature (``runtime.features["surveys"]``)."""
+    """Bridges cases and the surveys feature, through its published interface."""
 
     def __init__(self, cfg: FeedbackConfig, surveys: Any, *, file: str | None = None):
         self.cfg = cfg
+        if not isinstance(surveys, SurveyInvitations):
+            raise ConfigError("recovery_survey: the surveys feature is not installed", file=file, key="feedback")
         self.surveys = surveys
         name = cfg.recovery_survey.survey
-        rules = {r.name: r for r in surveys.config.rules} if surveys is not None else {}
-        if surveys is None:
-            raise ConfigError("recovery_survey: the surveys feature is not installed", file=file, key="feedback")
+        rules = surveys.rule_names()
         if name not in rules:
             raise ConfigError(
                 f"recovery_survey.survey: no survey rule {name!r}; rules: {sorted(rules)}", file=file, key="feedback"
             )
-        self.rule = rules[name]
+        self.rule = name
 
     def invite(self, conn: Connection, case: dict[str, Any], now: datetime) -> dict[str, Any] | None:
         """Write the recovery invitation (and its outbox message) in the resolve transaction."""
@@ -44,31 +61,17 @@ class RecoverySurvey:
             return None
         # the delay runs from the resolution, not from the original review
         ev = TouchpointEvent.model_validate(doc).model_copy(update={"occurred_at": now})
-        row = self.surveys.engine.consider(conn, ev, self.rule, now)
-        return None if row is None else {"decision": row["decision"], "reason": row["reason"], "id": row["id"]}
+        return self.surveys.invite(conn, ev, self.rule, now)
 
     def case_of_response(self, conn: Connection, ev: TouchpointEvent) -> int | None:
         """The case whose recovery invitation ``ev`` answers, if any."""
-        from hub.features.surveys.schema import invitations
-        from hub.features.surveys.tokens import TokenError
-
-        inv = ev.attributes.get("invitation_id")
-        token = ev.attributes.get("survey_token")
-        if not inv and isinstance(token, str):
-            try:
-                inv = self.surveys.engine.signer.verify(token, check_expiry=False).invitation_id
-            except TokenError:
-                return None
-        if not isinstance(inv, str) or not inv:
+        inv = self.surveys.invitation_of(conn, ev)
+        if inv is None or inv.rule != self.rule:
             return None
         q = (
             select(cases.c.id)
-            .select_from(
-                invitations.join(
-                    case_touchpoints, case_touchpoints.c.touchpoint_id == invitations.c.transaction_id
-                ).join(cases, cases.c.id == case_touchpoints.c.case_id)
-            )
-            .where(invitations.c.id == inv, invitations.c.rule == self.rule.name)
+            .select_from(case_touchpoints.join(cases, cases.c.id == case_touchpoints.c.case_id))
+            .where(case_touchpoints.c.touchpoint_id == inv.transaction_id)
         )
         found = conn.execute(q).scalar()
         return None if found is None else int(found)

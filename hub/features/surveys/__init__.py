@@ -1,23 +1,42 @@
-"""Context-aware surveys after transactions.
+"""Context-aware surveys after transactions (the ``surveys:`` section; see docs/surveys.md).
 
-``install(runtime)`` (listed in ``hub.runtime.FEATURES``) adds the survey rules engine as an
-ingest hook, and the hosted survey page (``GET/POST /s/{token}``) as a FastAPI router.
-See docs/surveys.md.
+The feature adds the survey rules engine as an ingest hook and the hosted survey page
+(``GET/POST /s/{token}``) as a FastAPI router. Its public interface, ``runtime.features["surveys"]``,
+is :class:`SurveysFeature`: other features invite a customer by a named rule through it
+(:meth:`SurveysFeature.invite`) and find which invitation an answer belongs to
+(:meth:`SurveysFeature.invitation_of`).
 
-Imports stay lazy here: ``hub.config`` imports ``hub.features.surveys.config``, which runs this file first.
+This module stays import-light: the ``cxhub`` command loads the feature object on every start.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hub.feature import Feature
+
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from sqlalchemy import Connection
+
     from hub.features.surveys.config import SurveysConfig
     from hub.features.surveys.engine import SurveyEngine
     from hub.features.surveys.questionnaire import Questionnaire
     from hub.mapping import CompiledMapping
+    from hub.model import TouchpointEvent
     from hub.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class InvitationRef:
+    """Which invitation a survey answer belongs to: its id, its rule and the touchpoint it followed."""
+
+    id: str
+    rule: str
+    transaction_id: str
 
 
 @dataclass
@@ -28,6 +47,41 @@ class SurveysFeature:
     questionnaires: dict[str, Questionnaire]
     engine: SurveyEngine
     page_mapping: CompiledMapping
+
+    def rule_names(self) -> list[str]:
+        """The names of the configured survey rules."""
+        return [r.name for r in self.config.rules]
+
+    def invite(self, conn: Connection, event: TouchpointEvent, rule: str, now: datetime) -> dict[str, Any] | None:
+        """Consider inviting ``event``'s customer by rule ``rule`` in the caller's transaction, with
+        every check a rule applies (caps, opt-outs, quiet hours...). Returns the decision
+        (``id``, ``decision``, ``reason``), or None when the event does not qualify."""
+        by_name = {r.name: r for r in self.config.rules}
+        if rule not in by_name:
+            raise KeyError(f"no survey rule {rule!r}; rules: {sorted(by_name)}")
+        row = self.engine.consider(conn, event, by_name[rule], now)
+        return None if row is None else {"id": row["id"], "decision": row["decision"], "reason": row["reason"]}
+
+    def invitation_of(self, conn: Connection, event: TouchpointEvent) -> InvitationRef | None:
+        """The invitation a ``survey_response`` event answers (by its invitation id or signed token)."""
+        from sqlalchemy import select
+
+        from hub.features.surveys.schema import invitations
+        from hub.features.surveys.tokens import TokenError
+
+        inv = event.attributes.get("invitation_id")
+        token = event.attributes.get("survey_token")
+        if not inv and isinstance(token, str):
+            try:
+                inv = self.engine.signer.verify(token, check_expiry=False).invitation_id
+            except TokenError:
+                return None
+        if not isinstance(inv, str) or not inv:
+            return None
+        row = conn.execute(
+            select(invitations.c.id, invitations.c.rule, invitations.c.transaction_id).where(invitations.c.id == inv)
+        ).first()
+        return None if row is None else InvitationRef(row.id, row.rule, row.transaction_id)
 
 
 def page_mapping() -> CompiledMapping:
@@ -43,8 +97,7 @@ def build(rt: Runtime) -> SurveysFeature:
     from hub.features.surveys.engine import SurveyEngine
     from hub.features.surveys.questionnaire import load_questionnaires
 
-    raw: Any = rt.config.raw.surveys
-    cfg = raw if isinstance(raw, SurveysConfig) else SurveysConfig.model_validate(raw or {})
+    cfg = rt.config.section("surveys") or SurveysConfig()
     lines = rt.config.lines
     for i, ch in enumerate(cfg.channels):
         if ch.destination not in rt.config.destinations:
@@ -64,11 +117,36 @@ def build(rt: Runtime) -> SurveysFeature:
     return SurveysFeature(cfg, questionnaires, engine, page_mapping())
 
 
-def install(rt: Runtime) -> SurveysFeature:
-    """Add the rules engine (ingest hook) and the survey page (router) to ``rt``."""
-    from hub.features.surveys.web import router
+class Surveys(Feature):
+    """The surveys plug-in: rules engine (ingest hook), survey page (routes), its tables."""
 
-    feature = build(rt)
-    rt.hooks.append(feature.engine)
-    rt.routers.append(router(rt, feature))
-    return feature
+    name = "surveys"
+    title = "context-aware surveys after transactions, the hosted survey page"
+    section = "surveys"
+    cli = "commands.surveys:register"
+
+    def config_model(self) -> type[BaseModel]:
+        from hub.features.surveys.config import SurveysConfig
+
+        return SurveysConfig
+
+    @property
+    def migrations(self) -> Path:
+        return Path(__file__).resolve().parent / "migrations"
+
+    def install(self, runtime: Runtime) -> SurveysFeature:
+        """Add the rules engine (ingest hook) and the survey page (router) to ``runtime``."""
+        from hub.features.surveys.web import router
+
+        feature = build(runtime)
+        runtime.hooks.append(feature.engine)
+        runtime.routers.append(router(runtime, feature))
+        return feature
+
+
+feature = Surveys()
+
+
+def install(runtime: Runtime) -> SurveysFeature:
+    """Install the feature on ``runtime`` by hand (tests and tools that build a runtime piecemeal)."""
+    return feature.install(runtime)

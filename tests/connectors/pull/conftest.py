@@ -40,9 +40,6 @@ def make_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ru
     """Build a Runtime from ``sources`` (a dict as in cxhub.yaml) on a SQLite store (or ``store_url``).
 
     Feature modules (surveys, feedback rules...) are left out: these tests are about the pull path."""
-    import hub.runtime
-
-    monkeypatch.setattr(hub.runtime, "FEATURES", [])
     made: list[Runtime] = []
 
     def build(sources: dict[str, Any], store_url: str | None = None, **kwargs: Any) -> Runtime:
@@ -53,6 +50,7 @@ def make_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ru
         }
         path = tmp_path / "cxhub.yaml"
         path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
+        kwargs.setdefault("features", ())
         rt = Runtime(load_config(path), **kwargs)
         rt.migrate()
         made.append(rt)

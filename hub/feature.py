@@ -1,0 +1,150 @@
+"""Features: the plug-ins that act on what the hub ingests (surveys, feedback, delivery...).
+
+A feature is an object registered in the entry-point group ``cxhub.features``::
+
+    [project.entry-points."cxhub.features"]
+    surveys = "hub.features.surveys:feature"
+
+The core knows no feature by name. :class:`~hub.runtime.Runtime` installs every installed feature
+in the order their declared dependencies give, and each one brings, through this one protocol:
+
+- its **config section**: ``section`` is the top-level YAML key it reads and ``config_model()`` the
+  pydantic model that validates it when the config loads (errors name file:line:key). A section
+  model may define ``check(cfg) -> list[ConfigError]`` for checks against the rest of the config;
+- its **migrations**: ``migrations`` is a folder of Alembic revisions on the feature's own branch
+  (``branch_labels = ("<name>",)``, ``down_revision`` a core revision);
+- its **ingest hooks, web routes, periodic jobs and services**, added by ``install(runtime)`` to
+  ``runtime.hooks``, ``runtime.routers``, ``runtime.jobs`` and ``runtime.services``;
+- its **CLI commands**: ``cli`` is ``"module:function"`` in the CLI layer; the ``cxhub`` command
+  calls the function with its Typer app. The feature itself never imports Typer or rich.
+
+``install`` returns the feature's public interface, which the runtime keeps as
+``runtime.features[name]``. Features talk to each other only through those interfaces: a feature
+that needs another declares what it calls as a :class:`typing.Protocol` of its own and checks the
+object it is given, never importing the other feature's modules.
+
+Order: ``requires`` names features that must be installed (a feature whose requirement is missing
+is not installed, and ``cxhub features`` says why); ``after`` names features to install first when
+they are present. Ties go alphabetically, so the order is the same in every process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from hub.runtime import Runtime
+
+GROUP = "cxhub.features"
+
+
+class Feature:
+    """Base class of a feature plug-in: set the class attributes, implement :meth:`install`.
+
+    Subclasses keep their module imports light (the ``cxhub`` command loads every feature object to
+    register its commands): import the feature's machinery inside :meth:`install` and
+    :meth:`config_model`.
+    """
+
+    #: the feature's name: the key of ``runtime.features`` and of its entry point
+    name: ClassVar[str] = ""
+    #: one line for ``cxhub features``
+    title: ClassVar[str] = ""
+    #: the top-level config key this feature reads (None: it has no section)
+    section: ClassVar[str | None] = None
+    #: features that must be installed for this one to work
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: features to install before this one when they are installed
+    after: ClassVar[tuple[str, ...]] = ()
+    #: "module:function" of the feature's CLI commands (the function gets the Typer app)
+    cli: ClassVar[str | None] = None
+
+    def config_model(self) -> type[BaseModel] | None:
+        """The pydantic model of the feature's config section."""
+        return None
+
+    @property
+    def migrations(self) -> Path | None:
+        """A folder of Alembic revisions (the feature's own branch), or None."""
+        return None
+
+    def install(self, runtime: Runtime) -> Any:
+        """Add hooks, routes, jobs and services to ``runtime``; return the public interface."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<feature {self.name}>"
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One registered feature and whether it can run here."""
+
+    name: str
+    target: str
+    feature: Feature | None
+    error: str | None
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.error is None else f"unavailable: {self.error}"
+
+
+def load_feature(name: str, target: str, load: Callable[[], Any]) -> FeatureInfo:
+    """Load one entry point; a broken plug-in becomes an info with the reason, never an exception."""
+    try:
+        obj = load()
+        if isinstance(obj, type) and issubclass(obj, Feature):
+            obj = obj()
+        if not isinstance(obj, Feature):
+            raise TypeError(f"{target} is not a cxhub Feature (subclass hub.feature.Feature)")
+        if obj.name != name:
+            raise TypeError(f"{target} calls itself {obj.name!r}, but is registered as {name!r}")
+        return FeatureInfo(name, target, obj, None)
+    except Exception as exc:  # a broken plugin must not break the hub; it shows in the status
+        return FeatureInfo(name, target, None, f"{type(exc).__name__}: {exc}")
+
+
+def install_order(infos: Iterable[FeatureInfo]) -> list[FeatureInfo]:
+    """Features in dependency order; those that cannot run get their reason in ``error``.
+
+    A feature is unavailable when it failed to load, when a feature it ``requires`` is missing or
+    unavailable, or when it sits on a dependency cycle.
+    """
+    by_name = {i.name: i for i in infos}
+    changed = True
+    while changed:  # a missing requirement makes its dependents unavailable too
+        changed = False
+        for name, info in list(by_name.items()):
+            if info.feature is None:
+                continue
+            for req in info.feature.requires:
+                dep = by_name.get(req)
+                if dep is None or dep.feature is None:
+                    why = "not installed" if dep is None else "unavailable"
+                    by_name[name] = FeatureInfo(name, info.target, None, f"requires feature {req!r} ({why})")
+                    changed = True
+                    break
+    ok = {n: i for n, i in by_name.items() if i.feature is not None}
+    deps = {
+        n: {d for d in (*i.feature.requires, *i.feature.after) if d in ok}  # type: ignore[union-attr]
+        for n, i in ok.items()
+    }
+    ordered: list[FeatureInfo] = []
+    done: set[str] = set()
+    while len(done) < len(ok):
+        ready = sorted(n for n in ok if n not in done and deps[n] <= done)
+        if not ready:
+            for n in sorted(set(ok) - done):
+                cycle = ", ".join(sorted(deps[n] - done))
+                by_name[n] = FeatureInfo(n, ok[n].target, None, f"dependency cycle through {cycle}")
+            break
+        for n in ready:
+            ordered.append(ok[n])
+            done.add(n)
+    return ordered + [i for i in by_name.values() if i.feature is None]
