@@ -34,9 +34,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, retry_if_not_exception_type, stop_after_attempt
 
 from hub.errors import ConfigError, PermanentError, RetriableError
-from hub.mapping import compile_expression
 from hub.sdk.connector import Batch, ConnectorOptions, PullSource, RawRecord, Rejected
 from hub.sdk.durations import parse_duration
+from hub.sdk.expressions import compile_expression
 
 
 def _duration(value: Any) -> float:

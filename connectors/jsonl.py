@@ -13,8 +13,8 @@ import orjson
 from pydantic import Field
 
 from hub.errors import ConnectorError
-from hub.mapping import compile_expression
 from hub.sdk.connector import Batch, ConnectorOptions, PullSource, RawRecord, Rejected
+from hub.sdk.expressions import compile_expression
 
 #: 19 digits in a row: an integer that may not fit 64 bits, which orjson would read as a float
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")

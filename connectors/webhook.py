@@ -17,8 +17,8 @@ from pydantic import Field, SecretStr
 from standardwebhooks.webhooks import Webhook
 
 from hub.errors import PayloadError, SignatureError
-from hub.mapping import compile_expression
 from hub.sdk.connector import ConnectorOptions, InboundRequest, PushResult, PushSource, RawRecord, Reply
+from hub.sdk.expressions import compile_expression
 
 
 class WebhookOptions(ConnectorOptions):

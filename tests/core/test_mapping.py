@@ -184,7 +184,7 @@ def test_ids_are_deterministic() -> None:
 
 
 def test_presets_fixtures_all_pass() -> None:
-    from hub.fixtures import run_fixtures
+    from hub.mapping.fixtures import run_fixtures
 
     results = run_fixtures()
     assert results, "no preset fixtures found"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.errors import ConfigError, PayloadError
-from hub.mapping import PRESET_DIR, fixtures_path_for, load_mapping_file
+from hub.mapping.load import PRESET_DIR, fixtures_path_for, load_mapping_file
 from hub.yamlio import load_yaml
 
 
