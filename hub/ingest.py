@@ -15,7 +15,7 @@ import logging
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection, RootTransaction, select, update
 
@@ -26,10 +26,14 @@ from hub.model import TouchpointEvent
 from hub.privacy import Vault
 from hub.sdk.collector import gc_checkpoint, gc_paused
 from hub.sdk.connector import Batch, Clock, RawRecord, Rejected, utcnow
-from hub.store import DeferredCopy, JsonText, Store, copy_deferred, copy_new_rows, dumps, upsert
+from hub.store import JsonText, Store, copy_deferred, copy_new_rows, dumps, upsert
 from hub.store.schema import inbox, quarantine, source_state, touchpoints
 
+if TYPE_CHECKING:
+    from hub.store.pgcopy import DeferredCopy
+
 log = logging.getLogger("cxhub.ingest")
+
 
 @dataclass
 class IngestContext:

@@ -60,7 +60,8 @@ class Runtime:
         self.context = ConnectorContext(clock=clock, transport=transport, kv=self.store, secret_key=config.secret_key)
         self.hooks: list[IngestHook] = []
         self.jobs: list[PeriodicJob] = []
-        self.routers: list[Any] = []  # FastAPI routers features add
+        #: FastAPI routers features add, or zero-argument factories of them (built when the web app is)
+        self.routers: list[Any] = []
         self.services: list[Any] = []  # objects with start() and stop(), run by `cxhub run`
         self.ingestor = Ingestor(
             self.store, config.secret_key, self.hooks, clock, keep_raw=config.raw.store.keep_raw_payloads

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import Receive, Scope, Send
 
@@ -217,5 +217,6 @@ def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> HookF
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     for router in rt.routers:
-        app.include_router(router)
+        # a feature may give a factory instead of a router: FastAPI then loads only when a server starts
+        app.include_router(router if isinstance(router, APIRouter) else router())
     return HookFastPath(app, hook)

@@ -1,7 +1,8 @@
 """The store: SQLAlchemy 2 on SQLite (embedded default, WAL) or PostgreSQL (psycopg 3)."""
 
+from typing import TYPE_CHECKING, Any
+
 from hub.store.engine import (
-    DeferredCopy,
     JsonText,
     Store,
     bulk_insert_ignore,
@@ -11,6 +12,19 @@ from hub.store.engine import (
     insert_ignore,
     upsert,
 )
+
+if TYPE_CHECKING:
+    from hub.store.pgcopy import DeferredCopy
+
+
+def __getattr__(name: str) -> Any:
+    # psycopg loads only when a PostgreSQL store needs it
+    if name == "DeferredCopy":
+        from hub.store.pgcopy import DeferredCopy
+
+        return DeferredCopy
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DeferredCopy",

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import operator
 import os
+import re
 import threading
 import typing
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum
@@ -18,10 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from psycopg import pq
-from psycopg.copy import LibpqWriter
-from psycopg.errors import UniqueViolation, error_from_result
-from psycopg.waiting import Wait
 from sqlalchemy import JSON, Connection, Engine, Table, create_engine, delete, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -30,7 +28,33 @@ from hub.errors import ConfigError
 from hub.sdk.connector import Clock, utcnow
 from hub.store import schema
 
+if typing.TYPE_CHECKING:
+    from hub.store.pgcopy import DeferredCopy
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+_REVISION = re.compile(r"^revision\s*=\s*['\"]([^'\"]+)['\"]", re.M)
+_DOWN = re.compile(r"^down_revision\s*=\s*(.+)$", re.M)
+
+
+@functools.cache
+def _heads(folders: tuple[Path, ...]) -> frozenset[str]:
+    """The head revisions of these folders, read off the files; empty when any file is not in the
+    shape ``alembic revision`` writes (then the caller asks Alembic)."""
+    revisions: set[str] = set()
+    downs: set[str] = set()
+    for folder in folders:
+        for path in folder.glob("*.py"):
+            if path.name.startswith("_"):
+                continue
+            text_ = path.read_text(encoding="utf-8")
+            rev, down = _REVISION.search(text_), _DOWN.search(text_)
+            if rev is None or down is None:
+                return frozenset()
+            revisions.add(rev.group(1))
+            downs.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
+    return frozenset(revisions - downs)
 
 
 def migration_folders() -> list[Path]:
@@ -177,6 +201,8 @@ def copy_new_rows(
     if dict_rows is not None:
         pick = operator.itemgetter(*cols)  # in C; a single column gives a scalar
         tuples = [pick(row) for row in dict_rows] if len(cols) > 1 else [(pick(row),) for row in dict_rows]
+    from psycopg.errors import UniqueViolation  # the PostgreSQL path only: SQLite never loads psycopg
+
     json_idx = [i for i, c in enumerate(cols) if _is_json(table.c[c].type)]
     collist = ", ".join(f'"{c}"' for c in cols)
     try:
@@ -205,88 +231,14 @@ def copy_new_rows(
     return [pick_ret(t) for t in tuples]
 
 
-class DeferredCopy:
-    """A ``COPY`` whose rows and end marker have been sent to PostgreSQL, its answer not read yet
-    (:func:`copy_deferred`). Until :meth:`wait` the connection takes no other statement."""
-
-    def __init__(self, raw: Any):
-        self._raw = raw
-        self.done = False
-
-    def wait(self) -> None:
-        """Read PostgreSQL's answer to the COPY; raises the driver's error (a unique violation, a
-        lost connection) as the COPY itself would have."""
-        if self.done:
-            return
-        self.done = True
-        results = self._raw.wait(_read_results(self._raw.pgconn))
-        for res in results:
-            if res.status != pq.ExecStatus.COMMAND_OK:
-                raise error_from_result(res, encoding=self._raw.info.encoding)
-
-
-class _SendOnlyWriter(LibpqWriter):
-    """psycopg's COPY writer, except that ending the COPY sends the end marker and returns: the
-    answer is read by :meth:`DeferredCopy.wait`. An error inside the ``with copy`` block still
-    cancels the COPY and waits, as psycopg's own writer does."""
-
-    def finish(self, exc: BaseException | None = None) -> None:
-        if exc is not None:
-            super().finish(exc)
-            return
-        self.connection.wait(_send_copy_end(self._pgconn))
-
-
-def _send_copy_end(pgconn: Any) -> Generator[Wait, Any, None]:
-    # the first half of psycopg.generators.copy_end: queue the end marker and flush it
-    while pgconn.put_copy_end(None) == 0:
-        while not (yield Wait.W):
-            continue
-    while True:
-        while not (yield Wait.W):
-            continue
-        if pgconn.flush() == 0:
-            break
-
-
-def _read_results(pgconn: Any) -> Generator[Wait, Any, list[Any]]:
-    # the second half: every result of the command, as psycopg.generators.fetch_many reads them
-    results: list[Any] = []
-    while True:
-        if pgconn.is_busy():
-            while not (yield Wait.R):
-                continue
-            while True:
-                pgconn.consume_input()
-                if not pgconn.is_busy():
-                    break
-                while not (yield Wait.R):
-                    continue
-        res = pgconn.get_result()
-        if res is None:
-            return results
-        results.append(res)
-
-
 def copy_deferred(
     conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]], columns: Sequence[str]
 ) -> DeferredCopy:
-    """``COPY`` ``rows`` (tuples in ``columns`` order; JSON columns as :class:`JsonText`) into
-    ``table`` on PostgreSQL without waiting for PostgreSQL to store them: the caller does other
-    work (maps the next batch) while the server writes, then calls :meth:`DeferredCopy.wait`
-    before anything else on ``conn``. No savepoint: a conflict fails the transaction, and the
-    caller redoes the batch the careful way (:func:`copy_new_rows`)."""
-    raw = conn.connection.driver_connection
-    assert raw is not None  # a live connection inside the caller's transaction
-    collist = ", ".join(f'"{c}"' for c in columns)
-    with (
-        raw.cursor() as cur,
-        cur.copy(f"COPY {table.name} ({collist}) FROM STDIN", writer=_SendOnlyWriter(cur)) as copy,
-    ):
-        write = copy.write_row
-        for row in rows:
-            write(row)
-    return DeferredCopy(raw)
+    """``COPY`` ``rows`` into ``table`` on PostgreSQL without waiting for the answer (see
+    :func:`hub.store.pgcopy.copy_deferred`; psycopg loads only when a PostgreSQL store copies)."""
+    from hub.store import pgcopy
+
+    return pgcopy.copy_deferred(conn, table, rows, columns)
 
 
 def _is_json(type_: Any) -> bool:
@@ -364,7 +316,13 @@ class Store:
         return self.engine.connect()
 
     def migrate(self) -> None:
-        """Upgrade the schema to every head: the core's and each installed feature's branch."""
+        """Upgrade the schema to every head: the core's and each installed feature's branch.
+
+        When the store is already at those heads (the common case for a CLI command), Alembic is
+        not even imported: the heads are read off the revision files and compared with
+        ``alembic_version``. Anything unexpected falls through to Alembic."""
+        if self.schema_is_current():
+            return
         from alembic import command
         from alembic.config import Config as AlembicConfig
 
@@ -377,6 +335,18 @@ class Store:
             command.upgrade(cfg, "heads")
         except OperationalError as exc:
             raise ConfigError(f"cannot reach the store: {exc.orig}", key="store.url") from None
+
+    def schema_is_current(self) -> bool:
+        """Whether ``alembic_version`` holds exactly the heads of every migration folder."""
+        heads = _heads(tuple(migration_folders()))
+        if not heads:
+            return False
+        try:
+            with self.engine.connect() as conn:
+                stored = {r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))}
+        except Exception:  # no table yet, or a store that cannot be reached: Alembic says which
+            return False
+        return stored == heads
 
     def dispose(self) -> None:
         self.engine.dispose()

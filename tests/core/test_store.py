@@ -1,9 +1,13 @@
-"""Store mechanics: the shared key-value store and its cross-process lock."""
+"""Store mechanics: the shared key-value store and its cross-process lock, the schema check."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
+
+from sqlalchemy import text
 
 from hub.store import Store
 
@@ -52,3 +56,27 @@ def test_many_waiting_threads_do_not_exhaust_the_pool(pg_store: Store) -> None:
     assert not errors, errors[:1]
     assert len(done) == 24 and most == 1
     assert time.monotonic() - started < 25  # well under the pool's 30 s checkout timeout
+
+
+def test_the_schema_check_agrees_with_alembic(tmp_path: Path) -> None:
+    """The heads read off the revision files are Alembic's heads, and a migrated store is current
+    (so commands skip Alembic), while a fresh or half-migrated one is not."""
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    from hub.store.engine import MIGRATIONS, _heads, migration_folders
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("path_separator", "os")
+    cfg.set_main_option("version_locations", os.pathsep.join(str(p) for p in migration_folders()))
+    assert _heads(tuple(migration_folders())) == set(ScriptDirectory.from_config(cfg).get_heads())
+
+    store = Store(f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert not store.schema_is_current()
+    store.migrate()
+    assert store.schema_is_current()
+    with store.begin() as conn:
+        conn.execute(text("DELETE FROM alembic_version WHERE version_num = '0009_lean_keys'"))
+    assert not store.schema_is_current()
+    store.dispose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hub.features.feedback.cases import CaseService
 from hub.features.feedback.config import FeedbackConfig
@@ -43,8 +43,12 @@ def _recovery(rt: Runtime, cfg: FeedbackConfig) -> RecoverySurvey | None:
 
 def install(rt: Runtime) -> CaseService:
     """Build the case service and register its hook, sweep job and routes."""
-    from hub.features.feedback.web import build_router
     from hub.runtime import PeriodicJob
+
+    def build_web_router(service: CaseService, timezone: str) -> Any:
+        from hub.features.feedback.web import build_router
+
+        return build_router(service, timezone)
 
     cfg = feedback_config(rt)
     _check_destinations(rt, cfg)
@@ -73,5 +77,20 @@ def install(rt: Runtime) -> CaseService:
 
     if cfg.enabled:
         rt.jobs.append(PeriodicJob("case-sweep", cfg.sweep_every, sweep, leader_only=True))
-    rt.routers.append(build_router(service, cfg.timezone))
+    rt.routers.append(lambda: build_web_router(service, cfg.timezone))
+    if callable(getattr(analyzer, "warm", None)):
+        rt.services.append(_Warm(analyzer))
     return service
+
+
+class _Warm:
+    """Loads the sentiment model when ``cxhub run`` starts, before the first review waits for it."""
+
+    def __init__(self, analyzer: Any) -> None:
+        self.analyzer = analyzer
+
+    def start(self) -> None:
+        self.analyzer.warm()
+
+    def stop(self) -> None:
+        return None

@@ -13,8 +13,10 @@ negative when that is below ``feedback.sentiment.negative_below``.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 import threading
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from hub.errors import ConfigError
@@ -36,20 +38,31 @@ class SnowNLPSentiment:
     name = "snownlp"
 
     def __init__(self) -> None:
-        try:
-            from snownlp import sentiment
-        except ImportError as exc:  # pragma: no cover - snownlp is a dependency
+        if importlib.util.find_spec("snownlp") is None:  # pragma: no cover - snownlp is a dependency
             raise ConfigError(
                 "feedback.sentiment.engine: snownlp is not installed (pip install snownlp)",
                 key="feedback.sentiment.engine",
-            ) from exc
-        self._classify = sentiment.classify
+            )
+        self._classify: Callable[[str], float] | None = None
         # snownlp keeps its segmenter state in module globals; one caller at a time is the safe use
         self._lock = threading.Lock()
 
+    def warm(self) -> None:
+        """Load the model now (about 3 s: snownlp reads its dictionaries at import). ``cxhub run``
+        warms it at start; a command that never judges text never pays for it."""
+        with self._lock:
+            self._load()
+
+    def _load(self) -> Callable[[str], float]:
+        if self._classify is None:
+            from snownlp import sentiment
+
+            self._classify = sentiment.classify
+        return self._classify
+
     def positive_probability(self, text: str) -> float:
         with self._lock:
-            return float(self._classify(text))
+            return float(self._load()(text))
 
 
 # A compact lexicon for reviews of shops, restaurants and deliveries. Weights are rough on purpose:

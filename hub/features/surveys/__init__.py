@@ -136,11 +136,15 @@ class Surveys(Feature):
 
     def install(self, runtime: Runtime) -> SurveysFeature:
         """Add the rules engine (ingest hook) and the survey page (router) to ``runtime``."""
-        from hub.features.surveys.web import router
-
         feature = build(runtime)
         runtime.hooks.append(feature.engine)
-        runtime.routers.append(router(runtime, feature))
+
+        def survey_page() -> Any:
+            from hub.features.surveys.web import router
+
+            return router(runtime, feature)
+
+        runtime.routers.append(survey_page)
         return feature
 
 
