@@ -4,7 +4,8 @@ A budget is a sliding window: at most ``limit`` sends in any ``per_seconds`` (pl
 margin, because the platform counts arrivals and we count departures). Each reservation is a row
 in ``delivery_sends``; the bucket's row in ``delivery_buckets`` is locked (``SELECT ... FOR
 UPDATE`` on PostgreSQL; SQLite transactions are already serialised) while a process counts and
-reserves, so two processes never both take the last slot.
+reserves, so two processes never both take the last slot. The statements are in
+:mod:`hub.outbox.rates`; this module decides what the counts allow.
 
 A fixed window ("20 per calendar minute") would let 20 go at :59 and 20 more at :00, which is 40
 in one real minute: DingTalk would block the robot for ten minutes. Hence the sliding log.
@@ -17,11 +18,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection
 
-from hub.features.delivery.schema import delivery_buckets, delivery_sends
+from hub.outbox import rates
 from hub.sdk.connector import RateLimit
-from hub.store import insert_ignore
 
 
 @dataclass(frozen=True)
@@ -65,39 +65,21 @@ class Budgets:
     def __init__(self, margin_seconds: float = 1.0):
         self.margin = timedelta(seconds=margin_seconds)
 
-    def _lock(self, conn: Connection, name: str, now: datetime) -> datetime | None:
-        conn.execute(insert_ignore(conn, delivery_buckets, ["bucket"]), {"bucket": name, "updated_at": now})
-        row = conn.execute(
-            select(delivery_buckets.c.blocked_until).where(delivery_buckets.c.bucket == name).with_for_update()
-        ).first()
-        return row.blocked_until if row else None
-
     def blocked_until(self, conn: Connection, destination: str, now: datetime) -> datetime | None:
         """When the platform's block on ``destination`` ends, or None when it is not blocked."""
-        row = conn.execute(
-            select(delivery_buckets.c.blocked_until).where(delivery_buckets.c.bucket == _safe_name(destination))
-        ).first()
-        if row is None or row.blocked_until is None or row.blocked_until <= now:
+        until = rates.blocked_until(conn, _safe_name(destination))
+        if until is None or until <= now:
             return None
-        return row.blocked_until
+        return until
 
     def state(self, conn: Connection, bucket: Bucket, now: datetime) -> BucketState:
         """Lock ``bucket`` for this transaction and count its window."""
-        blocked = self._lock(conn, bucket.name, now)
+        blocked = rates.lock(conn, bucket.name, now)
         if blocked is not None and blocked > now:
             return BucketState(0, blocked)
         window = timedelta(seconds=bucket.limit.per_seconds) + self.margin
         since = now - window
-        # forget reservations that left every window (keeps the log short)
-        conn.execute(delete(delivery_sends).where(delivery_sends.c.bucket == bucket.name, delivery_sends.c.at <= since))
-        times = [
-            r.at
-            for r in conn.execute(
-                select(delivery_sends.c.at)
-                .where(delivery_sends.c.bucket == bucket.name, delivery_sends.c.at > since)
-                .order_by(delivery_sends.c.at)
-            )
-        ]
+        times = rates.window(conn, bucket.name, since)
         available = bucket.limit.limit - len(times)
         if available > 0:
             return BucketState(available, None)
@@ -118,25 +100,16 @@ class Budgets:
         """Reserve ``count`` sends now in each of ``buckets`` (locked by :meth:`state` first)."""
         if count <= 0:
             return
-        rows = [{"bucket": b.name, "at": now} for b in buckets for _ in range(count)]
-        if rows:
-            conn.execute(insert(delivery_sends), rows)
+        rates.reserve(conn, [b.name for b in buckets], count, now)
 
     def block(self, conn: Connection, destination: str, until: datetime, reason: str, now: datetime) -> None:
         """Remember that the platform blocks ``destination`` until ``until`` (every process sees it)."""
-        name = _safe_name(destination)
-        conn.execute(insert_ignore(conn, delivery_buckets, ["bucket"]), {"bucket": name, "updated_at": now})
-        conn.execute(
-            update(delivery_buckets)
-            .where(delivery_buckets.c.bucket == name)
-            .values(blocked_until=until, reason=reason[:255], updated_at=now)
-        )
+        rates.block(conn, _safe_name(destination), until, reason, now)
 
     def sends_in_window(self, conn: Connection, bucket: Bucket, now: datetime) -> int:
         """How many reservations ``bucket`` holds in its current window (for status and tests)."""
         since = now - timedelta(seconds=bucket.limit.per_seconds) - self.margin
-        q = select(func.count()).where(delivery_sends.c.bucket == bucket.name, delivery_sends.c.at > since)
-        return int(conn.execute(q).scalar() or 0)
+        return rates.count_since(conn, bucket.name, since)
 
 
 __all__ = ["Bucket", "BucketState", "Budgets", "buckets_for"]

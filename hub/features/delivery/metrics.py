@@ -28,9 +28,9 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
-from hub.store.schema import outbox
+from hub.outbox.admin import backlog
 
 MESSAGES = Counter(
     "cxhub_delivery_messages_total",
@@ -59,8 +59,6 @@ OLDEST_AGE = Gauge(
     ["destination"],
 )
 
-OPEN_STATUSES = ("pending", "failed", "sending")
-
 
 def count_outcomes(destination: str, outcome: str, rows: int) -> None:
     """Add ``rows`` recorded with ``outcome`` for ``destination``."""
@@ -73,15 +71,10 @@ def refresh_backlog(conn: Connection, now: datetime, destinations: Iterable[str]
 
     Returns ``{destination: (backlog, oldest age in seconds)}``.
     """
-    q = (
-        select(outbox.c.destination, func.count(), func.min(outbox.c.created_at))
-        .where(outbox.c.status.in_(OPEN_STATUSES))
-        .group_by(outbox.c.destination)
-    )
     # destinations reported before and empty now go back to 0 rather than keep a stale value
     found: dict[str, tuple[int, float]] = {name: (0, 0.0) for name in (*destinations, *_reported)}
-    for name, n, oldest in conn.execute(q):
-        found[name] = (int(n), max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0)
+    for name, n, oldest in backlog(conn):
+        found[name] = (n, max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0)
     for name, (n, age) in found.items():
         BACKLOG.labels(name).set(n)
         OLDEST_AGE.labels(name).set(age)

@@ -13,8 +13,9 @@ import pytest
 from kit.outbox import Scripted, keyed, msgs, put, rows, worker
 from sqlalchemy import insert, select, update
 
-from hub.features.delivery.schema import outbox_batches
-from hub.features.delivery.worker import DeliveryWorker, Outcome, Unit
+from hub.features.delivery.units import Outcome, Unit
+from hub.features.delivery.worker import DeliveryWorker
+from hub.outbox.tables import outbox_batches
 from hub.sdk.connector import MemoryKeyValueStore
 from hub.sdk.testing import FakeClock
 from hub.sdk.tokens import TokenCache
@@ -58,7 +59,7 @@ def test_parallel_sends_group_commit_every_kind_of_outcome(pg_store: Store, cloc
 
 def _claim_all(store: Store, clock: FakeClock, w: DeliveryWorker) -> list[Any]:
     with store.begin() as conn:
-        return w._claim(conn, clock())
+        return w.claims.claim(conn, clock())
 
 
 def test_outcomes_are_written_only_for_rows_this_worker_still_holds(
@@ -76,8 +77,8 @@ def test_outcomes_are_written_only_for_rows_this_worker_still_holds(
         Outcome(Unit([c]), "dead", error="invalid recipient"),
         Outcome(Unit([d]), "sent", receipt="r-d"),
     ]
-    with caplog.at_level(logging.WARNING, logger="cxhub.delivery"), w._recorder() as conn:
-        w._write_outcomes(conn, outcomes)
+    with caplog.at_level(logging.WARNING, logger="cxhub.delivery"), w.recorder.connection() as conn:
+        w.recorder.write(conn, outcomes)
     got = by_key(store)
     assert (got["a"]["status"], got["a"]["receipt"], got["a"]["sent_at"]) == ("sent", "r-a", clock())
     assert (got["b"]["status"], got["b"]["last_error"]) == ("failed", "HTTP 503")
@@ -98,8 +99,8 @@ def test_digest_memberships_go_when_the_digest_is_final_and_stay_when_it_will_be
         conn.execute(
             insert(outbox_batches), [{"outbox_id": r.id, "batch_key": u.batch_key} for u in units for r in u.rows]
         )
-    with w._recorder() as conn:
-        w._write_outcomes(
+    with w.recorder.connection() as conn:
+        w.recorder.write(
             conn,
             [
                 Outcome(units[0], "sent", receipt="m1 (digest of 2)"),

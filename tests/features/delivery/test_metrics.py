@@ -14,7 +14,7 @@ from kit.outbox import Scripted, keyed, put, rows, worker
 from prometheus_client import REGISTRY
 from sqlalchemy import update
 
-from hub.features.delivery.worker import Outcome, Unit
+from hub.features.delivery.units import Outcome, Unit
 from hub.sdk.connector import OutboundMessage, Receipt
 from hub.sdk.policy import Throttled
 from hub.sdk.testing import FakeClock
@@ -94,10 +94,10 @@ def test_a_digest_counts_its_messages_and_lost_leases_count_nothing(store: Store
     put(store, clock, name, keyed("a", "b", "c", "d"))
     w = worker(store, clock, {name: Scripted()}, worker_id="A")
     with store.begin() as conn:
-        a, b, c, d = w._claim(conn, clock())
+        a, b, c, d = w.claims.claim(conn, clock())
         conn.execute(update(outbox).where(outbox.c.id == d.id).values(locked_by="B"))
-    with w._recorder() as conn:
-        w._write_outcomes(
+    with w.recorder.connection() as conn:
+        w.recorder.write(
             conn, [Outcome(Unit([a, b, c], "dg"), "sent", receipt="m1"), Outcome(Unit([d]), "dead", error="x")]
         )
     assert meter.delta() == {"sent": 3, "failed": 0, "dead": 0, "retried": 0, "calls": 0}

@@ -16,7 +16,7 @@ from kit.outbox import msgs, put, rows, run_until_done, worker
 from sqlalchemy import select
 
 from hub.errors import RetriableError
-from hub.features.delivery.schema import outbox_batches
+from hub.outbox.tables import outbox_batches
 from hub.sdk.connector import Destination, OutboundMessage, Receipt
 from hub.sdk.policy import RetryPolicy
 from hub.sdk.testing import FakeClock

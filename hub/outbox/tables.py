@@ -1,4 +1,5 @@
-"""Tables of the delivery feature (migration ``0005_delivery``).
+"""The tables that serve the outbox besides ``outbox`` itself (migration ``0005_delivery``, on the
+delivery feature's branch: only delivery reads and writes them, through this package).
 
 - ``delivery_buckets``: one row per rate budget (destination, or destination + recipient); the row
   every process locks (``SELECT ... FOR UPDATE``) while it reserves sends, and where a platform

@@ -1,0 +1,56 @@
+"""What the steps of a pump hand each other: send units, their outcomes, and the pump's tally."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from hub.outbox.leases import Claimed
+
+
+@dataclass
+class Unit:
+    """What one platform call sends: one row, or a digest of several."""
+
+    rows: list[Claimed]
+    batch_key: str | None = None
+
+    @property
+    def ids(self) -> list[int]:
+        return [r.id for r in self.rows]
+
+
+@dataclass
+class Outcome:
+    """What a send came to, waiting to be recorded."""
+
+    unit: Unit
+    status: str  # sent / failed / dead
+    receipt: str | None = None
+    error: str | None = None
+    next_at: datetime | None = None
+
+    def values(self) -> tuple[str | None, str | None, datetime | None]:
+        """(receipt, last_error, next_attempt_at) to record; None keeps receipt and next attempt."""
+        if self.status == "sent":
+            return (self.receipt or "")[:2000], None, None
+        return None, (self.error or "")[:2000], self.next_at
+
+
+@dataclass
+class PumpResult:
+    """What one pump did (for logs, metrics and tests)."""
+
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    dead: int = 0
+    deferred: int = 0
+    calls: int = 0
+    digests: int = 0
+
+    def __bool__(self) -> bool:
+        return self.claimed > 0
+
+
+__all__ = ["Claimed", "Outcome", "PumpResult", "Unit"]
