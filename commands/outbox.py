@@ -16,7 +16,7 @@ def _short(text: str | None, n: int = 60) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add the outbox commands to the ``cxhub`` app."""
-    from cli import ConfigOpt, JsonOpt, console, dump_json, err, fail, handled, runtime
+    from commands import ConfigOpt, JsonOpt, console, dump_json, err, fail, handled, runtime
 
     outbox_app = typer.Typer(
         help="The outbox: every message cxhub sends, with status, attempts and the platform's answer.",
