@@ -9,7 +9,6 @@ See docs/delivery.md.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -55,15 +54,12 @@ def build_worker(runtime: Any, settings: DeliverySettings | None = None, **overr
 
 
 class Delivery(Feature):
-    """The delivery plug-in: outbox workers for every enabled destination, their tables."""
+    """The delivery plug-in: outbox workers for every enabled destination. The outbox and its
+    delivery tables belong to the core (``hub.outbox``): every feature writes to the outbox."""
 
     name = "delivery"
     title = "delivery of the outbox to destinations: retries, rate limits, digests, dead letters"
     cli = "commands.outbox:register"
-
-    @property
-    def migrations(self) -> Path:
-        return Path(__file__).resolve().parent / "migrations"
 
     def install(self, runtime: Any) -> DeliveryService | None:
         """Add the delivery service to ``cxhub run`` (nothing when ``CXHUB_DELIVERY_ENABLED=false``)."""
