@@ -111,7 +111,7 @@ def events(
     """Stored touchpoints, newest first (JSON lines with the model's field names with --json)."""
     from hub.store.reads import recent_touchpoints
 
-    with runtime(config) as rt, rt.store.connect() as conn:
+    with runtime(config, features=()) as rt, rt.store.connect() as conn:
         docs = recent_touchpoints(conn, source=source, kind=kind, limit=limit)
     if as_json:
         from hub.privacy import mask_text
@@ -163,7 +163,7 @@ def quarantine_cmd(
     """Records that could not be used, with the reason (replay them after a fix)."""
     from hub.store.reads import quarantined
 
-    with runtime(config) as rt, rt.store.connect() as conn:
+    with runtime(config, features=()) as rt, rt.store.connect() as conn:
         rows = quarantined(conn, source=source, include_replayed=all_, limit=limit)
     from hub.privacy import mask_text
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 import commands
+from hub.registry import with_dependencies
 
 
 def _service(rt: Any) -> Any:
@@ -41,7 +42,7 @@ def register(app: typer.Typer) -> None:
 
         if status and status not in ("new", "acknowledged", "resolved", "closed"):
             raise commands.fail(f"--status {status!r}: use new, acknowledged, resolved or closed")
-        with commands.runtime(config) as rt:
+        with commands.runtime(config, features=with_dependencies(["feedback"])) as rt:
             service = _service(rt)
             rows = service.list(status, limit)
             now = rt.clock()
@@ -81,7 +82,7 @@ def register(app: typer.Typer) -> None:
         from hub.features.feedback.cases import CaseNotFound
         from hub.features.feedback.render import STATUS_ZH, score_line
 
-        with commands.runtime(config) as rt:
+        with commands.runtime(config, features=with_dependencies(["feedback"])) as rt:
             try:
                 case = _service(rt).get(case_id)
             except CaseNotFound as exc:
@@ -122,7 +123,7 @@ def register(app: typer.Typer) -> None:
         from hub.features.feedback.cases import CaseNotFound
 
         actor = by or getpass.getuser()
-        with commands.runtime(config) as rt:
+        with commands.runtime(config, features=with_dependencies(["feedback"])) as rt:
             try:
                 result = _service(rt).transition(case_id, action, actor=actor, via="cli", note=note)
             except CaseNotFound as exc:
@@ -182,7 +183,7 @@ def register(app: typer.Typer) -> None:
         """Route an open case again with the current rules and notify its new first level."""
         from hub.features.feedback.cases import CaseNotFound
 
-        with commands.runtime(config) as rt:
+        with commands.runtime(config, features=with_dependencies(["feedback"])) as rt:
             try:
                 case = _service(rt).reroute(case_id, actor=by or getpass.getuser(), via="cli")
             except CaseNotFound as exc:

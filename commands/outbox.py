@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
 
         if status is not None and status not in STATUSES:
             raise fail(f"--status {status!r}: one of {', '.join(STATUSES)}")
-        with runtime(config) as rt, rt.store.connect() as conn:
+        with runtime(config, features=()) as rt, rt.store.connect() as conn:
             rows = list_rows(conn, status=status, destination=destination, limit=limit)
             totals = counts(conn)
         if as_json:
@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
 
         if not ids and not dead:
             raise fail("give row ids or --dead")
-        with runtime(config) as rt, rt.store.begin() as conn:
+        with runtime(config, features=()) as rt, rt.store.begin() as conn:
             n = retry(conn, now=rt.clock(), ids=ids or None, dead=dead)
         console.print(f"{n} row(s) queued again", highlight=False)
         if ids and n < len(ids):
@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
         """Deliver everything due now, in this process, then exit (cron-style setups, debugging)."""
         from hub.features.delivery import build_worker
 
-        with runtime(config) as rt, handled():
+        with runtime(config, features=()) as rt, handled():  # the worker alone; no feature hooks run
             total = build_worker(rt).drain()
         summary: dict[str, Any] = {
             k: getattr(total, k) for k in ("claimed", "sent", "failed", "dead", "deferred", "calls", "digests")
@@ -127,7 +127,7 @@ def register(app: typer.Typer) -> None:
         from hub.errors import ConnectorError
         from hub.sdk.connector import Button, OutboundMessage
 
-        with runtime(config) as rt:
+        with runtime(config, features=()) as rt:
             with handled():
                 dst = rt.destination(destination)
             now = rt.clock()

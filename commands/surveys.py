@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
 
         from hub.features.surveys.stats import list_invitations
 
-        with runtime(config) as rt, rt.store.connect() as conn:
+        with runtime(config, features=()) as rt, rt.store.connect() as conn:
             rows = list_invitations(
                 conn, now=rt.clock(), decision=decision, reason=reason, since=_since(since, rt.clock()), limit=limit
             )
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
 
         if by is not None and by not in GROUPINGS:
             raise typer.BadParameter(f"--by {by!r}: choose one of {', '.join(GROUPINGS)}")
-        with runtime(config) as rt, rt.store.connect() as conn:
+        with runtime(config, features=()) as rt, rt.store.connect() as conn:
             groups = compute_stats(conn, by=by, since=_since(since, rt.clock()))
         if as_json:
             for g in groups:

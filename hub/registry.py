@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
@@ -73,3 +74,19 @@ def discover_features() -> list[FeatureInfo]:
 def installed_features() -> list[FeatureInfo]:
     """The features that can run, in install order."""
     return [i for i in discover_features() if i.feature is not None]
+
+
+def with_dependencies(names: Iterable[str]) -> set[str]:
+    """``names`` and every installed feature they need or follow (``requires`` and ``after``),
+    transitively: what a command that uses only some features installs."""
+    infos = {i.name: i for i in installed_features()}
+    todo, out = list(names), set()
+    while todo:
+        name = todo.pop()
+        if name in out:
+            continue
+        out.add(name)
+        info = infos.get(name)
+        if info is not None and info.feature is not None:
+            todo.extend((*info.feature.requires, *info.feature.after))
+    return out
