@@ -119,7 +119,8 @@ def main() -> None:
 
     from contextlib import ExitStack
 
-    from hub.sdk.testing import temporary_postgres_database
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for tests.kit
+    from tests.kit.databases import temporary_postgres_database
 
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -226,12 +226,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=50)
     args = ap.parse_args()
 
+    import sys
+
     from sqlalchemy import func, select
 
-    from hub.features.delivery import schema as _schema  # noqa: F401  (tables of the delivery feature)
-    from hub.sdk.testing import temporary_postgres_database
+    from hub.outbox import tables as _tables  # noqa: F401  (tables of the delivery feature)
     from hub.store import Store
     from hub.store.schema import outbox
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root, for tests.kit
+    from tests.kit.databases import temporary_postgres_database
 
     load_before = os.getloadavg()
     ctx = mp.get_context("spawn")

@@ -67,10 +67,14 @@ def dump_rows(url: str) -> dict[str, tuple[list[str], list[bytes]]]:
 def store_floor(rows: dict[str, tuple[list[str], list[bytes]]], events: int, batch: int) -> dict[str, float]:
     """COPY ``rows`` (from :func:`dump_rows` of a run that stored ``events``) into a fresh store in
     transactions of ``batch`` events; returns events/s and PostgreSQL CPU (us) per event."""
+    import sys
+
     import psycopg
 
-    from hub.sdk.testing import temporary_postgres_database
     from hub.store import Store
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for tests.kit
+    from tests.kit.databases import temporary_postgres_database
 
     with temporary_postgres_database() as url:
         store = Store(url)

@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hub.config import load_config
 from hub.runtime import Runtime
 from hub.sdk.connector import RawRecord
-from hub.sdk.testing import FakeClock, temporary_postgres_database
+from hub.sdk.testing import FakeClock
+from tests.kit.databases import temporary_postgres_database
 
 N, BATCH, CUSTOMERS = 4000, 500, 2000
 MAPPING = {

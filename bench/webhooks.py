@@ -305,8 +305,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from sqlalchemy import create_engine, func, select
 
-    from hub.sdk.testing import temporary_postgres_database
     from hub.store.schema import touchpoints
+    from tests.kit.databases import temporary_postgres_database
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"webhook receiver benchmark: {os.cpu_count()} CPUs, load average {load:.1f} at start; one uvicorn worker")

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kit.databases import temporary_mariadb_database, temporary_postgres_database
 from kit.destinations import fake, make_destination, rsa_keys  # noqa: F401  (fixtures for every folder)
 
-from hub.sdk.testing import FakeClock, temporary_mariadb_database, temporary_postgres_database
+from hub.sdk.testing import FakeClock
 from hub.store import Store
 
 SECRET = b"test-secret-key"

@@ -12,9 +12,9 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from kit.databases import temporary_postgres_database
 from sqlalchemy import inspect, text
 
-from hub.sdk.testing import temporary_postgres_database
 from hub.store import Store
 from hub.store.engine import MIGRATIONS
 from hub.store.schema import metadata

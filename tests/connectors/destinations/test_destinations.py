@@ -10,6 +10,7 @@ import pytest
 import respx
 from kit.destinations import DestinationFactory, options_for
 from kit.fakes import FakePlatform, serve
+from kit.push import new_rsa_pair
 
 from hub.errors import PermanentError, RetriableError
 from hub.sdk.connector import Button, MemoryKeyValueStore, OutboundMessage
@@ -412,7 +413,7 @@ class TestWeChatMessagesConformance(ConnectorConformance):
 
 class TestAlipayConformance(ConnectorConformance):
     connector_kind = "alipay_message"
-    options: ClassVar[dict[str, Any]] = {**options_for("alipay_message", "http://x"), "private_key": "not-used-here"}
+    options: ClassVar[dict[str, Any]] = options_for("alipay_message", "http://x", new_rsa_pair().private_pkcs1)
 
 
 class TestSmsConformance(ConnectorConformance):
