@@ -32,15 +32,15 @@ Shape (see docs/surveys.md for the walk-through)::
 
 from __future__ import annotations
 
-import re
 from datetime import time
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hub.features.surveys.presets import preset_exists, preset_names
+from hub.features.surveys.questionnaire import load_questionnaires
 from hub.sdk.durations import parse_duration
 
 if TYPE_CHECKING:  # hub.config imports this module: no import at run time
@@ -65,19 +65,6 @@ DEFAULT_NAMESPACE: dict[str, str] = {
 
 
 seconds = parse_duration  # the name the survey rules use
-
-
-#: questionnaires shipped with cxhub, usable by name
-PRESET_DIR = Path(__file__).resolve().parent / "questionnaires"
-
-
-def preset_names() -> list[str]:
-    """Names of the shipped questionnaire presets."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-
-
-def preset_exists(name: str) -> bool:
-    return re.fullmatch(r"[A-Za-z0-9_-]+", name) is not None and (PRESET_DIR / f"{name}.yaml").is_file()
 
 
 def _zone(name: str) -> str:
@@ -299,7 +286,6 @@ class SurveysConfig(_Model):
         check`` reports it with file:line:key): every channel's destination is declared under
         ``destinations:``; every questionnaire (file, preset or inline) loads."""
         from hub.errors import ConfigError, ConfigErrors
-        from hub.features.surveys.questionnaire import load_questionnaires
 
         errors: list[ConfigError] = []
         declared = sorted(cfg.raw.destinations)

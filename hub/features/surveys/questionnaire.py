@@ -41,7 +41,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hub.errors import ConfigError, ConfigErrors
-from hub.features.surveys.config import PRESET_DIR, preset_exists, preset_names
+from hub.features.surveys.presets import PRESET_DIR, preset_exists, preset_names
 from hub.model import OrderItem
 from hub.yamlio import Lines, dotted, load_yaml
 

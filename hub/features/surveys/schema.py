@@ -6,6 +6,9 @@ from sqlalchemy import Column, Index, String, Table, Text
 
 from hub.store.schema import Doc, UTCDateTime, metadata
 
+#: decisions that put a message in the outbox (and so count against caps)
+SENT_DECISIONS = ("scheduled", "deferred")
+
 #: one row per transaction a survey rule fired on, whatever was decided: ``decision`` is
 #: ``scheduled`` / ``deferred`` (quiet hours moved ``send_at``) / ``suppressed``; ``reason`` is the
 #: code of why (sampled_out, capped_global, capped_survey, capped_channel, quiet_hours,

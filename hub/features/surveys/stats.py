@@ -18,8 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from hub.features.surveys.engine import SENT_DECISIONS
-from hub.features.surveys.schema import invitations
+from hub.features.surveys.schema import SENT_DECISIONS, invitations
 from hub.privacy import mask_text
 from hub.store.schema import touchpoints
 

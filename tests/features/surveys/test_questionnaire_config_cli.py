@@ -14,7 +14,7 @@ from kit.surveys import BASE_SURVEYS, SECRET, checkout, config_text, ingest
 from typer.testing import CliRunner
 
 from hub.errors import ConfigError, ConfigErrors
-from hub.features.surveys.config import PRESET_DIR
+from hub.features.surveys.presets import PRESET_DIR
 from hub.features.surveys.questionnaire import (
     basket_shares,
     compose,

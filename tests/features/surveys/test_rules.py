@@ -12,15 +12,10 @@ from kit.surveys import BASE_SURVEYS, checkout, ingest, invitations_of, outbox_o
 from sqlalchemy import select, text, update
 
 from hub.features.surveys.config import QuietHours, Rule, SurveysConfig, Trigger
-from hub.features.surveys.engine import (
-    defer_quiet_hours,
-    in_quiet_hours,
-    invitation_id,
-    matches,
-    reachable,
-    sample_bucket,
-    sampled_in,
-)
+from hub.features.surveys.invitations import invitation_id
+from hub.features.surveys.reach import reachable
+from hub.features.surveys.rules import matches, sample_bucket, sampled_in
+from hub.features.surveys.schedule import defer_quiet_hours, in_quiet_hours
 from hub.model import TouchpointEvent
 from hub.store.schema import customers, identities
 

@@ -1,0 +1,280 @@
+"""Invitations: the row every decision leaves, the outbox message of those that are sent, the
+signed link the message carries, and marking an invitation answered.
+
+Invitation ids and message keys are derived from (rule, transaction), so a replay writes nothing
+new: ``survey_invitations.transaction_id`` and ``outbox.key`` are unique and the inserts skip what
+exists. Everything of a batch is written in bulk, in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, select, update
+
+from hub.features.surveys.config import Rule, SurveysConfig
+from hub.features.surveys.lookups import among, batches
+from hub.features.surveys.questionnaire import Questionnaire, compose
+from hub.features.surveys.reach import Reach
+from hub.features.surveys.rules import Outcome
+from hub.features.surveys.schema import SENT_DECISIONS, invitations
+from hub.features.surveys.tokens import TokenError, TokenSigner
+from hub.model import TouchpointEvent
+from hub.sdk.connector import Button, OutboundMessage
+from hub.store import bulk_insert_ignore
+from hub.store.schema import identities, outbox
+
+log = logging.getLogger("cxhub.surveys")
+
+INVITATION_NAMESPACE = uuid.UUID("3b0e6a4e-9a53-4f0e-8b8e-6c2a5d7f1e21")
+#: identity namespace that links hosted-page responses back to the customer who was invited
+CUSTOMER_NAMESPACE = "cxhub_customer"
+
+
+def invitation_id(rule: str, transaction_id: str) -> str:
+    """Deterministic id of the invitation ``rule`` makes for a transaction touchpoint."""
+    return str(uuid.uuid5(INVITATION_NAMESPACE, f"{rule}\x1f{transaction_id}"))
+
+
+def outbox_key(rule: str, transaction_id: str) -> str:
+    """The idempotency key of the invitation message: derived from rule + touchpoint."""
+    return f"survey:{rule}:{transaction_id}"
+
+
+def invitation_link(public_url: str, token: str) -> str:
+    """The hosted survey page of a signed token (``public_url`` without its trailing slash)."""
+    return f"{public_url}/s/{token}"
+
+
+def already_invited(conn: Connection, transaction_ids: Sequence[str]) -> set[str]:
+    """The transactions among ``transaction_ids`` that have an invitation (whatever its decision)."""
+    done: set[str] = set()
+    for chunk in batches(conn, transaction_ids):
+        q = select(invitations.c.transaction_id).where(among(conn, invitations.c.transaction_id, chunk))
+        done.update(r[0] for r in conn.execute(q))
+    return done
+
+
+def write_invitations(
+    conn: Connection,
+    pairs: Sequence[tuple[TouchpointEvent, Rule]],
+    outcomes: Sequence[Outcome],
+    now: datetime,
+    *,
+    cfg: SurveysConfig,
+    questionnaires: dict[str, Questionnaire],
+    signer: TokenSigner,
+    link: Callable[[str], str],
+    zone: ZoneInfo,
+) -> list[dict[str, Any]]:
+    """Write the invitation of each decision, the outbox message of each one sent and the identity
+    that links the customer's answers back to them, in bulk. Returns the invitation rows, in order.
+
+    ``link(token)`` is the survey page's URL; ``zone`` is the section's time zone (the expiry the
+    message shows)."""
+    rows: list[dict[str, Any]] = []
+    messages: list[dict[str, Any]] = []
+    linked: dict[str, dict[str, Any]] = {}
+    for (ev, rule), out in zip(pairs, outcomes, strict=True):
+        row, message = _invitation_row(
+            ev, rule, out, now, cfg=cfg, questionnaires=questionnaires, signer=signer, link=link, zone=zone
+        )
+        rows.append(row)
+        if message is not None:
+            messages.append(message)
+            # responses from the hosted page carry this identity, so they resolve to this customer
+            cid = ev.customer.customer_id
+            if cid and cid not in linked:
+                linked[cid] = {
+                    "namespace": CUSTOMER_NAMESPACE,
+                    "scope": "",
+                    "value": cid,
+                    "customer_id": cid,
+                    "contact": None,
+                    "first_seen": now,
+                }
+    if messages:
+        bulk_insert_ignore(conn, outbox, messages, ["key"])
+    if linked:
+        bulk_insert_ignore(conn, identities, list(linked.values()), ["namespace", "scope", "value"])
+    bulk_insert_ignore(conn, invitations, rows, ["transaction_id"])
+    if log.isEnabledFor(logging.DEBUG):
+        for row in rows:
+            log.debug(
+                "survey %s for %s: %s %s", row["rule"], row["transaction_id"], row["decision"], row["reason"] or ""
+            )
+    if log.isEnabledFor(logging.INFO):
+        tally: dict[str, int] = {}
+        for row in rows:
+            k = row["decision"] if row["reason"] is None else f"{row['decision']} ({row['reason']})"
+            tally[k] = tally.get(k, 0) + 1
+        log.info("surveys: %d invitation(s): %s", len(rows), ", ".join(f"{n} {k}" for k, n in sorted(tally.items())))
+    return rows
+
+
+def _invitation_row(
+    ev: TouchpointEvent,
+    rule: Rule,
+    out: Outcome,
+    now: datetime,
+    *,
+    cfg: SurveysConfig,
+    questionnaires: dict[str, Questionnaire],
+    signer: TokenSigner,
+    link: Callable[[str], str],
+    zone: ZoneInfo,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The invitation row of one decision, and its outbox row when something is to be sent."""
+    inv_id = invitation_id(rule.name, ev.id)
+    info = cfg.stores.get(ev.org.store or "")
+    store_name = ev.org.store_name or (info.name if info else None) or ev.org.store
+    doc: dict[str, Any] = {
+        "store_name": store_name,
+        "brand": ev.org.brand,
+        "source": ev.source,
+        "transaction_channel": ev.channel,
+        "categories": ev.categories,
+        "amount": str(ev.order.amount) if ev.order and ev.order.amount is not None else None,
+    }
+    if out.notes:
+        doc["notes"] = out.notes
+    key = None
+    outbox_row: dict[str, Any] | None = None
+    if out.decision in SENT_DECISIONS:
+        assert out.reach is not None and out.send_at is not None and out.expires_at is not None
+        q = questionnaires[rule.questionnaire]
+        composed = compose(
+            q,
+            items=ev.order.items if ev.order else [],
+            store_name=store_name,
+            brand=ev.org.brand,
+            store_type=info.type if info else None,
+            channel=ev.channel,
+            max_blocks=rule.max_blocks if rule.max_blocks is not None else cfg.max_blocks,
+        )
+        token = signer.sign(inv_id, out.expires_at)
+        url = link(token)
+        key = outbox_key(rule.name, ev.id)
+        message = _message(key, out.reach, composed.invite_title, composed.invite_body, url, token, out, zone)
+        # the same row hub.outbox.enqueue writes, written for the whole batch at once
+        outbox_row = {
+            "key": key,
+            "destination": out.reach.channel.destination,
+            "status": "pending",
+            "message": message_dict(message),
+            "cause": f"survey_invitation:{inv_id}",
+            "attempts": 0,
+            "next_attempt_at": out.send_at,
+            "created_at": now,
+            "updated_at": now,
+        }
+        doc.update(
+            {
+                "recipient": out.reach.masked,
+                "blocks": composed.blocks,
+                "shares": composed.shares,
+                "questions": composed.questions,
+                "title": composed.title,
+                "intro": composed.intro,
+                "thanks": composed.thanks,
+                "invite_title": composed.invite_title,
+                "locale": q.locale,
+            }
+        )
+    row = {
+        "id": inv_id,
+        "rule": rule.name,
+        "questionnaire": rule.questionnaire,
+        "transaction_id": ev.id,
+        "order_id": ev.order.id if ev.order else None,
+        "customer_id": ev.customer.customer_id,
+        "store": ev.org.store,
+        "channel": out.reach.channel.channel if out.reach else None,
+        "destination": out.reach.channel.destination if out.reach else None,
+        "decision": out.decision,
+        "reason": out.reason,
+        "detail": out.detail,
+        "status": "suppressed" if out.decision == "suppressed" else "pending",
+        "occurred_at": ev.occurred_at,
+        "created_at": now,
+        "send_at": out.send_at,
+        "expires_at": out.expires_at,
+        "outbox_key": key,
+        "doc": doc,
+    }
+    return row, outbox_row
+
+
+def _message(
+    key: str, reach: Reach, title: str, body: str, url: str, token: str, out: Outcome, zone: ZoneInfo
+) -> OutboundMessage:
+    ch = reach.channel
+    assert out.expires_at is not None
+    expires = out.expires_at.astimezone(zone).strftime("%m月%d日 %H:%M")
+    values = {"survey": title, "body": body, "link": url, "expires": expires}
+    data: dict[str, Any] = {"token": token, "link": url, "expires": expires, "channel": ch.channel}
+    for name, text_ in ch.fields.items():
+        data[name] = text_.format_map(_Safe(values))
+    if ch.page:
+        data["page"] = f"{ch.page}{'&' if '?' in ch.page else '?'}token={token}"
+    # SMS and email carry the link in the text; the others have a button / url field
+    text_body = f"{body}\n{url}" if ch.channel in ("sms", "email") else body
+    return OutboundMessage(
+        key=key,
+        title=title,
+        body=text_body,
+        to=[reach.to],
+        buttons=[Button("参与问卷", url)],
+        template=ch.template,
+        data=data,
+        url=url,
+    )
+
+
+def record_response(conn: Connection, signer: TokenSigner, ev: TouchpointEvent) -> bool:
+    """Mark the invitation a response answers (by ``attributes.invitation_id`` or
+    ``attributes.survey_token``) as responded. True when one was marked."""
+    inv = ev.attributes.get("invitation_id")
+    token = ev.attributes.get("survey_token")
+    if not inv and isinstance(token, str):
+        try:  # a late answer still answers the invitation: only the signature matters here
+            inv = signer.verify(token, check_expiry=False).invitation_id
+        except TokenError:
+            inv = None
+    if not isinstance(inv, str) or not inv:
+        return False
+    res = conn.execute(
+        update(invitations)
+        .where(invitations.c.id == inv, invitations.c.status == "pending")
+        .values(status="responded", responded_at=ev.occurred_at, response_id=ev.id)
+    )
+    return bool(res.rowcount)
+
+
+def message_dict(message: OutboundMessage) -> dict[str, Any]:
+    """``hub.outbox.message_to_dict`` without ``dataclasses.asdict``'s recursive deep copy (a fresh
+    message shares nothing; buttons hold only strings): the same JSON, a fraction of the cost.
+    ``test_batch.py`` checks the two agree."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(message):
+        value = getattr(message, f.name)
+        if isinstance(value, list):
+            value = [
+                {g.name: getattr(v, g.name) for g in dataclasses.fields(v)}
+                if dataclasses.is_dataclass(v) and not isinstance(v, type)
+                else v
+                for v in value
+            ]
+        out[f.name] = value
+    return out
+
+
+class _Safe(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"

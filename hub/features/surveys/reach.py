@@ -1,0 +1,87 @@
+"""Reachability: the channels a customer can be reached on, from their stored identities."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from hub.features.surveys.config import ChannelConfig
+from hub.features.surveys.lookups import among, batches
+from hub.privacy import SENSITIVE_NAMESPACES, Vault, mask_identity
+from hub.store.schema import identities
+
+log = logging.getLogger("cxhub.surveys")
+
+
+@dataclass(frozen=True)
+class Reach:
+    """A way to reach the customer on one channel: ``to`` is the address the destination needs."""
+
+    channel: ChannelConfig
+    to: str
+    masked: str
+
+
+def _identity_query(conn: Connection, customer_ids: Sequence[str]) -> Any:
+    # newest identity first; namespace/scope/value break ties so the choice is deterministic
+    return (
+        select(
+            identities.c.customer_id,
+            identities.c.namespace,
+            identities.c.scope,
+            identities.c.value,
+            identities.c.contact,
+        )
+        .where(among(conn, identities.c.customer_id, customer_ids))
+        .order_by(
+            identities.c.customer_id,
+            identities.c.first_seen.desc(),
+            identities.c.namespace,
+            identities.c.scope,
+            identities.c.value,
+        )
+    )
+
+
+def identity_rows(conn: Connection, customer_ids: Sequence[str]) -> dict[str, list[Any]]:
+    """Every identity of each customer (newest first), one query per chunk of customers."""
+    out: dict[str, list[Any]] = {}
+    for chunk in batches(conn, sorted(set(customer_ids))):
+        for r in conn.execute(_identity_query(conn, chunk)):
+            out.setdefault(r.customer_id, []).append(r)
+    return out
+
+
+def reach_from(rows: Sequence[Any], vault: Vault, customer_id: str, channels: Sequence[ChannelConfig]) -> list[Reach]:
+    """The channels (in order) a customer with these identity rows can be reached on."""
+    out: list[Reach] = []
+    for ch in channels:
+        ns = ch.identity_namespace
+        for r in rows:
+            if r.namespace != ns or (ch.scope is not None and r.scope != ch.scope):
+                continue
+            if ns in SENSITIVE_NAMESPACES:
+                if not r.contact:
+                    continue  # only the hash is known: matchable, not reachable
+                try:
+                    to = vault.decrypt(r.contact)
+                except ValueError:
+                    log.warning(
+                        "a %s contact of customer %s cannot be decrypted (secret key changed?)", ns, customer_id
+                    )
+                    continue
+            else:
+                to = r.value
+            out.append(Reach(ch, to, mask_identity(ns, to)))
+            break
+    return out
+
+
+def reachable(conn: Connection, vault: Vault, customer_id: str, channels: Sequence[ChannelConfig]) -> list[Reach]:
+    """The channels (in order) the customer can be reached on, from their identities."""
+    rows = identity_rows(conn, [customer_id]).get(customer_id, [])
+    return reach_from(rows, vault, customer_id, channels)
