@@ -23,13 +23,15 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy import Connection, select, update
 
+from hub.features.feedback import escalation
+from hub.features.feedback.card_actions import card_actor, find_case_value
 from hub.features.feedback.config import FeedbackConfig, Severity
 from hub.features.feedback.detection import Detector, Verdict
 from hub.features.feedback.links import LinkSigner
 from hub.features.feedback.recovery import RecoverySurvey
 from hub.features.feedback.render import case_summary, render_message
 from hub.features.feedback.routing import CaseRouter, RouteFacts
-from hub.features.feedback.schema import case_events, case_touchpoints, cases
+from hub.features.feedback.schema import OPEN_STATES, case_events, case_touchpoints, cases
 from hub.features.feedback.sla import add_business_time
 from hub.ingest import IngestContext
 from hub.model import EventKind, TouchpointEvent
@@ -45,7 +47,6 @@ CASES_OPENED = Counter("cxhub_cases_opened_total", "Cases opened, by severity", 
 CASE_NOTIFICATIONS = Counter("cxhub_case_notifications_total", "Case notifications enqueued, by kind", ["kind"])
 CASE_TRANSITIONS = Counter("cxhub_case_transitions_total", "Case transitions, by action and channel", ["action", "via"])
 
-OPEN_STATES = ("new", "acknowledged")
 _RANK = {"low": 0, "medium": 1, "high": 2}
 # action -> (states it applies to, state it leads to)
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -226,11 +227,9 @@ class CaseService:
         case = dict(row)
         case_id = case["id"]
         conn.execute(case_touchpoints.insert(), {"touchpoint_id": ev.id, "case_id": case_id, "added_at": now})
-        self._audit(
-            conn, case_id, "opened", "system", "system", now, {"severity": severity, "reasons": verdict.reasons}
-        )
+        self.audit(conn, case_id, "opened", "system", "system", now, {"severity": severity, "reasons": verdict.reasons})
         CASES_OPENED.labels(severity).inc()
-        self._notify(conn, case, "open", [0], now)
+        self.notify(conn, case, "open", [0], now)
         return int(case_id)
 
     def _join(
@@ -257,7 +256,7 @@ class CaseService:
                 if not case["warned"]:
                     values["next_action_at"] = min(case["next_action_at"] or ack_due, self._warn_at(sev, ack_due))
         conn.execute(update(cases).where(cases.c.id == case["id"]).values(**values))
-        self._audit(
+        self.audit(
             conn,
             case["id"],
             "joined",
@@ -268,7 +267,7 @@ class CaseService:
         )
         if raised:
             fresh = self._row(conn, case["id"])
-            self._notify(
+            self.notify(
                 conn, fresh, "update", list(range(fresh["level"] + 1)), now, step=f"update{fresh['touchpoints']}"
             )
 
@@ -285,7 +284,7 @@ class CaseService:
             values[a] = {"cxhub_case": case_id, "op": a, "t": token, "key": f"cxhub:{case_id}:{a}:{token}"}
         return links, values
 
-    def _notify(
+    def notify(
         self,
         conn: Connection,
         case: dict[str, Any],
@@ -327,7 +326,7 @@ class CaseService:
             if enqueue(conn, destination=dest, message=msg, now=now, cause=f"case:{case['id']}"):
                 sent += 1
         CASE_NOTIFICATIONS.labels(kind).inc(sent)
-        self._audit(
+        self.audit(
             conn,
             case["id"],
             "notified",
@@ -365,9 +364,9 @@ class CaseService:
                 update(cases).where(cases.c.id == case_id).values(doc=new_doc, level=0, updated_at=self.clock())
             )
             now = self.clock()
-            self._audit(conn, case_id, "rerouted", actor, via, now, {"route": how})
+            self.audit(conn, case_id, "rerouted", actor, via, now, {"route": how})
             fresh = self._row(conn, case_id)
-            self._notify(conn, fresh, "open", [0], now, step=f"reroute{n}")
+            self.notify(conn, fresh, "open", [0], now, step=f"reroute{n}")
             return fresh
 
     # ------------------------------------------------------------ state machine
@@ -382,7 +381,7 @@ class CaseService:
         return dict(row)
 
     @staticmethod
-    def _audit(
+    def audit(
         conn: Connection,
         case_id: int,
         action: str,
@@ -469,15 +468,15 @@ class CaseService:
                 recovered=None,
             )
         conn.execute(update(cases).where(cases.c.id == case_id).values(**values))
-        self._audit(conn, case_id, _PAST[action], actor, via, now, {"from": case["status"], "to": target}, note)
+        self.audit(conn, case_id, _PAST[action], actor, via, now, {"from": case["status"], "to": target}, note)
         CASE_TRANSITIONS.labels(action, via).inc()
         fresh = self._row(conn, case_id)
         if action == "reopen":
-            self._notify(conn, fresh, "open", [0], now)
+            self.notify(conn, fresh, "open", [0], now)
         if action == "resolve" and self.recovery is not None:
             invited = self.recovery.invite(conn, fresh, now)
             if invited is not None:
-                self._audit(conn, case_id, "recovery_survey", "system", "system", now, invited)
+                self.audit(conn, case_id, "recovery_survey", "system", "system", now, invited)
         return TransitionResult(fresh, True, f"case #{case_id} {_PAST[action]} by {actor} via {via}")
 
     def _resolve_warn_at(self, case: dict[str, Any]) -> datetime:
@@ -490,12 +489,12 @@ class CaseService:
         """Record whether the customer came back happy (recovery survey answer, or staff)."""
         now = now or self.clock()
         conn.execute(update(cases).where(cases.c.id == case_id).values(recovered=recovered, updated_at=now))
-        self._audit(conn, case_id, "recovered" if recovered else "not_recovered", actor, via, now)
+        self.audit(conn, case_id, "recovered" if recovered else "not_recovered", actor, via, now)
 
     # ------------------------------------------------------------ card callbacks
 
     def _card_action(self, conn: Connection, ev: TouchpointEvent, now: datetime) -> None:
-        value = _find_case_value(ev.attributes)
+        value = find_case_value(ev.attributes)
         if value is None:
             return  # a card action of something else (a survey card...)
         try:
@@ -505,7 +504,7 @@ class CaseService:
         except Exception as exc:  # a forged or expired button must not break the batch
             log.warning("card action on %s ignored: %s", ev.source, exc)
             return
-        actor = _card_actor(ev)
+        actor = card_actor(ev)
         try:
             self._transition(conn, case_id, op, actor, "card", None, now)
         except CaseNotFound:
@@ -514,72 +513,9 @@ class CaseService:
     # ------------------------------------------------------------ SLA sweep
 
     def sweep(self, now: datetime | None = None, *, limit: int = 100) -> int:
-        """Warn, escalate and remind for every case whose next step is due. Safe to run on several
-        processes at once (rows are claimed with SKIP LOCKED; message keys are per step)."""
-        now = now or self.clock()
-        done = 0
-        while True:
-            with self.store.begin() as conn:
-                q = (
-                    select(cases)
-                    .where(cases.c.status.in_(OPEN_STATES), cases.c.next_action_at <= now)
-                    .order_by(cases.c.next_action_at)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-                rows = [dict(r) for r in conn.execute(q).mappings()]
-                for case in rows:
-                    self._step(conn, case, now)
-            done += len(rows)
-            if len(rows) < limit:
-                return done
-
-    def _step(self, conn: Connection, case: dict[str, Any], now: datetime) -> None:
-        target = self.cfg.sla[case["severity"]]
-        top = len(case["doc"]["levels"]) - 1
-        due: datetime = case["next_action_at"]
-        values: dict[str, Any] = {"updated_at": now}
-
-        def later(seconds: float) -> datetime:
-            # scheduled from the planned time (no drift), but never in the past: no bursts after downtime
-            nxt = due + timedelta(seconds=seconds)
-            return nxt if nxt > now else now + timedelta(seconds=seconds)
-
-        if case["status"] == "new":
-            if not case["warned"] and now < case["ack_due_at"]:
-                self._notify(conn, case, "warn", list(range(case["level"] + 1)), now)
-                self._audit(conn, case["id"], "warned", "system", "system", now)
-                values.update(warned=True, next_action_at=case["ack_due_at"])
-            elif case["level"] < top:
-                level = case["level"] + 1
-                values.update(warned=True, level=level)
-                case = {**case, "level": level}
-                self._notify(conn, case, "escalate", list(range(level + 1)), now, step=f"esc{level}")
-                self._audit(conn, case["id"], "escalated", "system", "system", now, {"level": level})
-                every = target.escalate_every or target.ack
-                values["next_action_at"] = later(every if level < top else self.cfg.remind_every)
-            elif case["reminders"] < self.cfg.max_reminders:
-                n = case["reminders"] + 1
-                values.update(warned=True, reminders=n)
-                self._notify(conn, case, "remind", list(range(top + 1)), now, step=f"remind{n}")
-                self._audit(conn, case["id"], "reminded", "system", "system", now, {"reminder": n})
-                values["next_action_at"] = later(self.cfg.remind_every) if n < self.cfg.max_reminders else None
-            else:
-                values["next_action_at"] = None
-        else:  # acknowledged: the resolve deadline
-            upto = list(range(case["level"] + 1))
-            if case["resolve_stage"] == 0 and now < case["resolve_due_at"]:
-                self._notify(conn, case, "resolve_warn", upto, now, step="rwarn")
-                values.update(resolve_stage=1, next_action_at=case["resolve_due_at"])
-            elif case["resolve_stage"] < 2:
-                level = min(case["level"] + 1, top)
-                values.update(resolve_stage=2, level=level, next_action_at=None)
-                case = {**case, "level": level}
-                self._notify(conn, case, "resolve_breach", list(range(level + 1)), now, step="rbreach")
-                self._audit(conn, case["id"], "resolve_breached", "system", "system", now, {"level": level})
-            else:
-                values["next_action_at"] = None
-        conn.execute(update(cases).where(cases.c.id == case["id"]).values(**values))
+        """Warn, escalate and remind for every case whose next step is due (see
+        :mod:`hub.features.feedback.escalation`). Safe to run on several processes at once."""
+        return escalation.sweep(self, now or self.clock(), limit=limit)
 
     # ------------------------------------------------------------ reading
 
@@ -613,47 +549,3 @@ class CaseService:
 
 
 _PAST = {"ack": "acknowledged", "resolve": "resolved", "close": "closed", "reopen": "reopened"}
-
-
-def _find_case_value(data: Any, depth: int = 0) -> dict[str, Any] | None:
-    """The button value we put on a card (``{"cxhub_case": id, "op": ..., "t": ...}``), wherever the
-    platform's payload nests it (Feishu ``action.value``, DingTalk ``cardPrivateData.params``...)."""
-    if depth > 6:
-        return None
-    if isinstance(data, dict):
-        if "cxhub_case" in data:
-            return data
-        for v in data.values():
-            found = _find_case_value(v, depth + 1)
-            if found is not None:
-                return found
-    elif isinstance(data, list):
-        for v in data:
-            found = _find_case_value(v, depth + 1)
-            if found is not None:
-                return found
-    elif isinstance(data, str) and data.startswith("cxhub:"):
-        parts = data.split(":", 3)
-        if len(parts) == 4 and parts[1].isdigit():
-            return {"cxhub_case": parts[1], "op": parts[2], "t": parts[3]}
-    elif isinstance(data, str) and "cxhub_case" in data and data.lstrip().startswith("{"):
-        import json
-
-        try:
-            return _find_case_value(json.loads(data), depth + 1)
-        except ValueError:
-            return None
-    return None
-
-
-def _card_actor(ev: TouchpointEvent) -> str:
-    """Who pressed the button: the platform user id the push connector mapped."""
-    if ev.org.staff:
-        return ev.org.staff
-    for key in ("operator", "user_id", "userid", "open_id", "staff"):
-        v = ev.attributes.get(key)
-        if isinstance(v, str) and v:
-            return v
-    for ident in ev.customer.identities:
-        return f"{ident.namespace}:{ident.value}"
-    return f"card:{ev.source}"

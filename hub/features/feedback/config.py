@@ -22,8 +22,6 @@ Severity = Literal["low", "medium", "high"]
 SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high")
 
 
-
-
 def _clock_time(value: Any) -> time:
     if isinstance(value, time):
         return value

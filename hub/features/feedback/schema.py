@@ -65,3 +65,6 @@ case_events = Table(
     Column("detail", JSON, nullable=False),
     Index("ix_case_events_case", "case_id", "id"),
 )
+
+#: the statuses of a case whose SLA clock still runs
+OPEN_STATES = ("new", "acknowledged")

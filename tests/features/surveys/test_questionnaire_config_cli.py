@@ -199,7 +199,7 @@ def test_no_surveys_section_is_fine(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"secret_key": SECRET}), encoding="utf-8")
     cfg = load_config(path)
-    assert cfg.raw.surveys is None
+    assert cfg.section("surveys") is None
 
 
 # ---------------------------------------------------------------- CLI
