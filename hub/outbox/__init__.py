@@ -29,6 +29,16 @@ these functions for every read and write.
 from __future__ import annotations
 
 from hub.outbox.admin import counts, list_rows, retry
-from hub.outbox.messages import STATUSES, enqueue, message_from_dict, message_to_dict
+from hub.outbox.messages import STATUSES, enqueue, enqueue_many, message_from_dict, message_to_dict, pending_row
 
-__all__ = ["STATUSES", "counts", "enqueue", "list_rows", "message_from_dict", "message_to_dict", "retry"]
+__all__ = [
+    "STATUSES",
+    "counts",
+    "enqueue",
+    "enqueue_many",
+    "list_rows",
+    "message_from_dict",
+    "message_to_dict",
+    "pending_row",
+    "retry",
+]
