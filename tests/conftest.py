@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from kit.databases import temporary_mariadb_database, temporary_postgres_database
 from kit.destinations import fake, make_destination, rsa_keys  # noqa: F401  (fixtures for every folder)
+from kit.runtime import make_runtime  # noqa: F401
 
 from hub.sdk.testing import FakeClock
 from hub.store import Store

@@ -33,6 +33,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -124,9 +125,14 @@ class ConnectorConformance:
     # ------------------------------------------------------------ hooks
 
     def connector_class(self) -> type[Connector]:
-        from hub.registry import get
+        """The class registered as ``connector_kind`` in the ``cxhub.connectors`` entry points."""
+        from hub.sdk.connector import Connector
 
-        return get(self.connector_kind)
+        found = entry_points(group="cxhub.connectors", name=self.connector_kind)
+        assert found, f"{self.connector_kind} is not in the cxhub.connectors entry points"
+        cls = next(iter(found)).load()
+        assert isinstance(cls, type) and issubclass(cls, Connector), f"{cls!r} is not a cxhub Connector class"
+        return cls
 
     def validated_options(self) -> ConnectorOptions:
         return self.connector_class().Options.model_validate(self.options)
@@ -147,12 +153,9 @@ class ConnectorConformance:
     # ------------------------------------------------------------ checks
 
     def test_registered_by_entry_point(self) -> None:
-        from hub.registry import discover
-
-        info = discover().get(self.connector_kind)
-        assert info is not None, f"{self.connector_kind} is not in the cxhub.connectors entry points"
-        assert info.cls is not None, info.error
-        assert info.status == "ok", info.status
+        cls = self.connector_class()  # found and loaded through the entry point, a Connector
+        missing = cls.missing_requirements()
+        assert not missing, f"{self.connector_kind}: missing {', '.join(missing)}"
 
     def test_identity_declared(self) -> None:
         from hub.sdk.connector import ConnectorOptions

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from kit.runtime import build_runtime
 from standardwebhooks.webhooks import Webhook
 
-from hub.config import load_config
-from hub.runtime import Runtime
 from hub.web import HookFastPath, create_app
 
 SECRET = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ="
@@ -23,8 +22,7 @@ def app(tmp_path: Path):  # type: ignore[no-untyped-def]
         f'secret_key: k\nstore: {{url: "sqlite:///{tmp_path}/s.db"}}\nsources:\n  reviews:\n    connector: webhook\n'
         f"    mapping: generic_review\n    options: {{secret: {SECRET}, tolerance_seconds: 0}}\n"
     )
-    rt = Runtime(load_config(cfg))
-    rt.migrate()
+    rt = build_runtime(cfg)
     yield create_app(rt)
     rt.close()
 

@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from hub.config import load_config
 from hub.runtime import Runtime
 from hub.sdk.testing import FakeClock
 from hub.store.schema import inbox, quarantine, touchpoints
 from hub.web import create_app
+from kit.runtime import build_runtime
 
 # --- golden vectors' credentials (published in the platforms' samples and SDK tests)
 OA_TOKEN = "spamtest"  # official WXBizMsgCrypt Python sample
@@ -146,10 +146,8 @@ def at(epoch: int) -> datetime:
 @contextmanager
 def make_hub(url: str, keys: RsaPair, clock: FakeClock, window: float = 300) -> Iterator[Hub]:
     """A receiver on ``url`` (already empty), stopped afterwards."""
-    cfg = load_config(text=hub_config(url, keys.public_pem, window), path="push-test.yaml")
-    rt = Runtime(cfg, clock=clock)
+    rt = build_runtime(hub_config(url, keys.public_pem, window), clock=clock)
     try:
-        rt.migrate()
         with TestClient(create_app(rt), raise_server_exceptions=False) as client:
             yield Hub(rt, client, clock)
     finally:

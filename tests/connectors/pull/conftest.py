@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kit.pull import SECRET, RuntimeFactory, SourceDb
+from kit.runtime import build_runtime
 
-from hub.config import load_config
 from hub.runtime import Runtime
 
 
@@ -36,10 +35,10 @@ def source_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Source
 
 
 @pytest.fixture
-def make_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RuntimeFactory]:
+def make_runtime(tmp_path: Path) -> Iterator[RuntimeFactory]:
     """Build a Runtime from ``sources`` (a dict as in cxhub.yaml) on a SQLite store (or ``store_url``).
 
-    Feature modules (surveys, feedback rules...) are left out: these tests are about the pull path."""
+    Features (surveys, feedback rules...) are left out: these tests are about the pull path."""
     made: list[Runtime] = []
 
     def build(sources: dict[str, Any], store_url: str | None = None, **kwargs: Any) -> Runtime:
@@ -48,11 +47,8 @@ def make_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ru
             "store": {"url": store_url or f"sqlite:///{tmp_path / 'cxhub.db'}"},
             "sources": sources,
         }
-        path = tmp_path / "cxhub.yaml"
-        path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
         kwargs.setdefault("features", ())
-        rt = Runtime(load_config(path), **kwargs)
-        rt.migrate()
+        rt = build_runtime(cfg, path=tmp_path / "cxhub.yaml", **kwargs)
         made.append(rt)
         return rt
 

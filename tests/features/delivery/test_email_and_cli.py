@@ -11,6 +11,7 @@ import httpx
 import pytest
 import typer
 from kit.fakes import FakePlatform
+from kit.runtime import build_runtime
 from typer.testing import CliRunner
 
 from hub.errors import PermanentError, RetriableError
@@ -178,14 +179,11 @@ destinations:
 def test_outbox_commands_list_retry_flush_and_send_test(cli_env: tuple[typer.Typer, Path, FakePlatform]) -> None:
     import json
 
-    from hub.config import load_config
     from hub.outbox import enqueue
-    from hub.runtime import Runtime
 
     app, cfg, fake = cli_env
     runner = CliRunner()
-    rt = Runtime(load_config(cfg))
-    rt.migrate()
+    rt = build_runtime(cfg)
     with rt.store.begin() as conn:
         enqueue(
             conn,

@@ -128,16 +128,15 @@ def test_backlog_gauges_count_open_rows_and_the_oldest_age(store: Store, clock: 
 
 def test_metrics_endpoint_of_cxhub_run_shows_delivery_metrics(tmp_path: Any, clock: FakeClock) -> None:
     from fastapi.testclient import TestClient
+    from kit.runtime import build_runtime
 
-    from hub.config import load_config
     from hub.features.delivery.worker import DeliveryService
-    from hub.runtime import Runtime
     from hub.web import create_app
 
     name = unique("staff")
     fake = FakePlatform(clock=clock)
-    cfg = load_config(
-        text=f"""
+    rt = build_runtime(
+        f"""
 secret_key: test-secret-key
 store: {{url: "sqlite:///{tmp_path}/hub.db"}}
 destinations:
@@ -145,9 +144,8 @@ destinations:
     connector: feishu_app
     options: {{app_id: cli_test, app_secret: app-secret, base_url: "http://fake"}}
 """,
+        transport=httpx.MockTransport(fake.handler),
     )
-    rt = Runtime(cfg, transport=httpx.MockTransport(fake.handler))
-    rt.migrate()
     (service,) = [s for s in rt.services if isinstance(s, DeliveryService)]
     service.poll_seconds, service.metrics_seconds = 0.02, 0.05
     put(rt.store, clock, name, [OutboundMessage(key=f"k{i}", title="t", body="b", to=["ou_1"]) for i in range(3)])

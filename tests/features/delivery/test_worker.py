@@ -338,12 +338,12 @@ def test_token_is_fetched_by_one_process_at_a_time(pg_store: Store, clock: FakeC
 
 
 def test_the_feature_runs_inside_cxhub_run(tmp_path: Any, fake: FakePlatform, clock: FakeClock) -> None:
-    from hub.config import load_config
-    from hub.features.delivery.worker import DeliveryService
-    from hub.runtime import Runtime
+    from kit.runtime import build_runtime
 
-    cfg = load_config(
-        text=f"""
+    from hub.features.delivery.worker import DeliveryService
+
+    rt = build_runtime(
+        f"""
 secret_key: test-secret-key
 store: {{url: "sqlite:///{tmp_path}/hub.db"}}
 destinations:
@@ -355,9 +355,8 @@ destinations:
     enabled: false
     options: {{app_id: cli_x, app_secret: app-secret}}
 """,
+        transport=httpx.MockTransport(fake.handler),
     )
-    rt = Runtime(cfg, transport=httpx.MockTransport(fake.handler))
-    rt.migrate()
     services = [s for s in rt.services if isinstance(s, DeliveryService)]
     assert len(services) == 1 and services[0].worker.destinations == ["staff"]
     services[0].poll_seconds = 0.05

@@ -17,10 +17,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from kit.cases import FakeReviewFeed, review_record, write_runtime_config
+from kit.runtime import build_runtime
 
 from commands.demo.fake_dingtalk import FakeDingTalkRobot
-from hub.config import load_config
-from hub.runtime import Runtime
 from hub.sync import run_sync
 
 SECRETS = {"tok-s001": "SEC-s001", "tok-district": "SEC-district"}
@@ -45,8 +44,7 @@ def test_one_star_reaches_the_store_robot_and_the_link_stops_escalation(tmp_path
     feed = FakeReviewFeed()
     with FakeDingTalkRobot(dict(SECRETS)) as robot:
         path = write_runtime_config(tmp_path, robot=robot.base_url, ack="2s", http_feed=feed.base_url)
-        rt = Runtime(load_config(path))
-        rt.migrate()
+        rt = build_runtime(path)
         worker = build_worker(rt)
         try:
             # the review platform's feed now returns a 1-star review
@@ -86,8 +84,7 @@ def test_burst_of_200_for_one_robot_respects_20_per_minute_and_reaches_staff(tmp
 
     with FakeDingTalkRobot(dict(SECRETS)) as robot:
         path = write_runtime_config(tmp_path, robot=robot.base_url)
-        rt = Runtime(load_config(path))
-        rt.migrate()
+        rt = build_runtime(path)
         worker = build_worker(rt)
         try:
             feed = Path(rt.config.sources["reviews"].options.path)  # type: ignore[attr-defined]

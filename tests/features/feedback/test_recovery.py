@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from kit.cases import review_record, write_runtime_config
+from kit.runtime import build_runtime
 from sqlalchemy import select
 
-from hub.config import load_config
 from hub.errors import ConfigError
 from hub.ingest import IngestContext
 from hub.model import Customer, EventKind, Feedback, TouchpointEvent
@@ -35,8 +35,7 @@ def make_rt(tmp_path: Path, clock: FakeClock, survey: str = "recovery") -> Runti
         "feedback:\n", f"feedback:\n  recovery_survey: {{enabled: true, survey: {survey}}}\n"
     )
     path.write_text(text + SURVEYS, encoding="utf-8")
-    rt = Runtime(load_config(path), clock=clock)
-    rt.migrate()
+    rt = build_runtime(path, clock=clock)
     return rt
 
 

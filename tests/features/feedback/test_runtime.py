@@ -12,6 +12,7 @@ import pytest
 import typer
 from fastapi.testclient import TestClient
 from kit.cases import review_record, write_runtime_config
+from kit.runtime import build_runtime
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -30,8 +31,7 @@ from hub.yamlio import load_yaml
 @pytest.fixture
 def rt(tmp_path: Path, clock: FakeClock) -> Any:
     path = write_runtime_config(tmp_path, robot="http://127.0.0.1:9")
-    runtime = Runtime(load_config(path), clock=clock)
-    runtime.migrate()
+    runtime = build_runtime(path, clock=clock)
     yield runtime
     runtime.close()
 

@@ -43,22 +43,18 @@ def test_destination(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def make_runtime(tmp_path: Path, clock: FakeClock) -> Iterator[Callable[..., Any]]:
-    """``make_runtime(surveys=..., store_url=...)`` -> a migrated Runtime on the fake clock."""
-    from hub.config import load_config
-    from hub.runtime import Runtime
+    """``make_runtime(surveys=..., store=...)`` -> a migrated Runtime on the fake clock."""
+    from kit.runtime import build_runtime
 
     made: list[Any] = []
 
     def make(surveys: dict[str, Any] | None = None, store: Store | None = None, **server: Any) -> Any:
-        path = tmp_path / "cxhub.yaml"
-        path.write_text(config_text(surveys, **server), encoding="utf-8")
-        cfg = load_config(path)
-        if store is not None:
-            cfg.raw.store.url = store.url
-        else:
-            cfg.raw.store.url = f"sqlite:///{tmp_path / 'cxhub.db'}"
-        rt = Runtime(cfg, clock=clock)
-        rt.migrate()
+        rt = build_runtime(
+            config_text(surveys, **server),
+            path=tmp_path / "cxhub.yaml",
+            store=store if store is not None else f"sqlite:///{tmp_path / 'cxhub.db'}",
+            clock=clock,
+        )
         made.append(rt)
         return rt
 
