@@ -49,7 +49,11 @@ def test_good_config_loads_with_connectors_and_mappings() -> None:
         (GOOD.replace("{every: 5m}", "{every: soon}"), "cfg.yaml:7", "'soon' is not a duration"),
         (GOOD.replace("{every: 5m}", "{cron: '61 * * * *'}"), "cfg.yaml:7", "bad cron expression"),
         (GOOD.replace("mapping: retail_checkout", "mapping: no_such_preset"), "cfg.yaml:6", "no preset mapping"),
-        (GOOD.replace("store: {url", "stor: {url"), "cfg.yaml:2", "stor: unknown section; no installed feature reads it"),
+        (
+            GOOD.replace("store: {url", "stor: {url"),
+            "cfg.yaml:2",
+            "stor: unknown section; no installed feature reads it",
+        ),
         (GOOD + "  reviews:\n    connector: webhook\n", "cfg.yaml:13", "duplicate key 'reviews'"),
         (
             GOOD.replace("connector: webhook", "connector: webhook\n    schedule: {every: 1m}"),
