@@ -188,8 +188,10 @@ def replay(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-run quarantined records through the current mappings."""
+    from hub.replay import replay_quarantined
+
     with runtime(config) as rt:
-        result = rt.ingestor.replay(rt.mappings, ids=ids or None, source=source)
+        result = replay_quarantined(rt.ingestor, rt.mappings, ids=ids or None, source=source)
     if as_json:
         print(json.dumps(result.summary()))
     else:

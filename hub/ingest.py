@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import Connection, RootTransaction, select, update
+from sqlalchemy import Connection, RootTransaction
 
 from hub.errors import PayloadError
 from hub.identity import IdentityResolver, Key
@@ -26,8 +26,9 @@ from hub.model import TouchpointEvent
 from hub.privacy import Vault
 from hub.sdk.collector import gc_checkpoint, gc_paused
 from hub.sdk.connector import Batch, Clock, RawRecord, Rejected, utcnow
-from hub.store import JsonText, Store, copy_deferred, copy_new_rows, dumps, upsert
-from hub.store.schema import inbox, quarantine, source_state, touchpoints
+from hub.store import JsonText, Store, copy_deferred, copy_new_rows, dumps
+from hub.store.cursors import save_state
+from hub.store.schema import inbox, quarantine, touchpoints
 
 if TYPE_CHECKING:
     from hub.store.pgcopy import DeferredCopy
@@ -454,82 +455,3 @@ class Ingestor:
                 },
             )
             return int(res.scalar_one())
-
-    def replay(
-        self,
-        mappings: dict[str, CompiledMapping],
-        ids: Sequence[int] | None = None,
-        source: str | None = None,
-    ) -> IngestResult:
-        """Re-run open quarantined records through the current mappings (after a fix)."""
-        result = IngestResult()
-        now = self.clock()
-        with self.store.begin() as conn:
-            q = select(quarantine).where(quarantine.c.status == "open").order_by(quarantine.c.id)
-            if ids:
-                q = q.where(quarantine.c.id.in_(list(ids)))
-            if source:
-                q = q.where(quarantine.c.source == source)
-            rows = conn.execute(q).mappings().all()
-            events: list[TouchpointEvent] = []
-            for row in rows:
-                result.read += 1
-                mapping = mappings.get(row["source"])
-                if mapping is None:
-                    self._requeue(conn, row["id"], f"source {row['source']!r} is not in the config")
-                    result.quarantined += 1
-                    continue
-                ext = row["external_id"] or f"quarantine-{row['id']}"
-                try:
-                    ev = mapping.apply(row["payload"], source=row["source"], external_id=ext, received_at=now)
-                except PayloadError as exc:
-                    self._requeue(conn, row["id"], str(exc))
-                    result.quarantined += 1
-                    continue
-                done = {"status": "replayed", "replayed_at": now}
-                conn.execute(update(quarantine).where(quarantine.c.id == row["id"]).values(**done))
-                status = "filtered" if ev is None else "stored"
-                tp = None if ev is None else ev.id
-                upd = update(inbox).where(inbox.c.source == row["source"], inbox.c.external_id == ext)
-                if conn.execute(upd.values(status=status, touchpoint_id=tp)).rowcount == 0:
-                    conn.execute(
-                        inbox.insert(),
-                        {
-                            "source": row["source"],
-                            "external_id": ext,
-                            "received_at": now,
-                            "status": status,
-                            "touchpoint_id": tp,
-                            "payload": row["payload"] if self.keep_raw else None,
-                        },
-                    )
-                if ev is None:
-                    result.filtered += 1
-                else:
-                    events.append(ev)
-            self._store_events(conn, events, now)
-            result.stored = len(events)
-            result.events = events
-        return result
-
-    @staticmethod
-    def _requeue(conn: Connection, qid: int, reason: str) -> None:
-        conn.execute(update(quarantine).where(quarantine.c.id == qid).values(reason=reason))
-
-
-def load_state(store: Store, source: str) -> dict[str, Any] | None:
-    """The committed cursor state of ``source``."""
-    with store.engine.connect() as conn:
-        row = conn.execute(select(source_state.c.state).where(source_state.c.source == source)).first()
-    return None if row is None else dict(row[0])
-
-
-def save_state(conn: Connection, source: str, state: dict[str, Any], now: datetime) -> None:
-    """Write ``state`` inside the caller's transaction."""
-    upsert(conn, source_state, ["source"], {"source": source, "state": state, "updated_at": now})
-
-
-def reset_state(store: Store, source: str) -> None:
-    """Forget a source's cursor (full resync)."""
-    with store.begin() as conn:
-        conn.execute(source_state.delete().where(source_state.c.source == source))

@@ -30,9 +30,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from hub.errors import ConnectorError, RetriableError
-from hub.ingest import IngestResult, load_state, reset_state
+from hub.ingest import IngestResult
 from hub.runtime import Runtime
 from hub.store import Store
+from hub.store.cursors import load_state, reset_state
 
 log = logging.getLogger("cxhub.sync")
 

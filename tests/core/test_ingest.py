@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from hub.ingest import IngestContext, Ingestor, load_state
+from hub.ingest import IngestContext, Ingestor
 from hub.mapping import load_mapping_text
+from hub.replay import replay_quarantined
 from hub.sdk.connector import RawRecord, Rejected
 from hub.store import Store
+from hub.store.cursors import load_state
 from hub.store.schema import customers, identities, inbox, quarantine, source_state, touchpoints
 
 MAPPING = load_mapping_text(
@@ -78,13 +80,13 @@ def test_bad_records_are_quarantined_and_the_batch_goes_on(store: Store) -> None
 def test_replay_after_mapping_fix(store: Store) -> None:
     ing = Ingestor(store, SECRET, clock=store.clock)
     ing.ingest("pos", MAPPING, [rec("1", total=None, at="bad")])
-    still = ing.replay({"pos": MAPPING})
+    still = replay_quarantined(ing, {"pos": MAPPING})
     assert (still.read, still.stored, still.quarantined) == (1, 0, 1)
-    fixed = ing.replay({"pos": FIXED}, source="pos")
+    fixed = replay_quarantined(ing, {"pos": FIXED}, source="pos")
     assert fixed.quarantined == 1  # `at` is still bad: reason updated, nothing lost
     with store.begin() as conn:
         conn.execute(quarantine.update().values(payload={"at": "2026-11-01 10:00:00", "total": None}))
-    done = ing.replay({"pos": FIXED})
+    done = replay_quarantined(ing, {"pos": FIXED})
     assert (done.stored, done.quarantined) == (1, 0)
     assert count(store, quarantine, quarantine.c.status == "replayed") == 1
     assert count(store, inbox, inbox.c.status == "stored") == 1

@@ -22,12 +22,13 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from hub.ingest import TOUCHPOINT_COLUMNS, Ingestor, _event_row, load_state
+from hub.ingest import TOUCHPOINT_COLUMNS, Ingestor, _event_row
 from hub.mapping import load_mapping_text
 from hub.model import TOUCHPOINT_NAMESPACE, TouchpointEvent, touchpoint_id
 from hub.sdk.collector import gc_paused
 from hub.sdk.connector import Batch, RawRecord
 from hub.store import Store, bulk_insert_ignore, copy_new_rows, dumps
+from hub.store.cursors import load_state
 from hub.store.schema import customers, inbox, touchpoints
 
 MAPPING = load_mapping_text(

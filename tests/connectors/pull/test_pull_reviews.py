@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from connectors.http_feed import HttpFeedSource
 from hub.errors import PermanentError
-from hub.ingest import load_state
 from hub.sdk.testing import ConnectorConformance, FakeClock
+from hub.store.cursors import load_state
 from hub.store.schema import touchpoints
 from hub.sync import SyncRetry, run_sync
 

@@ -20,9 +20,9 @@ from sqlalchemy import func, select, text
 
 from connectors.sql import SqlOptions, SqlSource, decode_cursor, encode_cursor
 from hub.errors import PermanentError, RetriableError
-from hub.ingest import load_state
 from hub.runtime import Runtime
 from hub.sdk.testing import ConnectorConformance
+from hub.store.cursors import load_state
 from hub.store.schema import inbox, quarantine, touchpoints
 from hub.sync import SyncBusy, SyncRetry, run_sync, source_lock
 
