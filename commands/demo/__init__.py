@@ -3,7 +3,7 @@
 Stores, members, checkouts with items in several categories (a jsonl drop synced like any pull
 source), reviews pushed to the signed webhook through the real FastAPI app, a bad line and a bad
 value that end in quarantine. Feature steps (surveys, cases) run after it when those features are
-installed: each exposes ``demo_step(rt, console, scenario)`` in ``hub/<feature>/demo.py``.
+installed: each has a module here with ``demo_step(rt, console, scenario)`` (``FEATURE_STEPS``).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
 # the demo's own webhook secret (config/demo.yaml uses the same default); never a real one
 WEBHOOK_SECRET = "whsec_ZGVtby13ZWJob29rLXNlY3JldC0xMjM0NTY3ODkw"  # noqa: S105
 
-#: feature demo steps, run in this order when the module exists
-FEATURE_STEPS = ["commands.demo.surveys", "commands.demo.feedback"]
+#: feature demo steps, run in this order when the feature is installed
+FEATURE_STEPS = {"surveys": "commands.demo.surveys", "feedback": "commands.demo.feedback"}
 
 STORES = {
     "S001": {"code": "S001", "name": "徐汇店", "region": "华东", "district": "上海一区"},
@@ -217,14 +217,9 @@ def _run(console: Console, config_path: Path, workdir: Path, robot: Any) -> None
             qt.add_row(str(row["id"]), row["source"], row["external_id"] or "", row["reason"])
         console.print(qt)
 
-    for module in FEATURE_STEPS:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name and module.startswith(exc.name):
-                continue
-            raise
-        mod.demo_step(rt, console, data)
+    for feature, module in FEATURE_STEPS.items():
+        if feature in rt.features:
+            importlib.import_module(module).demo_step(rt, console, data)
 
     rt.close()
     console.rule()
