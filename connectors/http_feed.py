@@ -12,8 +12,11 @@ Everything is options, no Python:
   ``overlap`` re-read at each run (dedup absorbs it), ``lag`` and ``max_age`` (Taobao: 180 days);
 - ``rate_limit``: at most ``limit`` requests per ``per_seconds`` for this source;
 - retries (tenacity) on timeouts, transport errors, 429 and 5xx, honouring ``Retry-After``;
-- ``errors``: vendor codes inside HTTP 200 classified as ``auth`` (fatal, clear message),
-  ``throttled`` (back off) or ``transient`` (retry); any other non-OK code is permanent.
+- ``errors``: vendor codes inside HTTP 200 classified with the outcomes every connector uses
+  (:class:`hub.sdk.policy.ErrorTable`): ``token`` (the credentials or session were refused: fatal
+  here, with a clear message, since a seller's authorisation cannot be refreshed by the hub),
+  ``throttle`` (back off) or ``retry``; any other non-OK code is permanent. The older names
+  ``auth``, ``throttled`` and ``transient`` are still accepted.
 
 State: ``{"until": <end of the last completed window>}``, committed with the last page of a window.
 A crash re-reads at most the window in progress.
@@ -21,21 +24,24 @@ A crash re-reads at most the window in progress.
 
 from __future__ import annotations
 
-import email.utils
 import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
-import httpx
-from pydantic import Field, SecretStr, field_validator, model_validator
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, retry_if_not_exception_type, stop_after_attempt
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 
-from hub.errors import ConfigError, PermanentError, RetriableError
+from connectors.reviews.signing import SIGNERS
+from hub.errors import ConfigError, PermanentError, RetriableError, Throttled
 from hub.sdk.connector import Batch, ConnectorOptions, PullSource, RawRecord, Rejected
 from hub.sdk.durations import parse_duration
+from hub.sdk.policy import ErrorTable, parse_retry_after
+
+if TYPE_CHECKING:
+    import httpx
+    from tenacity import RetryCallState
 from hub.sdk.expressions import compile_expression
 
 
@@ -87,21 +93,44 @@ class Window(ConnectorOptions):
 
 
 class ErrorRules(ConnectorOptions):
-    """Vendor error codes inside HTTP 200. Entries match the code or the sub-code; ``x*`` is a prefix."""
+    """Vendor error codes inside HTTP 200, by outcome (the vocabulary of :class:`ErrorTable`).
+    Entries match the code or the sub-code; ``x*`` is a prefix. Unlisted codes are permanent."""
 
     code_path: str | None = None
     sub_code_path: str | None = None
     message_path: str | None = None
     ok: list[str] = Field(default_factory=list, description="codes that mean success")
-    auth: list[str] = Field(default_factory=list)
-    throttled: list[str] = Field(default_factory=list)
-    transient: list[str] = Field(default_factory=list)
+    token: list[str] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("token", "auth"),
+        description="credentials or session refused (fatal, clear message); also accepted as `auth`",
+    )
+    throttle: list[str] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("throttle", "throttled"),
+        description="too fast: back off; also accepted as `throttled`",
+    )
+    retry: list[str] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("retry", "transient"),
+        description="try again; also accepted as `transient`",
+    )
     retry_after_path: str | None = None
 
-    @field_validator("ok", "auth", "throttled", "transient", mode="before")
+    @field_validator("ok", "token", "throttle", "retry", mode="before")
     @classmethod
     def _strs(cls, v: Any) -> list[str]:
         return [str(x) for x in v or []]
+
+    def table(self) -> ErrorTable:
+        """These rules as an error table (unlisted codes: permanent)."""
+        return ErrorTable(
+            ok=frozenset(self.ok),
+            token=frozenset(self.token),
+            throttle=frozenset(self.throttle),
+            retry=frozenset(self.retry),
+            default="permanent",
+        )
 
 
 class AuthOptions(ConnectorOptions):
@@ -156,8 +185,6 @@ class HttpFeedOptions(ConnectorOptions):
 
     @model_validator(mode="after")
     def _check(self) -> HttpFeedOptions:
-        from connectors.reviews.signing import SIGNERS
-
         if self.sign not in SIGNERS:
             raise ValueError(f"sign: unknown strategy {self.sign!r}; known: {sorted(SIGNERS)}")
         if self.sign != "none" and (not self.app_key or self.app_secret is None):
@@ -175,31 +202,7 @@ class HttpFeedOptions(ConnectorOptions):
         return self
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def _matches(rules: list[str], values: list[str]) -> bool:
-    for rule in rules:
-        for v in values:
-            if (rule.endswith("*") and v.startswith(rule[:-1])) or rule == v:
-                return True
-    return False
-
-
-class BlockedError(RetriableError):
+class BlockedError(Throttled):
     """The platform blocks us for longer than ``max_retry_after``: this run ends (its windows so far
     are committed) and a later run resumes; retrying now would only extend the ban."""
 
@@ -240,6 +243,7 @@ class HttpFeedSource(PullSource):
             }.items()
             if v
         }
+        self._errors = o.errors.table()
         self._client: httpx.Client | None = None
         self._next_slot = 0.0
         self.requests = 0
@@ -282,6 +286,8 @@ class HttpFeedSource(PullSource):
 
     def call(self, params: dict[str, Any], url: str | None = None) -> Any:
         """One signed request with retries; returns the parsed JSON body."""
+        from tenacity import Retrying, retry_if_exception_type, retry_if_not_exception_type, stop_after_attempt
+
         retrying = Retrying(
             stop=stop_after_attempt(self.options.retries),
             wait=self._wait,
@@ -295,7 +301,7 @@ class HttpFeedSource(PullSource):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _request(self, params: dict[str, Any], url: str | None) -> Any:
-        from connectors.reviews.signing import SIGNERS
+        import httpx
 
         o = self.options
         self._throttle()
@@ -304,7 +310,7 @@ class HttpFeedSource(PullSource):
             req_params: dict[str, Any] = {}
             target = url
         else:
-            req_params = SIGNERS[o.sign](self, dict(params), self.context.clock())
+            req_params = SIGNERS[o.sign](o, dict(params), self.context.clock())
             target = o.path
         if o.auth.type != "none" and o.auth.token is not None:
             token = o.auth.token.get_secret_value()
@@ -363,27 +369,28 @@ class HttpFeedSource(PullSource):
             raise BlockedError(
                 message + f"; blocked for {retry_after:.0f}s", target=self.name, code=code, retry_after=retry_after
             ) from None
-        raise RetriableError(message, target=self.name, code=code, retry_after=retry_after)
+        raise Throttled(message, target=self.name, code=code, retry_after=retry_after)
 
     def _vendor_error(self, body: Any) -> None:
-        rules = self.options.errors
         code_get = self._paths.get("code")
         if code_get is None:
             return
         code = code_get(body)
-        if code is None or str(code) in rules.ok:
+        if code is None:
             return
         sub = self._paths["sub_code"](body) if "sub_code" in self._paths else None
+        outcome = self._errors.outcome(str(code), None if sub is None else str(sub))
+        if outcome == "ok":
+            return
         msg = self._paths["message"](body) if "message" in self._paths else None
-        values = [str(code)] + ([str(sub)] if sub is not None else [])
         detail = f"code {code}" + (f"/{sub}" if sub is not None else "") + (f": {msg}" if msg else "")
-        if _matches(rules.auth, values):
+        if outcome == "token":  # a seller's session / key cannot be refreshed here: fatal
             raise PermanentError(
                 f"authorisation failed ({detail}); check app_key, app_secret and the session / access token "
                 "(a seller's authorisation expires and must be renewed)",
                 target=self.name,
             )
-        if _matches(rules.throttled, values):
+        if outcome == "throttle":
             ra = None
             if "retry_after" in self._paths:
                 v = self._paths["retry_after"](body)
@@ -392,7 +399,7 @@ class HttpFeedSource(PullSource):
                 m = re.search(r"(\d+)\s*(?:more\s*)?seconds?", str(msg))
                 ra = float(m.group(1)) if m else None
             self._raise_throttled(f"throttled by the platform ({detail})", ra, code)
-        if _matches(rules.transient, values):
+        if outcome == "retry":
             raise RetriableError(f"platform error ({detail})", target=self.name, code=str(code))
         raise PermanentError(f"the platform refused the request ({detail})", target=self.name)
 
@@ -539,5 +546,4 @@ __all__ = [
     "HttpFeedSource",
     "Pagination",
     "Window",
-    "parse_retry_after",
 ]

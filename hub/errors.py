@@ -11,8 +11,14 @@ destination) and never a secret.
      │    ├── SignatureError    signature / token / timestamp check failed -> 401/403, nothing stored
      │    └── PayloadTooLarge   body over the size limit -> 413
      └── ConnectorError         talking to a platform failed
-          ├── RetriableError    try again later (timeouts, 5xx, throttling, token expired)
+          ├── RetriableError    try again later (timeouts, 5xx)
+          │    ├── Throttled    the platform said "too fast": back off the whole source / destination
+          │    └── TokenExpired the access token was refused: refresh it and retry once
           └── PermanentError    will never succeed as is (bad recipient, unauthorised, bad config)
+
+Platform result codes are classified into these with one vocabulary, the outcomes of
+:class:`hub.sdk.policy.ErrorTable`: ``ok``, ``token`` (TokenExpired), ``throttle`` (Throttled),
+``retry`` (RetriableError) and ``permanent`` (PermanentError).
 """
 
 from __future__ import annotations
@@ -120,3 +126,11 @@ class RetriableError(ConnectorError):
 
 class PermanentError(ConnectorError):
     """Will never succeed as is: dead-letter it with this reason."""
+
+
+class Throttled(RetriableError):
+    """The platform refused because of its rate limit: back off the whole destination (or source)."""
+
+
+class TokenExpired(RetriableError):
+    """The access token was refused: refresh it (one process at a time) and retry once."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from connectors.reviews.base import ReviewFeedOptions, ReviewFeedSource
 
@@ -21,9 +21,17 @@ class DianpingReviewsOptions(ReviewFeedOptions):
     platform: Literal[1, 2] = 1
     page_size: int | None = Field(default=50, ge=1, le=100)
     records: str = "data.reviewInfoDTOList"
-    auth_codes: list[str] = Field(default_factory=lambda: ["401", "403", "601", "602", "603"])
-    throttled_codes: list[str] = Field(default_factory=lambda: ["429", "701"])
-    transient_codes: list[str] = Field(default_factory=lambda: ["500", "502", "503", "504"])
+    token_codes: list[str] = Field(
+        default_factory=lambda: ["401", "403", "601", "602", "603"],
+        validation_alias=AliasChoices("token_codes", "auth_codes"),
+    )
+    throttle_codes: list[str] = Field(
+        default_factory=lambda: ["429", "701"], validation_alias=AliasChoices("throttle_codes", "throttled_codes")
+    )
+    retry_codes: list[str] = Field(
+        default_factory=lambda: ["500", "502", "503", "504"],
+        validation_alias=AliasChoices("retry_codes", "transient_codes"),
+    )
 
 
 class DianpingReviewsSource(ReviewFeedSource):
@@ -58,8 +66,8 @@ class DianpingReviewsSource(ReviewFeedSource):
                 "code_path": "code",
                 "message_path": "msg",
                 "ok": ["200"],
-                "auth": o.auth_codes,
-                "throttled": o.throttled_codes,
-                "transient": o.transient_codes,
+                "token": o.token_codes,
+                "throttle": o.throttle_codes,
+                "retry": o.retry_codes,
             },
         }

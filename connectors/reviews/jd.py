@@ -3,14 +3,15 @@
 Business parameters (``beginTime, endTime, page, pageSize`` <= 50, ``score``...) travel as the JSON
 string ``360buy_param_json``; the response is wrapped in ``<method>_responce`` (sic, JOS spelling).
 The exact response nesting and the JOS error codes below come from public SDKs and samples, not
-from the official doc: override ``records`` / ``error_codes`` if your app sees otherwise.
+from the official doc: override ``records`` / ``token_codes`` / ``throttle_codes`` / ``retry_codes`` if your app sees
+otherwise.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from connectors.reviews.base import ReviewFeedOptions, ReviewFeedSource
 
@@ -25,9 +26,16 @@ class JdReviewsOptions(ReviewFeedOptions):
     score: int | None = Field(default=None, description="0 all, 3 good, 2 medium, 1 bad")
     sku_ids: str | None = Field(default=None, description="comma-separated skuids")
     records: str = f"{JD_RESPONSE}.comments"
-    auth_codes: list[str] = Field(default_factory=lambda: ["14", "15", "16", "18", "19"])
-    throttled_codes: list[str] = Field(default_factory=lambda: ["61", "62", "63"])
-    transient_codes: list[str] = Field(default_factory=lambda: ["66", "67"])
+    token_codes: list[str] = Field(
+        default_factory=lambda: ["14", "15", "16", "18", "19"],
+        validation_alias=AliasChoices("token_codes", "auth_codes"),
+    )
+    throttle_codes: list[str] = Field(
+        default_factory=lambda: ["61", "62", "63"], validation_alias=AliasChoices("throttle_codes", "throttled_codes")
+    )
+    retry_codes: list[str] = Field(
+        default_factory=lambda: ["66", "67"], validation_alias=AliasChoices("retry_codes", "transient_codes")
+    )
 
 
 class JdReviewsSource(ReviewFeedSource):
@@ -59,8 +67,8 @@ class JdReviewsSource(ReviewFeedSource):
             "errors": {
                 "code_path": "error_response.code",
                 "message_path": "error_response.zh_desc || error_response.en_desc",
-                "auth": o.auth_codes,
-                "throttled": o.throttled_codes,
-                "transient": o.transient_codes,
+                "token": o.token_codes,
+                "throttle": o.throttle_codes,
+                "retry": o.retry_codes,
             },
         }

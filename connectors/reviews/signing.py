@@ -1,7 +1,9 @@
 """Signing strategies of the ``http_feed`` source, by name (``sign: top``...).
 
-A strategy gets the source (its options hold ``app_key``, ``app_secret``, ``session``,
-``sign_method``), the request's parameters and the hub's clock, and returns the parameters to send.
+A strategy gets the credentials (:class:`SigningOptions`: ``app_key``, ``app_secret``, ``session``,
+``sign_method``; the ``http_feed`` options are one), the request's parameters and the hub's clock,
+and returns the parameters to send. Strategies know nothing of the source that calls them, so the
+source imports this registry and nothing here imports the source.
 
 - ``top`` (Taobao/Tmall Open Platform): system parameters ``method, app_key, session, timestamp
   (yyyy-MM-dd HH:mm:ss, GMT+8), format=json, v=2.0, sign_method``; the parameters sorted by name,
@@ -22,10 +24,9 @@ import hmac
 import json
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from connectors.http_feed import HttpFeedSource
+from pydantic import SecretStr
 
 CHINA = timezone(timedelta(hours=8))
 
@@ -68,40 +69,56 @@ def md5_wrapped(params: Mapping[str, Any], secret: str) -> str:
     return hashlib.md5((secret + concat_sorted(params) + secret).encode("utf-8")).hexdigest()  # noqa: S324
 
 
-def _creds(src: HttpFeedSource) -> tuple[str, str, str | None]:
-    o = src.options
+class SigningOptions(Protocol):
+    """What a signing strategy reads: the app's key and secret, the seller's session and the TOP
+    ``sign_method``."""
+
+    @property
+    def app_key(self) -> str | None: ...
+
+    @property
+    def app_secret(self) -> SecretStr | None: ...
+
+    @property
+    def session(self) -> SecretStr | None: ...
+
+    @property
+    def sign_method(self) -> str: ...
+
+
+def _creds(o: SigningOptions) -> tuple[str, str, str | None]:
     assert o.app_key is not None and o.app_secret is not None  # checked by the options
     return o.app_key, o.app_secret.get_secret_value(), o.session.get_secret_value() if o.session else None
 
 
-def sign_none(src: HttpFeedSource, params: dict[str, Any], now: datetime) -> dict[str, Any]:
+def sign_none(o: SigningOptions, params: dict[str, Any], now: datetime) -> dict[str, Any]:
     """No signature."""
     return params
 
 
-def sign_top(src: HttpFeedSource, params: dict[str, Any], now: datetime) -> dict[str, Any]:
+def sign_top(o: SigningOptions, params: dict[str, Any], now: datetime) -> dict[str, Any]:
     """Taobao/Tmall TOP gateway signature."""
-    app_key, secret, session = _creds(src)
+    app_key, secret, session = _creds(o)
     out = {k: _text(v) for k, v in params.items() if v is not None}
     out.update(
         app_key=app_key,
         timestamp=china_timestamp(now),
         format="json",
         v="2.0",
-        sign_method=src.options.sign_method,
+        sign_method=o.sign_method,
     )
     if session:
         out["session"] = session
-    out["sign"] = top_sign(out, secret, src.options.sign_method)
+    out["sign"] = top_sign(out, secret, o.sign_method)
     return out
 
 
 JD_SYSTEM = ("method", "app_key", "access_token", "timestamp", "v", "format", "sign_method")
 
 
-def sign_jd(src: HttpFeedSource, params: dict[str, Any], now: datetime) -> dict[str, Any]:
+def sign_jd(o: SigningOptions, params: dict[str, Any], now: datetime) -> dict[str, Any]:
     """JD JOS ``routerjson`` signature: business parameters in ``360buy_param_json``."""
-    app_key, secret, session = _creds(src)
+    app_key, secret, session = _creds(o)
     business = {k: v for k, v in params.items() if k not in JD_SYSTEM and v is not None}
     out: dict[str, Any] = {
         "method": params.get("method", ""),
@@ -118,9 +135,9 @@ def sign_jd(src: HttpFeedSource, params: dict[str, Any], now: datetime) -> dict[
     return out
 
 
-def sign_dianping(src: HttpFeedSource, params: dict[str, Any], now: datetime) -> dict[str, Any]:
+def sign_dianping(o: SigningOptions, params: dict[str, Any], now: datetime) -> dict[str, Any]:
     """Dianping/Meituan open platform signature (MD5)."""
-    app_key, secret, session = _creds(src)
+    app_key, secret, session = _creds(o)
     out = {k: _text(v) for k, v in params.items() if v is not None}
     out.update(app_key=app_key, timestamp=china_timestamp(now), format="json", v="1", sign_method="MD5")
     if session:
@@ -129,6 +146,6 @@ def sign_dianping(src: HttpFeedSource, params: dict[str, Any], now: datetime) ->
     return out
 
 
-Signer = Callable[["HttpFeedSource", dict[str, Any], datetime], dict[str, Any]]
+Signer = Callable[[SigningOptions, dict[str, Any], datetime], dict[str, Any]]
 
 SIGNERS: dict[str, Signer] = {"none": sign_none, "top": sign_top, "jd": sign_jd, "dianping": sign_dianping}

@@ -69,8 +69,8 @@ class TaobaoReviewsSource(ReviewFeedSource):
                 "sub_code_path": "error_response.sub_code",
                 "message_path": "error_response.sub_msg || error_response.msg",
                 # 11-13 insufficient permissions, 24-29 signature / session / app key problems
-                "auth": ["11", "12", "13", "24", "25", "26", "27", "28", "29", "isv.session-expired*"],
-                "throttled": ["7", "isv.access-limited*", "accesscontrol.limited-by-api-access-count*"],
-                "transient": ["1", "10", "isp.*"],
+                "token": ["11", "12", "13", "24", "25", "26", "27", "28", "29", "isv.session-expired*"],
+                "throttle": ["7", "isv.access-limited*", "accesscontrol.limited-by-api-access-count*"],
+                "retry": ["1", "10", "isp.*"],
             },
         }

@@ -1,46 +1,46 @@
-"""Retry policy and vendor error classification shared by every destination.
+"""Retry policy and vendor error classification shared by every connector.
 
-A destination raises one of three things from ``send``; the worker decides what happens next:
+A destination raises one of these from ``send`` (the tree is :mod:`hub.errors`); the worker decides
+what happens next:
 
     RetriableError      failed -> next attempt after exponential backoff with jitter (or the
      │                  platform's Retry-After); dead once ``max_attempts`` is reached
-     └── Throttled      the platform said "too fast": the destination's budget is blocked until
-                        ``retry_after`` (DingTalk 130101: 10 minutes); does not use up an attempt
+     ├── Throttled      the platform said "too fast": the destination's budget is blocked until
+     │                  ``retry_after`` (DingTalk 130101: 10 minutes); does not use up an attempt
+     └── TokenExpired   the access token was refused: refreshed and the call retried once
+                        (:meth:`hub.sdk.tokens.TokenCache.call`)
     PermanentError      dead at once, with the reason (invalid recipient, not subscribed, outside
                         the 48-hour window, bad signature or credentials)
 
-Connectors describe their platform's ``errcode`` values with an :class:`ErrorTable` instead of
-if-chains, so the classification of each platform is one readable table.
+Connectors describe their platform's result codes with an :class:`ErrorTable` instead of
+if-chains, so the classification of each platform is one readable table. Its outcomes are the one
+vocabulary for result codes everywhere, pull sources and configurable gateways included:
+``ok``, ``token``, ``throttle``, ``retry``, ``permanent``.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from tenacity import RetryCallState, wait_exponential_jitter
+from hub.errors import PermanentError, RetriableError, Throttled, TokenExpired
 
-from hub.errors import PermanentError, RetriableError
-
+#: what a platform's result code means; every classification of result codes uses these names
 Outcome = Literal["ok", "token", "throttle", "retry", "permanent"]
-
-
-class Throttled(RetriableError):
-    """The platform refused because of its rate limit: back off the whole destination."""
-
-
-class TokenExpired(RetriableError):
-    """The access token was refused: refresh it (one process at a time) and retry once."""
+OUTCOMES: tuple[Outcome, ...] = ("ok", "token", "throttle", "retry", "permanent")
 
 
 @dataclass(frozen=True)
 class ErrorTable:
     """How one platform's result codes map to outcomes; unknown non-zero codes are ``default``.
 
-    ``reasons`` gives a readable reason for codes whose platform message is unhelpful (it ends up
-    in ``last_error`` and in ``cxhub outbox``).
+    The sets are checked in the order of :data:`OUTCOMES`. A string entry ending in ``*`` matches
+    every code starting with the rest (``"isp.*"``). ``reasons`` gives a readable reason for codes
+    whose platform message is unhelpful (it ends up in ``last_error`` and in ``cxhub outbox``).
     """
 
     ok: frozenset[str | int] = frozenset({0})
@@ -53,13 +53,34 @@ class ErrorTable:
     #: seconds to back off after a throttle answer when the platform gives no Retry-After
     throttle_seconds: float = 60.0
 
-    def outcome(self, code: str | int) -> Outcome:
-        """The outcome of result ``code``."""
-        names: tuple[Outcome, ...] = ("ok", "token", "throttle", "retry", "permanent")
-        for name in names:
-            if code in getattr(self, name):
+    @functools.cached_property
+    def _prefixes(self) -> dict[Outcome, tuple[str, ...]]:
+        """The ``x*`` entries of each outcome, without the ``*`` (most tables have none)."""
+        found: dict[Outcome, tuple[str, ...]] = {}
+        for name in OUTCOMES:
+            prefixes = tuple(e[:-1] for e in getattr(self, name) if isinstance(e, str) and e.endswith("*"))
+            if prefixes:
+                found[name] = prefixes
+        return found
+
+    def _matches(self, name: Outcome, code: str | int) -> bool:
+        if code in getattr(self, name):
+            return True
+        prefixes = self._prefixes.get(name)
+        return prefixes is not None and str(code).startswith(prefixes)
+
+    def listed(self, code: str | int, sub_code: str | int | None = None) -> Outcome | None:
+        """The outcome ``code`` is listed under, or None (then ``default`` applies). A ``sub_code``
+        (TOP's ``isv.*`` / ``isp.*``) is matched too, except against ``ok``: whether a call
+        succeeded is the main code's to say."""
+        for name in OUTCOMES:
+            if self._matches(name, code) or (sub_code is not None and name != "ok" and self._matches(name, sub_code)):
                 return name
-        return self.default
+        return None
+
+    def outcome(self, code: str | int, sub_code: str | int | None = None) -> Outcome:
+        """The outcome of result ``code`` (and ``sub_code``, see :meth:`listed`)."""
+        return self.listed(code, sub_code) or self.default
 
     def check(self, code: str | int, message: str, *, target: str, retry_after: float | None = None) -> None:
         """Return if ``code`` means success; otherwise raise the matching error (secret-free)."""
@@ -94,6 +115,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        from tenacity import RetryCallState, wait_exponential_jitter
+
         wait = wait_exponential_jitter(multiplier=self.initial, max=self.max_delay, jitter=self.jitter)
         state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
         state.attempt_number = max(attempt, 1)
@@ -108,23 +131,31 @@ class RetryPolicy:
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta seconds or an HTTP date), or None."""
+    """Seconds from a ``Retry-After`` header (delta seconds or an HTTP date), or None.
+
+    An HTTP date needs ``now`` (the caller's clock) to become seconds; without it the date is
+    ignored. A date without a zone is GMT, as HTTP dates are.
+    """
     if not value:
         return None
     value = value.strip()
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     from email.utils import parsedate_to_datetime
 
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    if now is None or when.tzinfo is None:
+    if now is None:
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
     return max((when - now).total_seconds(), 0.0)
 
 
-__all__ = ["ErrorTable", "Outcome", "RetryPolicy", "Throttled", "TokenExpired", "parse_retry_after"]
+__all__ = ["OUTCOMES", "ErrorTable", "Outcome", "RetryPolicy", "Throttled", "TokenExpired", "parse_retry_after"]

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import respx
 
-from connectors.http_feed import HttpFeedOptions, HttpFeedSource, parse_retry_after
+from connectors.http_feed import HttpFeedOptions, HttpFeedSource
 from connectors.reviews.signing import concat_sorted, top_sign
 from hub.errors import PermanentError, RetriableError
 from hub.sdk.connector import ConnectorContext
@@ -132,18 +132,18 @@ ERRORS = {
     "sub_code_path": "err.sub",
     "message_path": "err.msg",
     "ok": ["0"],
-    "auth": ["27"],
-    "throttled": ["7"],
-    "transient": ["isp.*"],
+    "token": ["27"],
+    "throttle": ["7"],
+    "retry": ["isp.*"],
 }
 
 
 @pytest.mark.parametrize(
     ("body", "outcome"),
     [
-        ({"err": {"code": 27, "msg": "Invalid session"}}, "auth"),
-        ({"err": {"code": 7, "msg": "This ban will last for 3 more seconds"}}, "throttled"),
-        ({"err": {"code": 15, "sub": "isp.remote-timeout", "msg": "timeout"}}, "transient"),
+        ({"err": {"code": 27, "msg": "Invalid session"}}, "token"),
+        ({"err": {"code": 7, "msg": "This ban will last for 3 more seconds"}}, "throttle"),
+        ({"err": {"code": 15, "sub": "isp.remote-timeout", "msg": "timeout"}}, "retry"),
         ({"err": {"code": 15, "sub": "isv.invalid-parameter", "msg": "bad"}}, "permanent"),
         ({"err": {"code": 0}, "items": [{"id": "ok"}]}, "ok"),
     ],
@@ -156,7 +156,7 @@ def test_vendor_codes_in_http_200(body: dict[str, Any], outcome: str) -> None:
     src, waits = make(pagination={"type": "none"}, errors=ERRORS, retries=2)
     if outcome == "ok":
         assert ids(src) == ["ok"]
-    elif outcome == "auth":
+    elif outcome == "token":
         with pytest.raises(PermanentError, match=r"authorisation failed \(code 27: Invalid session\)"):
             ids(src)
         assert waits == []
@@ -165,7 +165,7 @@ def test_vendor_codes_in_http_200(body: dict[str, Any], outcome: str) -> None:
             ids(src)
     else:
         assert ids(src) == []  # retried once, then the empty page
-        assert waits == ([3.0] if outcome == "throttled" else [1.0])
+        assert waits == ([3.0] if outcome == "throttle" else [1.0])
 
 
 @respx.mock
@@ -245,10 +245,19 @@ def test_options_are_checked() -> None:
         HttpFeedOptions.model_validate({"base_url": BASE, "records": "a[", "id": "b"})
 
 
-def test_retry_after_http_date() -> None:
-    now = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
-    assert parse_retry_after("Mon, 02 Nov 2026 12:00:30 GMT", now) == 30
-    assert parse_retry_after("12", now) == 12 and parse_retry_after("soon", now) is None
+def test_error_rules_accept_the_older_outcome_names() -> None:
+    """``auth`` / ``throttled`` / ``transient`` were the feed's own names for token / throttle / retry."""
+    rules = HttpFeedOptions.model_validate(
+        {
+            "base_url": BASE,
+            "records": "a",
+            "id": "b",
+            "errors": {"auth": ["27"], "throttled": ["7"], "transient": ["1"]},
+        }
+    ).errors
+    assert (rules.token, rules.throttle, rules.retry) == (["27"], ["7"], ["1"])
+    table = rules.table()
+    assert [table.outcome(c) for c in ("27", "7", "1", "99")] == ["token", "throttle", "retry", "permanent"]
 
 
 def test_top_signature_known_values() -> None:
