@@ -10,21 +10,19 @@ not fit goes back to ``pending`` until the next slot frees (no attempt used).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
 from hub.errors import CxhubError
-from hub.features.delivery.budgets import Budgets, buckets_for
-from hub.features.delivery.units import PumpResult, Unit
+from hub.features.delivery.budgets import buckets_for
+from hub.features.delivery.units import PumpResult, Step, Unit
 from hub.outbox import leases
 from hub.outbox.leases import Claimed
-from hub.sdk.connector import Clock, Destination
-from hub.sdk.policy import RetryPolicy
+from hub.sdk.connector import Destination
 from hub.sdk.render import digest_key, pack_digests
-from hub.store import Store
 
 DEFAULT_DIGEST_BYTES = 4000
 
@@ -46,31 +44,10 @@ class Batch:
     full: bool
 
 
-class Claimer:
+class Claimer(Step):
     """Claims and plans batches for one worker (``worker_id``) serving ``destinations``."""
 
-    def __init__(
-        self,
-        store: Store,
-        resolve: Callable[[str], Destination],
-        destinations: list[str],
-        *,
-        clock: Clock,
-        worker_id: str,
-        batch_size: int,
-        lease: timedelta,
-        policy: RetryPolicy,
-        budgets: Budgets,
-    ):
-        self.store = store
-        self.resolve = resolve
-        self.destinations = destinations
-        self.clock = clock
-        self.worker_id = worker_id
-        self.batch_size = batch_size
-        self.lease = lease
-        self.policy = policy
-        self.budgets = budgets
+    # settings (store, clock, worker_id, lease, policy, budgets...) come from :class:`Step`
 
     def next_batch(self, result: PumpResult) -> Batch | None:
         """Claim and plan one batch (one transaction); None when nothing is due."""

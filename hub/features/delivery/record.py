@@ -23,11 +23,9 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from hub.features.delivery import metrics
-from hub.features.delivery.units import Outcome, Unit
+from hub.features.delivery.units import Outcome, Step, Unit
 from hub.outbox import outcomes as outbox_outcomes
-from hub.sdk.connector import Clock
 from hub.sdk.policy import RetryPolicy
-from hub.store import Store
 
 log = logging.getLogger("cxhub.delivery")
 
@@ -41,13 +39,10 @@ def retry_outcome(policy: RetryPolicy, unit: Unit, error: str, retry_after: floa
     return Outcome(unit, "failed", error=error, next_at=policy.next_attempt(now, attempts, retry_after))
 
 
-class Recorder:
+class Recorder(Step):
     """Writes the outcomes of one worker's sends, and counts them in the metrics once written."""
 
-    def __init__(self, store: Store, *, clock: Clock, worker_id: str):
-        self.store = store
-        self.clock = clock
-        self.worker_id = worker_id
+    # settings (store, clock, worker_id, lease, policy, budgets...) come from :class:`Step`
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Connection]:

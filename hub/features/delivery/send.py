@@ -15,46 +15,27 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from hub.errors import ConnectorError, PermanentError, RetriableError
 from hub.features.delivery import metrics
-from hub.features.delivery.budgets import Budgets
 from hub.features.delivery.claim import DEFAULT_DIGEST_BYTES
 from hub.features.delivery.record import retry_outcome
-from hub.features.delivery.units import Outcome, PumpResult, Unit
+from hub.features.delivery.units import Outcome, PumpResult, Step, Unit
 from hub.outbox import leases, outcomes
 from hub.outbox.leases import Claimed
-from hub.sdk.connector import Clock, Destination, OutboundMessage
-from hub.sdk.policy import RetryPolicy, Throttled
+from hub.sdk.connector import Destination, OutboundMessage
+from hub.sdk.policy import Throttled
 from hub.sdk.render import mask_message, render_digest
-from hub.store import Store
 
 log = logging.getLogger("cxhub.delivery")
 
 
-class Sender:
+class Sender(Step):
     """Sends units for one worker (``worker_id``) and says what each came to."""
 
-    def __init__(
-        self,
-        store: Store,
-        resolve: Callable[[str], Destination],
-        *,
-        clock: Clock,
-        worker_id: str,
-        lease: timedelta,
-        policy: RetryPolicy,
-        budgets: Budgets,
-    ):
-        self.store = store
-        self.resolve = resolve
-        self.clock = clock
-        self.worker_id = worker_id
-        self.lease = lease
-        self.policy = policy
-        self.budgets = budgets
+    # settings (store, clock, worker_id, lease, policy, budgets...) come from :class:`Step`
 
     def deliver(self, unit: Unit, claimed_at: datetime, result: PumpResult) -> tuple[Outcome | None, datetime | None]:
         """Send one unit. Returns its outcome to record (None when there is nothing to record: the

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from hub.outbox.leases import Claimed
+from hub.sdk.connector import Clock, Destination
+from hub.sdk.policy import RetryPolicy
+from hub.store import Store
+
+if TYPE_CHECKING:
+    from hub.features.delivery.budgets import Budgets
 
 
 @dataclass
@@ -54,3 +62,36 @@ class PumpResult:
 
 
 __all__ = ["Claimed", "Outcome", "PumpResult", "Unit"]
+
+
+@dataclass
+class WorkerSettings:
+    """One worker's settings, shared by its steps (claim, send, record): a change made on the
+    worker (``worker.batch_size = 10``) reaches every step."""
+
+    store: Store
+    resolve: Callable[[str], Destination]
+    destinations: list[str]
+    clock: Clock
+    worker_id: str
+    batch_size: int
+    lease: timedelta
+    policy: RetryPolicy
+    budgets: Budgets
+
+
+class Step:
+    """A step of the pump: reads the worker's :class:`WorkerSettings` as its own attributes."""
+
+    def __init__(self, settings: WorkerSettings):
+        self.settings = settings
+
+    store = property(lambda self: self.settings.store)
+    resolve = property(lambda self: self.settings.resolve)
+    destinations = property(lambda self: self.settings.destinations)
+    clock = property(lambda self: self.settings.clock)
+    worker_id = property(lambda self: self.settings.worker_id)
+    batch_size = property(lambda self: self.settings.batch_size)
+    lease = property(lambda self: self.settings.lease)
+    policy = property(lambda self: self.settings.policy)
+    budgets = property(lambda self: self.settings.budgets)

@@ -34,7 +34,7 @@ from hub.features.delivery.budgets import Budgets
 from hub.features.delivery.claim import Batch, Claimer
 from hub.features.delivery.record import Recorder
 from hub.features.delivery.send import Sender
-from hub.features.delivery.units import Outcome, PumpResult, Unit
+from hub.features.delivery.units import Outcome, PumpResult, Unit, WorkerSettings
 from hub.sdk.connector import Clock, Destination, utcnow
 from hub.sdk.policy import RetryPolicy
 from hub.store import Store
@@ -70,41 +70,42 @@ class DeliveryWorker:
         concurrency: int = 4,
         pump_seconds: float = 5.0,
     ):
-        self.store = store
-        self.resolve = resolve
-        self.destinations = sorted(set(destinations))
-        self.clock = clock
-        self.worker_id = worker_id or default_worker_id()
-        self.batch_size = batch_size
-        self.lease = timedelta(seconds=lease_seconds)
-        self.policy = policy or RetryPolicy()
-        self.budgets = budgets or Budgets()
+        self.settings = WorkerSettings(
+            store=store,
+            resolve=resolve,
+            destinations=sorted(set(destinations)),
+            clock=clock,
+            worker_id=worker_id or default_worker_id(),
+            batch_size=batch_size,
+            lease=timedelta(seconds=lease_seconds),
+            policy=policy or RetryPolicy(),
+            budgets=budgets or Budgets(),
+        )
         # platform calls are I/O: overlap a few; SQLite serialises writers, so one at a time there
         self.concurrency = 1 if store.is_sqlite else max(1, concurrency)
         self._pool: ThreadPoolExecutor | None = None
         #: how long one pump may keep claiming further batches (``stop()`` waits for the pump)
         self.pump_seconds = pump_seconds
-        self.claims = Claimer(
-            store,
-            resolve,
-            self.destinations,
-            clock=clock,
-            worker_id=self.worker_id,
-            batch_size=batch_size,
-            lease=self.lease,
-            policy=self.policy,
-            budgets=self.budgets,
+        self.claims = Claimer(self.settings)
+        self.sender = Sender(self.settings)
+        self.recorder = Recorder(self.settings)
+
+    # settings the steps share: reading or changing one here reads or changes it for every step
+    def _setting(name: str) -> property:  # type: ignore[misc]
+        return property(
+            lambda self: getattr(self.settings, name), lambda self, value: setattr(self.settings, name, value)
         )
-        self.sender = Sender(
-            store,
-            resolve,
-            clock=clock,
-            worker_id=self.worker_id,
-            lease=self.lease,
-            policy=self.policy,
-            budgets=self.budgets,
-        )
-        self.recorder = Recorder(store, clock=clock, worker_id=self.worker_id)
+
+    store = _setting("store")
+    resolve = _setting("resolve")
+    destinations = _setting("destinations")
+    clock = _setting("clock")
+    worker_id = _setting("worker_id")
+    batch_size = _setting("batch_size")
+    lease = _setting("lease")
+    policy = _setting("policy")
+    budgets = _setting("budgets")
+    del _setting
 
     # ------------------------------------------------------------------ pump
 

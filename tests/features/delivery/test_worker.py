@@ -375,3 +375,9 @@ destinations:
 
 
 Factory = Callable[..., Destination]
+
+
+def test_a_setting_changed_on_the_worker_reaches_every_step(store: Store, clock: FakeClock) -> None:
+    w = worker(store, clock, {})
+    w.batch_size, w.policy = 7, FAST
+    assert w.claims.batch_size == 7 and w.sender.policy is FAST and w.recorder.worker_id == w.worker_id
