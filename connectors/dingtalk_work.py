@@ -13,13 +13,13 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from hub.errors import PermanentError, RetriableError
+from hub.errors import PermanentError
 from hub.sdk.connector import OutboundMessage, Receipt
 from hub.sdk.destination import DestinationOptions, HttpDestination
 from hub.sdk.http import call_json
-from hub.sdk.policy import ErrorTable, TokenExpired
+from hub.sdk.policy import ErrorTable
 from hub.sdk.render import markdown_with_links, trim_utf8
-from hub.sdk.tokens import TokenCache
+from hub.sdk.tokens import TokenCache, token_answer
 
 ERRORS = ErrorTable(
     token=frozenset({40001, 40014, 42001, 88}),
@@ -34,6 +34,8 @@ ERRORS = ErrorTable(
         33012: "invalid userid",
     },
 )
+#: the token call: bad key / secret or server IP are permanent (no retry fixes them)
+TOKEN_ERRORS = ErrorTable(permanent=frozenset({40089, 40014, 40001, 60020}))
 
 
 class DingTalkWorkOptions(DestinationOptions):
@@ -69,13 +71,7 @@ class DingTalkWorkNotice(HttpDestination):
             target=self.name,
             params={"appkey": self.options.app_key, "appsecret": self.options.app_secret.get_secret_value()},
         )
-        if int(data.get("errcode", -1)) != 0 or not data.get("access_token"):
-            code = data.get("errcode")
-            msg = f"cannot get an access token: {data.get('errmsg', '')}"
-            if code in (40089, 40014, 40001, 60020):  # bad key/secret, IP: no retry will fix it
-                raise PermanentError(msg, target=self.name, code=code)
-            raise RetriableError(msg, target=self.name, code=code)
-        return str(data["access_token"]), float(data.get("expires_in", 7200))
+        return token_answer(data, TOKEN_ERRORS, target=self.name, missing_code=-1)
 
     def render(self, message: OutboundMessage) -> dict[str, Any]:
         """The ``msg`` object for ``message``."""
@@ -112,9 +108,5 @@ class DingTalkWorkNotice(HttpDestination):
         """Send a work notification to ``message.to`` (DingTalk user ids)."""
         if not message.to:
             raise PermanentError("no recipient: work notifications need user ids in `to`", target=self.name)
-        token = self.tokens.get()
-        try:
-            data = self._post(token, message)
-        except TokenExpired:
-            data = self._post(self.tokens.invalidate(token), message)  # refresh and retry once
+        data = self.tokens.call(lambda token: self._post(token, message))
         return Receipt(message_id=str(data.get("task_id") or "") or None, detail="errcode 0")

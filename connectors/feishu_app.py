@@ -12,6 +12,7 @@ and caches tokens per process. The card JSON is the same one :mod:`connectors.fe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any, ClassVar, Literal
@@ -19,12 +20,12 @@ from typing import Any, ClassVar, Literal
 from pydantic import SecretStr
 
 from connectors.feishu_bot import card
-from hub.errors import PermanentError, RetriableError
+from hub.errors import PermanentError
 from hub.sdk.connector import OutboundMessage, RateLimit, Receipt
 from hub.sdk.destination import DestinationOptions, HttpDestination
 from hub.sdk.http import call_json
-from hub.sdk.policy import ErrorTable, TokenExpired, parse_retry_after
-from hub.sdk.tokens import TokenCache
+from hub.sdk.policy import ErrorTable, parse_retry_after
+from hub.sdk.tokens import TokenCache, token_answer
 
 ERRORS = ErrorTable(
     token=frozenset({99991663, 99991668, 99991661}),
@@ -39,6 +40,8 @@ ERRORS = ErrorTable(
         99991400: "request frequency limit",
     },
 )
+#: the token call: bad app id / secret are permanent
+TOKEN_ERRORS = ErrorTable(permanent=frozenset({10003, 10014, 99991663}))
 
 
 class FeishuAppOptions(DestinationOptions):
@@ -79,13 +82,17 @@ class FeishuAppMessage(HttpDestination):
             json={"app_id": self.options.app_id, "app_secret": self.options.app_secret.get_secret_value()},
             allow_error_status=True,
         )
-        code = int(data.get("code", -1))
-        if code != 0 or not data.get("tenant_access_token"):
-            msg = f"cannot get a tenant access token: {data.get('msg', '')}"
-            if code in (10003, 10014, 99991663):  # bad app id / secret
-                raise PermanentError(msg, target=self.name, code=code)
-            raise RetriableError(msg, target=self.name, code=code)
-        return str(data["tenant_access_token"]), float(data.get("expire", 7200))
+        return token_answer(
+            data,
+            TOKEN_ERRORS,
+            target=self.name,
+            code_field="code",
+            message_field="msg",
+            token_field="tenant_access_token",  # noqa: S106 - the answer's field name, not a secret
+            expires_field="expire",
+            missing_code=-1,
+            what="a tenant access token",
+        )
 
     @staticmethod
     def uuid_for(key: str, recipient: str) -> str:
@@ -118,10 +125,6 @@ class FeishuAppMessage(HttpDestination):
             raise PermanentError(f"no recipient: `to` needs {self.options.receive_id_type} values", target=self.name)
         ids = []
         for recipient in message.to:
-            token = self.tokens.get()
-            try:
-                data = self._post(token, recipient, message)
-            except TokenExpired:
-                data = self._post(self.tokens.invalidate(token), recipient, message)  # refresh, retry once
+            data = self.tokens.call(functools.partial(self._post, recipient=recipient, message=message))
             ids.append(str((data.get("data") or {}).get("message_id") or ""))
         return Receipt(message_id=",".join(i for i in ids if i) or None, detail="code 0")

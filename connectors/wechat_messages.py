@@ -21,15 +21,14 @@ from __future__ import annotations
 import threading
 from typing import Any, Literal
 
-import requests
 from pydantic import SecretStr
 
-from hub.errors import PermanentError, RetriableError
+from hub.errors import PermanentError
 from hub.sdk.connector import OutboundMessage, Receipt
 from hub.sdk.destination import DestinationOptions, HttpDestination
-from hub.sdk.http import call_json, check_status, route_sdk_through
-from hub.sdk.policy import ErrorTable, TokenExpired
-from hub.sdk.tokens import TokenCache
+from hub.sdk.http import call_json, route_sdk_through, sdk_errors
+from hub.sdk.policy import ErrorTable
+from hub.sdk.tokens import TokenCache, token_answer
 
 ERRORS = ErrorTable(
     token=frozenset({40001, 40014, 42001}),
@@ -48,6 +47,8 @@ ERRORS = ErrorTable(
         45009: "API quota or frequency limit",
     },
 )
+#: the token call: bad appid / secret or server IP not allowed are permanent
+TOKEN_ERRORS = ErrorTable(permanent=frozenset({40013, 40125, 40164, 41002, 41004}))
 WECHAT_ORIGIN = "https://api.weixin.qq.com"
 
 
@@ -113,17 +114,9 @@ class WeChatMessages(HttpDestination):
                 "force_refresh": force,
             },
         )
-        code = int(data.get("errcode", 0))
-        if code != 0 or not data.get("access_token"):
-            msg = f"cannot get an access token: {data.get('errmsg', '')}"
-            if code in (40013, 40125, 40164, 41002, 41004):  # bad appid / secret, IP not allowed
-                raise PermanentError(msg, target=self.name, code=code)
-            raise RetriableError(msg, target=self.name, code=code)
-        return str(data["access_token"]), float(data.get("expires_in", 7200))
+        return token_answer(data, TOKEN_ERRORS, target=self.name)
 
     def _call(self, token: str, openid: str, message: OutboundMessage) -> dict[str, Any]:
-        from wechatpy.exceptions import WeChatClientException
-
         template = message.template or self.options.template_id
         if not template:
             raise PermanentError("no template: set message.template or the template_id option", target=self.name)
@@ -134,7 +127,7 @@ class WeChatMessages(HttpDestination):
         mini = None
         if self.options.miniprogram_app_id:
             mini = {"appid": self.options.miniprogram_app_id, "pagepath": self.options.miniprogram_page or ""}
-        try:
+        with sdk_errors(ERRORS, target=self.name):
             if self.options.api == "oa_template":
                 result = sdk.message.send_template(openid, template, data, url=message.url, mini_program=mini)
             elif self.options.api == "oa_subscribe":
@@ -147,18 +140,6 @@ class WeChatMessages(HttpDestination):
             else:
                 page = message.url or self.options.miniprogram_page
                 result = sdk.wxa.send_subscribe_message(openid, template, data, page=page)
-        except WeChatClientException as exc:
-            if exc.errcode is None and exc.response is not None:
-                r = exc.response
-                import httpx
-
-                check_status(
-                    httpx.Response(r.status_code, headers=dict(r.headers), content=r.content), target=self.name
-                )
-            ERRORS.check(int(exc.errcode if exc.errcode is not None else -1), str(exc.errmsg or ""), target=self.name)
-            raise
-        except requests.RequestException as exc:
-            raise RetriableError(f"cannot reach the platform ({type(exc).__name__})", target=self.name) from None
         return result if isinstance(result, dict) else {}
 
     def send(self, message: OutboundMessage) -> Receipt:
@@ -167,10 +148,6 @@ class WeChatMessages(HttpDestination):
             # one call per openid; several in one message could not be retried without repeating
             raise PermanentError(f"exactly one openid in `to` (got {len(message.to)})", target=self.name)
         openid = message.to[0]
-        token = self.tokens.get()
-        try:
-            result = self._call(token, openid, message)
-        except TokenExpired:
-            result = self._call(self.tokens.invalidate(token), openid, message)  # refresh, retry once
+        result = self.tokens.call(lambda token: self._call(token, openid, message))
         msgid = result.get("msgid")
         return Receipt(message_id=str(msgid) if msgid is not None else None, detail="errcode 0")

@@ -18,16 +18,15 @@ from __future__ import annotations
 import threading
 from typing import Any, ClassVar
 
-import requests
 from pydantic import Field, SecretStr
 
-from hub.errors import PermanentError, RetriableError
+from hub.errors import PermanentError
 from hub.sdk.connector import OutboundMessage, RateLimit, Receipt
 from hub.sdk.destination import DestinationOptions, HttpDestination
-from hub.sdk.http import call_json, check_status, route_sdk_through
-from hub.sdk.policy import ErrorTable, TokenExpired
+from hub.sdk.http import call_json, route_sdk_through, sdk_errors
+from hub.sdk.policy import ErrorTable
 from hub.sdk.render import flatten_markdown, markdown_with_links, trim_utf8
-from hub.sdk.tokens import TokenCache
+from hub.sdk.tokens import TokenCache, token_answer
 
 ERRORS = ErrorTable(
     token=frozenset({40014, 42001, 41001}),
@@ -41,6 +40,8 @@ ERRORS = ErrorTable(
         45009: "API frequency limit",
     },
 )
+#: the token call: bad corp id / secret or server IP are permanent
+TOKEN_ERRORS = ErrorTable(permanent=frozenset({40001, 40013, 40091, 60020}))
 WECOM_ORIGIN = "https://qyapi.weixin.qq.com"
 
 
@@ -104,13 +105,7 @@ class WeComAppMessage(HttpDestination):
             target=self.name,
             params={"corpid": self.options.corp_id, "corpsecret": self.options.secret.get_secret_value()},
         )
-        code = int(data.get("errcode", 0))
-        if code != 0 or not data.get("access_token"):
-            msg = f"cannot get an access token: {data.get('errmsg', '')}"
-            if code in (40001, 40013, 40091, 60020):  # bad corp id / secret / IP
-                raise PermanentError(msg, target=self.name, code=code)
-            raise RetriableError(msg, target=self.name, code=code)
-        return str(data["access_token"]), float(data.get("expires_in", 7200))
+        return token_answer(data, TOKEN_ERRORS, target=self.name)
 
     def render(self, message: OutboundMessage) -> dict[str, Any]:
         """The ``msg`` part of the call."""
@@ -134,42 +129,20 @@ class WeComAppMessage(HttpDestination):
         return msg
 
     def _call(self, token: str, message: OutboundMessage) -> dict[str, Any]:
-        from wechatpy.exceptions import WeChatClientException
-
         sdk = self.sdk
         sdk.session.set(sdk.access_token_key, token)
         sdk._http.headers.update(self.headers(message))
-        try:
+        with sdk_errors(ERRORS, target=self.name):
             result: dict[str, Any] = sdk.message.send(self.options.agent_id, message.to, msg=self.render(message))
-        except WeChatClientException as exc:
-            if exc.errcode is None and exc.response is not None:  # HTTP-level failure
-                check_status_requests(exc.response, self.name)
-            ERRORS.check(int(exc.errcode if exc.errcode is not None else -1), str(exc.errmsg or ""), target=self.name)
-            raise
-        except requests.RequestException as exc:
-            raise RetriableError(f"cannot reach the platform ({type(exc).__name__})", target=self.name) from None
         return result
 
     def send(self, message: OutboundMessage) -> Receipt:
         """Send to the member ids in ``message.to``."""
         if not message.to:
             raise PermanentError("no recipient: app messages need member ids in `to`", target=self.name)
-        token = self.tokens.get()
-        try:
-            result = self._call(token, message)
-        except TokenExpired:
-            result = self._call(self.tokens.invalidate(token), message)  # refresh and retry once
+        result = self.tokens.call(lambda token: self._call(token, message))
         invalid = [u for u in str(result.get("invaliduser") or "").split("|") if u]
         if invalid and set(invalid) >= set(message.to):
             raise PermanentError("no valid recipient (invaliduser)", target=self.name, code="invaliduser")
         detail = f"invalid users: {len(invalid)}" if invalid else "errcode 0"
         return Receipt(message_id=str(result.get("msgid") or "") or None, detail=detail)
-
-
-def check_status_requests(response: requests.Response, target: str) -> None:
-    """``check_status`` for a ``requests`` response (what wechatpy hands back)."""
-    import httpx
-
-    check_status(
-        httpx.Response(response.status_code, headers=dict(response.headers), content=response.content), target=target
-    )

@@ -3,20 +3,25 @@ the error tree, and an adapter that lets ``requests``-based SDKs (wechatpy) use 
 httpx transport (so respx / ``httpx.MockTransport`` work for them too).
 
 Error messages never contain the URL: robot URLs carry their secret (``access_token``, ``key``).
+
+``requests`` and ``httpx`` (each 70-100 ms to import) are imported where a call needs them, not
+with this module, so that loading a connector class (every CLI command does, to validate the
+config) stays cheap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Any
-
-import httpx
-import requests
-from requests.adapters import BaseAdapter
-from requests.structures import CaseInsensitiveDict
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from hub.errors import PermanentError, RetriableError
-from hub.sdk.policy import Throttled, parse_retry_after
+from hub.sdk.policy import ErrorTable, Throttled, parse_retry_after
+
+if TYPE_CHECKING:
+    import httpx
+    import requests
 
 #: every outbound request carries the message's idempotency key here; platforms ignore it, the
 #: local fakes count it (and log readers can correlate a platform call with an outbox row)
@@ -41,6 +46,8 @@ def check_status(response: httpx.Response, *, target: str) -> None:
 
 def call(client: httpx.Client, method: str, url: str, *, target: str, **kwargs: Any) -> httpx.Response:
     """``client.request`` with transport failures as ``RetriableError`` (never showing the URL)."""
+    import httpx
+
     try:
         return client.request(method, url, **kwargs)
     except httpx.TimeoutException as exc:
@@ -67,20 +74,26 @@ def call_json(
     return data, response
 
 
-class HttpxAdapter(BaseAdapter):
+class HttpxAdapter:
     """A ``requests`` transport adapter that sends through an ``httpx.Client``.
 
     Mount it on an SDK's ``requests.Session`` (``session.mount("https://", HttpxAdapter(client))``)
     and the SDK uses the hub's injected transport, timeouts included. ``rewrite`` maps the SDK's
     hard-coded origin (``https://api.weixin.qq.com``) to the configured base URL.
+
+    It implements the adapter interface (``send``, ``close``) without subclassing
+    ``requests.adapters.BaseAdapter``, which would import ``requests`` with this module.
     """
 
     def __init__(self, client: httpx.Client, rewrite: dict[str, str] | None = None):
-        super().__init__()
         self.client = client
         self.rewrite = {k.rstrip("/"): v.rstrip("/") for k, v in (rewrite or {}).items()}
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        import httpx
+        import requests
+        from requests.structures import CaseInsensitiveDict
+
         timeout = kwargs.get("timeout")
         raw = request.body
         body: bytes | None = raw.encode("utf-8") if isinstance(raw, str) else raw if isinstance(raw, bytes) else None
@@ -115,14 +128,53 @@ class HttpxAdapter(BaseAdapter):
         """The httpx client belongs to the connector; it closes it."""
 
 
-__all__ = ["IDEMPOTENCY_HEADER", "HttpxAdapter", "call", "call_json", "check_status"]
-
-
 def route_sdk_through(sdk: Any, client: httpx.Client, rewrite: dict[str, str]) -> None:
     """Make a wechatpy-style SDK client (one that sends through ``sdk._http``, a ``requests``
     session) send through ``client`` instead, with its hard-coded origin rewritten."""
+    import requests
+
     adapter = HttpxAdapter(client, rewrite=rewrite)
     session = requests.Session()
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
+    session.mount("http://", adapter)  # type: ignore[arg-type]  # an adapter by interface (see HttpxAdapter)
+    session.mount("https://", adapter)  # type: ignore[arg-type]
     sdk._http = session
+
+
+def check_requests_status(response: requests.Response, *, target: str) -> None:
+    """:func:`check_status` for a ``requests`` response (what requests-based SDKs hand back)."""
+    import httpx
+
+    check_status(
+        httpx.Response(response.status_code, headers=dict(response.headers), content=response.content), target=target
+    )
+
+
+@contextlib.contextmanager
+def sdk_errors(errors: ErrorTable, *, target: str) -> Iterator[None]:
+    """Failures of a wechatpy call inside the block as the error tree: an HTTP failure by its
+    status, a platform ``errcode`` through ``errors`` (a refused token is ``TokenExpired``),
+    transport failures retriable (never showing the URL)."""
+    import requests
+    from wechatpy.exceptions import WeChatClientException
+
+    try:
+        yield
+    except WeChatClientException as exc:
+        if exc.errcode is None and exc.response is not None:  # HTTP-level failure
+            check_requests_status(exc.response, target=target)
+        errors.check(int(exc.errcode if exc.errcode is not None else -1), str(exc.errmsg or ""), target=target)
+        raise
+    except requests.RequestException as exc:
+        raise RetriableError(f"cannot reach the platform ({type(exc).__name__})", target=target) from None
+
+
+__all__ = [
+    "IDEMPOTENCY_HEADER",
+    "HttpxAdapter",
+    "call",
+    "call_json",
+    "check_requests_status",
+    "check_status",
+    "route_sdk_through",
+    "sdk_errors",
+]

@@ -13,21 +13,29 @@ trip per message. A token replaced meanwhile by another process is still found: 
 refuses the old one and :meth:`TokenCache.invalidate` picks up the stored replacement (DingTalk,
 WeCom and Feishu return the same token while it is valid; WeChat's ``stable_token`` keeps the
 previous token valid for five minutes after a forced refresh, longer than ``recheck_seconds``).
+
+:meth:`TokenCache.call` is the one "call with the token; when the platform refuses it, refresh and
+call once more" every token-based destination uses, and :func:`token_answer` reads a platform's
+token answer (errors classified by an :class:`~hub.sdk.policy.ErrorTable`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
+from hub.errors import RetriableError, TokenExpired
 from hub.sdk.connector import Clock, KeyValueStore, utcnow
+from hub.sdk.policy import ErrorTable
 
 log = logging.getLogger("cxhub.delivery")
 
 #: a fetcher returns the token and its lifetime in seconds; ``force`` asks for a new one
 Fetcher = Callable[[bool], tuple[str, float]]
+T = TypeVar("T")
 
 
 class TokenCache:
@@ -93,6 +101,16 @@ class TokenCache:
                     return token
                 return self._store(*self.fetch(False))
 
+    def call(self, send: Callable[[str], T]) -> T:
+        """``send(token)`` with a valid token. When the platform refuses the token (``send`` raises
+        :class:`~hub.errors.TokenExpired`), the token is refreshed (:meth:`invalidate`) and ``send``
+        called once more; a second refusal propagates (a retriable error for the worker)."""
+        token = self.get()
+        try:
+            return send(token)
+        except TokenExpired:
+            return send(self.invalidate(token))
+
     def invalidate(self, rejected: str) -> str:
         """The platform refused ``rejected``: fetch a new token, unless another process already
         replaced it (then use that one). Returns the token to retry with."""
@@ -116,4 +134,30 @@ class TokenCache:
         return token
 
 
-__all__ = ["Fetcher", "TokenCache"]
+def token_answer(
+    data: Mapping[str, Any],
+    errors: ErrorTable,
+    *,
+    target: str,
+    code_field: str = "errcode",
+    message_field: str = "errmsg",
+    token_field: str = "access_token",  # noqa: S107 - the answer's field name, not a secret
+    expires_field: str = "expires_in",
+    missing_code: int = 0,
+    what: str = "an access token",
+) -> tuple[str, float]:
+    """The token and its lifetime (seconds, 7200 when not given) from a platform's token answer.
+
+    The answer's result code (``missing_code`` when absent) is classified by ``errors``: bad app
+    key / secret or a server IP outside the allow list are ``permanent`` there (no retry fixes
+    them), anything else is retried. A success code without a token is retried too.
+    """
+    result = int(data.get(code_field, missing_code))
+    if result != 0 or not data.get(token_field):
+        text = f"cannot get {what}: {data.get(message_field, '')}"
+        errors.check(result, text, target=target)
+        raise RetriableError(text, target=target, code=result)
+    return str(data[token_field]), float(data.get(expires_field, 7200))
+
+
+__all__ = ["Fetcher", "TokenCache", "token_answer"]
