@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import Field, SecretStr
-from standardwebhooks.webhooks import Webhook
 
 from hub.errors import PayloadError, SignatureError
 from hub.sdk.connector import ConnectorOptions, InboundRequest, PushResult, PushSource, RawRecord, Reply
@@ -40,6 +39,8 @@ class SignedWebhookSource(PushSource):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        from standardwebhooks.webhooks import Webhook
+
         self._wh = Webhook(self.options.secret.get_secret_value())
         self._records = compile_expression(self.options.records_path) if self.options.records_path else None
         self._id = compile_expression(self.options.id_path) if self.options.id_path else None

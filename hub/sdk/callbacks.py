@@ -14,6 +14,9 @@ Replay protection has two parts:
 - the **nonce cache**: a (timestamp, nonce, signature) seen before with a *different* body is
   refused. The same body again is a platform retry and goes on (the inbox dedups it by message
   id). This matters most for WeChat's plain mode, whose signature does not cover the body.
+
+wechatpy (about 100 ms to import) and defusedxml are imported by the functions that use them, so
+that loading a push connector's class (every CLI command does, to validate the config) stays cheap.
 """
 
 from __future__ import annotations
@@ -26,17 +29,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
-from xml.etree.ElementTree import Element, ParseError
+from typing import TYPE_CHECKING, Any
 
-import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
 from pydantic import Field, SecretStr, field_validator
-from wechatpy.crypto import PrpCrypto
-from wechatpy.utils import WeChatSigner
 
 from hub.errors import PayloadError, SignatureError
 from hub.sdk.connector import ConnectorOptions, InboundRequest, PushSource
+
+if TYPE_CHECKING:
+    from xml.etree.ElementTree import Element
 
 #: at most this many (timestamp, nonce) pairs are remembered per source
 NONCE_CACHE_SIZE = 100_000
@@ -92,6 +93,8 @@ class MsgCryptOptions(PushOptions):
 
 def wx_signature(*parts: str) -> str:
     """``sha1`` of the sorted parts joined (wechatpy's ``WeChatSigner``)."""
+    from wechatpy.utils import WeChatSigner
+
     signer = WeChatSigner()
     signer.add_data(*parts)
     return str(signer.signature)
@@ -126,6 +129,8 @@ class MsgCrypt:
 
     def decrypt(self, encrypt: str) -> str:
         """Decrypt a verified ``Encrypt`` value; ``WrongApp`` when it was sealed for another app."""
+        from wechatpy.crypto import PrpCrypto
+
         if self.key is None:
             raise SignatureError("encrypted push but no encoding_aes_key configured", source=self.source)
         # wechatpy's PrpCrypto parses blindly: check the shapes it assumes first so that garbage is a
@@ -146,6 +151,8 @@ class MsgCrypt:
 
     def encrypt(self, text: str) -> str:
         """Encrypt ``text`` for the platform (replies)."""
+        from wechatpy.crypto import PrpCrypto
+
         if self.key is None:
             raise SignatureError("no encoding_aes_key configured", source=self.source)
         return str(PrpCrypto(self.key).encrypt(text, self.receive_id).decode("ascii"))
@@ -239,6 +246,11 @@ def _element_to_value(el: Element) -> Any:
 def parse_xml(text: str | bytes, *, source: str) -> dict[str, Any]:
     """Parse an XML message (``<xml>...</xml>``) into a dict with defusedxml: no DTDs, no entities,
     no external references. Repeated tags become lists; text is kept as text."""
+    from xml.etree.ElementTree import ParseError
+
+    import defusedxml.ElementTree as SafeET
+    from defusedxml import DefusedXmlException
+
     try:
         root = SafeET.fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:

@@ -8,13 +8,15 @@ connector API. None of them knows a platform.
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx
 from pydantic import Field
 
 from hub.sdk.connector import ConnectorOptions, Destination, OutboundMessage
 from hub.sdk.http import IDEMPOTENCY_HEADER
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class DestinationOptions(ConnectorOptions):

@@ -13,7 +13,6 @@ import hashlib
 import re
 from collections.abc import Sequence
 
-from hub.privacy import mask_text
 from hub.sdk.connector import OutboundMessage
 
 ELLIPSIS = "…"
@@ -101,6 +100,8 @@ def markdown_with_links(message: OutboundMessage, *, heading: str = "### ") -> s
 def mask_message(message: OutboundMessage) -> OutboundMessage:
     """``message`` with phone numbers masked in what people read (title, body, string data).
     Recipients and mentions are left alone: they are where the message goes, not what it says."""
+    from hub.privacy import mask_text  # imports cryptography: only when something is masked
+
     data = {k: (mask_text(v) if isinstance(v, str) else v) for k, v in message.data.items()}
     return dataclasses.replace(message, title=mask_text(message.title), body=mask_text(message.body), data=data)
 
