@@ -12,7 +12,7 @@ import httpx
 import pytest
 from kit.destinations import DestinationFactory
 from kit.fakes import FakePlatform
-from kit.outbox import msgs, put, rows, run_until_done, worker
+from kit.outbox import FAST, msgs, put, rows, run_until_done, worker
 from sqlalchemy import select
 
 from hub.errors import RetriableError
