@@ -165,10 +165,19 @@ if TYPE_CHECKING:
     from hub.sdk.destination import DestinationOptions, HttpDestination
     from hub.sdk.durations import Duration, parse_duration
     from hub.sdk.expressions import Getter, compile_expression
-    from hub.sdk.http import IDEMPOTENCY_HEADER, HttpxAdapter, call, call_json, check_status, route_sdk_through
-    from hub.sdk.policy import ErrorTable, Throttled, TokenExpired, parse_retry_after
+    from hub.sdk.http import (
+        IDEMPOTENCY_HEADER,
+        HttpxAdapter,
+        call,
+        call_json,
+        check_requests_status,
+        check_status,
+        route_sdk_through,
+        sdk_errors,
+    )
+    from hub.sdk.policy import OUTCOMES, ErrorTable, Throttled, TokenExpired, parse_retry_after
     from hub.sdk.render import buttons_as_links, flatten_markdown, markdown_with_links, split_utf8, trim_utf8, utf8_len
-    from hub.sdk.tokens import Fetcher, TokenCache
+    from hub.sdk.tokens import Fetcher, TokenCache, token_answer
 
 #: module of each public name; loaded on first attribute access (PEP 562)
 _EXPORTS: dict[str, tuple[str, ...]] = {
@@ -195,9 +204,18 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "utcnow",
     ),
     "hub.sdk.destination": ("DestinationOptions", "HttpDestination"),
-    "hub.sdk.http": ("IDEMPOTENCY_HEADER", "HttpxAdapter", "call", "call_json", "check_status", "route_sdk_through"),
-    "hub.sdk.policy": ("ErrorTable", "Throttled", "TokenExpired", "parse_retry_after"),
-    "hub.sdk.tokens": ("Fetcher", "TokenCache"),
+    "hub.sdk.http": (
+        "IDEMPOTENCY_HEADER",
+        "HttpxAdapter",
+        "call",
+        "call_json",
+        "check_requests_status",
+        "check_status",
+        "route_sdk_through",
+        "sdk_errors",
+    ),
+    "hub.sdk.policy": ("OUTCOMES", "ErrorTable", "Throttled", "TokenExpired", "parse_retry_after"),
+    "hub.sdk.tokens": ("Fetcher", "TokenCache", "token_answer"),
     "hub.sdk.render": (
         "buttons_as_links",
         "flatten_markdown",
@@ -261,6 +279,7 @@ _SUBMODULES = frozenset(
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
+    "OUTCOMES",
     "Batch",
     "Button",
     "Clock",
@@ -309,6 +328,7 @@ __all__ = [
     "call",
     "call_json",
     "check_encoding_aes_key",
+    "check_requests_status",
     "check_status",
     "clean",
     "compile_expression",
@@ -325,7 +345,9 @@ __all__ = [
     "query_value",
     "route_sdk_through",
     "same",
+    "sdk_errors",
     "split_utf8",
+    "token_answer",
     "trim_utf8",
     "utcnow",
     "utf8_len",

@@ -29,12 +29,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 
 from hub.errors import PayloadError
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def utcnow() -> datetime:
@@ -144,6 +146,8 @@ class ConnectorContext:
             kwargs.setdefault("transport", self.transport)
         else:
             kwargs.setdefault("verify", shared_ssl_context())
+        import httpx  # here, not at the top: loading a connector class (every CLI command) skips it
+
         return httpx.Client(base_url=base_url, **kwargs)
 
 
