@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 def pos_rows(n: int) -> list[dict[str, Any]]:
-    """Header rows + ``lines`` children as ``connectors/sql.py`` yields them (driver types kept)."""
+    """Header rows + ``lines`` children as ``connectors/sql/`` yields them (driver types kept)."""
     start = datetime(2026, 1, 1)  # a `timestamp` column: naive, the mapping's time zone applies
     out = []
     for i in range(n):

@@ -264,7 +264,7 @@ def test_one_run_per_source(
 def test_children_are_fetched_per_batch_in_chunks(
     tmp_path: Any, make_runtime: RuntimeFactory, monkeypatch: Any
 ) -> None:
-    import connectors.sql as sqlmod
+    import connectors.sql.source as sqlmod
 
     monkeypatch.setattr(sqlmod, "_IN_CHUNK", 4)
     url = f"sqlite:///{tmp_path / 'pos.db'}"

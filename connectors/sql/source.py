@@ -1,58 +1,25 @@
-"""SQL pull source: CRM / ERP / POS databases through any SQLAlchemy URL, on an incremental cursor.
-
-What it reads
-    ``table: orders`` or an arbitrary ``query: SELECT ...``. The query is wrapped as a derived
-    table and the cursor condition is injected around it::
-
-        SELECT * FROM (<query>) AS cxhub_src
-        WHERE (cxhub_src.updated_at, cxhub_src.id) > (:c0, :c1)      -- row-value form
-        ORDER BY cxhub_src.updated_at, cxhub_src.id
-
-    PostgreSQL and MariaDB push that predicate into the derived table, so an index on the cursor
-    columns is used. ``cursor_style: expanded`` writes the portable OR form instead
-    (``a > :c0 OR (a = :c0 AND b > :c1)``) for databases without row values (SQL Server).
-
-Cursor
-    One column or a composite (``[updated_at, id]``), strict-greater. The state after each batch is
-    the cursor of its last record, committed with the batch. ``lookback: 10m`` re-reads that much
-    before the committed cursor (late commits); dedup on (source, id) absorbs the overlap.
-
-Header / lines without Python
-    ``children:`` runs one more query per batch for each child collection (``WHERE key IN (...)``;
-    on PostgreSQL one ``WHERE key = ANY(:keys)`` with the batch's keys as one array) and nests the
-    rows under the header as a list; or ``group_by:`` + ``line_columns:`` folds one joined query
-    (ordered by the cursor) into one record per header key.
-
-Memory and speed
-    Rows stream from a server-side cursor, ``batch_size`` rows per fetch: constant memory whatever
-    the table size. On PostgreSQL the rows come straight from a psycopg named cursor as tuples (no
-    SQLAlchemy ``Row`` per row; the children query runs on the same connection); elsewhere through
-    SQLAlchemy (``stream_results`` + ``yield_per``). Rows become dicts through code generated for
-    the query's columns. A dropped connection raises ``RetriableError``: ``run_sync`` retries and
-    resumes from the last committed batch.
-"""
+"""The ``sql`` pull source: build the incremental query, stream rows (psycopg named cursor on
+PostgreSQL, SQLAlchemy elsewhere), attach children, make batches with their cursor."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import functools
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import date, datetime, time, timedelta
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from itertools import chain, islice
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
+from connectors.sql.options import ChildQuery, SqlOptions
+from connectors.sql.rows import Rows, _dicts_of, _fold_children, _group_fold, _pg_convert, _plain_rows
+from connectors.sql.values import _before, _initial_value, _shift_iso_text, decode_cursor, encode_cursor
 from hub.errors import ConfigError, PermanentError, RetriableError
 from hub.sdk.collector import gc_paused
-from hub.sdk.connector import Batch, ConnectorOptions, PullSource, RawRecord, Rejected, utcnow
-from hub.sdk.durations import parse_duration
+from hub.sdk.connector import Batch, PullSource, RawRecord, Rejected, utcnow
 
 _ROW_VALUE_DIALECTS = {"postgresql", "mysql", "mariadb", "sqlite"}
 _IN_CHUNK = 1000
@@ -68,169 +35,6 @@ _MYSQL_TRANSIENT = {
     2013,
     2055,
 }  # keys per IN (...) list: far below every driver's parameter limit
-
-
-def _duration(value: Any) -> float:
-    return parse_duration(value)
-
-
-def _names(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return [str(v) for v in value]
-
-
-class ChildQuery(ConnectorOptions):
-    """A child collection (order lines...): ``query`` selects the child rows, ``key`` is the column
-    that matches the header's ``parent_key`` (default: the same name)."""
-
-    query: str
-    key: str
-    parent_key: str | None = None
-    order_by: list[str] = Field(default_factory=list, description="extra ORDER BY columns inside one parent")
-
-    @field_validator("order_by", mode="before")
-    @classmethod
-    def _split(cls, v: Any) -> list[str]:
-        return _names(v or [])
-
-
-class SqlOptions(ConnectorOptions):
-    """Options of the ``sql`` source (see the module docstring and docs/pull.md)."""
-
-    url: SecretStr = Field(description="SQLAlchemy URL; postgresql:// and mysql:// pick psycopg / PyMySQL")
-    table: str | None = Field(default=None, description="schema.table to read (or give query)")
-    query: str | None = Field(default=None, description="any SELECT; the cursor condition is wrapped around it")
-    cursor: list[str] = Field(description="cursor column(s), e.g. [updated_at, id]; strict-greater")
-    id: list[str] = Field(default_factory=lambda: ["id"], description="column(s) forming each record's external id")
-    cursor_style: Literal["auto", "row", "expanded"] = "auto"
-    lookback: float = Field(default=0, ge=0, description="seconds (or 10m...) re-read before the cursor")
-    initial: list[Any] | None = Field(default=None, description="cursor to start from on the first / --full run")
-    batch_size: int = Field(default=1000, ge=1, le=100_000)
-    children: dict[str, ChildQuery] = Field(default_factory=dict)
-    group_by: list[str] = Field(default_factory=list, description="fold consecutive rows with this key")
-    line_columns: list[str] = Field(default_factory=list, description="with group_by: the columns of each line")
-    lines_field: str = Field(default="lines", description="with group_by: the name of the list of lines")
-    count: bool = Field(default=True, description="count the rows first for the progress bar")
-    init_sql: list[str] = Field(default_factory=list, description="statements run on each read connection")
-    connect_args: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("cursor", "id", "group_by", "line_columns", mode="before")
-    @classmethod
-    def _split(cls, v: Any) -> list[str]:
-        return _names(v or [])
-
-    @field_validator("lookback", mode="before")
-    @classmethod
-    def _lookback(cls, v: Any) -> float:
-        return _duration(v)
-
-    @model_validator(mode="after")
-    def _check(self) -> SqlOptions:
-        if (self.table is None) == (self.query is None):
-            raise ValueError("give exactly one of table or query")
-        if not self.cursor:
-            raise ValueError("cursor: at least one column")
-        if not self.id:
-            raise ValueError("id: at least one column")
-        if self.group_by and self.children:
-            raise ValueError("use children or group_by, not both")
-        if self.group_by:
-            if not self.line_columns:
-                raise ValueError("group_by needs line_columns (the columns of each line)")
-            missing = [c for c in self.group_by if c not in self.cursor]
-            if missing:
-                # rows of one header are consecutive in cursor order only when the key is in the cursor
-                raise ValueError(f"group_by columns {missing} must be part of the cursor {self.cursor}")
-        if self.initial is not None and len(self.initial) != len(self.cursor):
-            raise ValueError(f"initial needs {len(self.cursor)} value(s), one per cursor column")
-        return self
-
-
-# ---------------------------------------------------------------- values
-
-
-_AS_IS = frozenset({type(None), str, int, float, bool, Decimal, datetime, date})
-
-
-def _plain(value: Any) -> Any:
-    """A driver value as something the store can keep as JSON (UUID, memoryview, timedelta...)."""
-    if type(value) in _AS_IS:  # the common case, checked by exact type: this runs once per column
-        return value
-    if isinstance(value, str | int | float | bool | Decimal | datetime | date):
-        return value
-    if isinstance(value, memoryview):
-        value = value.tobytes()
-    if isinstance(value, bytes | bytearray):
-        try:
-            return bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            return {"$base64": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, uuid.UUID | time | timedelta):
-        return str(value)
-    return value
-
-
-def encode_cursor(values: Sequence[Any]) -> list[dict[str, Any]]:
-    """Cursor values as JSON state, each tagged with its type so it binds back identically."""
-    out: list[dict[str, Any]] = []
-    for v in values:
-        if isinstance(v, datetime):
-            out.append({"t": "datetime", "v": v.isoformat()})
-        elif isinstance(v, date):
-            out.append({"t": "date", "v": v.isoformat()})
-        elif isinstance(v, Decimal):
-            out.append({"t": "decimal", "v": str(v)})
-        elif isinstance(v, bool | int | float | str) or v is None:
-            out.append({"t": "plain", "v": v})
-        else:
-            out.append({"t": "plain", "v": str(v)})
-    return out
-
-
-def decode_cursor(items: Sequence[Any]) -> list[Any]:
-    """The inverse of :func:`encode_cursor`."""
-    out: list[Any] = []
-    for item in items:
-        if not isinstance(item, dict):
-            out.append(item)
-            continue
-        t, v = item.get("t"), item.get("v")
-        if v is None:
-            out.append(None)
-            continue
-        if t == "datetime":
-            out.append(datetime.fromisoformat(v))
-        elif t == "date":
-            out.append(date.fromisoformat(v))
-        elif t == "decimal":
-            out.append(Decimal(v))
-        else:
-            out.append(v)
-    return out
-
-
-def _initial_value(value: Any) -> Any:
-    # YAML gives datetimes/dates natively; ISO strings become datetimes too
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _shift_iso_text(value: str, seconds: float) -> str:
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        return value  # not a time: no lookback
-    shifted = dt - timedelta(seconds=seconds)
-    return shifted.isoformat(sep=" " if " " in value else "T", timespec="microseconds" if "." in value else "seconds")
-
-
-def _cursor_key(values: Sequence[Any]) -> tuple[Any, ...]:
-    return tuple(values)
 
 
 class SqlSource(PullSource):
@@ -584,160 +388,6 @@ class SqlSource(PullSource):
         return by_key
 
 
-Rows = Sequence[Sequence[Any]]
-
-# PostgreSQL types psycopg loads as None / str / int / float / bool / Decimal / datetime / date: kept
-# as they come. Other columns (uuid, bytea, interval, time...) go through _plain.
-_PG_PLAIN_TYPES = [
-    "bool",
-    "int2",
-    "int4",
-    "int8",
-    "oid",
-    "float4",
-    "float8",
-    "numeric",
-    "text",
-    "varchar",
-    "bpchar",
-    "name",
-    "date",
-    "timestamp",
-    "timestamptz",
-]
-_pg_plain_oids: frozenset[int] | None = None
-
-
-def _pg_convert(description: Sequence[Any]) -> Callable[[Rows], Rows] | None:
-    """None when every column of ``description`` loads as a plain value; else a function converting
-    the other columns of a list of rows with ``_plain``."""
-    global _pg_plain_oids
-    if _pg_plain_oids is None:
-        from psycopg.postgres import types
-
-        _pg_plain_oids = frozenset(types[name].oid for name in _PG_PLAIN_TYPES)
-    odd = [i for i, d in enumerate(description) if d.type_code not in _pg_plain_oids]
-    if not odd:
-        return None
-
-    def convert(rows: Rows) -> Rows:
-        out = []
-        for row in rows:
-            values = list(row)
-            for i in odd:
-                values[i] = _plain(values[i])
-            out.append(values)
-        return out
-
-    return convert
-
-
-def _plain_rows(rows: Rows) -> Rows:
-    """``rows`` as they are when every value is plain (one scan of the values), else with ``_plain``
-    applied to each value."""
-    if _AS_IS.issuperset(map(type, chain.from_iterable(rows))):
-        return rows
-    return [[_plain(v) for v in row] for row in rows]
-
-
-def _fold_children(
-    key: str, columns: list[str], rows: Rows, by_key: dict[Any, list[dict[str, Any]]]
-) -> dict[Any, list[dict[str, Any]]]:
-    """Append each child row (as a dict) to the list of its ``key`` value."""
-    if key not in columns:
-        raise PermanentError(f"the child query has no column {key!r} (columns: {columns})")
-    names = {f"k{i}": c for i, c in enumerate(columns)}
-    values = _unpack(len(columns))
-    fold = _generated(
-        f"""
-def fold(rows, by_key):
-    last = cur = marker
-    for {values} in rows:
-        if v{columns.index(key)} != last:
-            last = v{columns.index(key)}
-            cur = by_key.get(last)
-            if cur is None:
-                cur = by_key[last] = []
-        cur.append({{{_items(range(len(columns)))}}})
-    return by_key
-""",
-        "fold",
-        names,
-    )
-    return fold(rows, by_key)
-
-
-# Code generated for the columns of a query: a dict display per row is twice as fast as
-# dict(zip(names, row)), and one loop over the rows saves a call per record. Only indexes go into
-# the source (v3, k3); the column names are bound as k0, k1... in the namespace it runs in.
-
-
-@functools.lru_cache(maxsize=128)
-def _code(source: str) -> Any:
-    return compile(source, "<connectors.sql generated>", "exec")
-
-
-def _generated(source: str, name: str, names: dict[str, Any]) -> Any:
-    ns: dict[str, Any] = {**names, "marker": object()}
-    exec(_code(source), ns)  # noqa: S102 - source made of indexes only, see above
-    return ns[name]
-
-
-def _unpack(width: int) -> str:
-    return ", ".join(f"v{i}" for i in range(width)) + ("," if width == 1 else "")
-
-
-def _items(picks: Iterable[int], offset: int = 0) -> str:
-    """``k0: v3, k1: v5`` (name j + offset, value i)."""
-    return ", ".join(f"k{j + offset}: v{i}" for j, i in enumerate(picks))
-
-
-def _dicts_of(
-    width: int, fields: Sequence[tuple[str, int]]
-) -> Callable[[Iterable[Sequence[Any]]], list[dict[str, Any]]]:
-    """A function turning rows of ``width`` values into dicts of ``fields`` (name, index)."""
-    names = {f"k{j}": name for j, (name, _) in enumerate(fields)}
-    source = f"def rows_to_dicts(rows):\n    return [{{{_items(i for _, i in fields)}}} for {_unpack(width)} in rows]\n"
-    return _generated(source, "rows_to_dicts", names)
-
-
-def _group_fold(
-    width: int,
-    header: Sequence[tuple[str, int]],
-    lines: Sequence[tuple[str, int]],
-    keys: Sequence[int],
-    field_name: str,
-) -> Callable[[Iterable[Sequence[Any]]], Iterator[dict[str, Any]]]:
-    """A generator function folding rows (ordered by ``keys``) into one record per key: the
-    ``header`` columns of its first row, and the list ``field_name`` of the ``lines`` columns of each
-    row, but for rows whose line columns are all NULL (a LEFT JOIN without lines)."""
-    n = len(header)
-    names = {f"k{j}": c for j, (c, _) in enumerate(header)}
-    names.update({f"k{n + j}": c for j, (c, _) in enumerate(lines)})
-    names["field_name"] = field_name
-    key = "(" + ", ".join(f"v{i}" for i in keys) + ",)"
-    empty = " and ".join(f"v{i} is None" for _, i in lines)
-    header_items = _items(i for _, i in header)
-    source = f"""
-def fold(rows):
-    last = marker
-    record = None
-    for {_unpack(width)} in rows:
-        key = {key}
-        if key != last:
-            if record is not None:
-                yield record
-            last = key
-            items = []
-            record = {{{header_items}{", " if header_items else ""}field_name: items}}
-        if not ({empty}):
-            items.append({{{_items((i for _, i in lines), n)}}})
-    if record is not None:
-        yield record
-"""
-    return _generated(source, "fold", names)
-
-
 @contextlib.contextmanager
 def _pg_errors(conn: Connection, statement: str, params: Any) -> Iterator[None]:
     """psycopg errors of the direct read path as SQLAlchemy's ``DBAPIError`` (what ``_error`` and
@@ -763,13 +413,3 @@ def _expanding(name: str) -> Any:
     from sqlalchemy import bindparam
 
     return bindparam(name, expanding=True)
-
-
-def _before(a: Sequence[Any], b: Sequence[Any]) -> bool:
-    try:
-        return _cursor_key(a) < _cursor_key(b)
-    except TypeError:  # mixed naive/aware or types changed: trust the database order
-        return True
-
-
-__all__ = ["ChildQuery", "SqlOptions", "SqlSource", "decode_cursor", "encode_cursor"]
