@@ -4,7 +4,7 @@ Everything is options, no Python:
 
 - ``base_url`` + ``path``, ``method`` and how parameters travel (``body: query | form | json``);
 - ``auth`` (bearer / header / query token) or ``sign`` (a named strategy: ``top``, ``jd``,
-  ``dianping``; see :mod:`connectors.reviews.signing`);
+  ``dianping``; see :mod:`hub.sdk.signing`);
 - ``pagination``: ``page`` number, ``offset``, ``cursor`` token or ``next_link``; ``max_page``
   (a platform's page limit: the time window is split in halves when it is reached);
 - ``records``: JMESPath selecting the list of records; ``id``: JMESPath of each record's id;
@@ -33,11 +33,11 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 
-from connectors.reviews.signing import SIGNERS
 from hub.errors import ConfigError, PermanentError, RetriableError, Throttled
 from hub.sdk.connector import Batch, ConnectorOptions, PullSource, RawRecord, Rejected
 from hub.sdk.durations import parse_duration
 from hub.sdk.policy import ErrorTable, parse_retry_after
+from hub.sdk.signing import SIGNERS
 
 if TYPE_CHECKING:
     import httpx

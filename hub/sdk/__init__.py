@@ -272,6 +272,7 @@ _SUBMODULES = frozenset(
         "http",
         "policy",
         "render",
+        "signing",
         "testing",
         "tokens",
     }

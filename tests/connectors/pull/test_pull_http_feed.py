@@ -10,9 +10,9 @@ import pytest
 import respx
 
 from connectors.http_feed import HttpFeedOptions, HttpFeedSource
-from connectors.reviews.signing import concat_sorted, top_sign
 from hub.errors import PermanentError, RetriableError
 from hub.sdk.connector import ConnectorContext
+from hub.sdk.signing import concat_sorted, top_sign
 from hub.sdk.testing import ConnectorConformance, FakeClock
 
 BASE = "https://api.example.test"

@@ -1,4 +1,4 @@
-"""Signing strategies of the ``http_feed`` source, by name (``sign: top``...).
+"""Request signing of the Chinese open platforms, by name (the ``http_feed`` source's ``sign: top``...).
 
 A strategy gets the credentials (:class:`SigningOptions`: ``app_key``, ``app_secret``, ``session``,
 ``sign_method``; the ``http_feed`` options are one), the request's parameters and the hub's clock,
