@@ -38,8 +38,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from hub.runtime import Runtime
-
 GROUP = "cxhub.features"
 
 
@@ -73,8 +71,10 @@ class Feature:
         """A folder of Alembic revisions (the feature's own branch), or None."""
         return None
 
-    def install(self, runtime: Runtime) -> Any:
-        """Add hooks, routes, jobs and services to ``runtime``; return the public interface."""
+    def install(self, runtime: Any) -> Any:
+        """Add hooks, routes, jobs and services to ``runtime`` (a :class:`hub.runtime.Runtime`, which
+        this module does not import: the runtime installs features, not the other way round);
+        return the public interface."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
