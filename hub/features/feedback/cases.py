@@ -23,10 +23,10 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy import Connection, select, update
 
-from hub.features.feedback import escalation
 from hub.features.feedback.card_actions import card_actor, find_case_value
 from hub.features.feedback.config import FeedbackConfig, Severity
 from hub.features.feedback.detection import Detector, Verdict
+from hub.features.feedback.escalation import sweep as sweep_due_cases
 from hub.features.feedback.links import LinkSigner
 from hub.features.feedback.recovery import RecoverySurvey
 from hub.features.feedback.render import case_summary, render_message
@@ -515,7 +515,7 @@ class CaseService:
     def sweep(self, now: datetime | None = None, *, limit: int = 100) -> int:
         """Warn, escalate and remind for every case whose next step is due (see
         :mod:`hub.features.feedback.escalation`). Safe to run on several processes at once."""
-        return escalation.sweep(self, now or self.clock(), limit=limit)
+        return sweep_due_cases(self, now or self.clock(), limit=limit)
 
     # ------------------------------------------------------------ reading
 
