@@ -7,10 +7,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
 from hub.feature import GROUP as FEATURE_GROUP
 from hub.feature import FeatureInfo, install_order, load_feature
-from hub.sdk.connector import Connector
+
+if TYPE_CHECKING:
+    from hub.sdk.connector import Connector
 
 GROUP = "cxhub.connectors"
 
@@ -41,6 +44,8 @@ class ConnectorInfo:
 @cache
 def discover() -> dict[str, ConnectorInfo]:
     """Every connector registered in the ``cxhub.connectors`` group, loaded or with its error."""
+    from hub.sdk.connector import Connector  # here: listing features must not load pydantic and httpx
+
     out: dict[str, ConnectorInfo] = {}
     for ep in entry_points(group=GROUP):
         try:

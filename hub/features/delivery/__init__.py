@@ -11,31 +11,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from hub.feature import Feature
 
 if TYPE_CHECKING:
+    from hub.features.delivery.settings import DeliverySettings
     from hub.features.delivery.worker import DeliveryService, DeliveryWorker
-
-
-class DeliverySettings(BaseSettings):
-    """Worker tuning (``CXHUB_DELIVERY_`` environment variables)."""
-
-    model_config = SettingsConfigDict(env_prefix="CXHUB_DELIVERY_", extra="ignore")
-
-    enabled: bool = True
-    batch_size: int = Field(default=50, ge=1, le=1000)
-    lease_seconds: float = Field(default=120.0, ge=5)
-    poll_seconds: float = Field(default=1.0, gt=0)
-    max_attempts: int = Field(default=10, ge=1)
-    backoff_initial_seconds: float = Field(default=5.0, gt=0)
-    backoff_max_seconds: float = Field(default=3600.0, gt=0)
 
 
 def build_worker(runtime: Any, settings: DeliverySettings | None = None, **overrides: Any) -> DeliveryWorker:
     """A worker for ``runtime``'s enabled destinations."""
+    from hub.features.delivery.settings import DeliverySettings
     from hub.features.delivery.worker import DeliveryWorker
     from hub.sdk.policy import RetryPolicy
 
@@ -63,6 +48,7 @@ class Delivery(Feature):
 
     def install(self, runtime: Any) -> DeliveryService | None:
         """Add the delivery service to ``cxhub run`` (nothing when ``CXHUB_DELIVERY_ENABLED=false``)."""
+        from hub.features.delivery.settings import DeliverySettings
         from hub.features.delivery.worker import DeliveryService
 
         settings = DeliverySettings()
@@ -82,11 +68,16 @@ def install(runtime: Any) -> DeliveryService | None:
 
 
 def __getattr__(name: str) -> Any:
-    # the worker's classes load on first use: the cxhub command imports this module on every start
+    # the worker's classes and the settings load on first use: the cxhub command imports this module
+    # on every start
     if name in ("DeliveryService", "DeliveryWorker"):
         from hub.features.delivery import worker
 
         return getattr(worker, name)
+    if name == "DeliverySettings":
+        from hub.features.delivery.settings import DeliverySettings
+
+        return DeliverySettings
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
