@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from hub.config import Config
 from hub.errors import ConfigError
@@ -21,6 +19,9 @@ from hub.mapping import CompiledMapping
 from hub.registry import installed_features
 from hub.sdk.connector import Clock, Connector, ConnectorContext, Destination, PullSource, PushSource, utcnow
 from hub.store import Store
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("cxhub")
 

@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import httpx
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -141,6 +140,8 @@ def _retriable(exc: BaseException) -> tuple[bool, float | None]:
     if isinstance(exc, OperationalError):  # the store's own connection (PostgreSQL) or a busy SQLite
         msg = str(exc.orig).lower()
         return not any(w in msg for w in ("no such", "syntax error", "does not exist", "permission denied")), None
+    import httpx  # only this error path needs it: a command that never syncs does not load it
+
     if isinstance(exc, httpx.TransportError):
         return True, None
     return False, None
