@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any
 
 from hub.feature import GROUP as FEATURE_GROUP
 from hub.feature import FeatureInfo, install_order, load_feature
@@ -42,27 +42,61 @@ class ConnectorInfo:
 
 
 @cache
-def discover() -> dict[str, ConnectorInfo]:
-    """Every connector registered in the ``cxhub.connectors`` group, loaded or with its error."""
+def _group(group: str) -> tuple[EntryPoint, ...]:
+    # one scan of the installed distributions' metadata serves every lookup (each scan costs ~10 ms)
+    return tuple(_all_entry_points().select(group=group))
+
+
+@cache
+def _all_entry_points() -> Any:
+    # every group at once: a SelectableGroups on Python 3.11, EntryPoints from 3.12; both select()
+    return entry_points()
+
+
+def _load(ep: EntryPoint) -> ConnectorInfo:
     from hub.sdk.connector import Connector  # here: listing features must not load pydantic and httpx
 
+    try:
+        cls = ep.load()
+        if not (isinstance(cls, type) and issubclass(cls, Connector)):
+            raise TypeError(f"{ep.value} is not a cxhub Connector class")
+        return ConnectorInfo(ep.name, ep.value, cls, None)
+    except Exception as exc:  # a broken plugin must not break the hub; it shows in the status
+        return ConnectorInfo(ep.name, ep.value, None, f"{type(exc).__name__}: {exc}")
+
+
+@cache
+def connector_names() -> list[str]:
+    """The names registered in ``cxhub.connectors`` (nothing is loaded)."""
+    return sorted({ep.name for ep in _group(GROUP)})
+
+
+@cache
+def lookup(name: str) -> ConnectorInfo | None:
+    """Connector ``name`` alone, loaded or with its error; None when no package registers it. A
+    config loads only the connectors it names, so a command does not import every platform's SDK."""
+    for ep in _group(GROUP):
+        if ep.name == name:
+            return _load(ep)
+    return None
+
+
+@cache
+def discover() -> dict[str, ConnectorInfo]:
+    """Every connector registered in the ``cxhub.connectors`` group, loaded or with its error."""
     out: dict[str, ConnectorInfo] = {}
-    for ep in entry_points(group=GROUP):
-        try:
-            cls = ep.load()
-            if not (isinstance(cls, type) and issubclass(cls, Connector)):
-                raise TypeError(f"{ep.value} is not a cxhub Connector class")
-            out[ep.name] = ConnectorInfo(ep.name, ep.value, cls, None)
-        except Exception as exc:  # a broken plugin must not break the hub; it shows in the status
-            out[ep.name] = ConnectorInfo(ep.name, ep.value, None, f"{type(exc).__name__}: {exc}")
+    for name in connector_names():
+        info = lookup(name)
+        if info is not None:
+            out[name] = info
     return out
 
 
 def get(name: str) -> type[Connector]:
     """The connector class registered as ``name``; ``KeyError`` with the reason otherwise."""
-    info = discover().get(name)
+    info = lookup(name)
     if info is None:
-        raise KeyError(f"unknown connector {name!r}; installed: {sorted(discover())}")
+        raise KeyError(f"unknown connector {name!r}; installed: {connector_names()}")
     if info.cls is None:
         raise KeyError(f"connector {name!r} cannot be loaded: {info.error}")
     return info.cls
@@ -72,7 +106,7 @@ def get(name: str) -> type[Connector]:
 def discover_features() -> list[FeatureInfo]:
     """Every feature registered in ``cxhub.features``: the runnable ones first, in install order,
     then those that cannot run, each with its reason."""
-    infos = [load_feature(ep.name, ep.value, ep.load) for ep in entry_points(group=FEATURE_GROUP)]
+    infos = [load_feature(ep.name, ep.value, ep.load) for ep in _group(FEATURE_GROUP)]
     return install_order(infos)
 
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import pytest
 from kit.surveys import config_text
 
-from hub.registry import ConnectorInfo, discover
+from hub.registry import ConnectorInfo
 from hub.sdk.connector import ConnectorOptions, Destination, OutboundMessage, Receipt
 from hub.sdk.testing import FakeClock
 from hub.store import Store
@@ -36,9 +36,9 @@ def test_destination(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make ``test_recording`` a registered connector for the configs these tests load."""
     import hub.registry
 
-    found = dict(discover())
-    found["test_recording"] = ConnectorInfo("test_recording", "tests", RecordingDestination, None)
-    monkeypatch.setattr(hub.registry, "discover", lambda: found)
+    recording = ConnectorInfo("test_recording", "tests", RecordingDestination, None)
+    real = hub.registry.lookup
+    monkeypatch.setattr(hub.registry, "lookup", lambda name: recording if name == "test_recording" else real(name))
 
 
 @pytest.fixture
