@@ -7,6 +7,7 @@ order the features' declared dependencies give.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -14,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from hub.config import Config
 from hub.errors import ConfigError
-from hub.ingest import IngestHook, Ingestor
 from hub.mapping import CompiledMapping
 from hub.registry import installed_features
 from hub.sdk.connector import Clock, Connector, ConnectorContext, Destination, PullSource, PushSource, utcnow
@@ -22,6 +22,8 @@ from hub.store import Store
 
 if TYPE_CHECKING:
     import httpx
+
+    from hub.ingest import IngestHook, Ingestor
 
 log = logging.getLogger("cxhub")
 
@@ -64,9 +66,6 @@ class Runtime:
         #: FastAPI routers features add, or zero-argument factories of them (built when the web app is)
         self.routers: list[Any] = []
         self.services: list[Any] = []  # objects with start() and stop(), run by `cxhub run`
-        self.ingestor = Ingestor(
-            self.store, config.secret_key, self.hooks, clock, keep_raw=config.raw.store.keep_raw_payloads
-        )
         self._connectors: dict[tuple[str, str], Connector] = {}
         self.features: dict[str, Any] = {}
         for info in installed_features():
@@ -74,8 +73,18 @@ class Runtime:
             if features is not None and info.name not in features:
                 continue
             self.features[info.name] = info.feature.install(self)
-        # the Ingestor copied the list when it was built: give it the hooks features added since
-        self.ingestor.hooks = self.hooks
+
+    @functools.cached_property
+    def ingestor(self) -> Ingestor:
+        """The one ingest path (built on first use: a command that only reads never loads it), with
+        the hooks features added (``hooks``: the same list, so a hook added later runs too)."""
+        from hub.ingest import Ingestor
+
+        ingestor = Ingestor(
+            self.store, self.config.secret_key, (), self.clock, keep_raw=self.config.raw.store.keep_raw_payloads
+        )
+        ingestor.hooks = self.hooks
+        return ingestor
 
     # ------------------------------------------------------------ connectors
 

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 from sqlalchemy import Connection, select, update
@@ -33,13 +33,15 @@ from hub.features.feedback.render import case_summary, render_message
 from hub.features.feedback.routing import CaseRouter, RouteFacts
 from hub.features.feedback.schema import OPEN_STATES, case_events, case_touchpoints, cases
 from hub.features.feedback.sla import add_business_time
-from hub.ingest import IngestContext
 from hub.model import EventKind, TouchpointEvent
 from hub.outbox import enqueue
 from hub.sdk.connector import Clock, utcnow
 from hub.store import Store, insert_ignore
 from hub.store.locks import lock_customers
 from hub.store.schema import touchpoints
+
+if TYPE_CHECKING:
+    from hub.ingest import IngestContext
 
 log = logging.getLogger("cxhub.feedback")
 

@@ -64,8 +64,6 @@ def install(rt: Runtime) -> CaseService:
         recovery=_recovery(rt, cfg),
     )
     rt.hooks.append(service)
-    if service not in rt.ingestor.hooks:  # the ingestor may hold a copy of rt.hooks made before features
-        rt.ingestor.hooks.append(service)
 
     def sweep() -> None:
         try:

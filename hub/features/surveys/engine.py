@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
@@ -39,10 +39,12 @@ from hub.features.surveys.exclusions import ExclusionCheck, default_exclusions
 from hub.features.surveys.questionnaire import Questionnaire
 from hub.features.surveys.rules import Outcome
 from hub.features.surveys.tokens import TokenSigner
-from hub.ingest import IngestContext
 from hub.model import EventKind, TouchpointEvent
 from hub.privacy import Vault
 from hub.store.locks import lock_customers
+
+if TYPE_CHECKING:
+    from hub.ingest import IngestContext
 
 
 class SurveyEngine:
