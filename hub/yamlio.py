@@ -59,8 +59,9 @@ def dotted(path: Iterable[str | int]) -> str:
     return out
 
 
-class _Loader(yaml.SafeLoader):
-    pass
+# libyaml's parser where PyYAML was built with it (the wheels are): the same nodes, marks and errors
+# as the pure-Python one, several times faster (config and mappings load on every command)
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], file: str) -> None:
