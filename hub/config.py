@@ -70,6 +70,13 @@ class ServerConfig(_Section):
     public_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     replay_window_seconds: float = Field(default=300, ge=0)
+    # bounds the listener enforces before the app sees a request (hub/listener.py)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_headers: int = Field(default=100, ge=10)
+    max_url_bytes: int = Field(default=8 * 1024, ge=256)
+    head_timeout_seconds: float = Field(default=10, gt=0)
+    body_timeout_seconds: float = Field(default=60, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
 
 
 class Schedule(_Section):

@@ -108,6 +108,7 @@ def build_scheduler(rt: Runtime, leadership: Leadership | None = None) -> Backgr
 
 def serve(rt: Runtime, *, host: str | None = None, port: int | None = None) -> None:
     """Run until SIGTERM / SIGINT (uvicorn handles the signals), then stop jobs and services."""
+    from hub.listener import protocol_for
     from hub.web import create_app
 
     server_cfg = rt.config.raw.server
@@ -133,6 +134,13 @@ def serve(rt: Runtime, *, host: str | None = None, port: int | None = None) -> N
             port=port if port is not None else server_cfg.port,
             log_level="warning",
             access_log=False,
+            # no handlers of uvicorn's own: its records reach the ones `cxhub` installed, which
+            # redact credentials and write the chosen format (text or JSON)
+            log_config=None,
+            # httptools with the bounds of hub.listener (size and time of a request's head and body)
+            http=protocol_for(server_cfg),
+            ws="none",  # the hub serves no WebSocket: no upgrade path to bound
+            limit_concurrency=server_cfg.max_connections,
         )
         uvicorn.Server(config).run()
     finally:

@@ -5,7 +5,9 @@ this order:
 
 1. unknown or disabled source -> 404;
 2. body over ``min(connector.max_body_bytes, server.max_body_bytes)`` -> 413 (checked on the
-   declared length and while streaming, so an oversized body is never buffered whole);
+   declared length and while streaming, so an oversized body is never buffered whole); the
+   listener (:mod:`hub.listener`) has already bounded the URL, the headers, the body on every
+   route and the time to send them;
 3. a content type the connector does not accept -> 415 (a missing header is allowed);
 4. the connector verifies (signature, app id, timestamp window, nonce) -> 401 / 403 on failure,
    nothing stored, ``cxhub_hook_signature_failures_total`` counts it; a malformed request -> 400;
@@ -29,6 +31,7 @@ from typing import TypeVar
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from hub.errors import PayloadError, SignatureError
@@ -119,12 +122,18 @@ def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> HookF
             return _text(413, f"body over {limit} bytes")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                HOOK_REQUESTS.labels(source, "too_large").inc()
-                return _text(413, f"body over {limit} bytes")
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    HOOK_REQUESTS.labels(source, "too_large").inc()
+                    return _text(413, f"body over {limit} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            # gone mid-body, or cut off by the listener's bounds (hub.listener): nothing to handle,
+            # and nobody to read this answer
+            HOOK_REQUESTS.labels(source, "disconnected").inc()
+            return _text(400, "request body incomplete")
         headers = {k.lower(): v for k, v in request.headers.items()}
         req = InboundRequest(
             method=request.method,
