@@ -41,6 +41,7 @@ PROBLEMS: dict[str, tuple[int, str, str]] = {
     "expired": (410, "问卷已过期", "这份问卷的填写时间已经结束。感谢您的关注！"),
     "used": (410, "您已提交过", "这份问卷已经提交过了，每个链接只能提交一次。感谢您的反馈！"),
     "error": (503, "暂时无法提交", "系统繁忙，您的答案暂未保存。请稍后刷新页面再试一次。"),
+    "unreadable": (400, "无法读取提交内容", "提交的内容不完整或无法读取，答案未保存。请回到问卷页面重新提交。"),
 }
 
 
@@ -221,13 +222,13 @@ def router(rt: Runtime, feature: SurveysFeature) -> APIRouter:
             return inv
         try:
             form = await request.form(max_files=0, max_fields=200)
-        except Exception:  # a body that is not a form: treat as an empty submission
-            form = None
+        except Exception:  # cut off (the client went, a listener limit) or not a form: nothing is stored
+            # and the invitation stays usable; an empty submission would use it up with no answers
+            return problem("unreadable")
         fields: dict[str, list[str]] = {}
-        if form is not None:
-            for key, value in form.multi_items():
-                if isinstance(value, str):
-                    fields.setdefault(key, []).append(value[:10_000])
+        for key, value in form.multi_items():
+            if isinstance(value, str):
+                fields.setdefault(key, []).append(value[:10_000])
         answers, errors = validate_answers(inv["doc"].get("questions", []), fields)
         if errors:
             return HTMLResponse(form_page(inv, token, fields, errors), status_code=422)

@@ -341,3 +341,21 @@ def test_stats_nps_csat_ces_and_response_rate(make_runtime: Any, clock: Any, sto
     assert set(by_cat) == {"生鲜", "乳制品"} and by_cat["生鲜"]["responses"] == 3
     assert by_channel["sms"]["responses"] == 3 and by_channel["(none)"]["suppressed"] == 1
     assert later == []
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("&".join(f"f{i}=1" for i in range(201)).encode(), "application/x-www-form-urlencoded"),  # too many
+        (b"q_nps=9", "multipart/form-data"),  # no boundary
+    ],
+)
+def test_a_body_that_cannot_be_read_stores_nothing_and_keeps_the_invitation(
+    make_runtime: Any, clock: Any, body: bytes, content_type: str
+) -> None:
+    """A cut-off or broken body is not an empty submission: the invitation stays open."""
+    rt, client, inv, token = invited(make_runtime, clock)
+    r = client.post(f"/s/{token}", content=body, headers={"content-type": content_type})
+    assert r.status_code == 400 and "答案未保存" in r.text
+    assert invitations_of(rt)[0]["status"] == inv["status"] and inv["status"] != "responded"
+    assert client.post(f"/s/{token}", data=answers_form()).status_code == 200
