@@ -9,6 +9,11 @@ Every callback, including the ``check_url`` DingTalk sends when the URL is saved
 within 1.5 s with ``{"msg_signature", "timeStamp", "nonce", "encrypt": enc("success")}``; anything
 else is ``71009 返回文本非success``. ``check_url`` stores nothing.
 
+The envelope is not signed (the signature covers ``encrypt`` only), so an envelope that is not
+JSON is a 400 with nothing stored. Once the signature checks, a plaintext that does not parse (not
+UTF-8, not JSON, not an object, nested too deeply) is quarantined with its raw bytes and answered
+with the encrypted ``success``: DingTalk would otherwise retry something that never parses.
+
 Events that matter to cases: approval changes (``bpms_task_change`` / ``bpms_instance_change``) and
 interactive-card callbacks are mapped to ``card_action`` touchpoints by the preset mapping.
 """
@@ -31,10 +36,12 @@ from hub.sdk.callbacks import (
     clean,
     content_hash,
     parse_epoch,
+    parse_json,
     query_value,
+    unparsable,
     wx_signature,
 )
-from hub.sdk.connector import InboundRequest, PushResult, RawRecord, Rejected, Reply
+from hub.sdk.connector import InboundRequest, PushResult, RawRecord, Reply
 
 
 class DingTalkEventOptions(PushOptions):
@@ -109,29 +116,28 @@ class DingTalkEventSource(GuardedPushSource):
         nonce = query_value(request, "nonce") or ""
         try:
             envelope = json.loads(request.body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise PayloadError('body is not the JSON envelope {"encrypt": ..}', source=self.name) from None
         encrypt = envelope.get("encrypt") if isinstance(envelope, dict) else None
         if not isinstance(encrypt, str) or not encrypt:
             raise SignatureError("encrypt is missing", source=self.name)
         self.crypt.check(signature, ts, nonce, encrypt)
         self.guard(request, parse_epoch(ts, field="timestamp", source=self.name, millis=True), nonce, signature)
-        plaintext = self.crypt.decrypt(encrypt)
-        # verified from here on
+        plaintext = self.crypt.decrypt_bytes(encrypt)
+        # verified from here on: what does not parse is quarantined and still answered "success"
         try:
-            event = json.loads(plaintext)
-            if not isinstance(event, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as exc:
-            bad = Rejected(content_hash(plaintext), {"body": clean(plaintext)[:100_000]}, f"plaintext: {exc}")
+            event = clean(parse_json(plaintext, what="plaintext", source=self.name))
+            content = event.get("content")
+            if isinstance(content, str) and content.lstrip().startswith("{"):
+                # card callbacks carry their action as a JSON string; mappings need it as data
+                with contextlib.suppress(ValueError, RecursionError):
+                    event["content_json"] = json.loads(content)
+            ext = dingtalk_event_id(event, plaintext.decode("utf-8"))
+        except PayloadError as exc:
+            return PushResult([], self.success_reply(), rejected=[unparsable(plaintext, exc.reason)])
+        except RecursionError:  # a structure just under the parser's depth limit, too deep to walk
+            bad = unparsable(plaintext, "plaintext is nested too deeply")
             return PushResult([], self.success_reply(), rejected=[bad])
-        event = clean(event)
-        content = event.get("content")
-        if isinstance(content, str) and content.lstrip().startswith("{"):
-            # card callbacks carry their action as a JSON string; mappings need it as data
-            with contextlib.suppress(ValueError):
-                event["content_json"] = json.loads(content)
         if event.get("EventType") == "check_url":
             return PushResult([], self.success_reply())
-        record = RawRecord(self.name, dingtalk_event_id(event, plaintext), event, request.received_at)
-        return PushResult([record], self.success_reply())
+        return PushResult([RawRecord(self.name, ext, event, request.received_at)], self.success_reply())

@@ -15,6 +15,12 @@
 - ``card.action.trigger`` (new card callbacks, never re-pushed): a ``card_action`` touchpoint with
   the action value, the operator and the card token; the reply is ``{}`` or the configured toast.
 - Dedup: ``header.event_id`` (v2), ``uuid`` (v1).
+- Verified means kept: once ``X-Lark-Signature`` checks (it covers the raw body), a push that does
+  not parse (a body that is not the JSON envelope, a ciphertext that does not decrypt, a plaintext
+  that is not UTF-8, not JSON or not an object) is quarantined with its raw bytes (the
+  verification token masked) and answered ``{}``: Feishu retries anything but a 200 for hours.
+  Unsigned input (the URL check, or any push without an Encrypt Key) is proven only by the token
+  inside it, so what does not parse far enough to show the token is a 400, nothing stored.
 """
 
 from __future__ import annotations
@@ -23,7 +29,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +42,9 @@ from hub.sdk.callbacks import (
     clean,
     content_hash,
     parse_epoch,
+    parse_json,
     same,
+    unparsable,
 )
 from hub.sdk.connector import InboundRequest, PushResult, RawRecord, Reply
 
@@ -84,22 +91,44 @@ class FeishuEventSource(GuardedPushSource):
     # ------------------------------------------------------------ verification
 
     def _json(self, raw: bytes | str, what: str) -> dict[str, Any]:
-        try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise PayloadError(f"{what} is not JSON", source=self.name) from None
-        if not isinstance(data, dict):
-            raise PayloadError(f"{what} is not a JSON object", source=self.name)
+        data: dict[str, Any] = parse_json(raw, what=what, source=self.name)
         return data
 
-    def _decrypt(self, encrypt: Any) -> dict[str, Any]:
+    def _decrypt(self, encrypt: Any) -> bytes:
+        """Decrypt an *unsigned* push (the URL check): failures are refusals."""
         if not isinstance(encrypt, str) or not encrypt:
             raise SignatureError("encrypt is missing", source=self.name)
         try:
-            plain = self._cipher.decrypt(base64.b64decode(encrypt, validate=True)).decode("utf-8")
-        except (binascii.Error, ValueError, UnicodeDecodeError):
+            plain = self._decrypt_bytes(encrypt)
+            plain.decode("utf-8")
+        except (PayloadError, UnicodeDecodeError):
             raise SignatureError("cannot decrypt (check encrypt_key)", source=self.name) from None
-        return self._json(plain, "decrypted body")
+        return plain
+
+    def _decrypt_bytes(self, encrypt: str) -> bytes:
+        try:
+            return bytes(self._cipher.decrypt(base64.b64decode(encrypt, validate=True)))
+        except (binascii.Error, ValueError):
+            raise PayloadError("encrypt does not decrypt", source=self.name) from None
+
+    def _masked(self, raw: bytes) -> bytes:
+        """``raw`` without the verification token (a credential, never stored)."""
+        return raw.replace(self._token.encode("utf-8"), b"***") if self._token else raw
+
+    def _open_signed(self, request: InboundRequest) -> tuple[dict[str, Any], bytes] | PushResult:
+        """The event (and its plaintext) of a push whose signature checked, or the quarantine of
+        what does not parse."""
+        raw = request.body
+        try:
+            envelope = self._json(raw, "body")
+            encrypt = envelope.get("encrypt")
+            if not isinstance(encrypt, str) or not encrypt:
+                raise PayloadError("signed body has no encrypt field", source=self.name)
+            raw = self._decrypt_bytes(encrypt)
+            return self._json(raw, "decrypted body"), raw
+        except PayloadError as exc:
+            reason = exc.reason
+        return PushResult([], Reply.json({}), rejected=[unparsable(self._masked(raw), reason)])
 
     def _check_signature(self, request: InboundRequest) -> datetime:
         ts = request.headers.get("x-lark-request-timestamp", "")
@@ -121,17 +150,24 @@ class FeishuEventSource(GuardedPushSource):
     # ------------------------------------------------------------ handling
 
     def handle(self, request: InboundRequest) -> PushResult:
-        envelope = self._json(request.body, "body")
         signed = False
-        if self._encrypt_key:
-            if "encrypt" not in envelope:
-                raise SignatureError("plain push refused: encrypt_key is set", source=self.name)
-            if request.headers.get("x-lark-signature"):
-                self._check_signature(request)  # signature first, before any decryption
-                signed = True
-            data = self._decrypt(envelope["encrypt"])
+        if self._encrypt_key and request.headers.get("x-lark-signature"):
+            self._check_signature(request)  # signature over the raw body, before parsing anything
+            signed = True
+            opened = self._open_signed(request)
+            if isinstance(opened, PushResult):
+                return opened
+            data, plaintext = opened
         else:
-            data = envelope
+            envelope = self._json(request.body, "body")
+            plaintext = request.body
+            if self._encrypt_key:
+                if "encrypt" not in envelope:
+                    raise SignatureError("plain push refused: encrypt_key is set", source=self.name)
+                plaintext = self._decrypt(envelope["encrypt"])
+                data = self._json(plaintext, "decrypted body")
+            else:
+                data = envelope
         header = data.get("header") if isinstance(data.get("header"), dict) else None
         token = header.get("token") if header is not None else data.get("token")
         self._check_token(token)
@@ -145,7 +181,11 @@ class FeishuEventSource(GuardedPushSource):
             raise SignatureError("X-Lark-Signature is missing", source=self.name)
         if self.options.app_id and header is not None and header.get("app_id") not in (None, self.options.app_id):
             raise WrongApp("header.app_id is not the configured app_id", source=self.name)
-        stored = clean(_without_token(data))
+        try:
+            stored = clean(_without_token(data))
+        except RecursionError:  # a structure just under the parser's depth limit, too deep to walk
+            bad = unparsable(self._masked(plaintext), "event is nested too deeply")
+            return PushResult([], Reply.json({}), rejected=[bad])
         stored["create_time_ms"] = _create_time_ms(data)
         record = RawRecord(self.name, self._event_id(data, request), stored, request.received_at)
         return PushResult([record], self._reply(header))

@@ -8,11 +8,10 @@ push is ``{"ToUserName": .., "Encrypt": ..}`` and its plaintext is JSON again.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from connectors.wechat_oa import WeChatOAOptions, WeChatOfficialAccountSource
-from hub.errors import PayloadError
+from hub.sdk.callbacks import parse_json
 from hub.sdk.connector import InboundRequest
 
 
@@ -34,10 +33,5 @@ class WeChatMiniProgramSource(WeChatOfficialAccountSource):
         """JSON when the body looks like JSON, XML otherwise (the console decides the format)."""
         if not text.lstrip().startswith("{"):
             return super().parse(text, request)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PayloadError(f"body is not JSON: {exc.msg} at column {exc.colno}", source=self.name) from None
-        if not isinstance(data, dict):
-            raise PayloadError("JSON body is not an object", source=self.name)
+        data: dict[str, Any] = parse_json(text, source=self.name)
         return data

@@ -8,6 +8,10 @@
   (compatible mode during a migration).
 - The reply is ``success`` (WeChat stops retrying), or, with ``auto_reply`` set, a passive text
   reply to text messages, encrypted in safe mode (wechatpy ``WeChatCrypto.encrypt_message``).
+- Once verified, a message that does not parse (not UTF-8, not XML, nested too deeply) is
+  quarantined with its raw bytes and still answered ``success``: WeChat would retry it three
+  times, and it would never parse. Before verification (a safe-mode envelope that is not XML) it
+  is a 400, nothing stored: nothing proves where it came from.
 - Dedup: ``MsgId``; events: FromUserName + CreateTime + Event (see ``wechat_message_id``).
 
 All XML goes through defusedxml (no DTDs, no entities).
@@ -23,13 +27,14 @@ from hub.sdk.callbacks import (
     MsgCrypt,
     MsgCryptOptions,
     clean,
-    content_hash,
+    decode_utf8,
     parse_epoch,
     parse_xml,
     query_value,
+    unparsable,
     wechat_message_id,
 )
-from hub.sdk.connector import InboundRequest, PushResult, RawRecord, Rejected, Reply
+from hub.sdk.connector import InboundRequest, PushResult, RawRecord, Reply
 
 SUCCESS = Reply.text("success")
 
@@ -87,8 +92,9 @@ class WeChatOfficialAccountSource(GuardedPushSource):
         """Safe mode (or compatible mode delivering the ciphertext)."""
         return request.query.get("encrypt_type", "").lower() == "aes"
 
-    def verified_plaintext(self, request: InboundRequest) -> str:
-        """Check the request and return the message text (decrypted in safe mode)."""
+    def verified_plaintext(self, request: InboundRequest) -> bytes:
+        """Check the request and return the message bytes (decrypted in safe mode), not decoded:
+        a verified message that is not UTF-8 is quarantined, not refused."""
         ts = query_value(request, "timestamp") or ""
         nonce = query_value(request, "nonce") or ""
         sent = parse_epoch(ts, field="timestamp", source=self.name)
@@ -100,7 +106,7 @@ class WeChatOfficialAccountSource(GuardedPushSource):
                 raise SignatureError("Encrypt is missing", source=self.name)
             self.crypt.check(signature, ts, nonce, encrypt)
             self.guard(request, sent, nonce, signature)
-            return self.crypt.decrypt(encrypt)
+            return self.crypt.decrypt_bytes(encrypt)
         if self.crypt.key is not None and not self.options.allow_plain:
             raise SignatureError(
                 "plain push refused: encoding_aes_key is set (safe mode); set allow_plain for compatible mode",
@@ -109,7 +115,7 @@ class WeChatOfficialAccountSource(GuardedPushSource):
         signature = query_value(request, "signature")
         self.crypt.check_plain(signature, ts, nonce)
         self.guard(request, sent, nonce, signature)
-        return request.text()
+        return request.body
 
     # ------------------------------------------------------------ parsing
 
@@ -119,12 +125,14 @@ class WeChatOfficialAccountSource(GuardedPushSource):
 
     def handle(self, request: InboundRequest) -> PushResult:
         plaintext = self.verified_plaintext(request)
-        # verified from here on: whatever goes wrong is quarantined and WeChat still gets "success"
+        # verified from here on: whatever does not parse is quarantined and WeChat still gets
+        # "success" (a 4xx would only make it retry something that will never parse)
         try:
-            msg = clean(self.parse(plaintext, request))
+            msg = clean(self.parse(decode_utf8(plaintext, what="message", source=self.name), request))
         except PayloadError as exc:
-            bad = Rejected(content_hash(plaintext), {"body": clean(plaintext)[:100_000]}, exc.reason)
-            return PushResult([], self.ack(), rejected=[bad])
+            return PushResult([], self.ack(), rejected=[unparsable(plaintext, exc.reason)])
+        except RecursionError:  # clean() on a structure just under the parser's depth limit
+            return PushResult([], self.ack(), rejected=[unparsable(plaintext, "message is nested too deeply")])
         record = RawRecord(self.name, wechat_message_id(msg), msg, request.received_at)
         return PushResult([record], self.reply(msg, request))
 

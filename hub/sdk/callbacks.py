@@ -4,8 +4,16 @@ DingTalk), the replay window, the nonce cache, safe XML parsing and payload hygi
 WXBizMsgCrypt (PLATFORMS.md section 1): AES-256-CBC with ``key = b64decode(EncodingAESKey + "=")``,
 IV = key[:16], PKCS#7 padding to 32-byte blocks, plaintext ``random16 | len | msg | receive_id``,
 signature ``sha1(sorted([token, timestamp, nonce, encrypt]))``. The crypto itself is wechatpy's
-(``PrpCrypto``, ``WeChatSigner``) over the ``cryptography`` backend; this module only adds
-constant-time comparison, error translation and the receive-id check.
+(``WeChatCipher``, ``PrpCrypto``, ``WeChatSigner``) over the ``cryptography`` backend; this module
+adds constant-time comparison, error translation and the receive-id check, and reads the decrypted
+frame itself: wechatpy decodes the message as UTF-8 before checking whose it is, which would refuse
+an authentic message that is not UTF-8 as undecryptable instead of quarantining it.
+
+**Verified means kept.** Once a request has passed verification, nothing it carries is answered
+with a 4xx: a payload that does not parse (not UTF-8, not XML / JSON, not an object, nested past
+what the parsers take) becomes a :class:`~hub.sdk.connector.Rejected` made by :func:`unparsable`,
+with the raw bytes (:func:`raw_body`), quarantined in the request's transaction, and the platform
+gets its usual success reply: it would only retry a payload that will never parse.
 
 Replay protection has two parts:
 
@@ -25,6 +33,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -34,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, SecretStr, field_validator
 
 from hub.errors import PayloadError, SignatureError
-from hub.sdk.connector import ConnectorOptions, InboundRequest, PushSource
+from hub.sdk.connector import ConnectorOptions, InboundRequest, PushSource, Rejected
 
 if TYPE_CHECKING:
     from xml.etree.ElementTree import Element
@@ -128,26 +137,43 @@ class MsgCrypt:
             raise SignatureError("msg_signature does not match", source=self.source)
 
     def decrypt(self, encrypt: str) -> str:
-        """Decrypt a verified ``Encrypt`` value; ``WrongApp`` when it was sealed for another app."""
-        from wechatpy.crypto import PrpCrypto
+        """Decrypt a verified ``Encrypt`` value to text (URL checks); see :meth:`decrypt_bytes`."""
+        try:
+            return self.decrypt_bytes(encrypt).decode("utf-8")
+        except UnicodeDecodeError:
+            raise SignatureError("cannot decrypt Encrypt (check encoding_aes_key)", source=self.source) from None
+
+    def decrypt_bytes(self, encrypt: str) -> bytes:
+        """Decrypt a verified ``Encrypt`` value to the message bytes, not decoded: a message that is
+        not UTF-8 is the caller's to quarantine. ``WrongApp`` when it was sealed for another app;
+        ``SignatureError`` when it does not decrypt with the configured key."""
+        from wechatpy.crypto import WeChatCipher
 
         if self.key is None:
             raise SignatureError("encrypted push but no encoding_aes_key configured", source=self.source)
-        # wechatpy's PrpCrypto parses blindly: check the shapes it assumes first so that garbage is a
-        # clear refusal, not an IndexError
+        undecryptable = SignatureError("cannot decrypt Encrypt (check encoding_aes_key)", source=self.source)
         try:
             blob = base64.b64decode(encrypt, validate=True)
         except (binascii.Error, ValueError):
             raise SignatureError("Encrypt is not base64", source=self.source) from None
         if not blob or len(blob) % 16:
             raise SignatureError("Encrypt is not whole AES blocks", source=self.source)
-        try:
-            plain = PrpCrypto(self.key).decrypt(encrypt, self.receive_id)
-        except Exception as exc:  # wechatpy raises bare Exception subclasses, UnicodeError, struct.error
-            if type(exc).__name__ in ("InvalidAppIdException", "InvalidCorpIdException"):
-                raise WrongApp("sealed for another app id (check app_id / corp_id)", source=self.source) from None
-            raise SignatureError("cannot decrypt Encrypt (check encoding_aes_key)", source=self.source) from None
-        return str(plain)
+        plain = WeChatCipher(self.key).decrypt(blob)
+        # random16 | len (4 bytes, big-endian) | msg | receive_id, PKCS#7-padded to 32 bytes: a wrong
+        # key gives garbage that fails these checks
+        pad = plain[-1]
+        if not 1 <= pad <= 32 or plain[-pad:] != bytes([pad]) * pad or len(plain) - pad < 20:
+            raise undecryptable
+        frame = plain[16:-pad]
+        size = int.from_bytes(frame[:4], "big")
+        if size > len(frame) - 4:
+            raise undecryptable
+        message, receive_id = frame[4 : 4 + size], frame[4 + size :]
+        if not hmac.compare_digest(receive_id, self.receive_id.encode("utf-8")):
+            if receive_id.isascii() and receive_id.decode("ascii").isprintable():
+                raise WrongApp("sealed for another app id (check app_id / corp_id)", source=self.source)
+            raise undecryptable
+        return message
 
     def encrypt(self, text: str) -> str:
         """Encrypt ``text`` for the platform (replies)."""
@@ -253,14 +279,59 @@ def parse_xml(text: str | bytes, *, source: str) -> dict[str, Any]:
 
     try:
         root = SafeET.fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        value = _element_to_value(root)
     except DefusedXmlException as exc:
         raise PayloadError(f"XML refused: {type(exc).__name__}", source=source) from None
     except (ParseError, ValueError) as exc:
         raise PayloadError(f"body is not XML: {exc}", source=source) from None
-    value = _element_to_value(root)
+    except RecursionError:
+        raise PayloadError("XML is nested too deeply", source=source) from None
     if not isinstance(value, dict):
         raise PayloadError("XML has no fields", source=source)
     return value
+
+
+def decode_utf8(data: bytes, *, what: str = "body", source: str) -> str:
+    """``data`` as UTF-8 text; ``PayloadError`` naming the first bad byte when it is not."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"{what} is not UTF-8 (byte {exc.start})", source=source) from None
+
+
+def parse_json(raw: bytes | str, *, what: str = "body", source: str, want_object: bool = True) -> Any:
+    """Parse JSON (an object unless ``want_object`` is false); ``PayloadError`` with the reason
+    when it is not UTF-8, not JSON, not an object, or nested past the parser's limit."""
+    text = decode_utf8(raw, what=what, source=source) if isinstance(raw, bytes) else raw
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"{what} is not JSON: {exc.msg} at column {exc.colno}", source=source) from None
+    except RecursionError:
+        raise PayloadError(f"{what} is JSON nested too deeply", source=source) from None
+    if want_object and not isinstance(data, dict):
+        raise PayloadError(f"{what} is not a JSON object", source=source)
+    return data
+
+
+def raw_body(data: bytes | str) -> dict[str, str]:
+    """A payload that did not parse, kept whole for the quarantine: ``{"body": text}``, or
+    ``{"body_base64": ..}`` when it is not UTF-8 or holds a NUL (which PostgreSQL's JSON cannot
+    store), so that the exact bytes can always be read back."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        return {"body_base64": base64.b64encode(raw).decode("ascii")}
+    return {"body": text}
+
+
+def unparsable(data: bytes | str, reason: str, *, external_id: str | None = None) -> Rejected:
+    """The quarantine item for a verified payload that does not parse: the raw bytes, the reason,
+    and an id (the platform's when known, else a hash of the bytes, so a retry is recognisable)."""
+    return Rejected(external_id or content_hash(data), raw_body(data), reason)
 
 
 def clean(value: Any) -> Any:
@@ -317,10 +388,14 @@ __all__ = [
     "check_encoding_aes_key",
     "clean",
     "content_hash",
+    "decode_utf8",
     "parse_epoch",
+    "parse_json",
     "parse_xml",
     "query_value",
+    "raw_body",
     "same",
+    "unparsable",
     "wechat_message_id",
     "wx_signature",
 ]

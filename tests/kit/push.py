@@ -41,8 +41,18 @@ MP_APPID = "wxmp0000000000001"
 PLAIN_TOKEN = "plain-token"
 FEISHU_PLAIN_TOKEN = "feishu-plain-token"
 ALIPAY_APP_ID = "2021000000000001"
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"generic-webhook-secret-for-tests").decode()
 
-SECRETS = [OA_TOKEN, OA_AES_KEY, WECOM_AES_KEY, DING_AES_KEY, FEISHU_ENCRYPT_KEY, FEISHU_TOKEN, MP_AES_KEY]
+SECRETS = [
+    OA_TOKEN,
+    OA_AES_KEY,
+    WECOM_AES_KEY,
+    DING_AES_KEY,
+    FEISHU_ENCRYPT_KEY,
+    FEISHU_TOKEN,
+    MP_AES_KEY,
+    WEBHOOK_SECRET,
+]
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,10 @@ sources:
       app_id: "{ALIPAY_APP_ID}"
       alipay_public_key: |
 {indented}
+  hook:
+    connector: webhook
+    mapping: survey_webhook
+    options: {{secret: "{WEBHOOK_SECRET}", tolerance_seconds: {window}}}
 """
 
 

@@ -11,7 +11,7 @@ from standardwebhooks.webhooks import Webhook
 
 from connectors.jsonl import JsonlOptions, JsonlSource
 from connectors.webhook import SignedWebhookSource, WebhookOptions
-from hub.errors import PayloadError, SignatureError
+from hub.errors import SignatureError
 from hub.sdk.connector import ConnectorContext, InboundRequest
 from hub.sdk.testing import ConnectorConformance, FakeClock
 
@@ -135,11 +135,13 @@ def test_webhook_timestamp_window_is_configurable() -> None:
         webhook(clock, tolerance_seconds=60).handle(req(body, headers, clock))
 
 
-def test_webhook_signed_but_not_json_is_a_payload_error() -> None:
+def test_webhook_signed_but_not_json_is_rejected_for_the_quarantine_and_answered() -> None:
     clock = FakeClock()
     body = b"<xml/>"
-    with pytest.raises(PayloadError, match="not JSON"):
-        webhook(clock).handle(req(body, signed(body, clock), clock))
+    result = webhook(clock).handle(req(body, signed(body, clock), clock))
+    assert result.records == [] and result.reply.status == 200
+    (bad,) = result.rejected
+    assert "not JSON" in bad.reason and bad.payload == {"body": "<xml/>"} and bad.external_id == "msg_1"
 
 
 # lines where orjson (the fast path) and json.loads differ or fail: the connector must give what
