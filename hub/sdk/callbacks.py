@@ -258,12 +258,15 @@ def _element_to_value(el: Element) -> Any:
     if not children:
         return el.text or ""
     out: dict[str, Any] = {}
+    repeated: set[str] = set()  # tags already turned into a list (a value itself is never a list)
     for child in children:
         value = _element_to_value(child)
-        if child.tag in out:
+        if child.tag in repeated:
+            out[child.tag].append(value)  # in place: copying the list per item is quadratic
+        elif child.tag in out:
             # repeated tags (<item>...</item><item>...</item>) become a list
-            prev = out[child.tag]
-            out[child.tag] = [*prev, value] if isinstance(prev, list) else [prev, value]
+            out[child.tag] = [out[child.tag], value]
+            repeated.add(child.tag)
         else:
             out[child.tag] = value
     return out
