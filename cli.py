@@ -22,7 +22,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from commands import ConfigOpt, JsonOpt, console, dump_json, err, fail, handled, load, runtime
+from commands import ConfigOpt, JsonOpt, console, dump_json, err, fail, handled, load, runtime, setup_logging
 from hub.errors import ConfigError
 
 app = typer.Typer(
@@ -43,21 +43,41 @@ __all__ = ["app", "console", "dump_json", "err", "fail", "handled", "load", "mai
 # ---------------------------------------------------------------- commands
 
 
+@app.callback()
+def _options(
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            help="Log lines as text or json (one object a line); env CXHUB_LOG_FORMAT.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """cxhub: customer-experience integration hub (connectors, touchpoints, surveys, case routing)."""
+    if log_format is not None:
+        setup_logging(fmt=log_format)
+
+
 @app.command()
 def check(config: ConfigOpt = None) -> None:
     """Validate the config and every mapping; exit 1 listing every error."""
+    from rich.markup import escape
+
     from hub.config import load_config
     from hub.errors import ConfigErrors
+    from hub.redact import redact, remember
 
     try:
         cfg = load_config(config)
     except ConfigErrors as exc:
-        for e in exc.errors:
-            err.print(f"[red]✗[/] {e}", highlight=False, soft_wrap=True)
+        for e in exc.errors:  # an error may quote a value: a URL with its token, a password
+            err.print(f"[red]✗[/] {escape(redact(str(e)))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except ConfigError as exc:
-        err.print(f"[red]✗[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]✗[/] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+    remember(cfg.secret_values())
     console.print(
         f"[green]✓[/] {cfg.file}: {len(cfg.sources)} source(s), {len(cfg.destinations)} destination(s), "
         f"mappings compiled",
@@ -67,11 +87,12 @@ def check(config: ConfigOpt = None) -> None:
 
 @app.command("config")
 def show_config(config: ConfigOpt = None) -> None:
-    """Print the resolved config with every secret masked."""
+    """Print the resolved config with every secret masked (each option its connector types as a secret)."""
     import yaml
 
     cfg = load(config)
-    console.print(yaml.safe_dump(cfg.masked(), allow_unicode=True, sort_keys=False), highlight=False)
+    # printed as is: YAML is full of [brackets] that rich would take for markup
+    console.print(yaml.safe_dump(cfg.masked(), allow_unicode=True, sort_keys=False), highlight=False, markup=False)
 
 
 @app.command()
@@ -85,18 +106,22 @@ def schema() -> None:
 @app.command()
 def connectors(as_json: JsonOpt = False) -> None:
     """List installed connectors (entry points ``cxhub.connectors``) and whether each can run."""
+    from rich.markup import escape
+
+    from hub.redact import redact
     from hub.registry import discover
 
     infos = sorted(discover().values(), key=lambda i: i.name)
     if as_json:
-        for i in infos:
+        for i in infos:  # a connector that cannot load says why: its error text may quote anything
             title = i.cls.title if i.cls else ""
-            print(json.dumps({"name": i.name, "roles": i.roles, "status": i.status, "title": title}))
+            print(json.dumps({"name": i.name, "roles": i.roles, "status": redact(i.status), "title": title}))
         return
     table = Table("connector", "roles", "status", "what")
     for i in infos:
         colour = "green" if i.status == "ok" else "red"
-        table.add_row(i.name, ", ".join(i.roles), f"[{colour}]{i.status}[/]", i.cls.title if i.cls else i.target)
+        what = i.cls.title if i.cls else i.target
+        table.add_row(i.name, ", ".join(i.roles), f"[{colour}]{escape(redact(i.status))}[/]", what)
     console.print(table)
 
 
@@ -355,10 +380,8 @@ def main() -> None:
     # the process: move it out of the cyclic collector's sight, so that a full collection scans
     # only what the work allocates (gc.freeze; the collector stays on for the rest)
     gc.freeze()
-    logging.basicConfig(
-        level=os.environ.get("CXHUB_LOG_LEVEL", "WARNING").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # CXHUB_LOG_LEVEL / CXHUB_LOG_FORMAT; every handler redacts credentials and phone numbers
+    setup_logging()
     app()
 
 

@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
             return
         from hub.outbox import STATUSES, counts, list_rows
         from hub.privacy import mask_text
+        from hub.redact import redact
 
         if status is not None and status not in STATUSES:
             raise fail(f"--status {status!r}: one of {', '.join(STATUSES)}")
@@ -53,8 +54,12 @@ def register(app: typer.Typer) -> None:
                     msg = json.loads(msg)
                 r["title"] = mask_text(msg.get("title", ""))
                 r.pop("message", None)  # bodies may hold personal data; `title` is masked
+                for k in ("receipt", "last_error"):  # rows recorded before redaction existed, too
+                    if isinstance(r.get(k), str):
+                        r[k] = redact(r[k])
                 print(dump_json(r))
             return
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table("id", "destination", "status", "tries", "next / sent (UTC)", "title", "receipt / last error")
@@ -71,7 +76,7 @@ def register(app: typer.Typer) -> None:
                 str(r["attempts"]),
                 when.strftime("%Y-%m-%d %H:%M:%S") if when else "",
                 _short(mask_text(msg.get("title", "")), 40),
-                _short(r["receipt"] if r["status"] == "sent" else r["last_error"], 70),
+                escape(_short(redact((r["receipt"] if r["status"] == "sent" else r["last_error"]) or ""), 70)),
             )
         console.print(table)
         console.print(", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "empty", highlight=False)
@@ -124,7 +129,10 @@ def register(app: typer.Typer) -> None:
         """Send a test message straight to DESTINATION (not through the outbox); show the answer."""
         import uuid
 
+        from rich.markup import escape
+
         from hub.errors import ConnectorError
+        from hub.redact import redact
         from hub.sdk.connector import Button, OutboundMessage
 
         with runtime(config, features=()) as rt:
@@ -142,12 +150,15 @@ def register(app: typer.Typer) -> None:
             )
             try:
                 receipt = dst.send(message)
-            except ConnectorError as exc:
+            except Exception as exc:  # a connector's own exception too: its text may quote the URL
                 kind = type(exc).__name__
+                detail = redact(str(exc))
                 if as_json:
-                    print(json.dumps({"destination": destination, "ok": False, "error": kind, "detail": str(exc)}))
+                    print(json.dumps({"destination": destination, "ok": False, "error": kind, "detail": detail}))
                     raise typer.Exit(1) from None
-                raise fail(f"{kind}: {exc}") from None
+                if not isinstance(exc, ConnectorError):
+                    kind = f"internal error: {kind}"
+                raise fail(f"{kind}: {detail}") from None
         if as_json:
             print(
                 json.dumps(
@@ -155,14 +166,14 @@ def register(app: typer.Typer) -> None:
                         "destination": destination,
                         "ok": True,
                         "message_id": receipt.message_id,
-                        "detail": receipt.detail,
+                        "detail": redact(receipt.detail or "") or receipt.detail,
                     },
                     ensure_ascii=False,
                 )
             )
         else:
             console.print(
-                f"[green]✓[/] {destination}: {receipt.detail}"
+                f"[green]✓[/] {destination}: {escape(redact(receipt.detail or ''))}"
                 + (f" (message id {receipt.message_id})" if receipt.message_id else ""),
                 highlight=False,
             )

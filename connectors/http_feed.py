@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 
 from hub.errors import ConfigError, PermanentError, RetriableError, Throttled
+from hub.redact import redact
 from hub.sdk.connector import Batch, ConnectorOptions, PullSource, RawRecord, Rejected
 from hub.sdk.durations import parse_duration
 from hub.sdk.policy import ErrorTable, parse_retry_after
@@ -331,13 +332,13 @@ class HttpFeedSource(PullSource):
         try:
             resp = self.client.request(o.method, target, **kwargs)
         except httpx.TimeoutException:
-            raise RetriableError(f"{o.base_url}{o.path}: timed out", target=self.name) from None
+            raise RetriableError(f"{redact(o.base_url + o.path)}: timed out", target=self.name) from None
         except httpx.TransportError as exc:
-            raise RetriableError(f"{o.base_url}{o.path}: {type(exc).__name__}", target=self.name) from None
+            raise RetriableError(f"{redact(o.base_url + o.path)}: {type(exc).__name__}", target=self.name) from None
         return self._check(resp)
 
     def _check(self, resp: httpx.Response) -> Any:
-        where = f"{self.options.base_url}{self.options.path}"
+        where = redact(f"{self.options.base_url}{self.options.path}")  # a base URL may carry credentials
         if resp.status_code == 429:
             ra = parse_retry_after(resp.headers.get("retry-after"), self.context.clock())
             self._raise_throttled(f"{where}: throttled (HTTP 429)", ra, 429)

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.errors import ConfigError, ConfigErrors
 from hub.mapping import CompiledMapping, compile_mapping, fixtures_path_for, resolve_mapping_ref
+from hub.redact import MASK, redact, remember
 from hub.registry import get as get_connector
 from hub.sdk.connector import Connector, ConnectorOptions
 from hub.sdk.durations import parse_duration
@@ -183,8 +184,41 @@ class Config:
         return Settings().store_url or _resolve_sqlite(self.raw.store.url, self.base_dir)
 
     def masked(self) -> dict[str, Any]:
-        """The config as data with every secret replaced by ``***``: safe to print."""
-        return mask_secrets(self.data)
+        """The config as data with every secret replaced by ``***``: safe to print.
+
+        Secrets are found by type: every field a config model declares ``SecretStr`` (the core
+        sections, each source's and destination's connector ``Options``, feature sections), in
+        nested models, lists and dicts. Then the key-name rule catches what no model describes,
+        and every string loses URL credentials, secret query parameters and the secret values
+        themselves wherever else they were written (a token repeated inside a URL)."""
+        data = mask_by_model(self.data, RawConfig)
+        for section, specs in (("sources", self.sources), ("destinations", self.destinations)):
+            entries = data.get(section)
+            for name, spec in specs.items():
+                entry = entries.get(name) if isinstance(entries, dict) else None
+                if isinstance(entry, dict) and isinstance(entry.get("options"), dict):
+                    entries[name] = {**entry, "options": mask_by_model(entry["options"], spec.cls.Options)}
+        for name, section_model in self.sections.items():
+            if name in data:
+                data[name] = mask_by_model(data[name], type(section_model))
+        remember(self.secret_values())
+        masked: dict[str, Any] = mask_secrets(data)
+        return masked
+
+    def secret_values(self) -> list[str]:
+        """Every secret value of this config (validated ``SecretStr`` fields, URL passwords), for
+        :func:`hub.redact.remember` to mask wherever one shows up."""
+        models: list[Any] = [self.raw, Settings()]
+        models += [s.options for s in self.sources.values()] + [d.options for d in self.destinations.values()]
+        models += list(self.sections.values())
+        found: list[str] = []
+        for m in models:
+            _secret_values(m, found)
+        for url in (self.raw.store.url, Settings().store_url or ""):
+            password = _URL_PASSWORD.search(url)
+            if password:
+                found.append(password.group(1))
+        return found
 
 
 def _resolve_sqlite(url: str, base: Path) -> str:
@@ -196,19 +230,88 @@ def _resolve_sqlite(url: str, base: Path) -> str:
 
 
 def mask_secrets(data: Any, key: str = "") -> Any:
-    """Replace secret-looking values (by key name) with ``***``; masks passwords in URLs."""
+    """Replace secret-looking values with ``***`` by key name (the fallback for data no model
+    validated; :meth:`Config.masked` masks by type first) and redact every string
+    (:func:`hub.redact.redact`: URL passwords, ``access_token=`` and the like, remembered secrets)."""
+    from pydantic import SecretBytes
+
     if isinstance(data, dict):
         return {k: mask_secrets(v, str(k)) for k, v in data.items()}
     if isinstance(data, list):
         return [mask_secrets(v, key) for v in data]
-    if isinstance(data, SecretStr):
-        return "***"
+    if isinstance(data, SecretStr | SecretBytes):
+        return MASK
     low = key.lower()
     if data is not None and any(w in low for w in _SECRET_WORDS):
-        return "***"
-    if isinstance(data, str) and "://" in data:
-        return re.sub(r"(://[^:/@]+:)[^@/]+@", r"\1***@", data)
+        return MASK
+    if isinstance(data, str):
+        return redact(data)
     return data
+
+
+def mask_by_model(data: Any, model: type[BaseModel]) -> Any:
+    """``data`` (what ``model`` validates) with the value of every field ``model`` declares as a
+    secret replaced by ``***``, following nested models, lists, dicts and unions. A copy."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for name, info in model.model_fields.items():
+        alias = info.validation_alias if isinstance(info.validation_alias, str) else None
+        for key in {name, info.alias, alias}:
+            if key is not None and key in out:
+                out[key] = _mask_by_type(out[key], info.annotation)
+    return out
+
+
+def _mask_by_type(value: Any, tp: Any) -> Any:
+    import types
+    import typing
+    from collections.abc import Mapping, Sequence
+
+    from pydantic import SecretBytes
+
+    if value is None or value == MASK:
+        return value
+    if isinstance(tp, type) and issubclass(tp, SecretStr | SecretBytes):
+        return MASK
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return mask_by_model(value, tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _mask_by_type(value, args[0])
+    if origin is typing.Union or origin is types.UnionType:  # a secret in any member masks it: the safe side
+        for arg in args:
+            value = _mask_by_type(value, arg)
+        return value
+    if isinstance(value, list) and args and origin in (list, tuple, set, frozenset, Sequence):
+        return [_mask_by_type(v, args[0]) for v in value]
+    if isinstance(value, dict) and len(args) == 2 and origin in (dict, Mapping):
+        return {k: _mask_by_type(v, args[1]) for k, v in value.items()}
+    return value
+
+
+_URL_PASSWORD = re.compile(r"://[^/\s:@]*:([^@/\s]+)@")
+
+
+def _secret_values(value: Any, found: list[str]) -> None:
+    """Append every non-empty secret inside validated ``value`` to ``found``."""
+    from pydantic import SecretBytes
+
+    if isinstance(value, SecretStr):
+        if value.get_secret_value():
+            found.append(value.get_secret_value())
+    elif isinstance(value, SecretBytes):
+        if value.get_secret_value():
+            found.append(value.get_secret_value().decode("utf-8", "replace"))
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            _secret_values(getattr(value, name, None), found)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _secret_values(v, found)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for v in value:
+            _secret_values(v, found)
 
 
 def _pydantic_error(exc: ValidationError, lines: Lines, prefix: tuple[str | int, ...]) -> ConfigError:

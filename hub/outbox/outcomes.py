@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Text, bindparam, delete, func, select, text, update
 
 from hub.outbox.tables import outbox_batches
+from hub.redact import redact
 from hub.store.schema import UTCDateTime, outbox
 
 #: one row's outcome: (id, status, receipt, last_error, next_attempt_at); a None receipt or next
@@ -32,6 +33,9 @@ def record(conn: Connection, data: Sequence[OutcomeRow], *, worker_id: str, now:
     id FROM u``; meant for an autocommit connection (the statement is atomic by itself). SQLite:
     one transaction with the update executed per row (in-process, no round trips to save).
     """
+    # receipts and errors are read by people (`cxhub outbox`) and may quote the URL the platform
+    # was called at, or an exception text that does: credentials are redacted before they are kept
+    data = [(d[0], d[1], _redacted(d[2]), _redacted(d[3]), d[4]) for d in data]
     fixed: dict[str, Any] = {"locked_by": None, "locked_until": None, "updated_at": now}
     if conn.dialect.name == "sqlite":
         stmt = (
@@ -104,13 +108,17 @@ def record_throttled(
             status="failed",
             attempts=outbox.c.attempts - 1,  # the platform's limit is not the message's fault
             next_attempt_at=until,
-            last_error=error[:2000],
+            last_error=redact(error)[:2000],
             locked_by=None,
             locked_until=None,
             updated_at=now,
         )
     ).rowcount
     return int(n or 0)
+
+
+def _redacted(text: str | None) -> str | None:
+    return None if text is None else redact(text)
 
 
 #: record a group of outcomes in one statement (PostgreSQL); the digest memberships of rows that

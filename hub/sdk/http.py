@@ -2,7 +2,8 @@
 the error tree, and an adapter that lets ``requests``-based SDKs (wechatpy) use the hub's injected
 httpx transport (so respx / ``httpx.MockTransport`` work for them too).
 
-Error messages never contain the URL: robot URLs carry their secret (``access_token``, ``key``).
+Error messages never contain the URL: robot URLs carry their secret (``access_token``, ``key``,
+Feishu's hook id), and every httpx exception text quotes it, so none is passed on.
 
 ``requests`` and ``httpx`` (each 70-100 ms to import) are imported where a call needs them, not
 with this module, so that loading a connector class (every CLI command does, to validate the
@@ -54,6 +55,10 @@ def call(client: httpx.Client, method: str, url: str, *, target: str, **kwargs: 
         raise RetriableError(f"timed out ({type(exc).__name__})", target=target) from None
     except httpx.TransportError as exc:
         raise RetriableError(f"cannot reach the platform ({type(exc).__name__})", target=target) from None
+    except httpx.InvalidURL:
+        raise PermanentError("the configured URL is not valid", target=target) from None
+    except httpx.HTTPError as exc:  # too many redirects, an undecodable body...: texts that quote the URL
+        raise RetriableError(f"the request failed ({type(exc).__name__})", target=target) from None
 
 
 def call_json(
@@ -114,6 +119,8 @@ class HttpxAdapter:
             raise requests.Timeout(f"timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise requests.ConnectionError(f"cannot reach the platform ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:  # its text quotes the URL, and so the SDK's token
+            raise requests.RequestException(f"the request failed ({type(exc).__name__})") from None
         out = requests.Response()
         out.status_code = resp.status_code
         out.headers = CaseInsensitiveDict(resp.headers)

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from hub.errors import PermanentError, RetriableError, Throttled, TokenExpired
+from hub.redact import redact
 
 #: what a platform's result code means; every classification of result codes uses these names
 Outcome = Literal["ok", "token", "throttle", "retry", "permanent"]
@@ -88,6 +89,7 @@ class ErrorTable:
         if outcome == "ok":
             return
         reason = self.reasons.get(code)
+        message = redact(message)  # platforms echo the request (its URL, its access_token) in errmsg
         text = f"{reason}: {message}" if reason else (message or "platform error")
         if outcome == "token":
             raise TokenExpired(text, target=target, code=code)
