@@ -59,23 +59,31 @@ def _options(
         setup_logging(fmt=log_format)
 
 
+def _flat_errors(exc: ConfigError) -> list[ConfigError]:
+    from hub.errors import ConfigErrors
+
+    if isinstance(exc, ConfigErrors):
+        return [e for sub in exc.errors for e in _flat_errors(sub)]
+    return [exc]
+
+
 @app.command()
 def check(config: ConfigOpt = None) -> None:
     """Validate the config and every mapping; exit 1 listing every error."""
     from rich.markup import escape
 
     from hub.config import load_config
-    from hub.errors import ConfigErrors
     from hub.redact import redact, remember
 
     try:
         cfg = load_config(config)
-    except ConfigErrors as exc:
-        for e in exc.errors:  # an error may quote a value: a URL with its token, a password
-            err.print(f"[red]✗[/] {escape(redact(str(e)))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
     except ConfigError as exc:
-        err.print(f"[red]✗[/] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
+        # every error of the run (config, mappings, feature sections), in file and line order
+        found = _flat_errors(exc)
+        found.sort(key=lambda e: (e.file or "", e.line or 0))
+        for e in found:  # an error may quote a value: a URL with its token, a password
+            err.print(f"[red]✗[/] {escape(redact(str(e)))}", highlight=False, soft_wrap=True)
+        err.print(f"{len(found)} error(s)", highlight=False)
         raise typer.Exit(1) from None
     remember(cfg.secret_values())
     console.print(

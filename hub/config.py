@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import os
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hub.errors import ConfigError, ConfigErrors
+from hub.errors import ConfigError, ConfigErrors, did_you_mean
 from hub.mapping import CompiledMapping, compile_mapping, fixtures_path_for, resolve_mapping_ref
+from hub.mapping.targets import known_namespaces
 from hub.redact import MASK, redact, remember
 from hub.registry import get as get_connector
 from hub.sdk.connector import Connector, ConnectorOptions
@@ -122,6 +125,10 @@ class DestinationConfig(_Section):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+#: the identities table's namespace column holds 64 characters
+NamespaceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
 class RawConfig(_Section):
     """The YAML file's shape. Any other top-level key is a feature's section: the feature that
     declares it (``Feature.section``) validates it with its own model (``Config.sections``)."""
@@ -134,6 +141,28 @@ class RawConfig(_Section):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: identity namespaces of your own (a loyalty card, a partner's user id), beside the built-in
+    #: ones (``hub.mapping.targets.BUILTIN_NAMESPACES``): a plain list, or name -> description.
+    #: A mapping may use no other, so a misspelt namespace is an error instead of a customer
+    #: who silently never merges.
+    identity_namespaces: dict[NamespaceName, str] = Field(default_factory=dict)
+
+    @field_validator("identity_namespaces", mode="before")
+    @classmethod
+    def _namespace_list(cls, v: Any) -> Any:
+        # a plain list is the short form: the namespaces without descriptions
+        if v is None:
+            return {}
+        if isinstance(v, list):
+            return {name: "" for name in v}
+        if isinstance(v, dict):
+            return {k: "" if d is None else d for k, d in v.items()}
+        return v
+
+    @property
+    def namespaces(self) -> frozenset[str]:
+        """Every namespace a mapping may use: the built-in ones and the declared ones."""
+        return known_namespaces(self.identity_namespaces)
 
 
 @dataclass
@@ -314,20 +343,92 @@ def _secret_values(value: Any, found: list[str]) -> None:
             _secret_values(v, found)
 
 
-def _pydantic_error(exc: ValidationError, lines: Lines, prefix: tuple[str | int, ...]) -> ConfigError:
+def _pydantic_error(
+    exc: ValidationError, lines: Lines, prefix: tuple[str | int, ...], model: type[BaseModel] | None = None
+) -> ConfigError:
     errors: list[ConfigError] = []
     for err in exc.errors():
         loc = (*prefix, *err["loc"])
-        errors.append(ConfigError(err["msg"], file=lines.file, line=lines.line(loc), key=dotted(loc)))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden" and model is not None and err["loc"]:
+            msg += did_you_mean(err["loc"][-1], _keys_at(model, err["loc"][:-1]))
+        errors.append(ConfigError(msg, file=lines.file, line=lines.line(loc), key=dotted(loc)))
     return errors[0] if len(errors) == 1 else ConfigErrors(errors)
+
+
+def _keys_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """The keys the model nested at ``loc`` accepts (field names and aliases): the choices for
+    "did you mean" when pydantic refuses an extra key there."""
+    ann: Any = model
+    for part in loc:
+        ann = _unwrap_optional(ann)
+        if typing.get_origin(ann) in (dict, list):
+            # ``part`` is a key or an index: what follows is the value's or item's shape
+            ann = typing.get_args(ann)[-1]
+            continue
+        found = _model_in(ann)
+        if found is None:
+            return []
+        fields = [f for n, f in found.model_fields.items() if part in (n, f.alias)]
+        if not fields:
+            return []
+        ann = fields[0].annotation
+    found = _model_in(_unwrap_optional(ann))
+    if found is None:
+        return []
+    return [*found.model_fields, *(f.alias for f in found.model_fields.values() if f.alias)]
+
+
+def _model_in(ann: Any) -> type[BaseModel] | None:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    models = [a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 else None
+
+
+def _unwrap_optional(ann: Any) -> Any:
+    args = [a for a in typing.get_args(ann) if a is not type(None)]
+    if typing.get_origin(ann) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return ann
 
 
 def _collect(errors: list[ConfigError], fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+        return None
     except ConfigError as exc:
         errors.append(exc)
         return None
+
+
+def _validate_raw(data: dict[str, Any], lines: Lines, errors: list[ConfigError]) -> RawConfig:
+    """``RawConfig`` of ``data``, with the entries pydantic refuses left out (their errors go to
+    ``errors``), so the rest of the file (other sources, their mappings, feature sections) is
+    still checked in the same run."""
+    data = dict(data)
+    for _ in range(len(data) + 1):
+        try:
+            return RawConfig.model_validate(data)
+        except ValidationError as exc:
+            found = _pydantic_error(exc, lines, (), RawConfig)
+            errors.extend(found.errors if isinstance(found, ConfigErrors) else [found])
+            for err in exc.errors():
+                _drop(data, err["loc"])
+    return RawConfig()
+
+
+def _drop(data: dict[str, Any], loc: tuple[str | int, ...]) -> None:
+    # one bad source or destination leaves out that entry only; anything else its whole key
+    if not loc:
+        return
+    top = str(loc[0])
+    if top in ("sources", "destinations") and len(loc) > 1 and isinstance(data.get(top), dict):
+        data[top] = {k: v for k, v in data[top].items() if k != loc[1]}
+    else:
+        data.pop(top, None)
 
 
 def load_config(
@@ -342,10 +443,10 @@ def load_config(
     if not isinstance(data, dict):
         raise lines.error((), "the config must be a YAML mapping")
     data = interpolate(data, lines, (), env)
-    try:
-        raw = RawConfig.model_validate(data)
-    except ValidationError as exc:
-        raise _pydantic_error(exc, lines, ()) from None
+    # every error of the run (config, its mappings, feature sections) is collected, then raised
+    # together: `cxhub check` lists them all at once
+    errors: list[ConfigError] = []
+    raw = _validate_raw(data, lines, errors)
     key = settings.secret_key or raw.secret_key
     cfg = Config(
         file=file,
@@ -354,7 +455,6 @@ def load_config(
         lines=lines,
         secret_key=key.get_secret_value().encode("utf-8") if key else b"",
     )
-    errors: list[ConfigError] = []
     for name, src in raw.sources.items():
         spec = _collect(errors, _source_spec, cfg, name, src)
         if spec is not None:
@@ -386,7 +486,10 @@ def _feature_section(cfg: Config, key: str, value: Any) -> BaseModel | None:
     info = infos.get(key)
     if info is None:
         known = sorted(_CORE_SECTIONS | {k for k, i in infos.items() if i.feature is not None})
-        raise cfg.lines.error((key,), f"unknown section; no installed feature reads it (sections: {', '.join(known)})")
+        raise cfg.lines.error(
+            (key,),
+            f"unknown section; no installed feature reads it (sections: {', '.join(known)}){did_you_mean(key, known)}",
+        )
     if info.feature is None:
         raise cfg.lines.error((key,), f"the feature {info.name!r} that reads this section cannot run: {info.error}")
     model = info.feature.config_model()
@@ -397,7 +500,7 @@ def _feature_section(cfg: Config, key: str, value: Any) -> BaseModel | None:
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        raise _pydantic_error(exc, cfg.lines, (key,)) from None
+        raise _pydantic_error(exc, cfg.lines, (key,), model) from None
 
 
 _CORE_SECTIONS = set(RawConfig.model_fields)
@@ -431,42 +534,65 @@ def _connector(cfg: Config, section: str, name: str, connector: str) -> type[Con
     try:
         return get_connector(connector)
     except KeyError as exc:
-        raise cfg.lines.error((section, name, "connector"), str(exc.args[0])) from None
+        from hub.registry import connector_names
+
+        hint = "" if connector in connector_names() else did_you_mean(connector, connector_names())
+        raise cfg.lines.error((section, name, "connector"), str(exc.args[0]) + hint) from None
 
 
 def _options(cfg: Config, section: str, name: str, cls: type[Connector], options: dict[str, Any]) -> ConnectorOptions:
     try:
         return cls.Options.model_validate(options)
     except ValidationError as exc:
-        raise _pydantic_error(exc, cfg.lines, (section, name, "options")) from None
+        raise _pydantic_error(exc, cfg.lines, (section, name, "options"), cls.Options) from None
 
 
 def _source_spec(cfg: Config, name: str, src: SourceConfig) -> SourceSpec:
-    cls = _connector(cfg, "sources", name, src.connector)
     from hub.sdk.connector import PullSource, PushSource
 
-    if not issubclass(cls, PushSource | PullSource):
-        raise cfg.lines.error(("sources", name, "connector"), f"{src.connector!r} is not a source connector")
-    if src.schedule is not None and not issubclass(cls, PullSource):
-        raise cfg.lines.error(("sources", name, "schedule"), f"{src.connector!r} is a push source: it has no schedule")
-    options = _options(cfg, "sources", name, cls, src.options)
-    mapping = load_source_mapping(cfg, name, src, cls)
+    # every problem of the source in one run: a misspelt connector does not hide its mapping's
+    errors: list[ConfigError] = []
+    cls: type[Connector] | None = _collect(errors, _connector, cfg, "sources", name, src.connector)
+    options = None
+    if cls is not None:
+        if not issubclass(cls, PushSource | PullSource):
+            errors.append(
+                cfg.lines.error(("sources", name, "connector"), f"{src.connector!r} is not a source connector")
+            )
+        elif src.schedule is not None and not issubclass(cls, PullSource):
+            errors.append(
+                cfg.lines.error(
+                    ("sources", name, "schedule"), f"{src.connector!r} is a push source: it has no schedule"
+                )
+            )
+        options = _collect(errors, _options, cfg, "sources", name, cls, src.options)
+    mapping = None
+    if cls is not None or src.mapping is not None:
+        mapping = _collect(errors, load_source_mapping, cfg, name, src, cls)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
+    assert cls is not None and options is not None  # no error: both were made
     return SourceSpec(name, src, cls, options, mapping)
 
 
-def load_source_mapping(cfg: Config, name: str, src: SourceConfig, cls: type[Connector]) -> CompiledMapping | None:
-    """Compile the source's mapping: a preset name, a file relative to the config, or inline YAML."""
-    ref = src.mapping if src.mapping is not None else cls.default_mapping
+def load_source_mapping(
+    cfg: Config, name: str, src: SourceConfig, cls: type[Connector] | None
+) -> CompiledMapping | None:
+    """Compile the source's mapping: a preset name, a file relative to the config, or inline YAML
+    (``cls``: the source's connector, whose default mapping applies when the source names none)."""
+    ref = src.mapping if src.mapping is not None else cls.default_mapping if cls is not None else None
     if ref is None:
         raise cfg.lines.error(("sources", name), "mapping: required (a preset name, a file, or inline)")
     if isinstance(ref, dict):
-        return compile_mapping(ref, cfg.lines.sub(("sources", name, "mapping")), name=name)
+        return compile_mapping(
+            ref, cfg.lines.sub(("sources", name, "mapping")), name=name, namespaces=cfg.raw.namespaces
+        )
     try:
         path = resolve_mapping_ref(ref, cfg.base_dir)
     except FileNotFoundError as exc:
         raise cfg.lines.error(("sources", name, "mapping"), str(exc)) from None
     data, lines = load_yaml(path)
-    m = compile_mapping(data, lines)
+    m = compile_mapping(data, lines, namespaces=cfg.raw.namespaces)
     fx = fixtures_path_for(path)
     m.fixtures_path = fx if fx.exists() else None
     return m

@@ -5,7 +5,8 @@ destination) and never a secret.
      ├── ConfigError            bad config / mapping file: names file, line and key path
      │    ├── ConfigErrors      several at once (cxhub check lists them all)
      │    └── MappingError      a mapping that does not compile (unknown field, bad expression,
-     │                          impossible coercion)
+     │         │                impossible coercion)
+     │         └── MappingErrors  every problem of one mapping (also a ConfigErrors)
      ├── PayloadError           one inbound record or request is unusable -> quarantine / 4xx
      │    ├── RecordError       a record failed its mapping (coercion, lookup, missing field)
      │    ├── SignatureError    signature / token / timestamp check failed -> 401/403, nothing stored
@@ -22,6 +23,9 @@ Platform result codes are classified into these with one vocabulary, the outcome
 """
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 
 class CxhubError(Exception):
@@ -64,6 +68,25 @@ class ConfigErrors(ConfigError):
 
 class MappingError(ConfigError):
     """A mapping does not compile: the message names file:line and the target field."""
+
+
+class MappingErrors(ConfigErrors, MappingError):
+    """Every problem of one mapping: a ``ConfigErrors`` for ``cxhub check``, and still a
+    ``MappingError`` for callers that catch that."""
+
+
+def did_you_mean(name: object, choices: Iterable[object]) -> str:
+    """``"; did you mean 'email'?"`` when a choice is close to ``name`` (a typo), else ``""``.
+
+    Appended to every "unknown ..." message, so a misspelt key, section, connector, field or
+    namespace names its likely fix beside the error."""
+    options = sorted({str(c) for c in choices})
+    text = str(name)
+    close = difflib.get_close_matches(text, options, n=1, cutoff=0.6)
+    if not close:
+        # a difference of case only scores low for short names ("ID" / "id")
+        close = [c for c in options if c.lower() == text.lower()][:1]
+    return f"; did you mean {close[0]!r}?" if close and close[0] != text else ""
 
 
 class PayloadError(CxhubError):

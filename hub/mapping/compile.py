@@ -23,19 +23,21 @@ A mapping file::
       attributes.pos_terminal: terminal
 
 Everything is compiled when the file loads: an unknown target field, a bad expression, an unknown
-lookup or an impossible coercion is a ``MappingError`` naming ``file:line`` and the field.
+lookup, an undeclared identity namespace or an impossible coercion is a ``MappingError`` naming
+``file:line`` and the field; a mapping with several raises them all (``MappingErrors``), each
+unknown name with the closest known one.
 At run time a bad value raises ``RecordError`` naming the field, and the record goes to quarantine.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from hub.errors import MappingError
+from hub.errors import ConfigError, ConfigErrors, MappingError, MappingErrors, did_you_mean
 from hub.mapping.apply import CompiledMapping
 from hub.mapping.coerce import coerce, time_zone
 from hub.mapping.specs import MISSING, FieldSpec, IdentitySpec, ListSpec
@@ -95,16 +97,19 @@ def _compile_field(
             raw = {"const": raw}
         else:
             raise fail("expected an expression string or a field spec mapping")
-    unknown = set(raw) - _SPEC_KEYS
+    unknown = sorted(set(raw) - _SPEC_KEYS, key=str)
     if unknown:
-        raise fail(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}")
+        raise fail(
+            f"unknown key(s) {unknown}; allowed: {sorted(_SPEC_KEYS)}{did_you_mean(unknown[0], _SPEC_KEYS)}",
+            (unknown[0],),
+        )
     sources = [k for k in ("path", "const", "template") if k in raw]
     if len(sources) != 1:
         raise fail("needs exactly one of path, const or template")
     natural = NATURAL.get(tgt.kind, "json")
     kind = raw.get("type", natural)
     if kind not in _TYPES:
-        raise fail(f"unknown type {kind!r}; allowed: {sorted(_TYPES)}", ("type",))
+        raise fail(f"unknown type {kind!r}; allowed: {sorted(_TYPES)}{did_you_mean(kind, _TYPES)}", ("type",))
     if tgt.kind not in COMPATIBLE[kind]:
         raise fail(f"cannot coerce type {kind!r} into a {tgt.kind} field", ("type",))
     fmt = raw.get("format")
@@ -123,7 +128,10 @@ def _compile_field(
             lookup = {str(k): v for k, v in lookup_name.items()}
             lookup_name = "<inline>"
         elif lookup_name not in lookups:
-            raise fail(f"unknown lookup table {lookup_name!r}; defined: {sorted(lookups)}", ("lookup",))
+            raise fail(
+                f"unknown lookup table {lookup_name!r}; defined: {sorted(lookups)}{did_you_mean(lookup_name, lookups)}",
+                ("lookup",),
+            )
         else:
             lookup = lookups[lookup_name]
     is_const = "const" in raw
@@ -186,83 +194,148 @@ def _check_enum(target: str, value: Any, fail: Callable[[str], MappingError]) ->
         raise fail(f"{value!r} is not an event kind; allowed: {[k.value for k in EventKind]}")
 
 
-def compile_mapping(data: Any, lines: Lines, name: str | None = None) -> CompiledMapping:
-    """Compile parsed mapping YAML; every problem is a ``MappingError`` naming file:line:field."""
+def compile_mapping(
+    data: Any, lines: Lines, name: str | None = None, *, namespaces: Collection[str] | None = None
+) -> CompiledMapping:
+    """Compile parsed mapping YAML; every problem is a ``MappingError`` naming file:line:field,
+    all of a mapping's problems at once (``MappingErrors``) so ``cxhub check`` lists each.
+
+    ``namespaces``: the identity namespaces ``customer.identities`` may use (the built-in ones
+    plus the config's ``identity_namespaces``); None when there is no config to declare them
+    (a mapping compiled on its own), and then any namespace is accepted.
+    """
     if not isinstance(data, dict):
         raise lines.error((), "a mapping file must be a YAML mapping", MappingError)
-    unknown = set(data) - _TOP_KEYS
-    if unknown:
-        raise lines.error(
-            (sorted(unknown)[0],),
-            f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}",
-            MappingError,
-        )
+    errors: list[MappingError] = []
+
+    def error(path: tuple[str | int, ...], message: str) -> None:
+        errors.append(lines.error(path, message, MappingError))  # type: ignore[arg-type]
+
+    for key in sorted(set(data) - _TOP_KEYS, key=str):
+        error((key,), f"unknown key {key!r}; allowed: {sorted(_TOP_KEYS)}{did_you_mean(key, _TOP_KEYS)}")
     mname = str(data.get("name") or name or Path(lines.file).stem)
     try:
         tz = time_zone(str(data.get("timezone", DEFAULT_TIMEZONE)))
     except (ZoneInfoNotFoundError, ValueError):
-        raise lines.error(("timezone",), f"unknown time zone {data.get('timezone')!r}", MappingError) from None
+        error(("timezone",), f"unknown time zone {data.get('timezone')!r}")
+        tz = time_zone(DEFAULT_TIMEZONE)
     lookups_raw = data.get("lookups") or {}
+    lookups: dict[str, dict[str, Any]] = {}
     if not isinstance(lookups_raw, dict) or not all(isinstance(v, dict) for v in lookups_raw.values()):
-        raise lines.error(("lookups",), "lookups must map a table name to a mapping of code -> value", MappingError)
-    lookups = {k: {str(code): v for code, v in table.items()} for k, table in lookups_raw.items()}
+        error(("lookups",), "lookups must map a table name to a mapping of code -> value")
+    else:
+        lookups = {k: {str(code): v for code, v in table.items()} for k, table in lookups_raw.items()}
     when = None
     if data.get("when") is not None:
         try:
             when = compile_expression(str(data["when"]))
         except ValueError as exc:
-            raise lines.error(("when",), str(exc), MappingError) from None
+            error(("when",), str(exc))
     fields_raw = data.get("fields") or {}
     if not isinstance(fields_raw, dict):
-        raise lines.error(("fields",), "fields must map target field -> spec", MappingError)
+        error(("fields",), "fields must map target field -> spec")
+        fields_raw = {}
     compiled = CompiledMapping(name=mname, file=lines.file, kind=None, when=when)
     for top in ("kind", "channel"):
         if top in data:
             if top in fields_raw:
-                raise lines.error((top,), f"{top} is given both at the top and under fields", MappingError)
+                error((top,), f"{top} is given both at the top and under fields")
+                continue
             fields_raw = {top: {"const": data[top]}, **fields_raw}
             lines.lines[("fields", top)] = lines.line((top,)) or 0
     for target, raw in fields_raw.items():
         path: tuple[str | int, ...] = ("fields", target)
-        if target in HUB_OWNED:
-            raise lines.error(path, f"{target}: is set by the hub, not by a mapping", MappingError)
-        if target == "customer.identities":
-            compiled.identities.extend(_compile_identities(raw, lines, path, lookups, tz))
-            continue
-        tgt = EVENT_TARGETS.get(target)
-        if tgt is None and target.startswith("attributes.") and len(target) > len("attributes."):
-            tgt = Target("any")
-        if tgt is None:
-            raise lines.error(path, f"{target}: unknown target field; see `cxhub schema`", MappingError)
-        if tgt.kind == "model_list":
-            compiled.lists.append(_compile_list(target, raw, tgt, lines, path, lookups, tz))
-            continue
-        spec = _compile_field(target, raw, tgt, lines, path, lookups, tz)
-        if target == "kind":
-            compiled.kind = spec
-        else:
-            compiled.fields.append(spec)
-    if compiled.kind is None:
-        raise lines.error(("fields",), "kind: required (top-level `kind:` or fields.kind)", MappingError)
-    if not any(s.target == "occurred_at" for s in compiled.fields):
-        raise lines.error(("fields",), "occurred_at: required", MappingError)
+        try:
+            _compile_target(compiled, str(target), raw, lines, path, lookups, tz, namespaces, errors)
+        except MappingError as exc:
+            errors.append(exc)
+    # a field given but refused is reported once, not again as missing
+    if compiled.kind is None and not _reported(errors, "kind"):
+        error(("fields",), "kind: required (top-level `kind:` or fields.kind)")
+    if not any(s.target == "occurred_at" for s in compiled.fields) and not _reported(errors, "occurred_at"):
+        error(("fields",), "occurred_at: required")
+    if errors:
+        raise errors[0] if len(errors) == 1 else MappingErrors(_flatten(errors))
     compiled._make_builder()
     return compiled
 
 
+def _reported(errors: list[MappingError], target: str) -> bool:
+    keys = (f"fields.{target}", target)
+    return any(e.key is not None and (e.key in keys or e.key.startswith(tuple(k + "." for k in keys))) for e in errors)
+
+
+def _flatten(errors: list[MappingError]) -> list[ConfigError]:
+    out: list[ConfigError] = []
+    for e in errors:
+        out.extend(e.errors if isinstance(e, ConfigErrors) else [e])
+    return out
+
+
+def _compile_target(
+    compiled: CompiledMapping,
+    target: str,
+    raw: Any,
+    lines: Lines,
+    path: tuple[str | int, ...],
+    lookups: dict[str, dict[str, Any]],
+    tz: ZoneInfo,
+    namespaces: Collection[str] | None,
+    errors: list[MappingError],
+) -> None:
+    """Compile one entry of ``fields:`` into ``compiled``; raises its first problem (list and
+    identity entries append one error per sub-field to ``errors`` instead)."""
+    if target in HUB_OWNED:
+        raise lines.error(path, f"{target}: is set by the hub, not by a mapping", MappingError)
+    if target == "customer.identities":
+        compiled.identities.extend(_compile_identities(raw, lines, path, lookups, tz, namespaces, errors))
+        return
+    tgt = EVENT_TARGETS.get(target)
+    if tgt is None and target.startswith("attributes.") and len(target) > len("attributes."):
+        tgt = Target("any")
+    if tgt is None:
+        hint = did_you_mean(target, [*EVENT_TARGETS, "customer.identities"])
+        raise lines.error(path, f"{target}: unknown target field; see `cxhub schema`{hint}", MappingError)
+    if tgt.kind == "model_list":
+        compiled.lists.append(_compile_list(target, raw, tgt, lines, path, lookups, tz, errors))
+        return
+    spec = _compile_field(target, raw, tgt, lines, path, lookups, tz)
+    if target == "kind":
+        compiled.kind = spec
+    else:
+        compiled.fields.append(spec)
+
+
 def _compile_identities(
-    raw: Any, lines: Lines, path: tuple[str | int, ...], lookups: dict[str, dict[str, Any]], tz: ZoneInfo
+    raw: Any,
+    lines: Lines,
+    path: tuple[str | int, ...],
+    lookups: dict[str, dict[str, Any]],
+    tz: ZoneInfo,
+    namespaces: Collection[str] | None,
+    errors: list[MappingError],
 ) -> list[IdentitySpec]:
     if not isinstance(raw, dict):
         raise lines.error(path, "customer.identities: expected a mapping of namespace -> expression", MappingError)
     out = []
     for ns, spec in raw.items():
-        out.append(
-            IdentitySpec(
-                str(ns),
-                _compile_field(f"customer.identities.{ns}", spec, Target("str"), lines, (*path, ns), lookups, tz),
+        target = f"customer.identities.{ns}"
+        if namespaces is not None and str(ns) not in namespaces:
+            errors.append(
+                lines.error(  # type: ignore[arg-type]
+                    (*path, ns),
+                    f"{target}: unknown identity namespace {str(ns)!r} (a namespace of your own is declared "
+                    f"under `identity_namespaces:` in the config){did_you_mean(ns, namespaces)}",
+                    MappingError,
+                )
             )
-        )
+            continue
+        try:
+            out.append(
+                IdentitySpec(str(ns), _compile_field(target, spec, Target("str"), lines, (*path, ns), lookups, tz))
+            )
+        except MappingError as exc:
+            errors.append(exc)
     return out
 
 
@@ -274,12 +347,17 @@ def _compile_list(
     path: tuple[str | int, ...],
     lookups: dict[str, dict[str, Any]],
     tz: ZoneInfo,
+    errors: list[MappingError],
 ) -> ListSpec:
     if not isinstance(raw, dict) or "each" not in raw or "fields" not in raw:
         raise lines.error(path, f"{target}: a list field needs `each:` (expression) and `fields:`", MappingError)
-    unknown = set(raw) - _LIST_KEYS
+    unknown = sorted(set(raw) - _LIST_KEYS, key=str)
     if unknown:
-        raise lines.error(path, f"{target}: unknown key(s) {sorted(unknown)}", MappingError)
+        raise lines.error(
+            (*path, unknown[0]),
+            f"{target}: unknown key(s) {unknown}; allowed: {sorted(_LIST_KEYS)}{did_you_mean(unknown[0], _LIST_KEYS)}",
+            MappingError,
+        )
     try:
         each = compile_expression(str(raw["each"]))
         when = compile_expression(str(raw["when"])) if raw.get("when") else None
@@ -293,10 +371,16 @@ def _compile_list(
     for sub, sub_raw in raw["fields"].items():
         st = item_targets.get(sub)
         if st is None:
-            raise lines.error(
-                (*path, "fields", sub),
-                f"{target}.{sub}: unknown field; allowed: {sorted(item_targets)}",
-                MappingError,
+            errors.append(
+                lines.error(  # type: ignore[arg-type]
+                    (*path, "fields", sub),
+                    f"{target}.{sub}: unknown field; allowed: {sorted(item_targets)}{did_you_mean(sub, item_targets)}",
+                    MappingError,
+                )
             )
-        specs.append(_compile_field(sub, sub_raw, st, lines, (*path, "fields", sub), lookups, tz))
+            continue
+        try:
+            specs.append(_compile_field(sub, sub_raw, st, lines, (*path, "fields", sub), lookups, tz))
+        except MappingError as exc:
+            errors.append(exc)
     return ListSpec(target=target, each=each, when=when, fields=specs, each_keys=plain_path(str(raw["each"])))

@@ -21,6 +21,7 @@ from typing import Any
 
 from hub.errors import ConfigError, PayloadError
 from hub.mapping.load import PRESET_DIR, fixtures_path_for, load_mapping_file
+from hub.mapping.targets import known_namespaces
 from hub.yamlio import load_yaml
 
 
@@ -58,8 +59,10 @@ def subset_diff(expected: Any, actual: Any, path: str = "") -> str | None:
 
 
 def run_mapping_fixtures(mapping_path: Path) -> list[FixtureResult]:
-    """Run the fixtures beside one mapping file."""
-    mapping = load_mapping_file(mapping_path)
+    """Run the fixtures beside one mapping file. A preset may use only the built-in identity
+    namespaces (no config declares any for it); elsewhere the config that uses the mapping does."""
+    preset = mapping_path.resolve().parent == PRESET_DIR
+    mapping = load_mapping_file(mapping_path, namespaces=known_namespaces() if preset else None)
     fx_path = fixtures_path_for(mapping_path)
     if not fx_path.exists():
         return [FixtureResult(mapping.name, "(fixtures)", False, f"no fixtures file {fx_path.name} beside it")]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
+from hub.errors import did_you_mean
 from hub.mapping.apply import CompiledMapping
 from hub.mapping.compile import compile_mapping
 from hub.yamlio import load_yaml, load_yaml_text
@@ -11,19 +13,21 @@ from hub.yamlio import load_yaml, load_yaml_text
 PRESET_DIR = Path(__file__).resolve().parents[2] / "mappings"
 
 
-def load_mapping_file(path: str | Path) -> CompiledMapping:
-    """Load and compile one mapping file."""
+def load_mapping_file(path: str | Path, *, namespaces: Collection[str] | None = None) -> CompiledMapping:
+    """Load and compile one mapping file (``namespaces``: see ``compile_mapping``)."""
     data, lines = load_yaml(path)
-    m = compile_mapping(data, lines)
+    m = compile_mapping(data, lines, namespaces=namespaces)
     fx = fixtures_path_for(Path(path))
     m.fixtures_path = fx if fx.exists() else None
     return m
 
 
-def load_mapping_text(text: str, file: str = "<string>") -> CompiledMapping:
+def load_mapping_text(
+    text: str, file: str = "<string>", *, namespaces: Collection[str] | None = None
+) -> CompiledMapping:
     """Compile a mapping from YAML text (tests, inline config)."""
     data, lines = load_yaml_text(text, file)
-    return compile_mapping(data, lines)
+    return compile_mapping(data, lines, namespaces=namespaces)
 
 
 def fixtures_path_for(mapping_path: Path) -> Path:
@@ -43,7 +47,7 @@ def resolve_mapping_ref(ref: str, base_dir: Path) -> Path:
         p = preset_path(ref)
         if p is None:
             presets = sorted(f.stem for f in PRESET_DIR.glob("*.yaml") if not f.stem.endswith(".fixtures"))
-            raise FileNotFoundError(f"no preset mapping {ref!r}; presets: {presets}")
+            raise FileNotFoundError(f"no preset mapping {ref!r}; presets: {presets}{did_you_mean(ref, presets)}")
         return p
     p = (base_dir / ref).resolve()
     if not p.is_file():

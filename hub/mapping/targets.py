@@ -2,12 +2,14 @@
 
 Each field of the model is classified once (text, number, date-time, enum, list...): the compiler
 checks a field spec's ``type`` against it and gives a bare path the field's natural coercion.
+The identity namespaces ``customer.identities`` may use are here too (``BUILTIN_NAMESPACES``).
 """
 
 from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -111,3 +113,31 @@ NATURAL = {
 def event_targets() -> dict[str, str]:
     """Target field -> kind, for docs and error messages."""
     return {k: v.kind for k, v in EVENT_TARGETS.items()}
+
+
+#: identity namespaces cxhub itself gives meaning to (privacy, reach, presets); a config declares
+#: its own under ``identity_namespaces:``. Identities join a customer only within one namespace,
+#: so a misspelt one (``emial``) would never merge: mappings may use only these and the declared.
+BUILTIN_NAMESPACES: dict[str, str] = {
+    "openid": "WeChat openid (per official account / mini-program; the channel's scope is its app id)",
+    "unionid": "WeChat unionid (one per person across a brand's WeChat apps)",
+    "alipay_uid": "Alipay user id (2088...)",
+    "alipay_openid": "Alipay openid (per app)",
+    "external_userid": "WeCom external contact id",
+    "feishu_open_id": "Feishu user open_id",
+    "phone": "phone number (stored as a keyed hash; reached by SMS)",
+    "mobile": "phone number, as some systems name it (stored as a keyed hash)",
+    "email": "email address (stored as a keyed hash; reached by email)",
+    "id_card": "national id card number (stored as a keyed hash)",
+    "member_id": "the brand's member / loyalty number",
+    "cxhub_customer": "a cxhub customer id (hosted survey answers link back to the invited customer)",
+    "dianping_user": "Dianping / Meituan user id",
+    "jd_pin": "JD account pin",
+    "taobao_nick": "Taobao / Tmall buyer nick",
+    "platform_user": "a review platform's user name (generic_review)",
+}
+
+
+def known_namespaces(declared: Iterable[str] = ()) -> frozenset[str]:
+    """The built-in identity namespaces plus ``declared`` (the config's ``identity_namespaces``)."""
+    return frozenset(BUILTIN_NAMESPACES) | frozenset(declared)

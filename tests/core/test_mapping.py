@@ -35,7 +35,7 @@ def m(extra: str = "", head: str = BASE):
         (BASE + "  occurred_at: {path: at, tz: Mars/Base}\n", 5, "fields: duplicate key 'occurred_at'"),
         ("name: t\nkind: purchase\nfields:\n  occurred_at: at\n", 2, "'purchase' is not an event kind"),
         ("name: t\nkind: transaction\nfields:\n  channel: c\n", 3, "occurred_at: required"),
-        ("name: t\nkind: transaction\nbogus: 1\nfields:\n  occurred_at: at\n", 3, "unknown key(s) ['bogus']"),
+        ("name: t\nkind: transaction\nbogus: 1\nfields:\n  occurred_at: at\n", 3, "unknown key 'bogus'"),
         (BASE + "  order.items: {each: lines, fields: {colour: c}}\n", 5, "order.items.colour: unknown field"),
         (BASE + "  order.amount: {path: t, type: decimal, default: abc}\n", 5, "default 'abc'"),
         ("name: t\nkind: transaction\nwhen: 'a ==='\nfields:\n  occurred_at: at\n", 3, "bad expression"),
@@ -197,3 +197,121 @@ def test_bare_path_gets_the_targets_natural_coercion() -> None:
     ev = mapping.apply({"at": "2026-11-01 08:00:00", "score": "9"}, source="s", external_id="1")
     assert ev is not None and ev.occurred_at.isoformat() == "2026-11-01T00:00:00+00:00"
     assert ev.feedback is not None and ev.feedback.nps == 9
+
+
+# ---------------------------------------------------------------- identity namespaces, suggestions
+
+
+def test_known_namespaces_are_the_builtin_ones_and_the_declared() -> None:
+    from hub.mapping.targets import BUILTIN_NAMESPACES, known_namespaces
+
+    assert known_namespaces(["loyalty_card"]) == {*BUILTIN_NAMESPACES, "loyalty_card"}
+
+
+@pytest.mark.parametrize(
+    ("identities", "declared", "needle"),
+    [
+        (
+            "{emial: mail}",
+            (),
+            "fields.customer.identities.emial: customer.identities.emial: unknown identity namespace",
+        ),
+        ("{member_id: m, emial: mail}", (), "did you mean 'email'?"),
+        ("{opnid: o}", (), "did you mean 'openid'?"),
+        ("{loyalty_crad: c}", ("loyalty_card",), "did you mean 'loyalty_card'?"),
+        ("{loyalty_card: c}", (), "declared under `identity_namespaces:`"),
+    ],
+)
+def test_undeclared_namespaces_are_errors(identities: str, declared: tuple[str, ...], needle: str) -> None:
+    from hub.mapping.targets import known_namespaces
+
+    text = BASE + f"  customer.identities: {identities}\n"
+    with pytest.raises(MappingError) as info:
+        load_mapping_text(text, "t.yaml", namespaces=known_namespaces(declared))
+    assert needle in str(info.value) and str(info.value).startswith("t.yaml:5:"), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("identities", "declared"),
+    [("{email: mail, phone: p}", ()), ("{loyalty_card: c, member_id: m}", ("loyalty_card",))],
+)
+def test_builtin_and_declared_namespaces_compile(identities: str, declared: tuple[str, ...]) -> None:
+    from hub.mapping.targets import known_namespaces
+
+    text = BASE + f"  customer.identities: {identities}\n"
+    mapping = load_mapping_text(text, "t.yaml", namespaces=known_namespaces(declared))
+    assert [i.namespace for i in mapping.identities] == [n.split(":")[0] for n in identities.strip("{}").split(", ")]
+
+
+def test_presets_and_the_surveys_channels_use_builtin_namespaces_only() -> None:
+    # a preset has no config to declare namespaces for it; the survey channels' defaults and the
+    # survey page's link back to the invited customer are namespaces the core must know as well
+    from hub.features.surveys.config import DEFAULT_NAMESPACE
+    from hub.features.surveys.invitations import CUSTOMER_NAMESPACE
+    from hub.mapping import list_presets, load_mapping_file
+    from hub.mapping.targets import BUILTIN_NAMESPACES, known_namespaces
+
+    for path in list_presets():
+        load_mapping_file(path, namespaces=known_namespaces())
+    assert {*DEFAULT_NAMESPACE.values(), CUSTOMER_NAMESPACE} <= set(BUILTIN_NAMESPACES)
+
+
+@pytest.mark.parametrize(
+    ("extra", "line", "hint"),
+    [
+        ("  order.amout: total\n", 5, "did you mean 'order.amount'?"),
+        ("  customer.identity: {phone: p}\n", 5, "did you mean 'customer.identities'?"),
+        ("  order.amount: {path: total, type: decimel}\n", 5, "did you mean 'decimal'?"),
+        ("  order.amount: {path: total, defualt: 0}\n", 5, "did you mean 'default'?"),
+        ("  org.store: {path: s, lookup: stors}\n", 5, "did you mean 'stores'?"),
+        ("  order.items: {each: lines, fields: {skuu: s}}\n", 5, "did you mean 'sku'?"),
+        ("  order.items: {each: lines, fields: {sku: s}, wen: x}\n", 5, "did you mean 'when'?"),
+    ],
+)
+def test_unknown_names_in_a_mapping_get_a_suggestion(extra: str, line: int, hint: str) -> None:
+    head = "name: t\nkind: transaction\nlookups: {stores: {'1': S1}}\nfields:\n  occurred_at: at\n"
+    with pytest.raises(MappingError) as info:
+        load_mapping_text(head + extra, "t.yaml")
+    msg = str(info.value)
+    assert msg.endswith(hint) and msg.startswith(f"t.yaml:{line + 1}:"), msg
+
+
+def test_an_unknown_top_level_key_gets_a_suggestion() -> None:
+    with pytest.raises(MappingError, match=r"t.yaml:3: lookup: .*did you mean 'lookups'\?"):
+        load_mapping_text("name: t\nkind: transaction\nlookup: {a: {'1': x}}\nfields:\n  occurred_at: at\n", "t.yaml")
+
+
+def test_an_unknown_preset_gets_a_suggestion(tmp_path) -> None:
+    from hub.mapping import resolve_mapping_ref
+
+    with pytest.raises(FileNotFoundError, match="did you mean 'retail_checkout'"):
+        resolve_mapping_ref("retail_chekout", tmp_path)
+
+
+def test_every_field_error_of_a_mapping_is_reported_at_once() -> None:
+    from hub.errors import ConfigErrors
+    from hub.mapping.targets import known_namespaces
+
+    text = (
+        "name: t\nkind: transaction\nbogus: 1\nfields:\n"  # 3: unknown top-level key
+        "  occurred_at: {path: at, type: datetime}\n"
+        "  order.amout: total\n"  # 6: unknown target
+        "  order.amount: {path: t, type: decimal, default: abc}\n"  # 7: bad default
+        "  order.items:\n    each: lines\n    fields:\n"
+        "      skuu: s\n"  # 11: unknown item field
+        "      qty: {path: q, type: datetime}\n"  # 12: impossible coercion
+        "  customer.identities: {emial: e, phone: {path: p, lookup: nope}}\n"  # 13: namespace, lookup
+    )
+    with pytest.raises(MappingError) as info:
+        load_mapping_text(text, "t.yaml", namespaces=known_namespaces())
+    assert isinstance(info.value, ConfigErrors)
+    where = [(e.line, e.key) for e in info.value.errors]
+    assert where == [
+        (3, "bogus"),
+        (6, "fields.order.amout"),
+        (7, "fields.order.amount.default"),
+        (11, "fields.order.items.fields.skuu"),
+        (12, "fields.order.items.fields.qty.type"),
+        (13, "fields.customer.identities.emial"),
+        (13, "fields.customer.identities.phone.lookup"),
+    ], str(info.value)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import re
 from datetime import time
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from hub.errors import ConfigError, did_you_mean
 from hub.sdk.durations import Duration
+
+if TYPE_CHECKING:  # hub.config imports this module: no import at run time
+    from hub.config import Config
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -297,13 +301,19 @@ class FeedbackConfig(_Section):
         def check(where: str, refs: list[str]) -> None:
             unknown = [r for r in refs if r not in names]
             if unknown:
-                problems.append(f"{where} names unknown contact(s)/roster(s) {unknown}; known: {sorted(names)}")
+                problems.append(
+                    f"{where} names unknown contact(s)/roster(s) {unknown}; known: {sorted(names)}"
+                    + did_you_mean(unknown[0], names)
+                )
 
         for rname, roster in self.rosters.items():
             for i, shift in enumerate(roster.shifts):
                 unknown = [c for c in shift.contacts if c not in self.contacts]
                 if unknown:
-                    problems.append(f"rosters.{rname}.shifts[{i}] names unknown contact(s) {unknown}")
+                    problems.append(
+                        f"rosters.{rname}.shifts[{i}] names unknown contact(s) {unknown}"
+                        + did_you_mean(unknown[0], self.contacts)
+                    )
             check(f"rosters.{rname}.fallback", roster.fallback)
         for i, rule in enumerate(self.routing):
             check(f"routing[{i}].notify", rule.notify)
@@ -317,10 +327,44 @@ class FeedbackConfig(_Section):
             for key, node in nodes.items():
                 check(f"org.{level}.{key}.contacts", node.contacts)
                 if parents is not None and node.parent is not None and node.parent not in parents:
-                    problems.append(f"org.{level}.{key}.parent {node.parent!r} is not in org.{_PARENT[level]}")
+                    problems.append(
+                        f"org.{level}.{key}.parent {node.parent!r} is not in org.{_PARENT[level]}"
+                        + did_you_mean(node.parent, parents)
+                    )
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def check(self, cfg: Config) -> list[ConfigError]:
+        """What needs the rest of the config (called by ``hub.config.load_config``, so ``cxhub
+        check`` reports it with file:line:key, not only ``cxhub run``): every contact endpoint's
+        destination is declared under ``destinations:``; the recovery survey names a rule of
+        ``surveys.rules``. Each problem is its own error."""
+        errors: list[ConfigError] = []
+        declared = sorted(cfg.raw.destinations)
+        for name, contact in self.contacts.items():
+            for i, ep in enumerate(contact.endpoints):
+                if ep.destination not in cfg.raw.destinations:
+                    errors.append(
+                        cfg.lines.error(
+                            ("feedback", "contacts", name, "endpoints", i, "destination"),
+                            f"no destination {ep.destination!r}; destinations: {declared}"
+                            + did_you_mean(ep.destination, declared),
+                        )
+                    )
+        survey = self.recovery_survey.survey
+        if self.recovery_survey.enabled and survey is not None:
+            # the surveys section's rules, read by name only: features never import each other
+            surveys = cfg.section("surveys")
+            rules = sorted(str(getattr(r, "name", "")) for r in getattr(surveys, "rules", []))
+            if survey not in rules:
+                errors.append(
+                    cfg.lines.error(
+                        ("feedback", "recovery_survey", "survey"),
+                        f"no survey rule {survey!r} under `surveys.rules`; rules: {rules}{did_you_mean(survey, rules)}",
+                    )
+                )
+        return errors
 
 
 _PARENT = {"districts": "regions", "stores": "districts"}

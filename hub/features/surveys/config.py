@@ -268,12 +268,6 @@ class SurveysConfig(_Model):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"rule names must be unique; repeated: {dupes}")
-        for rule in self.rules:
-            if rule.questionnaire not in self.questionnaires and not preset_exists(rule.questionnaire):
-                raise ValueError(
-                    f"rule {rule.name!r}: questionnaire {rule.questionnaire!r} is neither under `questionnaires:` "
-                    f"nor a preset (presets: {preset_names()})"
-                )
         kinds = {c.channel for c in self.channels}
         for rule in self.rules:
             missing = [c for c in rule.channels or [] if c not in kinds]
@@ -284,21 +278,46 @@ class SurveysConfig(_Model):
     def check(self, cfg: Config) -> list[ConfigError]:
         """What needs the rest of the config (called by ``hub.config.load_config``, so ``cxhub
         check`` reports it with file:line:key): every channel's destination is declared under
-        ``destinations:``; every questionnaire (file, preset or inline) loads."""
-        from hub.errors import ConfigError, ConfigErrors
+        ``destinations:`` and its namespace is known; every rule's questionnaire exists; every
+        questionnaire (file, preset or inline) loads. Each problem is its own error."""
+        from hub.errors import ConfigError, ConfigErrors, did_you_mean
 
         errors: list[ConfigError] = []
         declared = sorted(cfg.raw.destinations)
+        namespaces = cfg.raw.namespaces
         for i, ch in enumerate(self.channels):
             if ch.destination not in cfg.raw.destinations:
                 errors.append(
                     cfg.lines.error(
                         ("surveys", "channels", i, "destination"),
-                        f"no destination {ch.destination!r} under `destinations:`; configured: {declared}",
+                        f"no destination {ch.destination!r} under `destinations:`; configured: {declared}"
+                        + did_you_mean(ch.destination, declared),
                     )
                 )
+            # `scope` is an app id (openids are per app), not a namespace: only `namespace` is checked
+            if ch.namespace is not None and ch.namespace not in namespaces:
+                errors.append(
+                    cfg.lines.error(
+                        ("surveys", "channels", i, "namespace"),
+                        f"unknown identity namespace {ch.namespace!r} (a namespace of your own is declared under "
+                        f"`identity_namespaces:`){did_you_mean(ch.namespace, namespaces)}",
+                    )
+                )
+        names = [*self.questionnaires, *preset_names()]
+        rule_refs = []
+        for i, rule in enumerate(self.rules):
+            if rule.questionnaire in self.questionnaires or preset_exists(rule.questionnaire):
+                rule_refs.append(rule.questionnaire)
+                continue
+            errors.append(
+                cfg.lines.error(
+                    ("surveys", "rules", i, "questionnaire"),
+                    f"rule {rule.name!r}: questionnaire {rule.questionnaire!r} is neither under `questionnaires:` "
+                    f"nor a preset (presets: {preset_names()}){did_you_mean(rule.questionnaire, names)}",
+                )
+            )
         try:
-            load_questionnaires(self.questionnaires, [r.questionnaire for r in self.rules], cfg.base_dir, cfg.lines)
+            load_questionnaires(self.questionnaires, rule_refs, cfg.base_dir, cfg.lines)
         except ConfigErrors as exc:
             errors.extend(exc.errors)
         except ConfigError as exc:
