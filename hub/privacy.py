@@ -8,10 +8,6 @@ import hmac
 import os
 import re
 
-from cryptography.exceptions import InvalidTag
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 #: identity namespaces whose values are personal data: stored as keyed hashes, never plain
 SENSITIVE_NAMESPACES = frozenset({"phone", "mobile", "email", "id_card"})
 _V2 = "v2:"
@@ -41,6 +37,11 @@ class Vault:
     """Hashes and encrypts personal data with keys derived from the deployment's secret key."""
 
     def __init__(self, secret_key: bytes):
+        # cryptography loads here, not with the module: masking (every log line, every printed
+        # row) needs none of it
+        from cryptography.fernet import Fernet
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         if not secret_key:
             raise ValueError("a secret key is required (set CXHUB_SECRET_KEY)")
         self._hash_key = hashlib.sha256(b"cxhub-identity-hash\x00" + secret_key).digest()
@@ -64,6 +65,9 @@ class Vault:
         return _V2 + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
 
     def decrypt(self, token: str) -> str:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.fernet import InvalidToken
+
         try:
             if token.startswith(_V2):
                 raw = base64.urlsafe_b64decode(token[len(_V2) :])
