@@ -9,7 +9,6 @@ printed: secrets never are.
 from __future__ import annotations
 
 import os
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,23 +21,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from hub.errors import ConfigError, ConfigErrors, did_you_mean
 from hub.mapping import CompiledMapping, compile_mapping, fixtures_path_for, resolve_mapping_ref
 from hub.mapping.targets import known_namespaces
-from hub.redact import MASK, redact, remember
+from hub.masking import URL_PASSWORD, mask_by_model, mask_secrets, secret_values_of
+from hub.redact import remember
 from hub.registry import get as get_connector
 from hub.sdk.connector import Connector, ConnectorOptions
 from hub.sdk.durations import parse_duration
 from hub.yamlio import Lines, dotted, interpolate, load_yaml, load_yaml_text
 
 DEFAULT_CONFIG = "cxhub.yaml"
-_SECRET_WORDS = (
-    "secret",
-    "password",
-    "token",
-    "aes_key",
-    "encoding_aes_key",
-    "private_key",
-    "api_key",
-    "apikey",
-)
 
 
 class Settings(BaseSettings):
@@ -242,9 +232,9 @@ class Config:
         models += list(self.sections.values())
         found: list[str] = []
         for m in models:
-            _secret_values(m, found)
+            secret_values_of(m, found)
         for url in (self.raw.store.url, Settings().store_url or ""):
-            password = _URL_PASSWORD.search(url)
+            password = URL_PASSWORD.search(url)
             if password:
                 found.append(password.group(1))
         return found
@@ -256,91 +246,6 @@ def _resolve_sqlite(url: str, base: Path) -> str:
     if url.startswith(prefix) and not url.startswith("sqlite:////") and ":memory:" not in url:
         return prefix + str((base / url[len(prefix) :]).resolve())
     return url
-
-
-def mask_secrets(data: Any, key: str = "") -> Any:
-    """Replace secret-looking values with ``***`` by key name (the fallback for data no model
-    validated; :meth:`Config.masked` masks by type first) and redact every string
-    (:func:`hub.redact.redact`: URL passwords, ``access_token=`` and the like, remembered secrets)."""
-    from pydantic import SecretBytes
-
-    if isinstance(data, dict):
-        return {k: mask_secrets(v, str(k)) for k, v in data.items()}
-    if isinstance(data, list):
-        return [mask_secrets(v, key) for v in data]
-    if isinstance(data, SecretStr | SecretBytes):
-        return MASK
-    low = key.lower()
-    if data is not None and any(w in low for w in _SECRET_WORDS):
-        return MASK
-    if isinstance(data, str):
-        return redact(data)
-    return data
-
-
-def mask_by_model(data: Any, model: type[BaseModel]) -> Any:
-    """``data`` (what ``model`` validates) with the value of every field ``model`` declares as a
-    secret replaced by ``***``, following nested models, lists, dicts and unions. A copy."""
-    if not isinstance(data, dict):
-        return data
-    out = dict(data)
-    for name, info in model.model_fields.items():
-        alias = info.validation_alias if isinstance(info.validation_alias, str) else None
-        for key in {name, info.alias, alias}:
-            if key is not None and key in out:
-                out[key] = _mask_by_type(out[key], info.annotation)
-    return out
-
-
-def _mask_by_type(value: Any, tp: Any) -> Any:
-    import types
-    import typing
-    from collections.abc import Mapping, Sequence
-
-    from pydantic import SecretBytes
-
-    if value is None or value == MASK:
-        return value
-    if isinstance(tp, type) and issubclass(tp, SecretStr | SecretBytes):
-        return MASK
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return mask_by_model(value, tp)
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is typing.Annotated:
-        return _mask_by_type(value, args[0])
-    if origin is typing.Union or origin is types.UnionType:  # a secret in any member masks it: the safe side
-        for arg in args:
-            value = _mask_by_type(value, arg)
-        return value
-    if isinstance(value, list) and args and origin in (list, tuple, set, frozenset, Sequence):
-        return [_mask_by_type(v, args[0]) for v in value]
-    if isinstance(value, dict) and len(args) == 2 and origin in (dict, Mapping):
-        return {k: _mask_by_type(v, args[1]) for k, v in value.items()}
-    return value
-
-
-_URL_PASSWORD = re.compile(r"://[^/\s:@]*:([^@/\s]+)@")
-
-
-def _secret_values(value: Any, found: list[str]) -> None:
-    """Append every non-empty secret inside validated ``value`` to ``found``."""
-    from pydantic import SecretBytes
-
-    if isinstance(value, SecretStr):
-        if value.get_secret_value():
-            found.append(value.get_secret_value())
-    elif isinstance(value, SecretBytes):
-        if value.get_secret_value():
-            found.append(value.get_secret_value().decode("utf-8", "replace"))
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            _secret_values(getattr(value, name, None), found)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _secret_values(v, found)
-    elif isinstance(value, list | tuple | set | frozenset):
-        for v in value:
-            _secret_values(v, found)
 
 
 def _pydantic_error(
