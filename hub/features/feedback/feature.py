@@ -24,17 +24,6 @@ def feedback_config(rt: Runtime) -> FeedbackConfig:
     return cfg if isinstance(cfg, FeedbackConfig) else FeedbackConfig()
 
 
-def _check_destinations(rt: Runtime, cfg: FeedbackConfig) -> None:
-    known = set(rt.config.destinations)
-    for name, contact in cfg.contacts.items():
-        for i, ep in enumerate(contact.endpoints):
-            if ep.destination not in known:
-                raise rt.config.lines.error(
-                    ("feedback", "contacts", name, "endpoints", i, "destination"),
-                    f"no destination {ep.destination!r}; destinations: {sorted(known)}",
-                )
-
-
 def _recovery(rt: Runtime, cfg: FeedbackConfig) -> RecoverySurvey | None:
     if not cfg.recovery_survey.enabled:
         return None
@@ -51,7 +40,6 @@ def install(rt: Runtime) -> CaseService:
         return build_router(service, timezone)
 
     cfg = feedback_config(rt)
-    _check_destinations(rt, cfg)
     analyzer = load_analyzer(cfg.sentiment.engine if cfg.enabled else "none")
     signer = LinkSigner(rt.config.secret_key, rt.config.raw.server.public_url)
     service = CaseService(

@@ -92,21 +92,14 @@ def page_mapping() -> CompiledMapping:
 
 
 def build(rt: Runtime) -> SurveysFeature:
-    """Validate the surveys section against the rest of the config and build the engine."""
+    """Build the engine from the surveys section (checked against the rest of the config when it loaded)."""
     from hub.features.surveys.config import SurveysConfig
     from hub.features.surveys.engine import SurveyEngine
     from hub.features.surveys.questionnaire import load_questionnaires
 
     cfg = rt.config.section("surveys") or SurveysConfig()
-    lines = rt.config.lines
-    for i, ch in enumerate(cfg.channels):
-        if ch.destination not in rt.config.destinations:
-            raise lines.error(
-                ("surveys", "channels", i, "destination"),
-                f"no destination {ch.destination!r} under `destinations:`; configured: {sorted(rt.config.destinations)}",
-            )
     questionnaires = load_questionnaires(
-        cfg.questionnaires, [r.questionnaire for r in cfg.rules], rt.config.base_dir, lines
+        cfg.questionnaires, [r.questionnaire for r in cfg.rules], rt.config.base_dir, rt.config.lines
     )
     engine = SurveyEngine(
         cfg,

@@ -233,7 +233,7 @@ def test_wecom_external_contact_event(sqlite_hub: Hub) -> None:
 
 
 class Recorder:
-    """An ingest hook like the one issue 7 adds: it sees card actions inside the commit."""
+    """An ingest hook like the feedback feature's: it sees card actions inside the commit."""
 
     name = "recorder"
 
