@@ -15,7 +15,7 @@ from hub.feature import FeatureInfo, install_order, load_feature
 if TYPE_CHECKING:
     from hub.sdk.connector import Connector
 
-GROUP = "cxhub.connectors"
+GROUP = "cxhub.connectors"  # hub.sdk.connector.CONNECTOR_GROUP, without loading the SDK here
 
 
 @dataclass(frozen=True)
@@ -54,13 +54,10 @@ def _all_entry_points() -> Any:
 
 
 def _load(ep: EntryPoint) -> ConnectorInfo:
-    from hub.sdk.connector import Connector  # here: listing features must not load pydantic and httpx
+    from hub.sdk.connector import load_connector  # here: listing features must not load pydantic and httpx
 
     try:
-        cls = ep.load()
-        if not (isinstance(cls, type) and issubclass(cls, Connector)):
-            raise TypeError(f"{ep.value} is not a cxhub Connector class")
-        return ConnectorInfo(ep.name, ep.value, cls, None)
+        return ConnectorInfo(ep.name, ep.value, load_connector(ep), None)
     except Exception as exc:  # a broken plugin must not break the hub; it shows in the status
         return ConnectorInfo(ep.name, ep.value, None, f"{type(exc).__name__}: {exc}")
 

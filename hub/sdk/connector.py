@@ -360,7 +360,21 @@ class Destination(Connector):
         """Send one message; raise ``RetriableError`` or ``PermanentError``."""
 
 
+#: the entry-point group a package registers its connectors in
+CONNECTOR_GROUP = "cxhub.connectors"
+
+
+def load_connector(entry_point: Any) -> type[Connector]:
+    """The class an entry point of :data:`CONNECTOR_GROUP` names; ``TypeError`` when it is not a
+    :class:`Connector` (the import's own error otherwise)."""
+    cls = entry_point.load()
+    if not (isinstance(cls, type) and issubclass(cls, Connector)):
+        raise TypeError(f"{entry_point.value} is not a cxhub Connector class")
+    return cls
+
+
 __all__ = [
+    "CONNECTOR_GROUP",
     "Batch",
     "Button",
     "Clock",
@@ -380,5 +394,6 @@ __all__ = [
     "Receipt",
     "Rejected",
     "Reply",
+    "load_connector",
     "utcnow",
 ]

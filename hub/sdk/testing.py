@@ -126,13 +126,11 @@ class ConnectorConformance:
 
     def connector_class(self) -> type[Connector]:
         """The class registered as ``connector_kind`` in the ``cxhub.connectors`` entry points."""
-        from hub.sdk.connector import Connector
+        from hub.sdk.connector import CONNECTOR_GROUP, load_connector
 
-        found = entry_points(group="cxhub.connectors", name=self.connector_kind)
-        assert found, f"{self.connector_kind} is not in the cxhub.connectors entry points"
-        cls = next(iter(found)).load()
-        assert isinstance(cls, type) and issubclass(cls, Connector), f"{cls!r} is not a cxhub Connector class"
-        return cls
+        found = entry_points(group=CONNECTOR_GROUP, name=self.connector_kind)
+        assert found, f"{self.connector_kind} is not in the {CONNECTOR_GROUP} entry points"
+        return load_connector(next(iter(found)))
 
     def validated_options(self) -> ConnectorOptions:
         return self.connector_class().Options.model_validate(self.options)
