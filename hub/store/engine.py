@@ -70,6 +70,18 @@ def migration_folders() -> list[Path]:
     return folders
 
 
+def alembic_config() -> Any:
+    """Alembic's config for the store: the core's script location, and the core's and every
+    installed feature's version folders."""
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("path_separator", "os")
+    cfg.set_main_option("version_locations", os.pathsep.join(str(p) for p in migration_folders()))
+    return cfg
+
+
 def _default(o: Any) -> Any:
     if isinstance(o, datetime | date | time):
         return o.isoformat()
@@ -324,12 +336,8 @@ class Store:
         if self.schema_is_current():
             return
         from alembic import command
-        from alembic.config import Config as AlembicConfig
 
-        cfg = AlembicConfig()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        cfg.set_main_option("path_separator", "os")
-        cfg.set_main_option("version_locations", os.pathsep.join(str(p) for p in migration_folders()))
+        cfg = alembic_config()
         cfg.attributes["engine"] = self.engine
         try:
             command.upgrade(cfg, "heads")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -61,16 +60,11 @@ def test_many_waiting_threads_do_not_exhaust_the_pool(pg_store: Store) -> None:
 def test_the_schema_check_agrees_with_alembic(tmp_path: Path) -> None:
     """The heads read off the revision files are Alembic's heads, and a migrated store is current
     (so commands skip Alembic), while a fresh or half-migrated one is not."""
-    from alembic.config import Config as AlembicConfig
     from alembic.script import ScriptDirectory
 
-    from hub.store.engine import MIGRATIONS, _heads, migration_folders
+    from hub.store.engine import _heads, alembic_config, migration_folders
 
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("path_separator", "os")
-    cfg.set_main_option("version_locations", os.pathsep.join(str(p) for p in migration_folders()))
-    assert _heads(tuple(migration_folders())) == set(ScriptDirectory.from_config(cfg).get_heads())
+    assert _heads(tuple(migration_folders())) == set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
     store = Store(f"sqlite:///{tmp_path / 'fresh.db'}")
     assert not store.schema_is_current()
