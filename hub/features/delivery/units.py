@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hub.outbox.leases import Claimed
 from hub.sdk.connector import Clock, Destination
@@ -61,9 +61,6 @@ class PumpResult:
         return self.claimed > 0
 
 
-__all__ = ["Claimed", "Outcome", "PumpResult", "Unit"]
-
-
 @dataclass
 class WorkerSettings:
     """One worker's settings, shared by its steps (claim, send, record): a change made on the
@@ -80,18 +77,26 @@ class WorkerSettings:
     budgets: Budgets
 
 
+def _setting(name: str) -> Any:
+    return property(lambda self: getattr(self.settings, name), lambda self, value: setattr(self.settings, name, value))
+
+
 class Step:
-    """A step of the pump: reads the worker's :class:`WorkerSettings` as its own attributes."""
+    """Works with one worker's :class:`WorkerSettings` as its own attributes (the worker and its
+    claim, send and record steps): reading or changing one reads or changes it for all of them."""
 
     def __init__(self, settings: WorkerSettings):
         self.settings = settings
 
-    store = property(lambda self: self.settings.store)
-    resolve = property(lambda self: self.settings.resolve)
-    destinations = property(lambda self: self.settings.destinations)
-    clock = property(lambda self: self.settings.clock)
-    worker_id = property(lambda self: self.settings.worker_id)
-    batch_size = property(lambda self: self.settings.batch_size)
-    lease = property(lambda self: self.settings.lease)
-    policy = property(lambda self: self.settings.policy)
-    budgets = property(lambda self: self.settings.budgets)
+    store = _setting("store")
+    resolve = _setting("resolve")
+    destinations = _setting("destinations")
+    clock = _setting("clock")
+    worker_id = _setting("worker_id")
+    batch_size = _setting("batch_size")
+    lease = _setting("lease")
+    policy = _setting("policy")
+    budgets = _setting("budgets")
+
+
+__all__ = ["Claimed", "Outcome", "PumpResult", "Step", "Unit", "WorkerSettings"]

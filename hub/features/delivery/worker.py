@@ -34,7 +34,7 @@ from hub.features.delivery.budgets import Budgets
 from hub.features.delivery.claim import Batch, Claimer
 from hub.features.delivery.record import Recorder
 from hub.features.delivery.send import Sender
-from hub.features.delivery.units import Outcome, PumpResult, Unit, WorkerSettings
+from hub.features.delivery.units import Outcome, PumpResult, Step, Unit, WorkerSettings
 from hub.sdk.connector import Clock, Destination, utcnow
 from hub.sdk.policy import RetryPolicy
 from hub.store import Store
@@ -47,7 +47,7 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-class DeliveryWorker:
+class DeliveryWorker(Step):
     """Claims, plans, sends and records. ``resolve(name)`` returns the destination connector.
 
     ``destinations``: the names this worker serves (enabled ones in the config); rows for others
@@ -70,16 +70,18 @@ class DeliveryWorker:
         concurrency: int = 4,
         pump_seconds: float = 5.0,
     ):
-        self.settings = WorkerSettings(
-            store=store,
-            resolve=resolve,
-            destinations=sorted(set(destinations)),
-            clock=clock,
-            worker_id=worker_id or default_worker_id(),
-            batch_size=batch_size,
-            lease=timedelta(seconds=lease_seconds),
-            policy=policy or RetryPolicy(),
-            budgets=budgets or Budgets(),
+        super().__init__(
+            WorkerSettings(
+                store=store,
+                resolve=resolve,
+                destinations=sorted(set(destinations)),
+                clock=clock,
+                worker_id=worker_id or default_worker_id(),
+                batch_size=batch_size,
+                lease=timedelta(seconds=lease_seconds),
+                policy=policy or RetryPolicy(),
+                budgets=budgets or Budgets(),
+            )
         )
         # platform calls are I/O: overlap a few; SQLite serialises writers, so one at a time there
         self.concurrency = 1 if store.is_sqlite else max(1, concurrency)
@@ -89,23 +91,6 @@ class DeliveryWorker:
         self.claims = Claimer(self.settings)
         self.sender = Sender(self.settings)
         self.recorder = Recorder(self.settings)
-
-    # settings the steps share: reading or changing one here reads or changes it for every step
-    def _setting(name: str) -> property:  # type: ignore[misc]
-        return property(
-            lambda self: getattr(self.settings, name), lambda self, value: setattr(self.settings, name, value)
-        )
-
-    store = _setting("store")
-    resolve = _setting("resolve")
-    destinations = _setting("destinations")
-    clock = _setting("clock")
-    worker_id = _setting("worker_id")
-    batch_size = _setting("batch_size")
-    lease = _setting("lease")
-    policy = _setting("policy")
-    budgets = _setting("budgets")
-    del _setting
 
     # ------------------------------------------------------------------ pump
 
