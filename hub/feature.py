@@ -23,6 +23,18 @@ in the order their declared dependencies give, and each one brings, through this
 that needs another declares what it calls as a :class:`typing.Protocol` of its own and checks the
 object it is given, never importing the other feature's modules.
 
+Customers merge: when one event's identities point at two customers, identity resolution merges
+them into the older one (the *survivor*; the others are *absorbed*), inside the ingest
+transaction. Every row a feature keeps per customer must follow, or a merged customer escapes
+caps, opt-outs, open cases... A feature says which of its rows those are:
+
+- ``customer_columns``: ``("table", "column")`` pairs holding a customer id; the core re-keys them
+  from the absorbed ids to the survivor (``UPDATE table SET column = survivor WHERE column IN
+  absorbed``). Enough when the rows need no more than a new customer id;
+- ``merge``: ``"module:function"`` called as ``function(conn, absorbed, survivor, now)`` after that,
+  for anything else (rows that collide on a unique key, counters to add up, an audit entry);
+- or override :meth:`Feature.on_merge`, which the core calls and which does the two above.
+
 Order: ``requires`` names features that must be installed (a feature whose requirement is missing
 is not installed, and ``cxhub features`` says why); ``after`` names features to install first when
 they are present. Ties go alphabetically, so the order is the same in every process.
@@ -30,13 +42,16 @@ they are present. Ties go alphabetically, so the order is the same in every proc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import importlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
+    from sqlalchemy import Connection
 
 GROUP = "cxhub.features"
 
@@ -61,6 +76,12 @@ class Feature:
     after: ClassVar[tuple[str, ...]] = ()
     #: "module:function" of the feature's CLI commands (the function gets the Typer app)
     cli: ClassVar[str | None] = None
+    #: the feature's ("table", "column") pairs that hold a customer id: re-keyed to the survivor
+    #: when customers merge (see :meth:`on_merge`)
+    customer_columns: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: "module:function" called as ``function(conn, absorbed, survivor, now)`` when customers merge,
+    #: after ``customer_columns`` are re-keyed (see :meth:`on_merge`)
+    merge: ClassVar[str | None] = None
 
     def config_model(self) -> type[BaseModel] | None:
         """The pydantic model of the feature's config section."""
@@ -70,6 +91,26 @@ class Feature:
     def migrations(self) -> Path | None:
         """A folder of Alembic revisions (the feature's own branch), or None."""
         return None
+
+    def on_merge(self, conn: Connection, absorbed: Sequence[str], survivor: str, now: datetime) -> None:
+        """Customers ``absorbed`` were merged into ``survivor`` (the older customer): move this
+        feature's rows to the survivor, inside ``conn``'s transaction (the ingest's: a failure rolls
+        the whole batch back, merge included).
+
+        The runtime calls it on every installed feature (after the core re-keyed its own tables:
+        identities, touchpoints, customers). This default re-keys ``customer_columns`` and then
+        calls the ``merge`` function, if any; a feature may override it instead.
+        """
+        if self.customer_columns:
+            from sqlalchemy import column, table
+
+            for table_name, column_name in self.customer_columns:
+                col = column(column_name)
+                t = table(table_name, col)
+                conn.execute(t.update().where(col.in_(list(absorbed))).values({column_name: survivor}))
+        if self.merge:
+            module, _, func = self.merge.partition(":")
+            getattr(importlib.import_module(module), func)(conn, absorbed, survivor, now)
 
     def install(self, runtime: Any) -> Any:
         """Add hooks, routes, jobs and services to ``runtime`` (a :class:`hub.runtime.Runtime`, which

@@ -1,7 +1,10 @@
 """Identity resolution: identities that arrive together join one customer.
 
 openid / unionid / alipay_uid / member_id / phone-hash... each (namespace, scope, value) points at
-one customer. An event whose identities point at two customers merges them into the older id.
+one customer. An event whose identities point at two customers merges them into the older one
+(by creation time; ties by id), the *survivor*: the core moves its own rows (identities,
+touchpoints, the opt-out, earlier merges) and every feature moves its own through its merge hook
+(:meth:`hub.feature.Feature.on_merge`), in the ingest's transaction.
 Sensitive values (phone, email) are replaced by keyed hashes before anything is stored; the
 reachable contact is kept encrypted beside the hash.
 """
@@ -11,9 +14,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select, true, update
 
 from hub.model import TouchpointEvent, uuid_text
 from hub.privacy import SENSITIVE_NAMESPACES, Vault
@@ -21,6 +24,13 @@ from hub.store import copy_new_rows, dumps
 from hub.store.schema import customers, identities, touchpoints
 
 Key = tuple[str, str, str]
+
+
+class MergeHook(Protocol):
+    """Moves a feature's rows from the ``absorbed`` customers to ``survivor`` (see
+    :meth:`hub.feature.Feature.on_merge`)."""
+
+    def __call__(self, conn: Connection, absorbed: Sequence[str], survivor: str, now: datetime) -> None: ...
 
 
 def _chunks(items: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
@@ -36,8 +46,10 @@ def _new_customer_id() -> str:
 class IdentityResolver:
     """Assigns ``customer.customer_id`` to events, inside the caller's transaction."""
 
-    def __init__(self, vault: Vault):
+    def __init__(self, vault: Vault, merges: Sequence[MergeHook] = ()):
         self.vault = vault
+        #: called on every merge, after the core's own tables moved (the runtime's list: features')
+        self.merges: list[MergeHook] = list(merges)
 
     def protect(self, event: TouchpointEvent) -> dict[Key, str]:
         """Replace sensitive identity values with hashes; returns the plain values by key (to be
@@ -75,6 +87,7 @@ class IdentityResolver:
         new_customers: list[str] = []
         new_rows: dict[Key, dict[str, Any]] = {}
         alias: dict[str, str] = {}  # merged customer -> survivor, for events resolved before a merge
+        opted: set[str] = set()  # customers of this batch that inherit an opt-out in a merge
         get = known.get
         for ev, keys in zip(events, per_event, strict=True):
             if not keys:
@@ -93,7 +106,8 @@ class IdentityResolver:
                 cid = _new_customer_id()
                 new_customers.append(cid)
             elif several:
-                cid = self._merge(conn, {known[k] for k in keys if k in known}, known, new_rows, alias)
+                found = {known[k] for k in keys if k in known}
+                cid = self._merge(conn, found, known, new_rows, alias, new_customers, now, opted)
             for k in keys:
                 if k not in known:
                     known[k] = cid
@@ -116,7 +130,10 @@ class IdentityResolver:
             copy_new_rows(  # fresh uuid4s
                 conn,
                 customers,
-                [{"id": c, "created_at": now, "opted_out": False, "merged_into": alias.get(c)} for c in new_customers],
+                [
+                    {"id": c, "created_at": now, "opted_out": c in opted, "merged_into": alias.get(c)}
+                    for c in new_customers
+                ],
                 ["id"],
             )
         if new_rows:
@@ -162,14 +179,30 @@ class IdentityResolver:
         known: dict[Key, str],
         new_rows: dict[Key, dict[str, Any]],
         alias: dict[str, str],
+        new_customers: list[str],
+        now: datetime,
+        opted: set[str],
     ) -> str:
-        survivor = min(found)
+        survivor = self._survivor(conn, found, new_customers, now)
         others = sorted(found - {survivor})
         for o in others:
             alias[o] = survivor
-        conn.execute(update(identities).where(identities.c.customer_id.in_(others)).values(customer_id=survivor))
-        conn.execute(update(touchpoints).where(touchpoints.c.customer_id.in_(others)).values(customer_id=survivor))
-        conn.execute(update(customers).where(customers.c.id.in_(others)).values(merged_into=survivor))
+        fresh = set(new_customers)
+        stored = [o for o in others if o not in fresh]  # customers of this batch have no rows yet
+        if stored:
+            c = customers.c
+            conn.execute(update(identities).where(identities.c.customer_id.in_(stored)).values(customer_id=survivor))
+            conn.execute(update(touchpoints).where(touchpoints.c.customer_id.in_(stored)).values(customer_id=survivor))
+            # an opt-out of any of them holds for the survivor
+            if conn.execute(select(c.id).where(c.id.in_(stored), c.opted_out.is_(true())).limit(1)).first():
+                if survivor in fresh:  # not stored yet (a clock that went back): stored opted out
+                    opted.add(survivor)
+                conn.execute(update(customers).where(c.id == survivor).values(opted_out=True))
+            # customers merged into an absorbed one earlier point at the survivor now (no chains)
+            conn.execute(update(customers).where(c.merged_into.in_(stored)).values(merged_into=survivor))
+            conn.execute(update(customers).where(c.id.in_(stored)).values(merged_into=survivor))
+            for hook in self.merges:
+                hook(conn, stored, survivor, now)
         for k, v in known.items():
             if v in others:
                 known[k] = survivor
@@ -177,6 +210,18 @@ class IdentityResolver:
             if row["customer_id"] in others:
                 row["customer_id"] = survivor
         return survivor
+
+    @staticmethod
+    def _survivor(conn: Connection, found: set[str], new_customers: list[str], now: datetime) -> str:
+        """The oldest of ``found`` by creation time (customers of this batch: ``now``, in the order
+        they were made), ties by id: the same customer survives whichever event merges them."""
+        fresh = {c: i for i, c in enumerate(new_customers) if c in found}
+        stored = sorted(found - set(fresh))
+        created: dict[str, datetime] = {}
+        for chunk in _chunks(stored, 500):
+            q = select(customers.c.id, customers.c.created_at).where(customers.c.id.in_(list(chunk)))
+            created.update((r[0], r[1]) for r in conn.execute(q))
+        return min(found, key=lambda c: (created.get(c, now), fresh.get(c, -1), c))
 
     def _adopt(
         self,

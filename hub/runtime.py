@@ -23,6 +23,7 @@ from hub.store import Store
 if TYPE_CHECKING:
     import httpx
 
+    from hub.identity import MergeHook
     from hub.ingest import IngestHook, Ingestor
 
 log = logging.getLogger("cxhub")
@@ -68,11 +69,14 @@ class Runtime:
         self.services: list[Any] = []  # objects with start() and stop(), run by `cxhub run`
         self._connectors: dict[tuple[str, str], Connector] = {}
         self.features: dict[str, Any] = {}
+        #: what moves features' rows when customers merge (each installed feature's ``on_merge``)
+        self.merges: list[MergeHook] = []
         for info in installed_features():
             assert info.feature is not None
             if features is not None and info.name not in features:
                 continue
             self.features[info.name] = info.feature.install(self)
+            self.merges.append(info.feature.on_merge)
 
     @functools.cached_property
     def ingestor(self) -> Ingestor:
@@ -84,6 +88,7 @@ class Runtime:
             self.store, self.config.secret_key, (), self.clock, keep_raw=self.config.raw.store.keep_raw_payloads
         )
         ingestor.hooks = self.hooks
+        ingestor.identity.merges = self.merges  # the same list, as the hooks
         return ingestor
 
     # ------------------------------------------------------------ connectors

@@ -30,6 +30,7 @@ class Feedback(Feature):
     section = "feedback"
     after = ("surveys",)
     cli = "commands.cases:register"
+    merge = "hub.features.feedback.merge:on_merge"  # customers merge: their history follows
 
     def config_model(self) -> type[BaseModel]:
         from hub.features.feedback.config import FeedbackConfig

@@ -117,6 +117,7 @@ class Surveys(Feature):
     title = "context-aware surveys after transactions, the hosted survey page"
     section = "surveys"
     cli = "commands.surveys:register"
+    merge = "hub.features.surveys.merge:on_merge"  # customers merge: their history follows
 
     def config_model(self) -> type[BaseModel]:
         from hub.features.surveys.config import SurveysConfig
