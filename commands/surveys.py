@@ -77,12 +77,23 @@ def register(app: typer.Typer) -> None:
         config: ConfigOpt = None,
         by: Annotated[str | None, typer.Option("--by", help="Group by store, category or channel.")] = None,
         since: Annotated[str | None, typer.Option(help="Within (30d) or since a date (default: everything).")] = None,
+        at_risk: Annotated[
+            bool, typer.Option("--at-risk", help="At-risk customers by store, with value at risk (customers feature).")
+        ] = False,
+        scope: Annotated[str, typer.Option(help="With --at-risk: hq, region:ID, district:ID or store:ID.")] = "hq",
         as_json: JsonOpt = False,
     ) -> None:
-        """NPS (%9-10 minus %0-6), CSAT (top-2 of 5), CES (mean), response rate and counts."""
+        """NPS (%9-10 minus %0-6), CSAT (top-2 of 5), CES (mean), response rate and counts;
+        with --at-risk, the customers at risk of churning by store."""
         from rich.table import Table
 
         from hub.features.surveys.stats import GROUPINGS, compute_stats
+
+        if at_risk:
+            from commands.customers import stats_at_risk
+
+            stats_at_risk(config, scope, as_json)
+            return
 
         if by is not None and by not in GROUPINGS:
             raise typer.BadParameter(f"--by {by!r}: choose one of {', '.join(GROUPINGS)}")

@@ -1,0 +1,147 @@
+"""How well the purchase model predicts: a calibration / holdout split of transaction histories,
+the model's predictions, the naive and RFM baselines, and the figures (used by bench/clv.py and
+the tests, on the public CDNOW data set and on synthetic data).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import stats
+
+from hub.features.customers import bgnbd
+
+
+@dataclass
+class Split:
+    """Per customer: calibration summary (days) and holdout purchase days."""
+
+    x: NDArray[np.float64]
+    t_x: NDArray[np.float64]
+    T: NDArray[np.float64]
+    spend: NDArray[np.float64]
+    holdout: NDArray[np.float64]
+    horizon: float
+
+
+def split(purchases: Iterable[tuple[str, int, float]], calibration_end: int, holdout_end: int) -> Split:
+    """``purchases``: (customer, day number, amount); one purchase per customer and day counts once.
+    Customers whose first purchase is after the calibration are left out."""
+    days: dict[str, set[int]] = defaultdict(set)
+    spend: dict[str, float] = defaultdict(float)
+    for cid, day, amount in purchases:
+        days[cid].add(day)
+        if day < calibration_end:
+            spend[cid] += amount
+    x, tx, T, sp, hold = [], [], [], [], []
+    for cid, ds in days.items():
+        cal = sorted(d for d in ds if d < calibration_end)
+        if not cal:
+            continue
+        x.append(len(cal) - 1)
+        tx.append(cal[-1] - cal[0])
+        T.append(calibration_end - cal[0])
+        sp.append(spend[cid])
+        hold.append(sum(1 for d in ds if calibration_end <= d < holdout_end))
+    a = [np.asarray(v, dtype=np.float64) for v in (x, tx, T, sp, hold)]
+    return Split(a[0], a[1], a[2], a[3], a[4], horizon=float(holdout_end - calibration_end))
+
+
+def auc(score: NDArray[np.float64], label: NDArray[np.bool_]) -> float:
+    """Area under the ROC curve of ``score`` for ``label`` (Mann-Whitney, ties averaged)."""
+    pos = int(label.sum())
+    neg = int(label.size - pos)
+    if pos == 0 or neg == 0:
+        return float("nan")
+    ranks = stats.rankdata(score)
+    return float((ranks[label].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def rfm_score(s: Split) -> NDArray[np.float64]:
+    """The RFM baseline: recency, frequency and monetary quintiles (1-5 each), summed."""
+
+    def quintile(v: NDArray[np.float64]) -> NDArray[np.float64]:
+        r = stats.rankdata(v) / v.size
+        return np.ceil(r * 5)
+
+    recency = -(s.T - s.t_x)  # more recent is better
+    return quintile(recency) + quintile(s.x) + quintile(s.spend)
+
+
+@dataclass
+class Figures:
+    """The goals' figures for one model on one split."""
+
+    predicted_total: float
+    actual_total: float
+    total_error: float  # predicted / actual - 1
+    mae: float
+    naive_mae: float
+    auc_no_purchase: float  # ranked by P(no purchase in the holdout)
+    auc_expected: float  # ranked by fewest expected purchases
+    rfm_auc_no_purchase: float
+    params: dict[str, float]
+
+    def lines(self, name: str) -> list[str]:
+        return [
+            f"{name}: predicted repeat transactions {self.predicted_total:,.0f} vs actual {self.actual_total:,.0f} "
+            f"({self.total_error:+.1%}; goal within ±5%)",
+            f"{name}: per-customer MAE {self.mae:.4f} vs naive baseline {self.naive_mae:.4f} "
+            f"(ratio {self.mae / self.naive_mae:.3f}; goal < 1)",
+            f"{name}: AUC 'no purchase in the holdout' by P(none) {self.auc_no_purchase:.4f}, "
+            f"by expected purchases {self.auc_expected:.4f} vs RFM {self.rfm_auc_no_purchase:.4f} (goal >=)",
+        ]
+
+
+def evaluate(
+    s: Split, predicted: NDArray[np.float64], p_none: NDArray[np.float64], params: dict[str, float]
+) -> Figures:
+    """Figures of predictions (expected holdout purchases, P(no holdout purchase)) against the holdout."""
+    naive = np.where(s.T > 0, s.x / np.maximum(s.T, 1e-9), 0.0) * s.horizon
+    none = s.holdout == 0
+    return Figures(
+        predicted_total=float(predicted.sum()),
+        actual_total=float(s.holdout.sum()),
+        total_error=float(predicted.sum() / s.holdout.sum() - 1),
+        mae=float(np.mean(np.abs(predicted - s.holdout))),
+        naive_mae=float(np.mean(np.abs(naive - s.holdout))),
+        auc_no_purchase=auc(p_none, none),
+        auc_expected=auc(-predicted, none),
+        rfm_auc_no_purchase=auc(-rfm_score(s), none),
+        params=params,
+    )
+
+
+def evaluate_bgnbd(s: Split) -> Figures:
+    """Fit cxhub's BG/NBD on the calibration and score the holdout."""
+    params, _ = bgnbd.fit(s.x, s.t_x, s.T)
+    predicted = bgnbd.expected_purchases(params, s.horizon, s.x, s.t_x, s.T)
+    p_none = bgnbd.probability_no_purchase(params, s.horizon, s.x, s.t_x, s.T)
+    return evaluate(s, predicted, p_none, params.as_dict())
+
+
+def load_cdnow(path: str) -> list[tuple[str, int, float]]:
+    """CDNOW_master.txt(.gz): ``customer yyyymmdd cds dollars`` -> (customer, day from 1997-01-01, dollars)."""
+    import datetime as dt
+    import gzip
+
+    start = dt.date(1997, 1, 1)
+    out = []
+    with gzip.open(path, "rt") if path.endswith(".gz") else open(path) as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) != 4 or not parts[1].isdigit():
+                continue
+            d = parts[1]
+            day = (dt.date(int(d[:4]), int(d[4:6]), int(d[6:])) - start).days
+            out.append((parts[0], day, float(parts[3])))
+    return out
+
+
+#: CDNOW: weeks 1-39 calibrate (1997-01-01 .. 1997-09-30), weeks 40-78 are the holdout (.. 1998-06-30)
+CDNOW_CALIBRATION_END = 273
+CDNOW_HOLDOUT_END = 546
