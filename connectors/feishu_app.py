@@ -7,7 +7,9 @@ drops a repeat with the same uuid within an hour, so a retry after a crash never
 
 Why not lark-oapi's client here: its synchronous transport calls the module-level
 ``requests.request`` (no injectable transport, so neither respx nor the hub's transport reach it)
-and caches tokens per process. The card JSON is the same one :mod:`connectors.feishu_bot` builds.
+and caches tokens per process. The card JSON is the same one :mod:`connectors.feishu_bot` builds,
+with callback buttons: a button with a ``value`` (a case's acknowledge) sends ``card.action.trigger``
+to the app's request URL (a ``feishu_events`` source), signed, naming who pressed it; one tap.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ class FeishuAppMessage(HttpDestination):
             json={
                 "receive_id": recipient,
                 "msg_type": "interactive",
-                "content": json.dumps(card(message, self.max_body_bytes or 16000), ensure_ascii=False),
+                "content": json.dumps(card(message, self.max_body_bytes or 16000, callbacks=True), ensure_ascii=False),
                 "uuid": self.uuid_for(message.key, recipient),
             },
             allow_error_status=True,

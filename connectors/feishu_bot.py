@@ -42,8 +42,13 @@ def sign(secret: str, timestamp: int) -> str:
     return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode("ascii")
 
 
-def card(message: OutboundMessage, body_limit: int) -> dict[str, Any]:
-    """An interactive card (message card JSON) for ``message``: header, Markdown, buttons."""
+def card(message: OutboundMessage, body_limit: int, *, callbacks: bool = False) -> dict[str, Any]:
+    """An interactive card (message card JSON) for ``message``: header, Markdown, buttons.
+
+    With ``callbacks`` (an app's card, whose callbacks reach the app's request URL), a button with
+    a ``value`` is a callback button: ``{"tag": "button", "value": {...}}`` with no ``url``, so a
+    tap sends ``card.action.trigger`` with that value and the presser, and opens nothing. A custom
+    bot has no request URL (Feishu delivers no callback for its cards): its buttons are links."""
     text = message.body
     if message.mention:
         text += "\n" + " ".join("<at id=all></at>" if m == "all" else f"<at id={m}></at>" for m in message.mention)
@@ -52,20 +57,19 @@ def card(message: OutboundMessage, body_limit: int) -> dict[str, Any]:
     if message.url and all(b.url != message.url for b in buttons):
         buttons.append(Button("查看详情", message.url))
     if buttons:
-        elements.append(
-            {
-                "tag": "action",
-                "actions": [
-                    {
-                        "tag": "button",
-                        "text": {"tag": "plain_text", "content": b.label},
-                        "url": b.url,
-                        "type": "primary" if i == 0 else "default",
-                    }
-                    for i, b in enumerate(buttons)
-                ],
+        actions = []
+        for i, b in enumerate(buttons):
+            button: dict[str, Any] = {
+                "tag": "button",
+                "text": {"tag": "plain_text", "content": b.label},
+                "type": "primary" if i == 0 else "default",
             }
-        )
+            if callbacks and b.value is not None:
+                button["value"] = b.value
+            else:
+                button["url"] = b.url
+            actions.append(button)
+        elements.append({"tag": "action", "actions": actions})
     return {
         "config": {"wide_screen_mode": True},
         "header": {"title": {"tag": "plain_text", "content": trim_utf8(message.title or "cxhub", 200)}},

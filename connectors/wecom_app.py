@@ -6,7 +6,9 @@ own token handling is bypassed: the token lives in the store (:class:`TokenCache
 a time), because wechatpy 1.x keeps ``expires_at`` in process memory and processes clobber each
 other's tokens (wechatpy#684).
 
-Markdown by default; with buttons or a url, a ``textcard``. ``enable_duplicate_check`` makes WeCom
+Markdown by default; with link buttons or a url, a ``textcard``; with callback buttons (a case's
+acknowledge), a ``button_interaction`` template card whose button keys come back, signed and
+encrypted, as ``template_card_event`` to the app's callback URL (a ``wecom`` source): one tap. ``enable_duplicate_check`` makes WeCom
 itself drop a repeat of the same content to the same members within ``duplicate_check_seconds``,
 which covers the one case an outbox cannot: a crash after WeCom accepted a message but before the
 hub recorded it. Limit: 30 messages a minute and 1000 an hour per member (WeCom silently drops the
@@ -15,6 +17,9 @@ excess), kept as per-recipient budgets.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import threading
 from typing import Any, ClassVar
 
@@ -43,6 +48,62 @@ ERRORS = ErrorTable(
 #: the token call: bad corp id / secret or server IP are permanent
 TOKEN_ERRORS = ErrorTable(permanent=frozenset({40001, 40013, 40091, 60020}))
 WECOM_ORIGIN = "https://qyapi.weixin.qq.com"
+
+
+def button_key(value: dict[str, Any]) -> str:
+    """What a ``button_interaction`` button sends back as ``EventKey`` (at most 1024 bytes): the
+    value's one-string form (``key``, e.g. ``cxhub:12:ack:<signed token>``), else its JSON."""
+    key = value.get("key")
+    text = key if isinstance(key, str) and key else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if len(text.encode("utf-8")) > 1024:
+        raise PermanentError("a button value is over the 1024 bytes WeCom allows in a button key", code="button_key")
+    return text
+
+
+def template_card(message: OutboundMessage) -> dict[str, Any]:
+    """A ``button_interaction`` template card (应用消息 / 模板卡片): title, text, and a button per
+    ``Button``: callback buttons (``type`` 0, their ``key`` comes back in ``template_card_event``)
+    for buttons with a value, link buttons (``type`` 1) for the others. ``task_id`` (unique per app,
+    ``[0-9A-Za-z_-@]``, at most 128 bytes) is derived from the message key, so a resend of the same
+    message reuses it."""
+    buttons: list[dict[str, Any]] = []
+    for i, b in enumerate(message.buttons[:6]):
+        item: dict[str, Any] = {"text": b.label[:10], "style": 1 if i == 0 else 2}
+        if b.value is not None:
+            item.update(type=0, key=button_key(b.value))
+        else:
+            item.update(type=1, url=b.url)
+        buttons.append(item)
+    rows, rest = _fields(message.body)
+    card: dict[str, Any] = {
+        "card_type": "button_interaction",
+        "main_title": {"title": (message.title or "cxhub")[:26]},
+        "sub_title_text": flatten_markdown("\n".join(rest))[:112],
+        "task_id": "cxhub-" + hashlib.sha256(message.key.encode("utf-8")).hexdigest()[:40],
+        "button_list": buttons,
+    }
+    if rows:
+        card["horizontal_content_list"] = rows
+    if message.url:
+        card["card_action"] = {"type": 1, "url": message.url}
+    return card
+
+
+_FIELD = re.compile(r"^\s*[-*]\s+\*\*(?P<k>[^*]{1,12})\*\*[：:]\s*(?P<v>.+)$")
+
+
+def _fields(body: str) -> tuple[list[dict[str, str]], list[str]]:
+    """``- **门店**：徐汇店`` lines as ``horizontal_content_list`` rows (at most 6, keyname 5 and
+    value 26 characters as WeCom shows them); the other lines stay text."""
+    rows: list[dict[str, str]] = []
+    rest: list[str] = []
+    for line in body.splitlines():
+        m = _FIELD.match(line)
+        if m and len(rows) < 6:
+            rows.append({"keyname": m["k"][:5], "value": flatten_markdown(m["v"])[:26]})
+        elif line.strip():
+            rest.append(line)
+    return rows, rest
 
 
 class WeComAppOptions(DestinationOptions):
@@ -111,7 +172,9 @@ class WeComAppMessage(HttpDestination):
         """The ``msg`` part of the call."""
         msg: dict[str, Any]
         link = message.url or (message.buttons[0].url if message.buttons else None)
-        if link:
+        if any(b.value is not None for b in message.buttons):
+            msg = {"msgtype": "template_card", "template_card": template_card(message)}
+        elif link:
             label = message.buttons[0].label if message.buttons else "详情"
             msg = {
                 "msgtype": "textcard",

@@ -318,10 +318,16 @@ class RateLimit:
 
 @dataclass(frozen=True)
 class Button:
-    """A link button on a message (acknowledge, open survey...)."""
+    """A button on a message (acknowledge, open survey...): ``url`` is the link it opens.
+
+    ``value``, when set, makes it a callback button on platforms whose cards call back (Feishu
+    ``card.action.trigger``, WeCom ``template_card_event``, DingTalk interactive cards): the
+    platform sends ``value`` back, signed, with who pressed it, and nothing opens. Destinations
+    without callbacks (group robots) show the link instead."""
 
     label: str
     url: str
+    value: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import Counter
 from sqlalchemy import Connection, select, update
 
-from hub.features.feedback.card_actions import card_actor, find_case_value
+from hub.features.feedback.card_actions import StaffDirectory, card_actor, find_case_value
 from hub.features.feedback.config import FeedbackConfig, Severity
 from hub.features.feedback.detection import Detector, Verdict
 from hub.features.feedback.escalation import sweep as sweep_due_cases
 from hub.features.feedback.links import LinkSigner
 from hub.features.feedback.recovery import RecoverySurvey
-from hub.features.feedback.render import case_summary, render_message
+from hub.features.feedback.render import case_summary, order_of, render_message
 from hub.features.feedback.routing import CaseRouter, RouteFacts
 from hub.features.feedback.schema import OPEN_STATES, case_events, case_touchpoints, cases
 from hub.features.feedback.sla import add_business_time
@@ -192,7 +192,7 @@ class CaseService:
         warn_at = self._warn_at(severity, ack_due)
         warned = warn_at <= now
         doc = {
-            "summary": case_summary(ev, node.name if node else None),
+            "summary": case_summary(ev, node.name if node else None, order_of(conn, ev)),
             "reasons": verdict.reasons,
             "keywords": verdict.keywords,
             "sentiment": verdict.sentiment,
@@ -506,7 +506,7 @@ class CaseService:
         except Exception as exc:  # a forged or expired button must not break the batch
             log.warning("card action on %s ignored: %s", ev.source, exc)
             return
-        actor = card_actor(ev)
+        actor = card_actor(ev, StaffDirectory.from_config(self.cfg))  # the name staff know, not an id
         try:
             self._transition(conn, case_id, op, actor, "card", None, now)
         except CaseNotFound:

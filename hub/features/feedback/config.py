@@ -173,6 +173,11 @@ class Contact(_Section):
     name: str | None = None
     kind: Literal["person", "group"] = "person"
     endpoints: list[Endpoint] = Field(min_length=1)
+    ids: list[str] = Field(
+        default_factory=list,
+        description="this person's platform user ids that are no endpoint (a Feishu open_id, a WeCom or "
+        "DingTalk userid in a group): a card button they press is recorded under their name",
+    )
 
 
 class Shift(_Section):

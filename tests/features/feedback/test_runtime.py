@@ -81,7 +81,7 @@ def test_link_get_shows_a_page_and_post_acknowledges(rt: Runtime, clock: FakeClo
     assert "无需重复操作" in again.text
     # the confirmation page offers "resolved" with its own signed token
     token2 = re.search(r'action="/cases/\d+/resolve".*?name="t" value="([^"]+)"', done.text, re.S).group(1)  # type: ignore[union-attr]
-    client.post(url.split("?")[0].replace("/ack", "/resolve"), data={"t": token2})
+    client.post(url.split("?")[0].replace("/ack", "/resolve"), data={"t": token2, "by": "张店长"})
     assert service.list()[0]["status"] == "resolved"
 
 
@@ -137,7 +137,8 @@ def test_feishu_card_callback_acknowledges(rt: Runtime, clock: FakeClock) -> Non
     assert service.list()[0]["status"] == "new"  # a forged button value does nothing
     rt.ingestor.ingest("feishu", mapping, [RawRecord("feishu", "ev-1", callback)])
     case = service.get(service.list()[0]["id"])
-    assert (case["status"], case["acknowledged_by"]) == ("acknowledged", "zhang01")
+    # not in this config's staff directory: recorded as the platform id
+    assert (case["status"], case["acknowledged_by"]) == ("acknowledged", "feishu:zhang01")
     assert case["events"][-1]["via"] == "card"
 
 
@@ -204,7 +205,7 @@ def test_dingtalk_card_callback_resolves(rt: Runtime, clock: FakeClock) -> None:
     rt.ingestor.ingest("dingtalk", compile_mapping(data, lines), [RawRecord("dingtalk", "cb-1", callback)])
     service: CaseService = rt.features["feedback"]
     case = service.get(service.list()[0]["id"])
-    assert (case["status"], case["resolved_by"]) == ("resolved", "manager01")
+    assert (case["status"], case["resolved_by"]) == ("resolved", "dingtalk:manager01")
     assert [(e["action"], e["via"]) for e in case["events"]][-1] == ("resolved", "card")
 
 
@@ -230,4 +231,4 @@ def test_wecom_template_card_button_key_acknowledges(rt: Runtime, clock: FakeClo
         with rt.store.begin() as conn:
             service(IngestContext(conn=conn, now=clock(), store=rt.store), [ev])
         assert service.list()[0]["status"] == expected
-    assert service.list()[0]["acknowledged_by"] == "zhangsan"
+    assert service.list()[0]["acknowledged_by"] == "wecom:zhangsan"
