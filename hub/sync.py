@@ -4,7 +4,11 @@ Guarantees
 - **One run per source at a time, across processes**: a PostgreSQL store takes a session-level
   advisory lock on a connection held for the run; a SQLite store takes an ``flock`` on a file beside
   the database. Both are released by the operating system / server when the process dies
-  (``kill -9``), so a crash never leaves a stale lock. A second run raises :class:`SyncBusy`.
+  (``kill -9``), so a crash never leaves a stale lock; a *vanished* holder (its host lost) loses
+  the PostgreSQL lock when the server's keepalives end its session
+  (:data:`hub.store.locks.SESSION_LEASE_SECONDS`). A second run raises :class:`SyncBusy`.
+- **Stops between batches**: when ``stop`` is set (``cxhub run`` stopping), the run ends after the
+  batch it is committing; the next run resumes from there.
 - **Each batch commits with its cursor** (``Ingestor.ingest_stream``), so a crash re-reads at most one batch
   and dedup absorbs it.
 - **Faults retry and resume**: a dropped database connection or an API outage
@@ -16,30 +20,21 @@ Guarantees
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from hub.errors import ConnectorError, RetriableError
 from hub.ingest import IngestResult
 from hub.runtime import Runtime
-from hub.store import Store
+from hub.store import Store, locks
 from hub.store.cursors import load_state, reset_state
 
 log = logging.getLogger("cxhub.sync")
-
-try:  # POSIX; elsewhere a SQLite store falls back to an in-process lock
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
 
 
 class SyncBusy(ConnectorError):
@@ -63,45 +58,31 @@ class SyncRetry:
 
 DEFAULT_RETRY = SyncRetry()
 
-_process_locks: dict[str, threading.Lock] = {}
-_process_locks_guard = threading.Lock()
 
-
-def _lock_id(key: str) -> int:
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-
-
-def _sqlite_path(store: Store) -> str | None:
-    db = store.engine.url.database
-    if not db or db == ":memory:" or db.startswith("file:"):
-        return None
-    return db
+def lock_name(source: str) -> str:
+    """The name of ``source``'s run lock (advisory lock key / lock file)."""
+    return f"cxhub-sync:{source}"
 
 
 @contextlib.contextmanager
 def source_lock(store: Store, source: str) -> Iterator[None]:
     """Hold the run lock of ``source``; :class:`SyncBusy` at once when someone else holds it."""
-    key = f"cxhub-sync:{source}"
+    key = lock_name(source)
     if not store.is_sqlite:
-        conn = store.engine.connect()
+        conn = locks.lock_session(store)
         try:
-            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _lock_id(key)}).scalar())
-            conn.commit()  # session-level lock: survives the commit; no transaction stays open
-            if not got:
+            if not locks.try_advisory_lock(conn, key):
                 raise SyncBusy("another sync of this source is running (PostgreSQL advisory lock held)", target=source)
             try:
                 yield
             finally:
-                with contextlib.suppress(Exception):  # a dropped connection released it already
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _lock_id(key)})
-                    conn.commit()
+                locks.advisory_unlock(conn, key)  # a dropped connection released it already
         finally:
             conn.close()
         return
-    path = _sqlite_path(store)
-    if path is None or fcntl is None:
-        with _process_locks_guard:
-            lock = _process_locks.setdefault(key, threading.Lock())
+    path = locks.lock_file_path(store, f"sync-{source}")
+    if path is None:
+        lock = locks.process_lock(key)
         if not lock.acquire(blocking=False):
             raise SyncBusy("another sync of this source is running in this process", target=source)
         try:
@@ -109,26 +90,16 @@ def source_lock(store: Store, source: str) -> Iterator[None]:
         finally:
             lock.release()
         return
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", source)
-    lock_file = f"{path}.sync-{safe}.lock"
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = locks.try_file_lock(path)
+    if fd is None:
+        raise SyncBusy(
+            f"another sync of this source is running (lock {path} held by pid {locks.file_lock_holder(path)})",
+            target=source,
+        )
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-            raise SyncBusy(
-                f"another sync of this source is running (lock {lock_file} held by pid {holder or '?'})",
-                target=source,
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield
     finally:
-        os.close(fd)
+        locks.file_unlock(fd)
 
 
 def _retriable(exc: BaseException) -> tuple[bool, float | None]:
@@ -155,8 +126,10 @@ def run_sync(
     on_batch: Callable[[int, int | None], None] | None = None,
     retry: SyncRetry = DEFAULT_RETRY,
     sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
 ) -> IngestResult:
     """Sync ``source`` once. Each batch commits with its cursor; a crash resumes after the last one.
+    ``stop``: when set, the run ends after the batch it is committing (the process is stopping).
 
     Raises :class:`SyncBusy` when another run of ``source`` holds the lock, and the last error when
     ``retry.attempts`` tries all failed.
@@ -164,6 +137,12 @@ def run_sync(
     src = rt.pull_source(source)
     mapping = rt.mapping(source)
     result = IngestResult()
+    # the columnar path where the source yields columns and the mapping compiles for them
+    from hub.columnar.engine import ColumnarIngest, columnar_plan
+
+    vector, why = columnar_plan(src, mapping, rt.ingestor)
+    if vector is None:
+        log.debug("sync %s: row path (%s)", source, why)
     with source_lock(rt.store, source):
         if full:
             reset_state(rt.store, source)
@@ -179,15 +158,22 @@ def run_sync(
                     if on_batch is not None:
                         on_batch(0, total)
                 # after a retry, --full goes on from what the first try committed
-                batches = src.read(state, full=full and first_pass)
+                if vector is not None:
+                    read_arrow = getattr(src, "read_arrow", None)
+                    columns = (read_arrow or src.read)(state, full=full and first_pass)
+                    stream = ColumnarIngest(rt.ingestor).ingest_stream(source, mapping, vector, columns)
+                else:
+                    batches = src.read(state, full=full and first_pass)
+                    stream = rt.ingestor.ingest_stream(source, mapping, batches, overlap=src.overlap_commits)
                 # closed on the way out whatever happens: the stream pauses the cyclic GC
-                with contextlib.closing(
-                    rt.ingestor.ingest_stream(source, mapping, batches, overlap=src.overlap_commits)
-                ) as stream:
+                with contextlib.closing(stream) as stream:
                     for res in stream:
                         result.add(res)
                         if on_batch is not None:
                             on_batch(result.read, total)
+                        if stop is not None and stop.is_set():
+                            log.info("sync %s: stopping after a committed batch; the next run resumes", source)
+                            break
                 return result
             except Exception as exc:
                 ok, retry_after = _retriable(exc)

@@ -10,6 +10,12 @@ SQLite has no row locks (its writers are serialised) and no DML in a CTE: two st
 
 Every write after the claim is guarded by ``locked_by``: a worker whose lease ran out (another
 worker has the rows now) changes nothing.
+
+Leases are short (``CXHUB_DELIVERY_LEASE_SECONDS``, 15 s by default) and a live worker renews
+every row it holds with one statement per heartbeat (:func:`renew_held`, every third of the
+lease): a worker that dies (``kill -9``, a lost host) stops renewing, and its rows are due again
+at most one lease after its last heartbeat. A worker that stops (SIGTERM) puts back what it has
+not sent (:func:`release_held`) so that nobody waits for the lease.
 """
 
 from __future__ import annotations
@@ -229,6 +235,44 @@ def renew(conn: Connection, ids: Sequence[int], *, worker_id: str, lease: timede
         .values(locked_until=now + lease, updated_at=now)
     ).rowcount
     return n == len(ids)
+
+
+def renew_held(conn: Connection, *, worker_id: str, lease: timedelta, now: datetime) -> int:
+    """The heartbeat: extend the lease of every row ``worker_id`` holds (``sending`` and locked by
+    it) to ``now + lease``, in one statement. Returns how many rows it holds."""
+    return int(
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.status == "sending", outbox.c.locked_by == worker_id)
+            .values(locked_until=now + lease)
+        ).rowcount
+    )
+
+
+def release_held(conn: Connection, *, worker_id: str, now: datetime) -> int:
+    """Put back every row ``worker_id`` still holds, unsent and due now, without using up an
+    attempt (a stopping worker that sends nothing more). Returns how many."""
+    n = 0
+    for status, has_error in (("pending", False), ("failed", True)):
+        n += int(
+            conn.execute(
+                update(outbox)
+                .where(
+                    outbox.c.status == "sending",
+                    outbox.c.locked_by == worker_id,
+                    outbox.c.last_error.is_not(None) if has_error else outbox.c.last_error.is_(None),
+                )
+                .values(
+                    status=status,
+                    attempts=outbox.c.attempts - 1,
+                    locked_by=None,
+                    locked_until=None,
+                    next_attempt_at=now,
+                    updated_at=now,
+                )
+            ).rowcount
+        )
+    return n
 
 
 def remember_digest(conn: Connection, ids: Sequence[int], batch_key: str) -> None:

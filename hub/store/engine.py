@@ -12,7 +12,7 @@ import os
 import re
 import threading
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum
@@ -296,6 +296,15 @@ class Store:
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            # TCP keepalives from this end: a connection to a server that vanished (host lost,
+            # network cut) fails within seconds instead of hanging for the kernel's two hours, so
+            # a leader or a lock holder cut off from the store learns it has lost its lock
+            kwargs["connect_args"] = {
+                "keepalives": 1,
+                "keepalives_idle": 5,
+                "keepalives_interval": 2,
+                "keepalives_count": 4,
+            }
         try:
             self.engine: Engine = create_engine(url, **kwargs)
         except Exception as exc:  # bad URL, missing driver
@@ -327,28 +336,108 @@ class Store:
     def connect(self) -> Connection:
         return self.engine.connect()
 
-    def migrate(self) -> None:
+    def migrate(self, *, timeout: float = 600.0, waiting: Callable[[str], None] | None = None) -> None:
         """Upgrade the schema to every head: the core's and each installed feature's branch.
+
+        Any number of processes may call this at the same moment: the upgrade runs under the
+        process-wide lock :data:`hub.store.locks.MIGRATE_LOCK` (a PostgreSQL advisory lock; on
+        SQLite an ``flock`` on ``<database>.cxhub-migrate.lock``). The others wait for it (up to
+        ``timeout`` seconds, then :class:`~hub.store.locks.LockTimeout`; ``waiting(holder)`` is
+        called once when they start waiting), find the schema current and return.
 
         When the store is already at those heads (the common case for a CLI command), Alembic is
         not even imported: the heads are read off the revision files and compared with
         ``alembic_version``. Anything unexpected falls through to Alembic."""
         if self.schema_is_current():
             return
-        from alembic import command
+        from hub.store import locks
 
-        cfg = alembic_config()
-        cfg.attributes["engine"] = self.engine
         try:
-            command.upgrade(cfg, "heads")
+            with locks.held(self, locks.MIGRATE_LOCK, timeout=timeout, waiting=waiting):
+                if self.schema_is_current():  # another process migrated while this one waited
+                    return
+                from alembic import command
+
+                cfg = alembic_config()
+                cfg.attributes["engine"] = self.engine
+                command.upgrade(cfg, "heads")
         except OperationalError as exc:
             raise ConfigError(f"cannot reach the store: {exc.orig}", key="store.url") from None
 
+    def wait_until_current(
+        self,
+        timeout: float,
+        *,
+        poll: float = 1.0,
+        sleep: Callable[[float], None] | None = None,
+        waiting: Callable[[str], None] | None = None,
+    ) -> None:
+        """Wait (up to ``timeout`` seconds) until another process (``cxhub migrate``) has brought
+        the schema up to date; never migrates. A :class:`ConfigError` saying what is missing after
+        that. ``waiting(status)`` is called once when the schema is not current at first."""
+        import time
+
+        pause = sleep or time.sleep
+        deadline = time.monotonic() + timeout
+        told = False
+        while not self.schema_is_current():
+            status = self.schema_status()
+            if not told and waiting is not None:
+                waiting(status)
+            told = True
+            if time.monotonic() >= deadline:
+                raise ConfigError(
+                    f"the store's schema is not current after waiting {timeout:g}s ({status}); "
+                    "run `cxhub migrate`, or start without --no-migrate",
+                    key="store.url",
+                )
+            pause(poll)
+
+    def schema_heads(self) -> frozenset[str]:
+        """The head revisions every migration folder adds up to (what a current store holds)."""
+        folders = tuple(migration_folders())
+        heads = _heads(folders)
+        if heads:
+            return heads
+        from alembic.script import ScriptDirectory
+
+        return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+    def stored_revisions(self) -> frozenset[str] | None:
+        """The revisions in ``alembic_version``; None when the table does not exist yet. Raises
+        ``OperationalError`` when the store cannot be reached."""
+        with self.engine.connect() as conn:
+            try:
+                return frozenset(r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version")))
+            except OperationalError:
+                if self.is_sqlite:  # "no such table" (a SQLite that cannot be opened fails at connect)
+                    return None
+                raise
+            except Exception:  # PostgreSQL: UndefinedTable arrives as ProgrammingError
+                return None
+
+    def schema_status(self) -> str:
+        """``current``, or what is wrong: ``unreachable: ...``, ``empty``, ``behind: missing ...``."""
+        try:
+            stored = self.stored_revisions()
+        except Exception as exc:
+            return f"unreachable: {type(exc).__name__}"
+        if stored is None:
+            return "empty (no migrations applied)"
+        heads = self.schema_heads()
+        if stored == heads:
+            return "current"
+        missing, unknown = sorted(heads - stored), sorted(stored - heads)
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing)}")
+        if unknown:
+            parts.append(f"at {', '.join(unknown)}")
+        return "behind: " + "; ".join(parts)
+
     def schema_is_current(self) -> bool:
         """Whether ``alembic_version`` holds exactly the heads of every migration folder."""
-        heads = _heads(tuple(migration_folders()))
-        if not heads:
-            return False
+        heads = self.schema_heads()
         try:
             with self.engine.connect() as conn:
                 stored = {r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))}

@@ -14,6 +14,16 @@ One pump (:meth:`DeliveryWorker.run_once`):
    batch is claimed (steps 1-2) and queued behind it, for up to ``pump_seconds``.
 
 :class:`DeliveryService` runs pumps in a thread of ``cxhub run``.
+
+**Leases and heartbeats.** A claim leases its rows for ``lease`` (15 s by default). While the
+worker lives, its :class:`Heartbeat` renews every row it holds every third of the lease, with
+one ``UPDATE``: a dead worker (``kill -9``, a lost host) stops renewing, and another worker
+claims its rows at most one lease after the last heartbeat. Two missed heartbeats (a database
+hiccup of up to ~10 s) still leave the lease standing.
+
+**Stopping** (SIGTERM): :meth:`DeliveryWorker.stop_taking_work` ends claiming; units not yet
+handed to a platform go back at once (no attempt used); sends in flight finish and are recorded;
+:meth:`DeliveryService.stop` then puts back anything still held, within its timeout.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from hub.features.delivery.claim import Batch, Claimer
 from hub.features.delivery.record import Recorder
 from hub.features.delivery.send import Sender
 from hub.features.delivery.units import Outcome, PumpResult, Step, Unit, WorkerSettings
+from hub.outbox import leases
 from hub.sdk.connector import Clock, Destination, utcnow
 from hub.sdk.policy import RetryPolicy
 from hub.store import Store
@@ -64,7 +75,7 @@ class DeliveryWorker(Step):
         clock: Clock = utcnow,
         worker_id: str | None = None,
         batch_size: int = 50,
-        lease_seconds: float = 120.0,
+        lease_seconds: float = 15.0,
         policy: RetryPolicy | None = None,
         budgets: Budgets | None = None,
         concurrency: int = 4,
@@ -91,6 +102,23 @@ class DeliveryWorker(Step):
         self.claims = Claimer(self.settings)
         self.sender = Sender(self.settings)
         self.recorder = Recorder(self.settings)
+        self.heartbeat = Heartbeat(self)
+        self._stopping = threading.Event()
+
+    # ------------------------------------------------------------------ stopping
+
+    def stop_taking_work(self) -> None:
+        """Claim nothing more; units of the current pump not yet sent go back unsent (SIGTERM)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def release_held(self) -> int:
+        """Put back every row this worker still holds, due now, no attempt used; how many."""
+        with self.store.begin() as conn:
+            return leases.release_held(conn, worker_id=self.worker_id, now=self.clock())
 
     # ------------------------------------------------------------------ pump
 
@@ -103,8 +131,9 @@ class DeliveryWorker(Step):
         the tail of the batch and the next claim.
         """
         result = PumpResult()
-        if not self.destinations:
+        if not self.destinations or self.stopping:
             return result
+        self.heartbeat.start()
         first = self.claims.next_batch(result)
         if first is None:
             return result
@@ -114,6 +143,8 @@ class DeliveryWorker(Step):
         def one(unit: Unit, claimed_at: datetime, record: Callable[[Outcome], None]) -> None:
             dest = unit.rows[0].destination
             until = blocked.get(dest)
+            if self.stopping:  # shutting down: what has not gone out yet goes back for another worker
+                until = self.clock()
             if until is not None:  # throttled earlier in this pump: do not hammer the platform
                 self.sender.defer(unit.rows, until)
                 with lock:
@@ -182,7 +213,7 @@ class DeliveryWorker(Step):
                             break
                     if group:
                         self.recorder.write(conn, group)
-                    if more and len(futures) - done <= self.concurrency:
+                    if more and len(futures) - done <= self.concurrency and not self.stopping:
                         nxt = self.claims.next_batch(result) if time.monotonic() < deadline else None
                         more = nxt is not None and nxt.full
                         if nxt is not None:
@@ -199,10 +230,12 @@ class DeliveryWorker(Step):
         with self.store.connect() as conn:
             return metrics.refresh_backlog(conn, self.clock(), self.destinations)
 
-    def close(self) -> None:
-        """Stop the sending threads."""
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the heartbeat and the sending threads (``wait=False``: do not wait for sends in
+        flight; the rows they hold go to another worker when their lease ends)."""
+        self.heartbeat.stop()
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=wait, cancel_futures=not wait)
             self._pool = None
 
     def drain(self, max_pumps: int = 1000) -> PumpResult:
@@ -215,6 +248,55 @@ class DeliveryWorker(Step):
             for f in ("claimed", "sent", "failed", "dead", "deferred", "calls", "digests"):
                 setattr(total, f, getattr(total, f) + getattr(r, f))
         return total
+
+
+class Heartbeat:
+    """Renews the lease of every outbox row a worker holds, every third of the lease, in a daemon
+    thread (started by the worker's first pump, stopped by :meth:`DeliveryWorker.close`).
+
+    A renewal that fails (the store is briefly unreachable) is logged and tried again at the next
+    beat: the lease outlives two missed beats."""
+
+    def __init__(self, worker: DeliveryWorker):
+        self.worker = worker
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+
+    @property
+    def interval(self) -> float:
+        """Seconds between beats: a third of the lease."""
+        return self.worker.lease.total_seconds() / 3
+
+    def start(self) -> None:
+        """Start beating (once; later calls do nothing while it runs)."""
+        with self._guard:
+            if self._thread is not None:
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="cxhub-delivery-heartbeat", daemon=True)
+            self._thread.start()
+
+    def beat(self) -> int:
+        """Renew now; returns how many rows the worker holds."""
+        w = self.worker
+        with w.store.begin() as conn:
+            return leases.renew_held(conn, worker_id=w.worker_id, lease=w.lease, now=w.clock())
+
+    def stop(self) -> None:
+        """Stop beating (the rows' leases then run out unless they are recorded or released)."""
+        with self._guard:
+            thread, self._thread = self._thread, None
+        self._stop.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5.0)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except Exception as exc:  # the store is unreachable: the lease outlives two missed beats
+                log.warning("delivery heartbeat failed (%s); retrying in %.1fs", type(exc).__name__, self.interval)
 
 
 class DeliveryService:
@@ -236,13 +318,32 @@ class DeliveryService:
         self._thread = threading.Thread(target=self._loop, name="cxhub-delivery", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish the current pump and stop (rows in flight are recorded before it returns)."""
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop taking work, let the sends in flight finish and be recorded, put back what is still
+        held, and stop, within ``timeout`` seconds. Returns False when sends were still in flight
+        after that (their rows go to another worker when their lease ends)."""
+        self.worker.stop_taking_work()
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        self.worker.close()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+        clean = thread is None or not thread.is_alive()
+        if clean:
+            try:
+                released = self.worker.release_held()
+                if released:
+                    log.info("delivery stopping: put back %d unsent outbox rows", released)
+            except Exception as exc:  # the store is gone: the leases run out instead
+                log.warning("delivery stopping: could not put back held rows (%s)", type(exc).__name__)
+        else:
+            log.warning(
+                "delivery stopping: sends still in flight after %.0fs; their rows go to another worker "
+                "when their lease ends (%.0fs)",
+                timeout,
+                self.worker.lease.total_seconds(),
+            )
+        self.worker.close(wait=clean)
+        return clean
 
     def _loop(self) -> None:
         failures = 0
