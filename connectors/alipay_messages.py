@@ -6,8 +6,10 @@ PKCS#1 key: a PKCS#8 key from Alipay's key tool is converted first). The answer'
 verified with the Alipay public key when it is configured.
 
 Message fields: ``to`` = [user id (``2088...``) or open id], ``template`` (or the option),
-``data`` = template fields, ``url`` = mini-program page, ``data["_form_id"]`` = the form id / trade
-number the push is bound to. Result codes: ``10000`` ok; ``20000`` retry; ``40004`` read
+``data`` = template fields, ``url`` = mini-program page (a path; a web link is never sent as
+``page``, the ``page`` option is used instead), ``data["_form_id"]`` = the form id the push is
+bound to: the trade number (``trade_no``) of the user's payment, or the id of a form they
+submitted in the mini-program. The API requires it: a message without one is refused here. Result codes: ``10000`` ok; ``20000`` retry; ``40004`` read
 ``sub_code``: frequency limits back off, the rest is permanent (bad form id, user...).
 """
 
@@ -88,10 +90,18 @@ class AlipayTemplateMessage(HttpDestination):
         if not template:
             raise PermanentError("no template: set message.template or the template_id option", target=self.name)
         user = message.to[0]
+        form_id = str(message.data.get("_form_id") or "").strip()
+        if not form_id:
+            raise PermanentError(
+                "no form id: data._form_id must carry the trade number or form id the message is bound to",
+                target=self.name,
+            )
+        url = message.url if message.url and "://" not in message.url else None
         biz: dict[str, Any] = {
             "to_user_id" if user.startswith("2088") else "to_open_id": user,
+            "form_id": form_id,
             "user_template_id": template,
-            "page": message.url or self.options.page or "",
+            "page": url or self.options.page or "",
             "data": json.dumps(
                 {
                     k: (v if isinstance(v, dict) else {"value": str(v)})
@@ -101,8 +111,6 @@ class AlipayTemplateMessage(HttpDestination):
                 ensure_ascii=False,
             ),
         }
-        if message.data.get("_form_id"):
-            biz["form_id"] = str(message.data["_form_id"])
         params = {
             "app_id": self.options.app_id,
             "method": METHOD,

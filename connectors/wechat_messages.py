@@ -11,7 +11,9 @@ holding the lock, and only when the cached token is the refused one) and the cal
 ``api``: ``oa_template`` (公众号模板消息), ``oa_subscribe`` (公众号订阅通知),
 ``mp_subscribe`` (小程序订阅消息). Message fields: ``to`` = [openid], ``template`` (or the
 ``template_id`` option), ``data`` = template fields (``"keyword1": "value"`` or
-``{"value": .., "color": ..}``), ``url`` = link (OA) or page path (mini-program). Policy refusals
+``{"value": .., "color": ..}``), ``url`` = link (OA) or page path (mini-program: a path such as
+``pages/survey/index?token=..``; a web link is never sent as ``page``, the ``miniprogram_page``
+option is used instead). Policy refusals
 are permanent: not following (43004), not subscribed / grant used (43101), outside the 48-hour
 window (45015), bad openid (40003) or template (40037).
 """
@@ -71,6 +73,10 @@ def template_data(data: dict[str, Any]) -> dict[str, Any]:
         for k, v in data.items()
         if not k.startswith("_")
     }
+
+
+def _is_web_link(url: str) -> bool:
+    return "://" in url
 
 
 class WeChatMessages(HttpDestination):
@@ -138,7 +144,7 @@ class WeChatMessages(HttpDestination):
                     body["miniprogram"] = mini
                 result = sdk.post("message/subscribe/bizsend", data=body)
             else:
-                page = message.url or self.options.miniprogram_page
+                page = message.url if message.url and not _is_web_link(message.url) else self.options.miniprogram_page
                 result = sdk.wxa.send_subscribe_message(openid, template, data, page=page)
         return result if isinstance(result, dict) else {}
 

@@ -122,7 +122,7 @@ def demo_step(rt: Any, console: Console, scenario: dict[str, Any] | None = None)
     with TestClient(create_app(rt)) as client:
         for inv, picks in answers:
             msg = messages[keys[inv["id"]]]
-            path = "/s/" + msg["data"]["token"]
+            path = "/s/" + msg["url"].rsplit("/", 1)[1]
             page = client.get(path)
             with rt.store.connect() as conn:
                 questions = conn.execute(select(invitations.c.doc).where(invitations.c.id == inv["id"])).scalar_one()[

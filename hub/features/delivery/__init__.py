@@ -35,7 +35,12 @@ def build_worker(runtime: Any, settings: DeliverySettings | None = None, **overr
         ),
     }
     kwargs.update(overrides)
-    return DeliveryWorker(runtime.store, runtime.destination, names, **kwargs)
+    worker = DeliveryWorker(runtime.store, runtime.destination, names, **kwargs)
+    # send-time checks: features publish them as ``send_check`` on their interface (hub.outbox.checks);
+    # read at send time, so a feature installed after this one is seen too
+    features = getattr(runtime, "features", {})
+    worker.sender.checks = lambda: [c for f in features.values() if (c := getattr(f, "send_check", None)) is not None]
+    return worker
 
 
 class Delivery(Feature):

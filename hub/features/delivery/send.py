@@ -9,13 +9,17 @@ passed.
 
 A throttle answer (the platform's rate limit) is recorded at once: the destination is blocked for
 every process until the block ends, and the rows wait for it without using up an attempt.
+
+Features look at their own messages again right before the send (:mod:`hub.outbox.checks`): a
+check may defer a row (unsent, no attempt used) or cancel it (``dead`` with the reason), and is
+told when one of its rows dies, to record why or write a fallback.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from hub.errors import ConnectorError, PermanentError, RetriableError
@@ -24,6 +28,7 @@ from hub.features.delivery.claim import DEFAULT_DIGEST_BYTES
 from hub.features.delivery.record import retry_outcome
 from hub.features.delivery.units import Outcome, PumpResult, Step, Unit
 from hub.outbox import leases, outcomes
+from hub.outbox.checks import Cancel, Defer, SendCheck, Verdict, check_for
 from hub.outbox.leases import Claimed
 from hub.sdk.connector import Destination, OutboundMessage
 from hub.sdk.policy import Throttled
@@ -32,10 +37,17 @@ from hub.sdk.render import mask_message, render_digest
 log = logging.getLogger("cxhub.delivery")
 
 
+def no_checks() -> list[SendCheck]:
+    return []
+
+
 class Sender(Step):
     """Sends units for one worker (``worker_id``) and says what each came to."""
 
     # settings (store, clock, worker_id, lease, policy, budgets...) come from :class:`Step`
+
+    #: the features' send-time checks (:mod:`hub.outbox.checks`), read at each send
+    checks: Callable[[], list[SendCheck]] = staticmethod(no_checks)
 
     def deliver(self, unit: Unit, claimed_at: datetime, result: PumpResult) -> tuple[Outcome | None, datetime | None]:
         """Send one unit. Returns its outcome to record (None when there is nothing to record: the
@@ -44,6 +56,22 @@ class Sender(Step):
             log.warning("lease lost on outbox rows %s before sending; another worker has them", unit.ids)
             return None, None
         name = unit.rows[0].destination
+        n = len(unit.rows)
+        check = check_for(self.checks(), unit.rows[0].key) if n == 1 else None
+        if check is not None:
+            try:
+                verdict = self._before_send(check, unit)
+            except Exception as exc:  # the check could not look (the store went away): not now
+                log.exception("send-time check of outbox row %s failed; the row is retried", unit.ids)
+                outcome = retry_outcome(self.policy, unit, f"send-time check failed: {exc}", None, self.clock())
+                result.failed += n
+                return outcome, None
+            if isinstance(verdict, Defer):
+                result.deferred += n
+                return None, None
+            if isinstance(verdict, Cancel):
+                result.dead += n
+                return Outcome(unit, "dead", error=f"not sent: {verdict.reason}"), None
         dst = self.resolve(name)
         if unit.batch_key and len(unit.rows) > 1:
             # the membership is committed before the send: a crash after it resends the same digest
@@ -52,7 +80,6 @@ class Sender(Step):
             result.digests += 1
         message = self._message(dst, unit)
         result.calls += 1
-        n = len(unit.rows)
         retried = sum(1 for r in unit.rows if r.attempts > 1)
         if retried:
             metrics.RETRIES.labels(name).inc(retried)
@@ -67,6 +94,7 @@ class Sender(Step):
             return None, self._throttled(dst, unit, exc)
         except PermanentError as exc:
             result.dead += n
+            self._after_dead(check, unit, str(exc), exc.code)
             return Outcome(unit, "dead", error=str(exc)), None
         except Exception as exc:
             if isinstance(exc, RetriableError):
@@ -79,6 +107,7 @@ class Sender(Step):
             outcome = retry_outcome(self.policy, unit, error, retry_after, self.clock())
             if outcome.status == "dead":
                 result.dead += n
+                self._after_dead(check, unit, outcome.error or error, getattr(exc, "code", None))
             else:
                 result.failed += n
             return outcome, None
@@ -87,6 +116,27 @@ class Sender(Step):
             detail = f"{detail} (digest {message.key} of {len(unit.rows)})".strip()
         result.sent += n
         return Outcome(unit, "sent", receipt=detail or "ok"), None
+
+    def _before_send(self, check: SendCheck, unit: Unit) -> Verdict:
+        """Ask ``check`` about the unit's row; a deferred row goes back in the same transaction."""
+        now = self.clock()
+        with self.store.begin() as conn:
+            verdict = check.before_send(conn, unit.rows[0], now)
+            if isinstance(verdict, Defer):
+                leases.release(conn, unit.rows, worker_id=self.worker_id, when=verdict.until, now=now)
+        if verdict is not None:
+            log.info("outbox row %s: %s", unit.ids[0], verdict)
+        return verdict
+
+    def _after_dead(self, check: SendCheck | None, unit: Unit, error: str, code: str | int | None) -> None:
+        """Tell ``check`` its row died (its own transaction; a failure is logged, never raised)."""
+        if check is None:
+            return
+        try:
+            with self.store.begin() as conn:
+                check.after_dead(conn, unit.rows[0], error, None if code is None else str(code), self.clock())
+        except Exception:
+            log.exception("send-time check: handling the dead outbox row %s failed", unit.ids)
 
     def defer(self, rows: Sequence[Claimed], until: datetime) -> None:
         """Put rows back unsent until ``until`` (their destination throttled earlier in this pump)."""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from hub.features.surveys.config import SurveysConfig
     from hub.features.surveys.engine import SurveyEngine
     from hub.features.surveys.questionnaire import Questionnaire
+    from hub.features.surveys.sending import SurveySendCheck
     from hub.mapping import CompiledMapping
     from hub.model import TouchpointEvent
     from hub.runtime import Runtime
@@ -47,6 +48,9 @@ class SurveysFeature:
     questionnaires: dict[str, Questionnaire]
     engine: SurveyEngine
     page_mapping: CompiledMapping
+    #: looks at each survey message again right before it is sent (``hub.outbox.checks``; the
+    #: delivery feature calls it): expired, opted out, quiet hours; falls back when one dies
+    send_check: SurveySendCheck
 
     def rule_names(self) -> list[str]:
         """The names of the configured survey rules."""
@@ -96,6 +100,7 @@ def build(rt: Runtime) -> SurveysFeature:
     from hub.features.surveys.config import SurveysConfig
     from hub.features.surveys.engine import SurveyEngine
     from hub.features.surveys.questionnaire import load_questionnaires
+    from hub.features.surveys.sending import SurveySendCheck
 
     cfg = rt.config.section("surveys") or SurveysConfig()
     questionnaires = load_questionnaires(
@@ -107,7 +112,7 @@ def build(rt: Runtime) -> SurveysFeature:
         secret_key=rt.config.secret_key,
         public_url=rt.config.raw.server.public_url,
     )
-    return SurveysFeature(cfg, questionnaires, engine, page_mapping())
+    return SurveysFeature(cfg, questionnaires, engine, page_mapping(), SurveySendCheck(engine))
 
 
 class Surveys(Feature):

@@ -64,6 +64,13 @@ DEFAULT_NAMESPACE: dict[str, str] = {
 }
 
 
+#: channel kinds whose message opens a page of the mini-program (a path, never the https link)
+PAGE_CHANNELS = frozenset({"miniprogram", "alipay"})
+#: the survey page of the mini-program when a channel names none (``?token=...`` is appended)
+DEFAULT_PAGE = "pages/survey/index"
+#: channel kinds whose platform template shows only the fields the channel maps (``fields:``)
+TEMPLATE_CHANNELS = frozenset({"wechat_template", "wechat_subscribe", "miniprogram", "alipay"})
+
 seconds = parse_duration  # the name the survey rules use
 
 
@@ -138,16 +145,33 @@ class ChannelConfig(_Model):
     template: str | None = None
     scope: str | None = None
     namespace: str | None = None
-    page: str | None = Field(default=None, description="mini-program page the message opens")
+    page: str | None = Field(
+        default=None,
+        description="mini-program page the message opens (miniprogram, alipay); ?token=... is appended",
+    )
     fields: dict[str, str] = Field(
         default_factory=dict,
-        description="template field -> text with {store_name} {items} {survey} {link} {expires}",
+        description="template field -> text with {store_name} {items} {survey} {body} {link} {expires}",
+    )
+    form_id: str = Field(
+        default="attributes.trade_no",
+        description="alipay: the touchpoint field holding the form id the message is bound to (the trade number)",
     )
     enabled: bool = True
 
     @property
     def identity_namespace(self) -> str:
         return self.namespace or DEFAULT_NAMESPACE[self.channel]
+
+    @property
+    def opens_page(self) -> bool:
+        """Whether the message opens a mini-program page (a path) rather than the https survey link."""
+        return self.channel in PAGE_CHANNELS
+
+    @property
+    def page_path(self) -> str:
+        """The mini-program page the message opens (without the token)."""
+        return self.page or DEFAULT_PAGE
 
 
 class Range(_Model):
@@ -237,7 +261,8 @@ class PageConfig(_Model):
     """The hosted survey page (``/s/{token}``)."""
 
     source: str = Field(default="survey_page", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    brand_name: str = "cxhub"
+    #: the name the customer knows you by; unset, the page shows the store's name (never "cxhub")
+    brand_name: str | None = Field(default=None, min_length=1)
     accent_color: str = Field(default="#07c160", pattern=r"^#[0-9a-fA-F]{6}$")
 
 

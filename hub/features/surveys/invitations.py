@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,8 +20,8 @@ from sqlalchemy import Connection, select, update
 
 from hub.features.surveys.config import Rule, SurveysConfig
 from hub.features.surveys.lookups import among, batches
-from hub.features.surveys.questionnaire import Questionnaire, compose
-from hub.features.surveys.reach import Reach
+from hub.features.surveys.questionnaire import Questionnaire, compose, items_text
+from hub.features.surveys.reach import Reach, form_id_of
 from hub.features.surveys.rules import Outcome
 from hub.features.surveys.schema import SENT_DECISIONS, invitations
 from hub.features.surveys.tokens import TokenError, TokenSigner
@@ -33,6 +34,8 @@ from hub.store.schema import identities
 log = logging.getLogger("cxhub.surveys")
 
 INVITATION_NAMESPACE = uuid.UUID("3b0e6a4e-9a53-4f0e-8b8e-6c2a5d7f1e21")
+#: template fields of a channel without a ``fields:`` mapping (SMS templates take the link)
+DEFAULT_FIELDS: dict[str, dict[str, str]] = {"sms": {"link": "{link}"}}
 #: identity namespace that links hosted-page responses back to the customer who was invited
 CUSTOMER_NAMESPACE = "cxhub_customer"
 
@@ -158,9 +161,15 @@ def _invitation_row(
             max_blocks=rule.max_blocks if rule.max_blocks is not None else cfg.max_blocks,
         )
         token = signer.sign(inv_id, out.expires_at)
-        url = link(token)
         key = outbox_key(rule.name, ev.id)
-        message = _message(key, out.reach, composed.invite_title, composed.invite_body, url, token, out, zone)
+        texts = MessageTexts(
+            title=composed.invite_title,
+            body=composed.invite_body,
+            store_name=store_name or "",
+            items=items_text(ev.order.items) if ev.order else "",
+            form_id=form_id_of(ev, out.reach.channel.form_id) if out.reach.channel.channel == "alipay" else None,
+        )
+        message = build_message(key, out.reach, texts, link(token), token, out.expires_at, zone)
         outbox_row = pending_row(
             destination=out.reach.channel.destination,
             message=message,
@@ -168,6 +177,7 @@ def _invitation_row(
             cause=f"survey_invitation:{inv_id}",
             not_before=out.send_at,
         )
+        doc["message"] = texts.as_dict()  # a fallback channel says the same
         doc.update(
             {
                 "recipient": out.reach.masked,
@@ -205,29 +215,83 @@ def _invitation_row(
     return row, outbox_row
 
 
-def _message(
-    key: str, reach: Reach, title: str, body: str, url: str, token: str, out: Outcome, zone: ZoneInfo
+@dataclass(frozen=True)
+class MessageTexts:
+    """What an invitation message says, whatever the channel (kept in the invitation's ``doc``)."""
+
+    title: str
+    body: str
+    store_name: str = ""
+    items: str = ""
+    form_id: str | None = None  # alipay: the trade number the message is bound to
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "body": self.body,
+            "store_name": self.store_name,
+            "items": self.items,
+            "form_id": self.form_id,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> MessageTexts:
+        m = doc.get("message") or {}
+        return cls(
+            title=m.get("title") or doc.get("invite_title") or "",
+            body=m.get("body") or "",
+            store_name=m.get("store_name") or doc.get("store_name") or "",
+            items=m.get("items") or "",
+            form_id=m.get("form_id"),
+        )
+
+
+def page_path(page: str, token: str) -> str:
+    """The mini-program page of the survey with the token: ``pages/survey/index?token=...``."""
+    return f"{page}{'&' if '?' in page else '?'}token={token}"
+
+
+def build_message(
+    key: str,
+    reach: Reach,
+    texts: MessageTexts,
+    url: str,
+    token: str,
+    expires_at: datetime,
+    zone: ZoneInfo,
 ) -> OutboundMessage:
+    """The invitation message for ``reach``'s channel.
+
+    ``data`` holds only the platform template's fields, from the channel's ``fields:`` mapping
+    (an SMS channel without one gets ``{link}``); an Alipay message carries its form id as the
+    ``_form_id`` extra. ``url`` is the https survey link, except for the mini-program channels
+    (``miniprogram``, ``alipay``), which open a page of the mini-program: ``page?token=...``.
+    """
     ch = reach.channel
-    assert out.expires_at is not None
-    expires = out.expires_at.astimezone(zone).strftime("%m月%d日 %H:%M")
-    values = {"survey": title, "body": body, "link": url, "expires": expires}
-    data: dict[str, Any] = {"token": token, "link": url, "expires": expires, "channel": ch.channel}
-    for name, text_ in ch.fields.items():
-        data[name] = text_.format_map(_Safe(values))
-    if ch.page:
-        data["page"] = f"{ch.page}{'&' if '?' in ch.page else '?'}token={token}"
+    expires = expires_at.astimezone(zone).strftime("%m月%d日 %H:%M")
+    values = {
+        "survey": texts.title,
+        "body": texts.body,
+        "link": url,
+        "expires": expires,
+        "store_name": texts.store_name,
+        "items": texts.items,
+    }
+    fields = ch.fields or DEFAULT_FIELDS.get(ch.channel, {})
+    data: dict[str, Any] = {name: text_.format_map(_Safe(values)) for name, text_ in fields.items()}
+    if ch.channel == "alipay" and texts.form_id:
+        data["_form_id"] = texts.form_id
     # SMS and email carry the link in the text; the others have a button / url field
-    text_body = f"{body}\n{url}" if ch.channel in ("sms", "email") else body
+    text_body = f"{texts.body}\n{url}" if ch.channel in ("sms", "email") else texts.body
     return OutboundMessage(
         key=key,
-        title=title,
+        title=texts.title,
         body=text_body,
         to=[reach.to],
         buttons=[Button("参与问卷", url)],
         template=ch.template,
         data=data,
-        url=url,
+        url=page_path(ch.page_path, token) if ch.opens_page else url,
     )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, select
 
 from hub.features.surveys.config import ChannelConfig
 from hub.features.surveys.lookups import among, batches
+from hub.model import TouchpointEvent
 from hub.privacy import SENSITIVE_NAMESPACES, Vault, mask_identity
 from hub.store.schema import identities
 
@@ -24,6 +25,22 @@ class Reach:
     channel: ChannelConfig
     to: str
     masked: str
+
+
+def form_id_of(ev: TouchpointEvent, path: str) -> str | None:
+    """The value at ``path`` of the touchpoint (``attributes.trade_no``, ``order.id``) as text, or None."""
+    value: Any = ev
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
+        if value is None:
+            return None
+    text_ = str(value).strip()
+    return text_ or None
+
+
+def needs_form_id(ch: ChannelConfig) -> bool:
+    """Whether messages on ``ch`` need a form id from the transaction (Alipay's template message)."""
+    return ch.channel == "alipay"
 
 
 def _identity_query(conn: Connection, customer_ids: Sequence[str]) -> Any:
@@ -62,7 +79,9 @@ def reach_from(rows: Sequence[Any], vault: Vault, customer_id: str, channels: Se
     for ch in channels:
         ns = ch.identity_namespace
         for r in rows:
-            if r.namespace != ns or (ch.scope is not None and r.scope != ch.scope):
+            # a channel limited to one app reaches that app's identities only; a channel with no
+            # scope reaches only identities with none (never an openid of some other app)
+            if r.namespace != ns or r.scope != (ch.scope or ""):
                 continue
             if ns in SENSITIVE_NAMESPACES:
                 if not r.contact:

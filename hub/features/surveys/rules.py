@@ -33,7 +33,7 @@ from sqlalchemy import Connection, select
 from hub.features.surveys.config import ChannelConfig, Rule, SurveysConfig, Trigger
 from hub.features.surveys.exclusions import ExclusionCheck, exclusions_for
 from hub.features.surveys.lookups import among, batches
-from hub.features.surveys.reach import Reach, identity_rows, reach_from
+from hub.features.surveys.reach import Reach, form_id_of, identity_rows, needs_form_id, reach_from
 from hub.features.surveys.schedule import deferral_detail, expires_at, human_duration, send_times, too_late
 from hub.features.surveys.schema import SENT_DECISIONS, invitations
 from hub.model import TouchpointEvent
@@ -314,19 +314,25 @@ def _decide_one(
             )
     chosen: Reach | None = None
     capped: list[str] = []
+    unusable: list[str] = []
     for reach in reaches:
         name = reach.channel.channel
+        if needs_form_id(reach.channel) and not form_id_of(it.ev, reach.channel.form_id):
+            unusable.append(f"{name} (the transaction has no {reach.channel.form_id} for its form id)")
+            continue
         over = [c for c in cfg.channel_caps.get(name, []) if _count(past, send_at, c.per, channel=name) >= c.max]
         if over:
             capped.append(f"{name} ({over[0].max}/{human_duration(over[0].per)})")
             continue
         chosen = reach
         break
+    if chosen is None and not capped:
+        return Outcome("suppressed", "unreachable", "no channel can carry it: " + ", ".join(unusable))
     if chosen is None:
         return Outcome("suppressed", "capped_channel", "every reachable channel is capped: " + ", ".join(capped))
     # decided: it counts against the caps of the rest of the batch
     past.append(_Sent(send_at, rule.name, chosen.channel.channel))
-    notes = [f"{c} capped" for c in capped]
+    notes = [f"{c} capped" for c in capped] + [f"{u} skipped" for u in unusable]
     expires = expires_at(send_at, rule)
     if send_at != it.wanted:
         assert cfg.quiet_hours is not None

@@ -1,4 +1,4 @@
-"""The surveys feature's tables (created by migration ``0006_surveys``)."""
+"""The surveys feature's tables (created by migration ``0006_surveys``, ``0016_survey_outbox_key``)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,17 @@ from hub.store.schema import Doc, UTCDateTime, metadata
 #: decisions that put a message in the outbox (and so count against caps)
 SENT_DECISIONS = ("scheduled", "deferred")
 
+#: statuses of invitations whose message never reached the customer (decided to send, then not
+#: sent): ``expired`` (the link expired while it waited), ``cancelled`` (the customer opted out
+#: meanwhile), ``failed`` (every reachable channel refused it). They do not count as sent.
+UNSENT_STATUSES = ("expired", "cancelled", "failed")
+
 #: one row per transaction a survey rule fired on, whatever was decided: ``decision`` is
 #: ``scheduled`` / ``deferred`` (quiet hours moved ``send_at``) / ``suppressed``; ``reason`` is the
 #: code of why (sampled_out, capped_global, capped_survey, capped_channel, quiet_hours,
 #: unreachable, opted_out, excluded_open_case, stale) and ``detail`` says it in words.
-#: ``status``: ``pending`` (sent or to be sent, not answered), ``responded``, ``suppressed``.
+#: ``status``: ``pending`` (sent or to be sent, not answered), ``responded``, ``suppressed``, or one
+#: of :data:`UNSENT_STATUSES` (with the ``reason`` and ``detail`` of what happened at send time).
 invitations = Table(
     "survey_invitations",
     metadata,
@@ -40,4 +46,5 @@ invitations = Table(
     Column("doc", Doc, nullable=False),
     Index("ix_survey_invitations_customer_send", "customer_id", "send_at"),
     Index("ix_survey_invitations_created", "created_at"),
+    Index("ix_survey_invitations_outbox_key", "outbox_key"),
 )

@@ -3,7 +3,9 @@
 - NPS: % of answers 9-10 minus % of answers 0-6 (-100..100), over survey responses with an NPS;
 - CSAT: % of answers 4-5 on the 1-5 scale (top-2 box);
 - CES: the mean of the 1-7 answers;
-- response rate: invitations answered / invitations sent (scheduled or deferred).
+- response rate: invitations answered / invitations sent (scheduled or deferred, and not found
+  unsendable at send time: an invitation whose link expired before it went out, whose customer
+  opted out meanwhile, or whose every channel refused it is counted as ``unsent``, not sent).
 
 Responses come from every source (the hosted page, external survey tools through the webhook);
 one that names its invitation is grouped by that invitation's channel and basket categories.
@@ -18,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from hub.features.surveys.schema import SENT_DECISIONS, invitations
+from hub.features.surveys.schema import SENT_DECISIONS, UNSENT_STATUSES, invitations
 from hub.privacy import mask_text
 from hub.store.schema import touchpoints
 
@@ -58,6 +60,8 @@ class _Group:
         self.invited = 0
         self.suppressed = 0
         self.deferred = 0
+        self.unsent = 0
+        self.unsent_reasons: dict[str, int] = defaultdict(int)
         self.responded = 0
         self.responses = 0
         self.nps: list[int] = []
@@ -72,6 +76,8 @@ class _Group:
             "deferred": self.deferred,
             "suppressed": self.suppressed,
             "suppressed_by_reason": dict(sorted(self.reasons.items())),
+            "unsent": self.unsent,
+            "unsent_by_reason": dict(sorted(self.unsent_reasons.items())),
             "responded": self.responded,
             "responses": self.responses,
             "response_rate": round(self.responded / self.invited, 4) if self.invited else None,
@@ -106,7 +112,10 @@ def compute_stats(conn: Connection, *, by: str | None = None, since: datetime | 
     for row in invs.values():
         for key in _keys(by, row["store"], row["channel"], row["doc"].get("categories")):
             g = groups[key]
-            if row["decision"] in SENT_DECISIONS:
+            if row["decision"] in SENT_DECISIONS and row["status"] in UNSENT_STATUSES:
+                g.unsent += 1
+                g.unsent_reasons[row["reason"] or row["status"]] += 1
+            elif row["decision"] in SENT_DECISIONS:
                 g.invited += 1
                 g.deferred += row["decision"] == "deferred"
                 g.responded += row["status"] == "responded"

@@ -39,7 +39,8 @@ def message(key: str = "rule:1:tp-1", to: list[str] | None = None, **kw: Any) ->
         "body": "门店 **SH-001** 收到 1 星评价：\n\n> 牛奶过期了",
         "to": to or [],
         "buttons": [Button("确认 Acknowledge", "https://hub.example/cases/1/ack?sig=x")],
-        "data": {"keyword1": "SH-001", "keyword2": "1 星"},
+        # an extra (``_``) every connector leaves out of the template: the form id Alipay's API requires
+        "data": {"keyword1": "SH-001", "keyword2": "1 星", "_form_id": "2026110222001400001234567890"},
         "url": "https://hub.example/cases/1",
     }
     base.update(kw)

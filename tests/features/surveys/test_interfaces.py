@@ -59,7 +59,7 @@ def test_the_recovery_survey_interfaces(make_runtime: Any, clock: Any, store: An
         assert feature.engine.consider(conn, ev, rule, now) is None  # one invitation per transaction
     with rt.store.connect() as conn:
         inv = conn.execute(select(invitations).where(invitations.c.id == row["id"])).mappings().one()
-        token = conn.execute(select(outbox.c.message)).scalar_one()["data"]["token"]
+        token = conn.execute(select(outbox.c.message)).scalar_one()["url"].rsplit("/", 1)[1]
     assert (inv["rule"], inv["transaction_id"], inv["status"]) == ("recovery", ev.id, "pending")
     # a late answer still names its invitation
     late = inv["expires_at"] + timedelta(days=30)

@@ -214,7 +214,7 @@ def test_cli_invitations_and_stats(make_runtime: Any, clock: Any, monkeypatch: p
 
     rt = make_runtime()
     ingest(rt, checkout("R1"), checkout("R2", member=None, phone=None))
-    token = outbox_of(rt)[0]["message"]["data"]["token"]
+    token = outbox_of(rt)[0]["message"]["url"].rsplit("/", 1)[1]
     r = TestClient(create_app(rt)).post(
         f"/s/{token}",
         data={
