@@ -1,7 +1,5 @@
 """``cxhub customers show|score|at-risk`` and ``cxhub stats --at-risk``: the customer view and churn risk."""
 
-from __future__ import annotations
-
 import json
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,7 +13,7 @@ ScopeOpt = Annotated[
 ]
 
 
-def _service(rt: Runtime) -> Any:
+def _service(rt: "Runtime") -> Any:
     from commands import feature_interface
 
     return feature_interface(rt, "customers")
