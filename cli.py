@@ -193,18 +193,26 @@ def quarantine_cmd(
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
-    """Records that could not be used, with the reason (replay them after a fix)."""
+    """Records that could not be used, with the reason (replay them after a fix); with the ``nats``
+    transport, the dead-letter stream's records too (ids ``dl-<n>``)."""
     from hub.store.reads import quarantined
 
-    with runtime(config, features=()) as rt, rt.store.connect() as conn:
-        rows = quarantined(conn, source=source, include_replayed=all_, limit=limit)
+    with runtime(config, features=()) as rt, handled():
+        with rt.store.connect() as conn:
+            rows: list[dict[str, Any]] = [
+                dict(r) for r in quarantined(conn, source=source, include_replayed=all_, limit=limit)
+            ]
+        if rt.config.raw.transport.kind == "nats":
+            from hub.transport.nats import dead_letters
+
+            rows += [dl.as_row() for dl in dead_letters(rt.config.raw.transport, source=source, limit=limit)]
     from hub.privacy import mask_text
 
     if as_json:
         for r in rows:  # raw payloads carry personal data: phone numbers are masked on output
             print(mask_text(dump_json(r)))
         return
-    table = Table("id", "source", "external id", "stage", "status", "reason")
+    table = display_table("id", "source", "external id", "stage", "status", "reason")
     for r in rows:
         table.add_row(
             str(r["id"]), r["source"], r["external_id"] or "", r["stage"], r["status"], mask_text(r["reason"])
@@ -218,13 +226,30 @@ def replay(
     ids: Annotated[list[int] | None, typer.Argument(help="Quarantine ids (default: every open one).")] = None,
     config: ConfigOpt = None,
     source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    dead_letter: Annotated[
+        list[int] | None,
+        typer.Option("--dead-letter", help="Dead letter n (id dl-n) of the nats transport; repeatable."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-run quarantined records through the current mappings."""
-    from hub.replay import replay_quarantined
+    """Re-run quarantined records through the current mappings; with the ``nats`` transport, the
+    dead-letter stream's records too (all of them when no id is given), deleted once stored."""
+    from hub.replay import replay_dead_letters, replay_quarantined
 
-    with runtime(config) as rt:
-        result = replay_quarantined(rt.ingestor, rt.mappings, ids=ids or None, source=source)
+    with runtime(config) as rt, handled():
+        result = (
+            replay_quarantined(rt.ingestor, rt.mappings, ids=ids or None, source=source) if not dead_letter else None
+        )
+        if rt.config.raw.transport.kind == "nats" and (dead_letter or not ids):
+            more = replay_dead_letters(
+                rt.ingestor, rt.mappings, rt.config.raw.transport, seqs=dead_letter or None, source=source
+            )
+            if result is None:
+                result = more
+            else:
+                result.add(more)
+        elif result is None:
+            raise fail("--dead-letter: only with transport kind nats")
     if as_json:
         print(json.dumps(result.summary()))
     else:

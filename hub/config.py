@@ -73,6 +73,30 @@ class ServerConfig(_Section):
     max_connections: int = Field(default=1000, ge=1)
 
 
+class TransportConfig(_Section):
+    """Between the push receivers and the ingest: ``direct`` (the receiver commits to the store
+    itself, the embedded default) or ``nats`` (receivers publish each verified record to a
+    JetStream stream and ingest workers commit it; see hub/transport and docs/deploy.md)."""
+
+    kind: Literal["direct", "nats"] = "direct"
+    #: NATS server(s), comma-separated (``nats://host:4222``; credentials in the URL are masked)
+    url: str = "nats://127.0.0.1:4222"
+    #: the JetStream stream of verified records; its subjects are ``cxhub.<stream>.<source>``
+    stream: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "CXHUB_INGEST"
+    #: deliveries of one record before it goes to the dead-letter stream (``<stream>_DLQ``)
+    max_deliver: int = Field(default=20, ge=2, le=1000)
+    #: a worker that neither acks nor renews a record within this time loses it to another worker
+    ack_wait_seconds: float = Field(default=30, ge=1, le=3600)
+    #: records a worker pulls and commits at once
+    batch_size: int = Field(default=256, ge=1, le=10_000)
+    #: a receiver answers 503 (the platform retries) when JetStream has not acknowledged by then
+    publish_timeout_seconds: float = Field(default=4, gt=0, le=30)
+    #: JetStream drops a record published again with the same id within this window
+    duplicate_window_seconds: float = Field(default=600, ge=1, le=86_400)
+    #: copies of the stream in a NATS cluster (1 for one server; 3 for a three-node cluster)
+    replicas: int = Field(default=1, ge=1, le=5)
+
+
 class Schedule(_Section):
     """When a pull source syncs: ``every: 5m`` or ``cron: "*/5 * * * *"``."""
 
@@ -128,6 +152,7 @@ class RawConfig(_Section):
     secret_key: SecretStr | None = None
     store: StoreConfig = Field(default_factory=StoreConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    transport: TransportConfig = Field(default_factory=TransportConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -233,7 +258,7 @@ class Config:
         found: list[str] = []
         for m in models:
             secret_values_of(m, found)
-        for url in (self.raw.store.url, Settings().store_url or ""):
+        for url in (self.raw.store.url, Settings().store_url or "", *self.raw.transport.url.split(",")):
             password = URL_PASSWORD.search(url)
             if password:
                 found.append(password.group(1))

@@ -12,9 +12,11 @@ from sqlalchemy import Connection, select, update
 from hub.errors import PayloadError
 from hub.ingest import Ingestor, IngestResult
 from hub.model import TouchpointEvent
+from hub.sdk.connector import RawRecord, Rejected
 from hub.store.schema import inbox, quarantine
 
 if TYPE_CHECKING:
+    from hub.config import TransportConfig
     from hub.mapping import CompiledMapping
 
 
@@ -79,3 +81,50 @@ def replay_quarantined(
 
 def _requeue(conn: Connection, qid: int, reason: str) -> None:
     conn.execute(update(quarantine).where(quarantine.c.id == qid).values(reason=reason))
+
+
+def replay_dead_letters(
+    ingestor: Ingestor,
+    mappings: dict[str, CompiledMapping],
+    transport: TransportConfig,
+    *,
+    seqs: Sequence[int] | None = None,
+    source: str | None = None,
+) -> IngestResult:
+    """Run the records of the ``nats`` transport's dead-letter stream through the ingest again
+    (after a fix), one source at a time in one transaction each; the dead letters of every source
+    that committed are deleted from the stream, the others stay (``cxhub quarantine`` shows them)."""
+    from hub.transport.nats import decode, delete_dead_letters, take_dead_letters
+
+    result = IngestResult()
+    letters = take_dead_letters(transport, source=source, seqs=seqs)
+    groups: dict[str, list[tuple[int, RawRecord | Rejected]]] = {}
+    for dl in letters:
+        try:
+            src, rec = decode(dl.data)
+        except ValueError:
+            result.read += 1
+            result.quarantined += 1  # not a record: it stays where it is
+            continue
+        groups.setdefault(src, []).append((dl.seq, rec))
+    done: list[int] = []
+    for src, items in groups.items():
+        mapping = mappings.get(src)
+        if mapping is None:
+            result.read += len(items)
+            result.quarantined += len(items)
+            continue
+        records = [r for _, r in items if isinstance(r, RawRecord)]
+        rejected = [r for _, r in items if isinstance(r, Rejected)]
+        try:
+            got = ingestor.ingest(src, mapping, records, rejected=rejected)
+        except Exception:
+            result.read += len(items)
+            result.quarantined += len(items)
+            continue
+        result.add(got)
+        result.events += got.events
+        done += [seq for seq, _ in items]
+    if done:
+        delete_dead_letters(transport, done)
+    return result

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from hub.identity import MergeHook
     from hub.ingest import IngestHook, Ingestor
+    from hub.transport import Transport
 
 log = logging.getLogger("cxhub")
 
@@ -62,6 +63,10 @@ class Runtime:
             config.store_url, echo=config.raw.store.echo, pool_size=config.raw.store.pool_size, clock=clock
         )
         self.context = ConnectorContext(clock=clock, transport=transport, kv=self.store, secret_key=config.secret_key)
+        from hub.transport import shared_nonces
+
+        # the push receivers' replay protection, shared by every process (store table / NATS bucket)
+        self.context.nonces = shared_nonces(self)
         self.hooks: list[IngestHook] = []
         self.jobs: list[PeriodicJob] = []
         #: FastAPI routers features add, or zero-argument factories of them (built when the web app is)
@@ -90,6 +95,13 @@ class Runtime:
         ingestor.hooks = self.hooks
         ingestor.identity.merges = self.merges  # the same list, as the hooks
         return ingestor
+
+    @functools.cached_property
+    def transport(self) -> Transport:
+        """How the push receivers hand verified records on (``transport:``; see :mod:`hub.transport`)."""
+        from hub.transport import build_transport
+
+        return build_transport(self)
 
     # ------------------------------------------------------------ connectors
 

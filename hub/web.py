@@ -11,8 +11,11 @@ this order:
 3. a content type the connector does not accept -> 415 (a missing header is allowed);
 4. the connector verifies (signature, app id, timestamp window, nonce) -> 401 / 403 on failure,
    nothing stored, ``cxhub_hook_signature_failures_total`` counts it; a malformed request -> 400;
-5. the records are **committed before** the reply: the request waits for the group-commit writer
-   (:mod:`hub.group_commit`); a store failure or timeout -> 503 so that the platform retries;
+5. the records are **durable before** the reply: the request hands them to the transport
+   (:mod:`hub.transport`) and waits: with ``direct`` (the default) for the group-commit writer's
+   commit (:mod:`hub.group_commit`), with ``nats`` for JetStream's ack of every record (ingest
+   workers commit them); a failure or timeout -> 503 so that the platform retries. A replay check
+   that cannot reach its shared memory (the store's nonce table, the NATS bucket) -> 503 too;
 6. the connector's reply (WeChat ``success``, an encrypted DingTalk ``success``, a Feishu challenge
    ...). A verified payload that fails its mapping is quarantined by the ingest and still answered.
 
@@ -34,10 +37,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from hub.errors import PayloadError, SignatureError
+from hub.errors import PayloadError, RetriableError, SignatureError
 from hub.group_commit import GroupCommitWriter
 from hub.runtime import Runtime
 from hub.sdk.connector import InboundRequest, PushSource, Reply
+from hub.transport import build_transport
 
 log = logging.getLogger("cxhub.web")
 T = TypeVar("T")
@@ -54,7 +58,7 @@ HOOK_SECONDS = Histogram(
 )
 
 #: how long a request waits for its commit before answering 503 (WeChat gives up after 5 s)
-STORE_TIMEOUT_SECONDS = 4.0
+STORE_TIMEOUT_SECONDS = 4.0  # the direct transport's (hub.transport.direct)
 
 
 def _reply(r: Reply) -> Response:
@@ -93,7 +97,10 @@ class HookFastPath:
 def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> HookFastPath:
     """The ASGI app for a runtime (FastAPI behind the hook fast path); features add routers through
     ``rt.routers``."""
-    group = writer or GroupCommitWriter(rt.ingestor)
+    transport = rt.transport if writer is None else build_transport(rt, writer)
+    # a replay check that asks a shared memory (the store, NATS) waits on the network: connectors
+    # then handle pushes in a worker thread, so that the event loop goes on serving meanwhile
+    off_loop = rt.context.nonces is not None
     window = rt.config.raw.server.replay_window_seconds
     # build every push source now: a connector that cannot start fails `cxhub run`, not a request
     for name, spec in rt.config.sources.items():
@@ -104,11 +111,15 @@ def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> HookF
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        await asyncio.to_thread(group.close)
+        await transport.start()
+        try:
+            yield
+        finally:
+            await transport.stop()
 
     app = FastAPI(title="cxhub", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.state.group_commit = group
+    app.state.transport = transport
+    app.state.group_commit = getattr(transport, "writer", None)
 
     async def inbound(source: str, request: Request) -> tuple[PushSource, InboundRequest] | Response:
         src = rt.push_source(source) if source in rt.config.sources else None
@@ -165,6 +176,10 @@ def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> HookF
         except PayloadError as exc:
             HOOK_REQUESTS.labels(source, "bad_request").inc()
             return _text(400, exc.reason)
+        except RetriableError as exc:  # the replay check's shared memory is unreachable: retry later
+            HOOK_REQUESTS.labels(source, "unavailable").inc()
+            log.warning("source %s: %s; answering 503 so the platform retries", source, exc)
+            return _text(503, "temporarily unavailable")
         except Exception:
             # a connector bug must not become a 5xx retry storm; the traceback has no secrets
             # (connectors keep them in SecretStr options, not in locals of the failing frame)
@@ -178,7 +193,12 @@ def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> HookF
         if isinstance(got, Response):
             return got
         src, req = got
-        reply = guarded(source, "URL verification", lambda: src.verify_url(req), req.remote)
+        if off_loop:
+            reply = await asyncio.to_thread(
+                guarded, source, "URL verification", lambda: src.verify_url(req), req.remote
+            )
+        else:
+            reply = guarded(source, "URL verification", lambda: src.verify_url(req), req.remote)
         if isinstance(reply, Response):
             return reply
         HOOK_REQUESTS.labels(source, "verified_url").inc()
@@ -191,16 +211,21 @@ def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> HookF
         if isinstance(got, Response):
             return got
         src, req = got
-        result = guarded(source, "handling a push", lambda: src.handle(req), req.remote)
+        if off_loop:
+            result = await asyncio.to_thread(guarded, source, "handling a push", lambda: src.handle(req), req.remote)
+        else:
+            result = guarded(source, "handling a push", lambda: src.handle(req), req.remote)
         if isinstance(result, Response):
             return result
         if result.records or result.rejected:
-            future = group.submit(source, rt.mapping(source), result.records, result.rejected)
             try:
-                await asyncio.wait_for(asyncio.wrap_future(future), STORE_TIMEOUT_SECONDS)
+                await transport.hand_off(source, result.records, result.rejected)
             except Exception as exc:
                 log.warning(
-                    "source %s: store failed (%s); answering 503 so the platform retries", source, type(exc).__name__
+                    "source %s: %s hand-off failed (%s); answering 503 so the platform retries",
+                    source,
+                    transport.kind,
+                    type(exc).__name__,
                 )
                 HOOK_REQUESTS.labels(source, "store_failed").inc()
                 return _text(503, "temporarily unavailable")

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, SecretStr, field_validator
 
 from hub.errors import PayloadError, SignatureError
-from hub.sdk.connector import ConnectorOptions, InboundRequest, PushSource, Rejected
+from hub.sdk.connector import ConnectorOptions, InboundRequest, NonceStore, PushSource, Rejected
 
 if TYPE_CHECKING:
     from xml.etree.ElementTree import Element
@@ -188,18 +188,35 @@ class MsgCrypt:
 
 
 class NonceCache:
-    """Remembers which body went with each (timestamp, nonce, signature) for ``ttl`` seconds."""
+    """Remembers which body went with each (timestamp, nonce, signature) for ``ttl`` seconds.
 
-    def __init__(self, clock: Callable[[], datetime], ttl: float = 300.0, size: int = NONCE_CACHE_SIZE):
+    With ``shared`` (the hub gives one through ``ConnectorContext.nonces``: a table of the store,
+    or the transport's key-value bucket), every process of the hub consults the same memory, so
+    that a (timestamp, nonce) replayed with another body is refused whichever process receives it.
+    Without it the memory is this process's own (at most ``size`` keys)."""
+
+    def __init__(
+        self,
+        clock: Callable[[], datetime],
+        ttl: float = 300.0,
+        size: int = NONCE_CACHE_SIZE,
+        *,
+        shared: NonceStore | None = None,
+        namespace: str = "",
+    ):
         self._clock = clock
         self.ttl = ttl
         self._size = size
+        self.shared = shared
+        self._namespace = namespace
         self._seen: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._lock = threading.Lock()
 
     def claim(self, key: str, body: bytes) -> bool:
         """True for a new key or the same body again (a retry); False: same key, different body."""
         digest = hashlib.blake2b(body, digest_size=16).digest()
+        if self.shared is not None:
+            return self.shared.claim(f"{self._namespace}|{key}", digest, self.ttl)
         now = self._clock().timestamp()
         with self._lock:
             seen = self._seen.get(key)
@@ -230,7 +247,9 @@ class GuardedPushSource(PushSource):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.nonces = NonceCache(self.context.clock, ttl=max(self.window, 300.0))
+        self.nonces = NonceCache(
+            self.context.clock, ttl=max(self.window, 300.0), shared=self.context.nonces, namespace=self.name
+        )
 
     @property
     def window(self) -> float:

@@ -100,6 +100,16 @@ class KeyValueStore(Protocol):
         """A context manager held by one process at a time (token refresh)."""
 
 
+class NonceStore(Protocol):
+    """Replay protection shared by every receiving process (the hub's store, or the transport's
+    key-value bucket): without it, two processes each accept one of two bodies sent with the same
+    (timestamp, nonce)."""
+
+    def claim(self, key: str, digest: bytes, ttl: float) -> bool:
+        """True when ``key`` is new (remembered with ``digest`` for ``ttl`` seconds) or was seen
+        with this same ``digest`` (a platform retry); False when it was seen with another one."""
+
+
 class _MemoryLock:
     def __enter__(self) -> None:
         return None
@@ -136,6 +146,8 @@ class ConnectorContext:
     transport: httpx.BaseTransport | None = None
     kv: KeyValueStore = field(default_factory=MemoryKeyValueStore)
     secret_key: bytes = b""
+    #: the receivers' shared nonce memory; None: each push source remembers in its own process
+    nonces: NonceStore | None = None
     timeout: float = 10.0
 
     def http_client(self, base_url: str = "", **kwargs: Any) -> httpx.Client:

@@ -176,3 +176,14 @@ kv = Table(
     Column("value", Text, nullable=False),
     Column("expires_at", UTCDateTime()),
 )
+
+#: the push receivers' replay protection shared by every process (hub/transport/nonces.py):
+#: sha256 of (source, timestamp, nonce, signature) -> the body's digest, until ``expires_at``
+push_nonces = Table(
+    "push_nonces",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("digest", String(32), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_push_nonces_expires", "expires_at"),
+)
