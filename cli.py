@@ -212,7 +212,7 @@ def quarantine_cmd(
         for r in rows:  # raw payloads carry personal data: phone numbers are masked on output
             print(mask_text(dump_json(r)))
         return
-    table = display_table("id", "source", "external id", "stage", "status", "reason")
+    table = Table("id", "source", "external id", "stage", "status", "reason")
     for r in rows:
         table.add_row(
             str(r["id"]), r["source"], r["external_id"] or "", r["stage"], r["status"], mask_text(r["reason"])
