@@ -111,6 +111,10 @@ class DeliveryWorker(Step):
         """Claim nothing more; units of the current pump not yet sent go back unsent (SIGTERM)."""
         self._stopping.set()
 
+    def take_work(self) -> None:
+        """Claim again after :meth:`stop_taking_work` (a service started again)."""
+        self._stopping.clear()
+
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
@@ -133,7 +137,6 @@ class DeliveryWorker(Step):
         result = PumpResult()
         if not self.destinations or self.stopping:
             return result
-        self.heartbeat.start()
         first = self.claims.next_batch(result)
         if first is None:
             return result
@@ -252,7 +255,9 @@ class DeliveryWorker(Step):
 
 class Heartbeat:
     """Renews the lease of every outbox row a worker holds, every third of the lease, in a daemon
-    thread (started by the worker's first pump, stopped by :meth:`DeliveryWorker.close`).
+    thread (started with :class:`DeliveryService`, stopped by :meth:`DeliveryWorker.close`). A
+    worker pumped by hand (``cxhub outbox flush``, tests) has none: its sender renews a lease
+    before a send once half of it has passed.
 
     A renewal that fails (the store is briefly unreachable) is logged and tried again at the next
     beat: the lease outlives two missed beats."""
@@ -315,6 +320,8 @@ class DeliveryService:
         if self._thread is not None:
             return
         self._stop.clear()
+        self.worker.take_work()
+        self.worker.heartbeat.start()
         self._thread = threading.Thread(target=self._loop, name="cxhub-delivery", daemon=True)
         self._thread.start()
 
