@@ -499,6 +499,11 @@ def _source_spec(cfg: Config, name: str, src: SourceConfig) -> SourceSpec:
     mapping = None
     if cls is not None or src.mapping is not None:
         mapping = _collect(errors, load_source_mapping, cfg, name, src, cls)
+    if mapping is not None and options is not None:  # identities scoped by an option (scope: {option: app_id})
+        try:
+            mapping.bind_options(options.model_dump())
+        except ConfigError as exc:
+            errors.append(cfg.lines.error(("sources", name, "options"), str(exc)))
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
     assert cls is not None and options is not None  # no error: both were made

@@ -103,9 +103,10 @@ class Feature:
         """
         if self.customer_columns:
             from sqlalchemy import column, table
+            from sqlalchemy.sql.expression import ColumnClause
 
             for table_name, column_name in self.customer_columns:
-                col = column(column_name)
+                col: ColumnClause[Any] = column(column_name)
                 t = table(table_name, col)
                 conn.execute(t.update().where(col.in_(list(absorbed))).values({column_name: survivor}))
         if self.merge:

@@ -34,11 +34,13 @@ STORES = {
     "S002": {"code": "S002", "name": "静安店", "region": "华东", "district": "上海一区"},
     "S003": {"code": "S003", "name": "浦东店", "region": "华东", "district": "上海二区"},
 }
+#: the demo official account's AppID: members paid with WeChat Pay in it (their openids are its)
+DEMO_APPID = "wxdemo0000000001"
 MEMBERS = [
-    {"number": "M0001", "mobile": "13812345678", "openid": "oDemo0001", "level": "gold"},
-    {"number": "M0002", "mobile": "13900001111", "openid": "oDemo0002", "level": "silver"},
+    {"number": "M0001", "mobile": "13812345678", "openid": "oDemo0001", "appid": DEMO_APPID, "level": "gold"},
+    {"number": "M0002", "mobile": "13900001111", "openid": "oDemo0002", "appid": DEMO_APPID, "level": "silver"},
     {"number": "M0003", "mobile": "13700002222", "level": "regular"},
-    {"number": "M0004", "openid": "oDemo0004", "level": "regular"},
+    {"number": "M0004", "openid": "oDemo0004", "appid": DEMO_APPID, "level": "regular"},
 ]
 ITEMS = {
     "spinach": {"sku": "690001", "name": "有机菠菜", "cat": "10", "price": "12.80"},

@@ -13,11 +13,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from hub.errors import RecordError
+from hub.errors import MappingError, RecordError
 from hub.mapping.codegen import generate
-from hub.mapping.specs import MISSING, Builder, FieldSpec, IdentitySpec, ListSpec, item_field, not_a_list
+from hub.mapping.specs import (
+    MISSING,
+    Builder,
+    FieldSpec,
+    IdentitySpec,
+    ListSpec,
+    const_spec,
+    item_field,
+    not_a_list,
+)
 from hub.model import TouchpointEvent
 from hub.sdk.expressions import Getter
 
@@ -60,6 +69,27 @@ class CompiledMapping:
     ) -> dict[str, Any] | None:
         """What :meth:`apply` validates into the event: a dict, or ``None`` when ``when`` skips it."""
         return (self._build or self._make_builder())(payload, source, external_id, received_at)
+
+    def bind_options(self, options: Mapping[str, Any]) -> None:
+        """Give identities with ``scope: {option: ...}`` their scope: that option of the source's
+        connector (the config calls it when a source loads). ``MappingError`` when it has none."""
+        bound = False
+        for ident in self.identities:
+            if not ident.scope_option:
+                continue
+            target = f"customer.identities.{ident.namespace}.scope"
+            value: Any = options.get(ident.scope_option)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if value is None or str(value).strip() == "":
+                raise MappingError(
+                    f"{target}: the scope is the source's option {ident.scope_option!r}, which is not set",
+                    file=self.file,
+                )
+            ident.scope = const_spec(target, str(value).strip())
+            bound = True
+        if bound:
+            self._build = None  # generated again with the scope
 
     def _make_builder(self) -> Builder:
         self.builder_source, self._build = generate(self)
@@ -108,11 +138,9 @@ class CompiledMapping:
                 items.append(item)
             _put(doc, lst.target, items)
         if self.identities:
-            ids = []
+            ids: list[dict[str, Any]] = []
             for ident in self.identities:
-                v = ident.spec.value(payload, payload)
-                if v is not MISSING and v is not None and v != "":
-                    ids.append({"namespace": ident.namespace, "value": v})
+                ident.put(payload, ids)
             if ids:
                 doc.setdefault("customer", {}).setdefault("identities", []).extend(ids)
         return doc

@@ -228,6 +228,9 @@ class _Codegen:
         if m.identities:
             self.emit(1, "ids = []")
             for ident in m.identities:
+                if ident.scope is not None or ident.scope_option:  # value and scope together, as the reference does
+                    self.emit(1, f"{self.bind(ident.put)}(payload, ids)")
+                    continue
                 spec = ident.spec
                 self.field(spec, root, root, 1, self.put_identity(ident.namespace), self.bind(spec.target))
             self.emit(1, "if ids:")

@@ -18,7 +18,10 @@ A mapping file::
         fields:
           sku: sku
           category: {path: cat, lookup: category, default: 其他}
-      customer.identities: {member_id: member_no, phone: mobile}
+      customer.identities:
+        member_id: member_no
+        phone: mobile
+        openid: {path: openid, scope: appid}   # an openid is per app: scope says which app
       feedback.text: {template: "{title}: {content}"}
       attributes.pos_terminal: terminal
 
@@ -330,13 +333,56 @@ def _compile_identities(
                 )
             )
             continue
+        scope_raw = None
+        if isinstance(spec, dict) and "scope" in spec:
+            spec = dict(spec)
+            scope_raw = spec.pop("scope")
         try:
-            out.append(
-                IdentitySpec(str(ns), _compile_field(target, spec, Target("str"), lines, (*path, ns), lookups, tz))
-            )
+            value = _compile_field(target, spec, Target("str"), lines, (*path, ns), lookups, tz)
+            scope, option = None, None
+            if isinstance(scope_raw, dict) and "option" in scope_raw:
+                option = _scope_option(f"{target}.scope", scope_raw, lines, (*path, ns, "scope"))
+            elif scope_raw is not None:
+                scope = _compile_scope(f"{target}.scope", scope_raw, lines, (*path, ns, "scope"), lookups, tz)
+            out.append(IdentitySpec(str(ns), value, scope, option))
         except MappingError as exc:
             errors.append(exc)
     return out
+
+
+def _scope_option(target: str, raw: dict[str, Any], lines: Lines, path: tuple[str | int, ...]) -> str:
+    """``scope: {option: app_id}``: the name of the source connector's option that holds the app id."""
+    option = raw.get("option")
+    if len(raw) != 1 or not isinstance(option, str) or not option.strip():
+        raise lines.error(
+            path,
+            f"{target}: `option:` names one option of the source's connector (scope: {{option: app_id}}), alone",
+            MappingError,
+        )
+    return option.strip()
+
+
+def _compile_scope(
+    target: str,
+    raw: Any,
+    lines: Lines,
+    path: tuple[str | int, ...],
+    lookups: dict[str, dict[str, Any]],
+    tz: ZoneInfo,
+) -> FieldSpec:
+    """An identity's ``scope:``: the app it belongs to, as any field: an expression (``appid``),
+    ``{const: wx8f...}`` for a literal, or a spec with a lookup."""
+    if raw is None or raw == "" or isinstance(raw, bool | list):
+        raise lines.error(
+            path,
+            f"{target}: expected the app the identity belongs to: an expression (scope: appid), a "
+            "literal (scope: {const: wx8f3c...}) or the source's option (scope: {option: app_id})",
+            MappingError,
+        )
+    spec = _compile_field(target, raw, Target("str"), lines, path, lookups, tz)
+    if spec.is_const and spec.getter(None) in (None, ""):
+        raise lines.error(path, f"{target}: an empty literal scope; name the app (the WeChat appid...)", MappingError)
+    return spec
 
 
 def _compile_list(

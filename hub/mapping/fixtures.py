@@ -73,8 +73,16 @@ def run_mapping_fixtures(mapping_path: Path) -> list[FixtureResult]:
     for i, case in enumerate(cases):
         name = str(case.get("case", f"case {i + 1}"))
         where = f"{fx_path.name}:{lines.line((i,))}"
+        m = mapping
+        if "options" in case:  # the source's connector options, for `scope: {option: ...}`
+            m = load_mapping_file(mapping_path, namespaces=known_namespaces() if preset else None)
+            try:
+                m.bind_options(case["options"] or {})
+            except ConfigError as exc:
+                out.append(FixtureResult(mapping.name, name, False, f"{where}: {exc}"))
+                continue
         try:
-            ev = mapping.apply(
+            ev = m.apply(
                 case.get("input"),
                 source=str(case.get("source", "fixture")),
                 external_id=str(case.get("external_id", f"fx-{i}")),

@@ -91,13 +91,53 @@ class ListSpec:
     each_keys: tuple[str, ...] | None = None
 
 
+#: the longest scope the store keeps (``identities.scope``)
+SCOPE_MAX = 128
+
+
 @dataclass
 class IdentitySpec:
+    """One ``customer.identities`` entry; ``scope``: the app the identity belongs to (an openid is
+    per WeChat app: ``scope`` says which), itself a field (a literal or an expression)."""
+
     namespace: str
     spec: FieldSpec
+    scope: FieldSpec | None = None
+    #: ``scope: {option: app_id}``: the scope is that option of the source's connector, bound when
+    #: the config loads (:meth:`CompiledMapping.bind_options`); unbound (``cxhub map test``) none
+    scope_option: str | None = None
+
+    def put(self, payload: Any, ids: list[dict[str, Any]]) -> None:
+        """Append this identity of ``payload`` to ``ids`` (nothing when it has no value); a scoped
+        identity whose scope finds nothing is a ``RecordError``: stored without its app, an openid
+        would be offered to every app's channel."""
+        v = self.spec.value(payload, payload)
+        if v is MISSING or v is None or v == "":
+            return
+        if self.scope is None:
+            ids.append({"namespace": self.namespace, "value": v})
+            return
+        sc = self.scope.value(payload, payload)
+        if sc is MISSING or sc is None or sc == "":
+            raise RecordError(
+                "the identity has a value but its scope (the app it belongs to) found none", field=self.scope.target
+            )
+        sc = str(sc)
+        if len(sc) > SCOPE_MAX:
+            raise RecordError(f"a scope of {len(sc)} characters (at most {SCOPE_MAX})", field=self.scope.target)
+        ids.append({"namespace": self.namespace, "scope": sc, "value": v})
 
 
 Builder = Callable[[Any, str, str, datetime | None], dict[str, Any] | None]
+
+
+def const_spec(target: str, value: str) -> FieldSpec:
+    """A text field that is always ``value``."""
+
+    def const_getter(_: Any) -> str:
+        return value
+
+    return FieldSpec(target, const_getter, "str", ZoneInfo("UTC"), None, None, None, MISSING, False, is_const=True)
 
 
 def lookup_miss(raw: Any, table: str | None) -> str:
