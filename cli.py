@@ -23,6 +23,7 @@ import typer
 from rich.table import Table
 
 from commands import ConfigOpt, JsonOpt, console, dump_json, err, fail, handled, load, runtime, setup_logging
+from commands import run as run_commands
 from hub.errors import ConfigError
 
 app = typer.Typer(
@@ -329,17 +330,8 @@ def sync(
         )
 
 
-@app.command()
-def run(
-    config: ConfigOpt = None,
-    host: Annotated[str | None, typer.Option(help="Listen address (default from config).")] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port (default from config).")] = None,
-) -> None:
-    """Webhook server + scheduler + delivery workers, until SIGTERM / Ctrl-C."""
-    from hub.runner import serve
-
-    with runtime(config) as rt, handled():
-        serve(rt, host=host, port=port)
+# `cxhub migrate` and `cxhub run` (migration lock, --no-migrate, bounded shutdown): commands/run.py
+run_commands.register(app)
 
 
 @app.command()

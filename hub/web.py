@@ -246,6 +246,28 @@ def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> HookF
             conn.execute(text("SELECT 1"))
         return {"status": "ok"}
 
+    #: what ``/readyz`` asks besides the store: name -> True when ready. The transport's connection
+    #: is here; a piece of a role that must be connected before the process takes work adds its own.
+    app.state.ready_checks = {"transport": lambda: bool(transport.connected)}
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        """Ready for traffic (``/healthz`` only says the process lives): the store answers, its
+        schema is current (a process started with ``--no-migrate`` before ``cxhub migrate`` is
+        not), and every check of ``app.state.ready_checks`` passes. 200 or 503, with each check."""
+        status = rt.store.schema_status()
+        checks: dict[str, str] = {"store": "ok" if status == "current" else status}
+        for name, check in app.state.ready_checks.items():
+            try:
+                checks[name] = "ok" if check() else "not connected"
+            except Exception as exc:
+                checks[name] = f"failed: {type(exc).__name__}"
+        import json
+
+        ready = all(v == "ok" for v in checks.values())
+        body = json.dumps({"status": "ready" if ready else "not ready", "checks": checks})
+        return Response(body, status_code=200 if ready else 503, media_type="application/json")
+
     @app.get("/metrics")
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
