@@ -15,7 +15,10 @@ UTF-8, not JSON, not an object, nested too deeply) is quarantined with its raw b
 with the encrypted ``success``: DingTalk would otherwise retry something that never parses.
 
 Events that matter to cases: approval changes (``bpms_task_change`` / ``bpms_instance_change``) and
-interactive-card callbacks are mapped to ``card_action`` touchpoints by the preset mapping.
+interactive-card callbacks (``{"type": "actionCallback", "outTrackId", "userId", "content":
+"{\"cardPrivateData\": {\"actionIds\", \"params\"}}"}``, where ``userId`` is who pressed) are mapped to
+``card_action`` touchpoints by the preset mapping. A card callback carries no time of its own: it
+gets the signed query's ``timestamp`` as ``timeStamp``.
 """
 
 from __future__ import annotations
@@ -132,6 +135,9 @@ class DingTalkEventSource(GuardedPushSource):
                 # card callbacks carry their action as a JSON string; mappings need it as data
                 with contextlib.suppress(ValueError, RecursionError):
                     event["content_json"] = json.loads(content)
+            if not any(event.get(k) for k in ("finishTime", "createTime", "TimeStamp", "timeStamp")):
+                # an interactive card's callback carries no time of its own: the signed query's is when
+                event["timeStamp"] = ts
             ext = dingtalk_event_id(event, plaintext.decode("utf-8"))
         except PayloadError as exc:
             return PushResult([], self.success_reply(), rejected=[unparsable(plaintext, exc.reason)])
