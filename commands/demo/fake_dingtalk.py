@@ -1,8 +1,17 @@
-"""A local stand-in for DingTalk's custom robot endpoint, for tests, the benchmark and the demo.
+"""A local stand-in for DingTalk, for tests, the benchmark and the demo.
 
-It checks what the real one checks (access token, the ``timestamp``/``sign`` pair of the 加签
-setting, a timestamp within an hour) and enforces the 20-messages-a-minute limit the way DingTalk
-does (``errcode 130101``). Every accepted message is kept with the time it was accepted.
+The custom robot endpoint (``POST /robot/send``): it checks what the real one checks (access
+token, the ``timestamp``/``sign`` pair of the 加签 setting, a timestamp within an hour) and enforces
+the 20-messages-a-minute limit the way DingTalk does (``errcode 130101``). Every accepted message is
+kept with the time it was accepted.
+
+A corp app's interactive cards: ``GET /gettoken?appkey&appsecret`` (the app's key and secret, from
+``apps``) and ``POST /v1.0/card/instances/createAndDeliver`` (header ``x-acs-dingtalk-access-token``):
+every delivered card is kept in ``cards``. :meth:`FakeDingTalkRobot.tap` plays a staff member
+pressing one of its buttons: DingTalk's HTTP callback for that card (``outTrackId``, ``userId``,
+``content`` with ``cardPrivateData.params``), encrypted and signed the way DingTalk seals callbacks
+(AES with the subscription's EncodingAESKey for the app key, ``signature`` over token, timestamp,
+nonce and ciphertext), posted to the hub's ``dingtalk_events`` URL.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets as secrets_module
 import threading
 import time
 from collections import deque
@@ -48,10 +58,12 @@ class FakeDingTalkRobot:
     """``with FakeDingTalkRobot({"tok": "SECxxx"}) as robot: robot.base_url ...``"""
 
     secrets: dict[str, str]  # access_token -> signing secret
+    apps: dict[str, str] = field(default_factory=lambda: {"dingdemoapp": "demo-app-secret"})  # appkey -> secret
     limit_per_minute: int = 20
     check_timestamp: bool = True  # False when the sender runs on a fake clock
     received: list[Received] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (token, reason)
+    cards: list[dict[str, Any]] = field(default_factory=list)  # createAndDeliver bodies
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -72,12 +84,21 @@ class FakeDingTalkRobot:
             def log_message(self, *args: Any) -> None:
                 return
 
+            def do_GET(self) -> None:
+                self._answer(200, robot._token(self.path))
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length)
-                answer = robot._handle(self.path, raw)
-                data = json.dumps(answer).encode()
-                self.send_response(200)
+                if urlparse(self.path).path == "/v1.0/card/instances/createAndDeliver":
+                    status, answer = robot._card(self.headers.get("x-acs-dingtalk-access-token", ""), raw)
+                    self._answer(status, answer)
+                    return
+                self._answer(200, robot._handle(self.path, raw))
+
+            def _answer(self, status: int, answer: dict[str, Any]) -> None:
+                data = json.dumps(answer, ensure_ascii=False).encode()
+                self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
@@ -132,6 +153,70 @@ class FakeDingTalkRobot:
             self.received.append(Received(now, token, body))
             self._cond.notify_all()
         return {"errcode": 0, "errmsg": "ok"}
+
+    def _token(self, path: str) -> dict[str, Any]:
+        url = urlparse(path)
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if (
+            url.path != "/gettoken"
+            or self.apps.get(q.get("appkey", "")) != q.get("appsecret")
+            or not q.get("appsecret")
+        ):
+            return {"errcode": 40089, "errmsg": "invalid appkey or appsecret"}
+        return {"errcode": 0, "errmsg": "ok", "access_token": self._app_token(q["appkey"]), "expires_in": 7200}
+
+    @staticmethod
+    def _app_token(app_key: str) -> str:
+        return "fake-app-token-" + hashlib.sha256(app_key.encode()).hexdigest()[:16]
+
+    def _card(self, token: str, raw: bytes) -> tuple[int, dict[str, Any]]:
+        if token not in {self._app_token(k) for k in self.apps}:
+            return 401, {"code": "InvalidAuthentication", "message": "access token is invalid"}
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return 400, {"code": "InvalidParameter", "message": "body is not JSON"}
+        missing = [k for k in ("cardTemplateId", "outTrackId", "openSpaceId", "cardData") if not body.get(k)]
+        params = (body.get("cardData") or {}).get("cardParamMap") or {}
+        if missing or not all(isinstance(v, str) for v in params.values()):
+            return 400, {"code": "InvalidParameter", "message": f"missing {missing} or a non-string card param"}
+        with self._cond:
+            self.cards.append(body)
+            self._cond.notify_all()
+        return 200, {"success": True, "result": {"outTrackId": body["outTrackId"], "deliverResults": []}}
+
+    def tap(
+        self,
+        card: dict[str, Any],
+        *,
+        user_id: str,
+        action: str,
+        post: Any,
+        url: str,
+        token: str,
+        aes_key: str,
+        app_key: str,
+    ) -> Any:
+        """``user_id`` presses the ``action`` button of ``card`` (a delivered card): DingTalk's
+        callback, sealed and signed, is posted with ``post(url, params=..., content=...)`` (an
+        httpx-style client's ``post``); returns its response."""
+        from wechatpy.crypto import PrpCrypto
+
+        params = card["cardData"]["cardParamMap"]
+        content = {"cardPrivateData": {"actionIds": [action], "params": {"cxhub": params[f"{action}_key"]}}}
+        callback = {
+            "type": "actionCallback",
+            "outTrackId": card["outTrackId"],
+            "corpId": "ding-demo-corp",
+            "userId": user_id,
+            "content": json.dumps(content, ensure_ascii=False),
+        }
+        plain = json.dumps(callback, ensure_ascii=False)
+        encrypt = PrpCrypto(base64.b64decode(aes_key + "=")).encrypt(plain, app_key).decode()
+        ts, nonce = str(int(time.time() * 1000)), secrets_module.token_hex(8)
+        signature = hashlib.sha1("".join(sorted([token, ts, nonce, encrypt])).encode()).hexdigest()  # noqa: S324 - DingTalk's scheme
+        query = {"signature": signature, "timestamp": ts, "nonce": nonce}
+        return post(url, params=query, content=json.dumps({"encrypt": encrypt}).encode())
 
     def _reject(self, token: str, code: int, reason: str) -> dict[str, Any]:
         with self._lock:

@@ -1,7 +1,8 @@
 """The cases step of ``cxhub demo``: the 1-star review of step 2 is a case -> routed to the store's
-DingTalk group robot (a local fake robot that checks the 加签 signature) -> the card's acknowledge
-link is followed (the real FastAPI page, then its button) -> the case is acknowledged and its
-escalation stops.
+DingTalk group robot (a local fake robot that checks the 加签 signature; its card has links, a
+group robot cannot call back) and to the store manager through the corp app as an interactive card
+-> the manager taps 确认受理 once: the fake DingTalk posts DingTalk's signed callback to the hub's
+``/hooks/dingtalk`` -> the case is acknowledged, by name, and its escalation stops.
 
 The review opened its case while step 2 ingested it (the feedback ingest hook). If the demo config
 routes nobody (no ``feedback.contacts``), the step re-routes the open cases with ``DEMO_FEEDBACK``
@@ -11,7 +12,9 @@ below to a local robot and says so: exactly what ``CaseService.reroute`` does af
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.table import Table
@@ -72,6 +75,7 @@ def demo_step(rt: Any, console: Console, data: dict[str, Any] | None = None) -> 
         return
 
     shared = (data or {}).get("robot")  # `cxhub demo` starts the robot its config points at
+    tz = service.cfg.timezone
     with shared if shared is not None else FakeDingTalkRobot({DEMO_TOKEN: DEMO_SECRET}) as robot:
         cls = get_connector("dingtalk_robot")
         opts = cls.Options.model_validate(
@@ -98,8 +102,12 @@ def demo_step(rt: Any, console: Console, data: dict[str, Any] | None = None) -> 
                 router_service.reroute(c["id"], actor="demo", via="cli")
             active = router_service
         else:
-            # the robots only: the demo's WeChat / SMS invitations wait in the outbox (no platform here)
-            names = [n for n, d in rt.config.destinations.items() if d.config.connector == "dingtalk_robot"]
+            # DingTalk only: the demo's WeChat / SMS invitations are the surveys step's
+            names = [
+                n
+                for n, d in rt.config.destinations.items()
+                if d.config.connector in ("dingtalk_robot", "dingtalk_work")
+            ]
 
         def destination(name: str) -> Any:
             return resolve.get(name) or rt.destination(name)
@@ -110,32 +118,69 @@ def demo_step(rt: Any, console: Console, data: dict[str, Any] | None = None) -> 
             console.print("[red]the local DingTalk robot received nothing[/]")
             return
         worst = max(opened, key=lambda c: ({"low": 0, "medium": 1, "high": 2}[c["severity"]], -c["id"]))
+        case_id = worst["id"]
         robot.wait_for(len(opened), 5)
-        card = next((r for r in robot.received if f"#{worst['id']}【" in r.text), robot.received[0])
+        card = next((r for r in robot.received if f"工单 #{case_id}**" in r.text), robot.received[0])
         console.print(
             f"the local DingTalk robot accepted {len(robot.received)} signed message(s) "
-            f"({len(robot.rejected)} rejected); case #{worst['id']}'s card, as staff see it:"
+            f"({len(robot.rejected)} rejected); case #{case_id}'s card in the store group, as staff see it:"
         )
         console.print(card.body.get("actionCard", {}).get("text", card.text), highlight=False)
-        console.print("buttons: " + " | ".join(b["title"] for b in card.buttons), highlight=False)
+        console.print(
+            "buttons (links: a group robot cannot call back): " + " | ".join(b["title"] for b in card.buttons),
+            highlight=False,
+        )
+        client = TestClient(create_app(rt))
 
+        # the link: a page (link previews change nothing) that asks who acts
         ack = next(b["actionURL"] for b in card.buttons if "/ack?" in b["actionURL"])
         path = ack.replace(rt.config.raw.server.public_url.rstrip("/"), "")
-        case_id = int(re.search(r"/cases/(\d+)/", path).group(1))  # type: ignore[union-attr]
-        client = TestClient(create_app(rt))
         page = client.get(path)
         console.print(
-            f"GET {path.split('?')[0]}?t=… -> {page.status_code}: a confirm page (link previews change nothing); "
-            f"case is still {service.get(case_id)['status']}"
+            f"GET {path.split('?')[0]}?t=… -> {page.status_code}: a confirm page that asks for a name "
+            f"({('必填' in page.text and 'required') or 'optional'}); case is still {service.get(case_id)['status']}"
         )
-        token = re.search(r'name="t" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-        done = client.post(path.split("?")[0], data={"t": token, "by": "王店长"})
-        console.print(f"POST (the page's 确认受理 button) -> {done.status_code}")
+
+        app_card = _app_card(robot, case_id)
+        source = rt.config.sources.get("dingtalk")
+        if app_card is not None and source is not None:
+            params = app_card["cardData"]["cardParamMap"]
+            console.print(
+                f"the store app's interactive card to {app_card['openSpaceId'].rsplit('.', 1)[-1]} "
+                f"(createAndDeliver, template {app_card['cardTemplateId']}): "
+                f"[{params['ack_label']}] [{params.get('resolve_label', '')}] one tap each, [查看详情] a link",
+                highlight=False,
+            )
+            o = source.options
+            answer = robot.tap(
+                app_card,
+                user_id="wang01",
+                action="ack",
+                post=client.post,
+                url="/hooks/dingtalk",
+                token=o.token.get_secret_value(),
+                aes_key=o.encoding_aes_key.get_secret_value(),
+                app_key=o.app_key,
+            )
+            console.print(
+                f"王店长 (wang01) taps 确认受理 once -> the fake DingTalk posts its sealed, signed callback to "
+                f'/hooks/dingtalk -> {answer.status_code} (encrypted "success")'
+            )
+        else:  # a config without the corp app: the link's page, then its button, with a name
+            token = re.search(r'name="t" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+            done = client.post(path.split("?")[0], data={"t": token, "by": "王店长"})
+            console.print(f"POST (the page's 确认受理 button, name 王店长) -> {done.status_code}")
 
     case = service.get(case_id)
-    trail = Table("at (UTC)", "action", "who", "via", title=f"Case #{case_id}: {case['status']}, audit trail")
+    when = case["acknowledged_at"].astimezone(ZoneInfo(tz)) if case["acknowledged_at"] else None
+    console.print(
+        f"case #{case_id} is {case['status']}: 受理人 {case['acknowledged_by']}"
+        + (f" at {when:%H:%M:%S} ({tz})" if when else ""),
+        highlight=False,
+    )
+    trail = Table(f"at ({tz})", "action", "who", "via", title=f"Case #{case_id}: {case['status']}, audit trail")
     for e in case["events"]:
-        trail.add_row(f"{e['at']:%H:%M:%S}", e["action"], e["actor"], e["via"])
+        trail.add_row(f"{e['at'].astimezone(ZoneInfo(tz)):%H:%M:%S}", e["action"], e["actor"], e["via"])
     console.print(trail)
     before = len(case["events"])
     active.sweep(case["ack_due_at"])  # the moment escalation would have started
@@ -144,3 +189,14 @@ def demo_step(rt: Any, console: Console, data: dict[str, Any] | None = None) -> 
         f"SLA sweep at the acknowledge deadline: {after - before} new step(s) for case #{case_id}: "
         "acknowledged, so nothing escalates (`cxhub cases`, `cxhub case show ID`)"
     )
+
+
+def _app_card(robot: Any, case_id: int) -> dict[str, Any] | None:
+    """The interactive card the app delivered for ``case_id`` (its acknowledge key names the case)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for c in robot.cards:
+            if c["cardData"]["cardParamMap"].get("ack_key", "").startswith(f"cxhub:{case_id}:ack:"):
+                return dict(c)
+        time.sleep(0.05)
+    return None

@@ -373,3 +373,28 @@ def test_an_unknown_presser_is_recorded_by_platform_id(rt: Runtime, apis: FakeAp
     )
     assert TestClient(create_app(rt)).post("/hooks/ding", params=query, content=body).status_code == 200
     assert case_now(rt, case["id"])["acknowledged_by"] == "dingtalk:wang09"
+
+
+def test_the_demo_shows_a_one_tap_acknowledge_from_a_card_callback(tmp_path: Path) -> None:
+    """``cxhub demo`` (a real process): the store app's card reaches the fake DingTalk, the fake
+    posts the signed callback of 王店长's tap, and the case is acknowledged by name via the card."""
+    import os
+    import subprocess
+    import sys
+
+    cxhub = str(Path(sys.executable).with_name("cxhub"))
+    env = {k: v for k, v in os.environ.items() if k not in ("CXHUB_STORE_URL", "CXHUB_DEMO_DIR")}
+    res = subprocess.run(
+        [cxhub, "demo", "--workdir", str(tmp_path / "demo")],
+        env={**env, "COLUMNS": "160"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = res.stdout
+    assert res.returncode == 0, out + res.stderr
+    assert "the store app's interactive card to wang01" in out
+    assert "posts its sealed, signed callback to /hooks/dingtalk -> 200" in out
+    assert "受理人 王店长 (dingtalk:wang01)" in out
+    assert re.search(r"acknowledged\s*│\s*王店长 \(dingtalk:wang01\)\s*│\s*card", out), out
+    assert "0 new step(s)" in out
