@@ -5,9 +5,12 @@ the tests, on the public CDNOW data set and on synthetic data).
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -145,3 +148,55 @@ def load_cdnow(path: str) -> list[tuple[str, int, float]]:
 #: CDNOW: weeks 1-39 calibrate (1997-01-01 .. 1997-09-30), weeks 40-78 are the holdout (.. 1998-06-30)
 CDNOW_CALIBRATION_END = 273
 CDNOW_HOLDOUT_END = 546
+
+
+def planted_effect(n: int, now: datetime, seed: int = 11) -> tuple[list[dict[str, Any]], set[str]]:
+    """The synthetic data set (docs/customers.md, "How the planted effect is generated"): ``n``
+    customers buy at a steady rate (a purchase every 10-40 days, from 300 days back); a random
+    quarter of them get a complaint 40-100 days back whose case breaches its SLA (never
+    acknowledged), and from then on 80% of those stop buying; the others keep buying as before,
+    except 10% who lapse at a random time with nothing said."""
+    rng = random.Random(seed)
+    records: list[dict[str, Any]] = []
+    at_risk: set[str] = set()
+    for c in range(n):
+        member = f"P{c}"
+        gap = rng.uniform(10, 40)
+        breach = rng.random() < 0.25
+        stop_at = None
+        complaint_day = rng.uniform(40, 100)
+        if breach:
+            at_risk.add(member)
+            records.append(
+                {
+                    "id": f"rv{c}",
+                    "kind": "review",
+                    "at": (now - timedelta(days=complaint_day)).isoformat(),
+                    "member": member,
+                    "store": "S001",
+                    "rating": "1",
+                    "text": "牛奶过期了，太差了",
+                    "topics": ["商品质量"],
+                }
+            )
+            if rng.random() < 0.8:
+                stop_at = complaint_day
+        elif rng.random() < 0.1:
+            stop_at = rng.uniform(30, 200)
+        day = 300 - rng.uniform(0, gap)
+        k = 0
+        while day > 1:
+            if stop_at is None or day > stop_at:
+                records.append(
+                    {
+                        "id": f"p{c}-{k}",
+                        "kind": "transaction",
+                        "at": (now - timedelta(days=day)).isoformat(),
+                        "member": member,
+                        "store": "S001",
+                        "total": "60.00",
+                    }
+                )
+            k += 1
+            day -= rng.expovariate(1 / gap)
+    return records, at_risk

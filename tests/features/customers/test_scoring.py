@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from hub.features.customers.evaluation import auc
+from hub.features.customers.evaluation import auc, planted_effect
 from hub.features.customers.schema import customer_scores
 from hub.runtime import Runtime
 from hub.sdk.testing import FakeClock
@@ -110,51 +110,8 @@ def test_without_a_model_every_score_says_insufficient_history(make_hub: Any, cl
         assert s["insufficient"] and s["reasons"][0]["signal"] == "insufficient_history" and 0 < s["risk"] < 1
 
 
-def planted(n: int, seed: int = 11) -> tuple[list[dict[str, Any]], set[str]]:
-    """The synthetic data set (docs/customers.md, "How the planted effect is generated"): ``n``
-    customers buy at a steady rate (a purchase every 10-40 days, from 300 days back); a random
-    quarter of them get a complaint 40-100 days back whose case breaches its SLA (never
-    acknowledged), and from then on 80% of those stop buying; the others keep buying as before,
-    except 10% who lapse at a random time with nothing said."""
-    rng = random.Random(seed)
-    records: list[dict[str, Any]] = []
-    at_risk: set[str] = set()
-    for c in range(n):
-        member = f"P{c}"
-        gap = rng.uniform(10, 40)
-        breach = rng.random() < 0.25
-        stop_at = None
-        complaint_day = rng.uniform(40, 100)
-        if breach:
-            at_risk.add(member)
-            records.append(
-                {
-                    "id": f"rv{c}",
-                    "kind": "review",
-                    "at": (NOW - timedelta(days=complaint_day)).isoformat(),
-                    "member": member,
-                    "store": "S001",
-                    "rating": "1",
-                    "text": "牛奶过期了，太差了",
-                    "topics": ["商品质量"],
-                }
-            )
-            if rng.random() < 0.8:
-                stop_at = complaint_day
-        elif rng.random() < 0.1:
-            stop_at = rng.uniform(30, 200)
-        day = 300 - rng.uniform(0, gap)
-        k = 0
-        while day > 1:
-            if stop_at is None or day > stop_at:
-                records.append(tx(f"p{c}-{k}", (NOW - timedelta(days=day)).isoformat(), member, total="60.00"))
-            k += 1
-            day -= rng.expovariate(1 / gap)
-    return records, at_risk
-
-
 def test_planted_effect_breached_cases_rank_the_at_risk_customers_first(make_hub: Any, clock: FakeClock) -> None:
-    records, at_risk = planted(240)
+    records, at_risk = planted_effect(240, NOW)
     reviews = [r for r in records if r["kind"] == "review"]
     rt = make_hub(
         feedback={
