@@ -1,56 +1,19 @@
-"""Fixtures of the transport tests: the real NATS JetStream at 127.0.0.1:4222 (under CI=true an
-unreachable server fails the test), a unique stream per test, and hubs on the real PostgreSQL."""
+"""Fixtures of the transport tests: the real NATS JetStream (``kit.nats``: under CI=true an
+unreachable server fails the test) and a stream of each test's own."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from kit.databases import _unavailable
-
-NATS_URL = os.environ.get("CXHUB_TEST_NATS", "nats://127.0.0.1:4222")
-
-
-async def _ping(url: str) -> None:
-    import nats
-
-    nc = await nats.connect(servers=[url], connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
-    try:
-        await nc.jetstream().account_info()
-    finally:
-        await nc.close()
-
-
-async def _delete_streams(url: str, stream: str) -> None:
-    import nats
-
-    nc = await nats.connect(servers=[url], connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
-    try:
-        js = nc.jetstream()
-        for name in (stream, f"{stream}_DLQ", f"KV_{stream}_NONCES"):
-            with contextlib.suppress(Exception):  # not created by this test
-                await js.delete_stream(name)
-    finally:
-        await nc.close()
-
-
-@pytest.fixture(scope="session")
-def nats_url() -> str:
-    """The NATS server's URL (fails under CI=true when it is unreachable, else skips loudly)."""
-    try:
-        asyncio.run(_ping(NATS_URL))
-    except Exception as exc:
-        _unavailable(f"NATS JetStream at {NATS_URL}", exc)
-    return NATS_URL
+from kit.nats import delete_streams, nats_url  # noqa: F401  (the fixture)
 
 
 @pytest.fixture
-def stream(nats_url: str) -> Iterator[str]:
+def stream(nats_url: str) -> Iterator[str]:  # noqa: F811
     """A stream name of this test's own (and its dead-letter stream and nonce bucket), deleted after."""
     name = f"T_{uuid.uuid4().hex[:12]}"
     yield name
-    asyncio.run(_delete_streams(nats_url, name))
+    asyncio.run(delete_streams(nats_url, name))
