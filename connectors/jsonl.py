@@ -6,6 +6,7 @@ import base64
 import json
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import orjson
 from pydantic import Field
 
 from hub.errors import ConnectorError
-from hub.sdk.connector import Batch, ConnectorOptions, PullSource, RawRecord, Rejected
+from hub.sdk.connector import Batch, ConnectorOptions, PullSource, RawRecord, Rejected, utcnow
 from hub.sdk.expressions import compile_expression
 
 #: 19 digits in a row: an integer that may not fit 64 bits, which orjson would read as a float
@@ -27,6 +28,10 @@ class JsonlOptions(ConnectorOptions):
     pattern: str = "*.jsonl"
     id_path: str = Field(description="JMESPath expression giving each record's unique id")
     batch_size: int = Field(default=1000, ge=1, le=100_000)
+    columnar: bool = Field(
+        default=True,
+        description="ingest as Arrow columns (vectorised mapping, COPY) when the mapping allows; false: row by row",
+    )
 
 
 class JsonlSource(PullSource):
@@ -35,6 +40,8 @@ class JsonlSource(PullSource):
     still being written (no newline yet) waits for the next pass; a bad line is quarantined."""
 
     overlap_commits = True  # reads never wait long: the sync overlaps them with the last commit
+    #: the hub may ingest this source's batches as columns (flat records; ``columnar: false`` opts out)
+    columnar = True
     kind = "jsonl"
     title = "JSON-lines files or folder (byte-offset cursor)"
     Options = JsonlOptions
@@ -67,6 +74,7 @@ class JsonlSource(PullSource):
                 start = 0
             records: list[RawRecord] = []
             rejected: list[Rejected] = []
+            now = utcnow()  # one receipt time per batch, as the sql source
             with f.open("rb") as fh:
                 fh.seek(start)
                 pos = start
@@ -75,16 +83,17 @@ class JsonlSource(PullSource):
                         break  # still being written
                     line_start, pos = pos, pos + len(line)
                     ref = f"{key}:{line_start}"
-                    self._parse(line, ref, records, rejected)
+                    self._parse(line, ref, records, rejected, now)
                     if len(records) + len(rejected) >= self.options.batch_size:
                         offsets[key] = pos
                         yield Batch(records, {"files": dict(offsets)}, rejected)
                         records, rejected = [], []
+                        now = utcnow()
                 offsets[key] = pos
             if records or rejected or offsets.get(key) != start:
                 yield Batch(records, {"files": dict(offsets)}, rejected)
 
-    def _parse(self, line: bytes, ref: str, records: list[RawRecord], rejected: list[Rejected]) -> None:
+    def _parse(self, line: bytes, ref: str, records: list[RawRecord], rejected: list[Rejected], now: datetime) -> None:
         stripped = line.strip()
         if not stripped:
             return
@@ -98,11 +107,13 @@ class JsonlSource(PullSource):
             except orjson.JSONDecodeError:
                 data = None
         if data is None:
-            self._parse_slow(stripped, ref, records, rejected)
+            self._parse_slow(stripped, ref, records, rejected, now)
             return
-        self._record(data, ref, records, rejected)
+        self._record(data, ref, records, rejected, now)
 
-    def _parse_slow(self, stripped: bytes, ref: str, records: list[RawRecord], rejected: list[Rejected]) -> None:
+    def _parse_slow(
+        self, stripped: bytes, ref: str, records: list[RawRecord], rejected: list[Rejected], now: datetime
+    ) -> None:
         try:
             text = stripped.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -114,11 +125,11 @@ class JsonlSource(PullSource):
         except json.JSONDecodeError as exc:
             rejected.append(Rejected(ref, {"$line": text}, f"{ref}: invalid JSON: {exc.msg} at column {exc.colno}"))
             return
-        self._record(data, ref, records, rejected)
+        self._record(data, ref, records, rejected, now)
 
-    def _record(self, data: Any, ref: str, records: list[RawRecord], rejected: list[Rejected]) -> None:
+    def _record(self, data: Any, ref: str, records: list[RawRecord], rejected: list[Rejected], now: datetime) -> None:
         ext = self._id(data)
         if ext is None or ext == "" or isinstance(ext, dict | list):
             rejected.append(Rejected(ref, data, f"{ref}: id_path {self.options.id_path!r} gives no usable id"))
             return
-        records.append(RawRecord(self.name, str(ext), data))
+        records.append(RawRecord(self.name, str(ext), data, now))

@@ -54,6 +54,10 @@ class SqlOptions(ConnectorOptions):
     count: bool = Field(default=True, description="count the rows first for the progress bar")
     init_sql: list[str] = Field(default_factory=list, description="statements run on each read connection")
     connect_args: dict[str, Any] = Field(default_factory=dict)
+    columnar: bool = Field(
+        default=True,
+        description="ingest as Arrow columns (vectorised mapping, COPY) when the mapping allows; false: row by row",
+    )
 
     @field_validator("cursor", "id", "group_by", "line_columns", mode="before")
     @classmethod

@@ -43,6 +43,8 @@ class SqlSource(PullSource):
     server-side cursor in batches, with header/lines nesting."""
 
     overlap_commits = True  # reads never wait long: the sync overlaps them with the last commit
+    #: the hub may ingest this source's batches as columns (``read_arrow``; ``columnar: false`` opts out)
+    columnar = True
     kind = "sql"
     title = "SQL database table or query (incremental cursor, header/lines, streaming)"
     Options = SqlOptions
@@ -225,6 +227,13 @@ class SqlSource(PullSource):
             raise self._error(exc, "counting rows") from None
 
     # ------------------------------------------------------------ reading
+
+    def read_arrow(self, state: dict[str, Any] | None, *, full: bool = False) -> Iterator[Any]:
+        """The batches as Arrow columns (PostgreSQL, through ADBC's binary COPY), or as row batches
+        where ADBC does not fit (``connectors.sql.arrow.adbc_reason``)."""
+        from connectors.sql.arrow import read_arrow
+
+        return read_arrow(self, state, full=full)
 
     def read(self, state: dict[str, Any] | None, *, full: bool = False) -> Iterator[Batch]:
         """Stream rows after the committed cursor; one batch per ``batch_size`` records."""

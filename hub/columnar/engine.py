@@ -1,0 +1,652 @@
+"""The columnar ingest: batches of Arrow records -> stored touchpoints, with the row path's results.
+
+Per batch, as the row path (:class:`hub.ingest.Ingestor`) does, in one transaction: dedup on
+(source, external id) through the inbox, quarantine with the reason, the cursor state, identity
+resolution, the touchpoints, the ingest hooks. What differs is how:
+
+- mapping is vectorised (:mod:`hub.columnar.vector`); records it flags go through the row path's
+  own ``prepare`` (mapping, reason), so a quarantined record carries the row path's reason;
+- identities are hashed once per distinct value, and resolved by the row path's resolver in one
+  set-based lookup per batch (same merges, same scopes, same survivors);
+- rows go to PostgreSQL as ``COPY`` text built by Polars column by column; dedup is an optimistic
+  ``COPY`` into the inbox inside a savepoint, and when a key exists already (a re-read, a
+  lookback), a staging table and ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING``;
+- reading, mapping and writing overlap: a reader thread fetches the next batches (a bounded queue:
+  back-pressure), the main thread maps, a writer thread commits the previous batch. Arrow, Polars
+  and the database drivers release the interpreter lock for their work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import queue
+import threading
+import typing
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+import polars as pl
+import pyarrow as pa
+from pydantic import AwareDatetime
+from sqlalchemy import Connection, Table, text
+
+from hub.columnar.records import from_rows
+from hub.columnar.vector import ArrowRecords, Mapped, Unsupported, VectorMapping, _adapter, compile_vector, json_text
+from hub.identity import Key
+from hub.ingest import Ingestor, IngestResult, PreparedBatch, _event_row, _safe_payload
+from hub.mapping import CompiledMapping
+from hub.model import TouchpointEvent, touchpoint_id
+from hub.privacy import SENSITIVE_NAMESPACES
+from hub.sdk.connector import Batch, PullSource, RawRecord, Rejected
+from hub.store import bulk_insert_ignore
+from hub.store.cursors import save_state
+from hub.store.schema import inbox, quarantine, touchpoints
+
+log = logging.getLogger("cxhub.columnar")
+
+
+class ColumnarBatch(Protocol):
+    """What a columnar pull source yields per batch (``PullSource.read_arrow``; the fields of
+    :class:`hub.columnar.vector.ArrowRecords`, and the batch's ids, state and rejects)."""
+
+    @property
+    def table(self) -> pa.Table: ...
+    @property
+    def children(self) -> dict[str, pa.Table]: ...
+    @property
+    def present(self) -> dict[str, pa.Array]: ...
+    @property
+    def numeric(self) -> frozenset[str]: ...
+    @property
+    def ids(self) -> pa.Array: ...
+    @property
+    def state(self) -> dict[str, Any]: ...
+    @property
+    def rejected(self) -> list[Rejected]: ...
+    @property
+    def received_at(self) -> datetime: ...
+    @property
+    def payloads(self) -> list[dict[str, Any]] | None: ...
+
+
+def columnar_plan(source: PullSource, mapping: CompiledMapping, ingestor: Ingestor) -> tuple[VectorMapping | None, str]:
+    """The vector mapping a sync of ``source`` runs with, or None and why it takes the row path."""
+    if not getattr(source, "columnar", False):
+        return None, f"the {source.kind} connector reads records one at a time"
+    options = getattr(source, "options", None)
+    if options is not None and getattr(options, "columnar", True) is False:
+        return None, "columnar: false in the source's options"
+    if ingestor.keep_raw:
+        return None, "store.keep_raw_payloads keeps each raw payload (row path)"
+    try:
+        return compile_vector(mapping), "columnar"
+    except Unsupported as exc:
+        return None, f"mapping {mapping.name!r}: {exc}"
+
+
+# ---------------------------------------------------------------- what prepare makes
+
+
+@dataclass
+class _Ident:
+    namespace: str
+    value: str
+    scope: str | None = None
+
+
+@dataclass
+class _Customer:
+    identities: list[_Ident]
+    customer_id: str | None = None
+
+
+@dataclass
+class _Event:
+    """What identity resolution reads and writes of an event (the columnar rows have no model)."""
+
+    customer: _Customer
+
+
+@dataclass
+class PreparedColumnar:
+    source: str
+    received_at: datetime
+    read: int
+    duplicates: int
+    #: the records mapped here (batch order): index, external id, touchpoint id, columns, doc parts
+    ok: pl.DataFrame
+    identities: list[list[_Ident]]
+    contacts: dict[Key, str]
+    filtered: list[str]
+    #: the records the row path decided (flagged), prepared by it
+    fallback: PreparedBatch
+    fallback_index: dict[str, int]
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def _copy_text(values: pl.Series) -> pl.Series:
+    """Text for PostgreSQL's COPY text format (backslash, tab, newline, carriage return escaped)."""
+    return (
+        values.str.replace_all("\\", "\\\\", literal=True)
+        .str.replace_all("\t", "\\t", literal=True)
+        .str.replace_all("\n", "\\n", literal=True)
+        .str.replace_all("\r", "\\r", literal=True)
+    )
+
+
+def _copy_time(values: pl.Series) -> pl.Series:
+    return values.dt.convert_time_zone("UTC").dt.to_string("%Y-%m-%d %H:%M:%S%.6f+00")
+
+
+class ColumnarIngest:
+    """The columnar path of one :class:`Ingestor` (its store, vault, hooks and clock)."""
+
+    def __init__(self, ingestor: Ingestor):
+        self.ingestor = ingestor
+        self.store = ingestor.store
+        self.vault = ingestor.identity.vault
+        self._received_json: dict[datetime, str] = {}
+
+    # ------------------------------------------------------------ the CPU half
+
+    def prepare(
+        self, source: str, mapping: CompiledMapping, vm: VectorMapping, batch: ColumnarBatch
+    ) -> PreparedColumnar:
+        records = ArrowRecords(batch.table, batch.children, batch.present, batch.numeric, batch.payloads)
+        n = batch.table.num_rows
+        ids = typing.cast(pl.Series, pl.from_arrow(batch.ids)).cast(pl.String)
+        usable = ids.is_not_null()
+        first = ids.is_first_distinct() & usable
+        duplicates = int((usable & ~first).sum())
+        mapped: Mapped = vm.map(records)
+        status = mapped.status
+        ok_mask = first & (status == "ok")
+        idx = pl.arange(0, n, eager=True)
+        # the records the row path decides: through its own prepare (mapping, reason, contacts, docs)
+        row_idx = (first & (status == "row")).arg_true().to_list()
+        ext_all = ids.to_list()
+        fallback = self.ingestor.prepare(
+            source,
+            mapping,
+            [RawRecord(source, ext_all[i], records.payload(i), batch.received_at) for i in row_idx],
+        )
+        fallback_index = {ext_all[i]: i for i in row_idx}
+        filtered = [ext_all[i] for i in (first & (status == "filtered")).arg_true().to_list()]
+        # identities: hashed once per distinct value
+        sel = ok_mask.arg_true()
+        exts = ids.gather(sel)
+        ext_list = exts.to_list()
+        tids = [touchpoint_id(source, e) for e in ext_list]
+        contacts: dict[Key, str] = {}
+        per_ns: list[tuple[str, list[str | None]]] = []
+        for ns, plain in mapped.identities:
+            values = plain.gather(sel)
+            if ns in SENSITIVE_NAMESPACES:
+                uniq = values.drop_nulls().unique().to_list()
+                hashed = {}
+                for v in uniq:
+                    if v.startswith("h:"):
+                        hashed[v] = v
+                        continue
+                    h = self.vault.hash(ns, v)
+                    hashed[v] = h
+                    contacts[(ns, "", h)] = v
+                per_ns.append((ns, [None if v is None else hashed[v] for v in values.to_list()]))
+            else:
+                per_ns.append((ns, values.to_list()))
+        identities: list[list[_Ident]] = [[] for _ in ext_list]
+        for ns, vals in per_ns:
+            for lst, v in zip(identities, vals, strict=True):
+                if v is not None:
+                    lst.append(_Ident(ns, v))
+        ident_arrays = pl.Series(
+            ["[" + ",".join(_ident_json(i) for i in lst) + "]" for lst in identities], dtype=pl.String
+        )
+        received = self._received(batch.received_at)
+        id_col = pl.Series(tids, dtype=pl.String)
+        src_json = orjson.dumps(source).decode()
+        head = mapped.head.gather(sel)
+        tail = mapped.tail.gather(sel)
+        cols = mapped.columns[sel]
+        pre = pl.select(
+            pl.concat_str(
+                [
+                    pl.lit('{"id":"'),
+                    pl.lit(id_col),
+                    pl.lit(f'","source":{src_json},"external_id":'),
+                    pl.lit(json_text(exts)),
+                    pl.lit(","),
+                    pl.lit(head),
+                    pl.lit(f',"received_at":{received},"customer":{{"identities":'),
+                    pl.lit(ident_arrays),
+                    pl.lit(',"customer_id":'),
+                ]
+            )
+        ).to_series()
+        ok = pl.DataFrame(
+            {
+                "index": idx.gather(sel),
+                "external_id": exts,
+                "id": id_col,
+                "kind": cols["kind"],
+                "channel": cols["channel"],
+                "occurred_at": cols["occurred_at"],
+                "store": cols["store"],
+                "pre": pre,
+                "tail": tail,
+            }
+        )
+        return PreparedColumnar(
+            source=source,
+            received_at=batch.received_at,
+            read=n + len(batch.rejected) - int((~usable).sum()),
+            duplicates=duplicates,
+            ok=ok,
+            identities=identities,
+            contacts=contacts,
+            filtered=filtered,
+            fallback=fallback,
+            fallback_index=fallback_index,
+            rejected=list(batch.rejected),
+        )
+
+    def _received(self, at: datetime) -> str:
+        found = self._received_json.get(at)
+        if found is None:
+            found = _adapter(AwareDatetime).dump_json(at.astimezone(UTC)).decode()
+            self._received_json = {at: found}
+        return found
+
+    # ------------------------------------------------------------ the database half
+
+    def commit(self, batch: PreparedColumnar, state: dict[str, Any] | None) -> IngestResult:
+        with self.store.begin() as conn:
+            return self._commit_in(conn, batch, state)
+
+    def _commit_in(self, conn: Connection, batch: PreparedColumnar, state: dict[str, Any] | None) -> IngestResult:
+        source = batch.source
+        result = IngestResult(read=batch.read, duplicates=batch.duplicates + batch.fallback.duplicates)
+        now = self.ingestor.clock()
+        ok = batch.ok
+        fb = batch.fallback
+        # the inbox: every record of the batch, deduplicated against what is stored
+        n_ok = ok.height
+        inbox_frame = pl.DataFrame(
+            {
+                "external_id": pl.concat(
+                    [
+                        ok["external_id"],
+                        pl.Series(batch.filtered, dtype=pl.String),
+                        pl.Series([r[1] for r in fb.inbox_rows], dtype=pl.String),
+                    ]
+                ),
+                "status": (["stored"] * n_ok) + (["filtered"] * len(batch.filtered)) + [r[3] for r in fb.inbox_rows],
+                "touchpoint_id": pl.concat(
+                    [
+                        ok["id"],
+                        pl.Series([None] * len(batch.filtered), dtype=pl.String),
+                        pl.Series([r[4] for r in fb.inbox_rows], dtype=pl.String),
+                    ]
+                ),
+            }
+        )
+        fresh = self._claim_inbox(conn, source, batch.received_at, inbox_frame)
+        all_fresh = fresh is None
+        if fresh is not None:
+            result.duplicates += inbox_frame.height - len(fresh)
+            ok = ok.filter(pl.col("external_id").is_in(pl.Series(list(fresh), dtype=pl.String).implode()))
+        claimed: set[str] = fresh or set()
+        result.filtered = len([e for e in batch.filtered if all_fresh or e in claimed])
+        result.filtered += len([r for r in fb.inbox_rows if r[3] == "filtered" and (all_fresh or r[1] in claimed)])
+        # quarantine: the row path's reasons, and what the source could not read
+        q_rows: list[dict[str, Any]] = []
+        fb_events: list[tuple[int, TouchpointEvent]] = []
+        for row in fb.inbox_rows:
+            ext = row[1]
+            if not all_fresh and ext not in claimed:
+                continue
+            outcome = fb.outcomes[ext]
+            if isinstance(outcome, TouchpointEvent):
+                fb_events.append((batch.fallback_index[ext], outcome))
+            elif isinstance(outcome, str):
+                q_rows.append(
+                    {
+                        "source": source,
+                        "external_id": ext,
+                        "stage": "mapping",
+                        "reason": outcome,
+                        "payload": fb.payloads[ext],
+                        "created_at": now,
+                        "status": "open",
+                    }
+                )
+        for rej in batch.rejected:
+            q_rows.append(
+                {
+                    "source": source,
+                    "external_id": rej.external_id,
+                    "stage": "parse",
+                    "reason": rej.reason,
+                    "payload": _safe_payload(rej.payload)[0],
+                    "created_at": now,
+                    "status": "open",
+                }
+            )
+        if q_rows:
+            conn.execute(quarantine.insert(), q_rows)
+            result.quarantined = len(q_rows)
+        if state is not None:
+            save_state(conn, source, state, now)
+        # identities: one set-based resolution for the batch, in batch order
+        keep = ok["index"].to_list()
+        by_index: dict[int, Any] = {}
+        if all_fresh:
+            kept_idents = batch.identities
+        else:
+            pos = {i: j for j, i in enumerate(batch.ok["index"].to_list())}
+            kept_idents = [batch.identities[pos[i]] for i in keep]
+        light = [_Event(_Customer(ids)) for ids in kept_idents]
+        for i, ev in zip(keep, light, strict=True):
+            by_index[i] = ev
+        for i, fev in fb_events:
+            by_index[i] = fev
+        ordered = [by_index[i] for i in sorted(by_index)]
+        contacts = dict(batch.contacts)
+        contacts.update(fb.contacts)
+        if ordered:
+            self.ingestor.identity.resolve(conn, ordered, now, contacts)
+        cids = pl.Series([ev.customer.customer_id for ev in light], dtype=pl.String)
+        docs = pl.select(
+            pl.concat_str(
+                [
+                    pl.lit(ok["pre"]),
+                    pl.when(pl.lit(cids).is_null())
+                    .then(pl.lit("null"))
+                    .otherwise(pl.concat_str([pl.lit('"'), pl.lit(cids), pl.lit('"')])),
+                    pl.lit(ok["tail"]),
+                ]
+            )
+        ).to_series()
+        tp = pl.DataFrame(
+            {
+                "id": ok["id"],
+                "source": pl.repeat(source, ok.height, dtype=pl.String, eager=True),
+                "external_id": ok["external_id"],
+                "kind": ok["kind"],
+                "channel": ok["channel"],
+                "occurred_at": ok["occurred_at"],
+                "received_at": pl.repeat(batch.received_at, ok.height, eager=True).dt.convert_time_zone("UTC")
+                if ok.height
+                else pl.Series([], dtype=pl.Datetime("us", "UTC")),
+                "customer_id": cids,
+                "store": ok["store"],
+                "doc": docs,
+            }
+        )
+        fb_rows = [_event_row(ev, fb.docs.get(ev.external_id)) for _, ev in fb_events]
+        self._write_touchpoints(conn, tp, fb_rows)
+        result.stored = ok.height + len(fb_events)
+        hooks = self.ingestor.hooks
+        if hooks and result.stored:
+            from hub.ingest import IngestContext
+
+            events_by_index = {i: ev for i, ev in fb_events}
+            for i, doc in zip(keep, docs.to_list(), strict=True):
+                events_by_index[i] = TouchpointEvent.model_validate_json(doc)
+            events = [events_by_index[i] for i in sorted(events_by_index)]
+            ctx = IngestContext(conn=conn, now=now, store=self.store)
+            for hook in hooks:
+                hook(ctx, events)
+            result.events = events
+        return result
+
+    def _claim_inbox(
+        self, conn: Connection, source: str, received_at: datetime, frame: pl.DataFrame
+    ) -> set[str] | None:
+        """Insert the batch's inbox rows; the external ids inserted, or None when all of them were."""
+        if frame.height == 0:
+            return None
+        if conn.dialect.name != "postgresql":
+            rows = [
+                {
+                    "source": source,
+                    "external_id": e,
+                    "received_at": received_at,
+                    "status": s,
+                    "touchpoint_id": t,
+                    "payload": None,
+                }
+                for e, s, t in frame.iter_rows()
+            ]
+            inserted = bulk_insert_ignore(conn, inbox, rows, ["source", "external_id"], ["external_id"])
+            got = {r[0] for r in inserted}
+            return None if len(got) == frame.height else got
+        text_frame = pl.DataFrame(
+            {
+                "source": pl.repeat(_copy_one(source), frame.height, dtype=pl.String, eager=True),
+                "external_id": _copy_text(frame["external_id"]),
+                "received_at": pl.repeat(_copy_stamp(received_at), frame.height, dtype=pl.String, eager=True),
+                "status": frame["status"],
+                "touchpoint_id": frame["touchpoint_id"],
+            }
+        )
+        data = _copy_bytes(text_frame)
+        cols = list(text_frame.columns)
+        from psycopg.errors import UniqueViolation
+
+        try:
+            with conn.begin_nested():
+                _copy(conn, "inbox", cols, data)
+            return None
+        except Exception as exc:  # a key stored already: through a staging table
+            if not isinstance(getattr(exc, "orig", exc), UniqueViolation) and not isinstance(exc, UniqueViolation):
+                raise
+        conn.execute(
+            text(
+                "CREATE TEMP TABLE IF NOT EXISTS cxhub_inbox_stage "
+                "(source varchar(64), external_id varchar(512), received_at timestamptz, status varchar(16), "
+                "touchpoint_id varchar(36)) ON COMMIT DELETE ROWS"
+            )
+        )
+        _copy(conn, "cxhub_inbox_stage", cols, data)
+        res = conn.execute(
+            text(
+                "INSERT INTO inbox (source, external_id, received_at, status, touchpoint_id) "
+                "SELECT DISTINCT ON (external_id) source, external_id, received_at, status, touchpoint_id "
+                "FROM cxhub_inbox_stage ON CONFLICT (source, external_id) DO NOTHING RETURNING external_id"
+            )
+        )
+        got = {r[0] for r in res}
+        conn.execute(text("TRUNCATE cxhub_inbox_stage"))
+        return got
+
+    def _write_touchpoints(self, conn: Connection, tp: pl.DataFrame, extra: list[tuple[Any, ...]]) -> None:
+        cols = ["id", "source", "external_id", "kind", "channel", "occurred_at", "received_at", "customer_id", "store"]
+        if conn.dialect.name != "postgresql":
+            rows = [dict(zip([*cols, "doc"], r, strict=True)) for r in tp.iter_rows()]
+            from hub.store import JsonText
+
+            for r in rows:
+                r["doc"] = JsonText(r["doc"])
+            rows += [dict(zip([*cols, "doc"], r, strict=True)) for r in extra]
+            if rows:
+                conn.execute(touchpoints.insert(), rows)
+            return
+        frames = []
+        if tp.height:
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "id": tp["id"],
+                        "source": _copy_text(tp["source"]),
+                        "external_id": _copy_text(tp["external_id"]),
+                        "kind": tp["kind"],
+                        "channel": _copy_text(tp["channel"]),
+                        "occurred_at": _copy_time(tp["occurred_at"]),
+                        "received_at": _copy_time(tp["received_at"]),
+                        "customer_id": tp["customer_id"],
+                        "store": _copy_text(tp["store"]),
+                        "doc": _copy_text(tp["doc"]),
+                    }
+                )
+            )
+        if extra:
+            ex = pl.DataFrame([list(r) for r in extra], schema=[*cols, "doc"], orient="row")
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "id": ex["id"].cast(pl.String),
+                        "source": _copy_text(ex["source"].cast(pl.String)),
+                        "external_id": _copy_text(ex["external_id"].cast(pl.String)),
+                        "kind": ex["kind"].cast(pl.String),
+                        "channel": _copy_text(ex["channel"].cast(pl.String)),
+                        "occurred_at": _copy_time(ex["occurred_at"]),
+                        "received_at": _copy_time(ex["received_at"]),
+                        "customer_id": ex["customer_id"].cast(pl.String),
+                        "store": _copy_text(ex["store"].cast(pl.String)),
+                        "doc": _copy_text(ex["doc"].cast(pl.String)),
+                    }
+                )
+            )
+        if frames:
+            _copy(conn, "touchpoints", [*cols, "doc"], _copy_bytes(pl.concat(frames)))
+
+    # ------------------------------------------------------------ the stream
+
+    def ingest_stream(
+        self,
+        source: str,
+        mapping: CompiledMapping,
+        vm: VectorMapping,
+        batches: Iterable[ColumnarBatch | Batch],
+        *,
+        prefetch: int = 2,
+    ) -> Generator[IngestResult, None, None]:
+        """Ingest ``batches`` in order, each with its state in one transaction; one result per batch.
+
+        Reading runs ahead in a thread (at most ``prefetch`` batches waiting: back-pressure), and
+        batch N commits in a writer thread while batch N+1 is mapped. A failed commit raises here
+        and nothing after it is committed; if reading or mapping fails, the batch in flight is
+        committed and yielded first."""
+        reader = _Prefetch(iter(batches), prefetch)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="cxhub-columnar-write")
+        flight: Future[IngestResult] | None = None
+        lists = [lst.field for lst in vm.lists]
+        try:
+            for item in reader:
+                commit: Callable[..., IngestResult]
+                columns = from_rows(item, lists) if isinstance(item, Batch) else item
+                if columns is None:  # the row path takes this batch whole
+                    prepared: Any = self.ingestor.prepare(source, mapping, item.records, item.rejected)
+                    commit = self.ingestor.commit
+                else:
+                    prepared = self.prepare(source, mapping, vm, columns)
+                    commit = self.commit
+                if flight is not None:
+                    done, flight = flight, None
+                    yield done.result()
+                flight = pool.submit(commit, prepared, item.state)
+            if flight is not None:
+                done, flight = flight, None
+                yield done.result()
+        except Exception:
+            if flight is not None:
+                done, flight = flight, None
+                yield done.result()
+            raise
+        finally:
+            reader.close()
+            if flight is not None:
+                with contextlib.suppress(Exception):
+                    flight.result()
+            pool.shutdown(wait=True)
+
+
+def _ident_json(i: _Ident) -> str:
+    return f'{{"namespace":{orjson.dumps(i.namespace).decode()},"value":{orjson.dumps(i.value).decode()},"scope":null}}'
+
+
+def _copy_one(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _copy_stamp(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+
+
+def _copy_bytes(frame: pl.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.write_csv(buf, separator="\t", quote_style="never", include_header=False, null_value="\\N")
+    return buf.getvalue()
+
+
+def _copy(conn: Connection, table: str | Table, columns: list[str], data: bytes) -> None:
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    name = table if isinstance(table, str) else table.name
+    collist = ", ".join(f'"{c}"' for c in columns)
+    with raw.cursor() as cur, cur.copy(f"COPY {name} ({collist}) FROM STDIN") as copy:
+        copy.write(data)
+
+
+class _Prefetch(Iterator[Any]):
+    """Items of ``source`` fetched ahead by a thread, at most ``depth`` waiting."""
+
+    _END = object()
+
+    def __init__(self, source: Iterator[Any], depth: int):
+        self._q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(depth, 1))
+        self._stop = threading.Event()
+        self._source = source
+        self._thread = threading.Thread(target=self._run, name="cxhub-columnar-read", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for item in self._source:
+                while not self._stop.is_set():
+                    try:
+                        self._q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+            self._put(("end", None))
+        except BaseException as exc:
+            self._put(("error", exc))
+        finally:
+            close: Callable[[], None] | None = getattr(self._source, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+
+    def _put(self, item: tuple[str, Any]) -> None:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __next__(self) -> Any:
+        kind, item = self._q.get()
+        if kind == "item":
+            return item
+        if kind == "error":
+            raise item
+        self._q.put((kind, item))  # stays at the end
+        raise StopIteration
+
+    def close(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._q.get_nowait()
+        self._thread.join(timeout=30)

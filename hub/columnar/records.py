@@ -1,0 +1,142 @@
+"""Row records as Arrow columns: a source that reads dicts (SQLite, MariaDB, JSON lines) still gets
+the vectorised mapping and the columnar store writes.
+
+Each top-level key becomes a column of the one Arrow type its values share; the mapping's nested
+lists (``lines``) become child tables. The records themselves are kept: what the row path decides
+(flagged records, quarantine payloads) reads exactly what the source read. A column whose values
+do not share a type (a SQLite column holding text and numbers) leaves the batch to the row path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+
+from hub.sdk.connector import Batch, Rejected
+
+_TYPES: dict[type, pa.DataType] = {
+    str: pa.string(),
+    bool: pa.bool_(),
+    int: pa.int64(),
+    float: pa.float64(),
+    date: pa.date32(),
+}
+
+
+@dataclass
+class RowColumns:
+    """A row batch as columns (it satisfies :class:`hub.columnar.engine.ColumnarBatch`)."""
+
+    table: pa.Table
+    ids: pa.Array
+    state: dict[str, Any]
+    received_at: datetime
+    payloads: list[dict[str, Any]]
+    children: dict[str, pa.Table] = field(default_factory=dict)
+    present: dict[str, pa.Array] = field(default_factory=dict)
+    numeric: frozenset[str] = frozenset()
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+class Mixed(Exception):
+    """A column whose values do not share one Arrow type."""
+
+
+def _column(values: list[Any]) -> tuple[pa.Array, bool] | None:
+    """The Arrow array of ``values`` and whether it holds decimals as text; None: not scalar."""
+    kinds = {type(v) for v in values if v is not None}
+    if not kinds:
+        return pa.nulls(len(values), pa.string()), False
+    if len(kinds) > 1:
+        raise Mixed
+    (kind,) = kinds
+    if kind is Decimal:
+        if not all(v.is_finite() for v in values if v is not None):
+            raise Mixed
+        return pa.array([None if v is None else str(v) for v in values], pa.string()), True
+    if kind is datetime:
+        zones = {v.utcoffset() is None for v in values if v is not None}
+        if len(zones) > 1 or False in zones:
+            raise Mixed  # aware times keep their offset in the payload: the row path
+        return pa.array(values, pa.timestamp("us")), False
+    if kind in (dict, list):
+        return None
+    arrow_type = _TYPES.get(kind)
+    if arrow_type is None:
+        raise Mixed
+    try:
+        return pa.array(values, arrow_type), False
+    except (pa.ArrowInvalid, OverflowError):
+        raise Mixed from None
+
+
+def _table(rows: list[Mapping[str, Any]], skip: Collection[str]) -> tuple[pa.Table, set[str]]:
+    names: dict[str, None] = {}
+    for r in rows:
+        for k in r:
+            if k not in skip:
+                names.setdefault(k, None)
+    arrays = []
+    kept = []
+    numeric = set()
+    for name in names:
+        col = _column([r.get(name) for r in rows])
+        if col is None:
+            continue  # nested values: read by the row path when a mapping needs them
+        arrays.append(col[0])
+        kept.append(name)
+        if col[1]:
+            numeric.add(name)
+    if not kept:
+        return pa.table({"__empty": pa.nulls(len(rows))}), numeric
+    return pa.Table.from_arrays(arrays, names=kept), numeric
+
+
+def from_rows(batch: Batch, list_fields: Collection[str]) -> RowColumns | None:
+    """``batch`` as columns, or None when the row path must take it (a column of mixed types, a
+    nested list that is not a list of objects)."""
+    payloads = [r.payload for r in batch.records]
+    if not all(isinstance(p, dict) for p in payloads):
+        return None
+    try:
+        table, numeric = _table(payloads, list_fields)
+        children: dict[str, pa.Table] = {}
+        present: dict[str, pa.Array] = {}
+        for name in list_fields:
+            flags = []
+            rows: list[Mapping[str, Any]] = []
+            parents: list[int] = []
+            for i, p in enumerate(payloads):
+                value = p.get(name)
+                if value is None:
+                    flags.append(False)
+                    continue
+                if not isinstance(value, list) or not all(isinstance(el, dict) for el in value):
+                    return None
+                flags.append(True)
+                rows.extend(value)
+                parents.extend([i] * len(value))
+            child, child_numeric = _table(rows, ())
+            children[name] = child.append_column("__row", pa.array(parents, pa.int32()))
+            present[name] = pa.array(flags, pa.bool_())
+            numeric |= {f"{name}.{c}" for c in child_numeric}
+    except Mixed:
+        return None
+    received = batch.records[0].received_at if batch.records else datetime.now().astimezone()
+    ids = pa.array([r.external_id for r in batch.records], pa.string())
+    return RowColumns(
+        table=table,
+        ids=ids,
+        state=batch.state,
+        received_at=received,
+        payloads=payloads,
+        children=children,
+        present=present,
+        numeric=frozenset(numeric),
+        rejected=list(batch.rejected),
+    )
