@@ -5,8 +5,10 @@
 Limit: 20 messages a minute per robot; exceeding it answers ``130101`` and blocks the robot for ten
 minutes, so the outbox keeps a shared 20/min budget and digests a backlog instead.
 
-Rendering: buttons -> ``actionCard`` (one button: ``singleTitle``/``singleURL``; several: ``btns``),
-which is how one-tap acknowledge links reach staff; otherwise ``markdown``. Mentions that look
+Rendering: buttons -> ``actionCard`` (one button: ``singleTitle``/``singleURL``; several: ``btns``);
+otherwise ``markdown``. A custom robot's cards cannot call back (no app behind it), so a button's
+callback ``value`` is not used: its link opens a page that asks who acts. One-tap buttons need the
+corp app's interactive cards (:mod:`connectors.dingtalk_work` with ``card_template_id``). Mentions that look
 like mobile numbers go to ``at.atMobiles`` (and ``@138...`` in the text, which DingTalk requires),
 others to ``at.atUserIds``.
 """

@@ -3,7 +3,8 @@
 Signed with ``sign = base64(HmacSHA256(key = timestamp + "\\n" + secret, msg = ""))``: the key and
 message are the reverse of DingTalk's. Messages with a title or buttons go as an interactive card
 (header, Markdown, one button per ``Button``); ``format: post`` sends rich text instead; a message
-with only a body goes as text. Limits: 5 a second and 100 a minute per bot, request body at most
+with only a body goes as text. A custom bot's card buttons are links: Feishu sends card callbacks
+only to an app's request URL (:mod:`connectors.feishu_app` sends callback buttons). Limits: 5 a second and 100 a minute per bot, request body at most
 20 KB; ``11232`` when throttled.
 """
 

@@ -3,7 +3,8 @@
 Markdown is at most 4096 bytes (``40058`` beyond): bodies are trimmed on a UTF-8 character
 boundary here, and digests are packed to fit. Text (used when mentioning by mobile number, which
 only the text type supports) is at most 2048 bytes. Buttons become Markdown links, or a
-``template_card`` (text_notice with a jump list) with ``buttons_as: template_card``.
+``template_card`` (text_notice with a jump list) with ``buttons_as: template_card``: links either
+way, a group robot's cards do not call back (:mod:`connectors.wecom_app` sends callback buttons).
 Limit: 20 messages a minute per robot; ``45009`` when throttled.
 """
 
