@@ -102,9 +102,15 @@ def category_scores(event: TouchpointEvent) -> list[str]:
         value = row.get("value")
         if isinstance(value, bool) or not isinstance(value, int | float | str) or not str(value).isdigit():
             continue
-        label = row.get("block_title") or row["block"]
+        # the block's title (生鲜); a page that stored none: the question itself, never the block's id
+        label = row.get("block_title") or _short(str(row.get("text") or "")) or row["block"]
         out.append(f"{label} {value}/{row.get('scale') or scale[row['type']]}")
     return out
+
+
+def _short(text: str, limit: int = 16) -> str:
+    text = text.strip().rstrip("？?")
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def case_summary(event: TouchpointEvent, store_name: str | None, order: Order | None = None) -> dict[str, Any]:

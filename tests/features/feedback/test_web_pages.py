@@ -128,11 +128,13 @@ def test_survey_answer_card_shows_category_scores_and_channel_in_chinese(rt: Run
             {"id": "nps", "type": "nps", "value": 2},
             {"id": "fresh_quality", "type": "csat", "value": 2, "block": "fresh", "block_title": "生鲜"},
             {"id": "dairy_freshness", "type": "csat", "value": 4, "block": "dairy", "block_title": "乳制品"},
+            # a row without its block's title: the question, never the block id
+            {"id": "bakery_taste", "type": "rating", "value": 3, "block": "bakery", "text": "请为所购烘焙的口感打分"},
         ],
     }
     ingest(rt, "survey", "survey_page", answer)
     text = robot_text(rt).replace("*", "")
-    assert "- 分项：生鲜 2/5、乳制品 4/5" in text
+    assert "- 分项：生鲜 2/5、乳制品 4/5、请为所购烘焙的口感打分 3/5" in text and "bakery" not in text
     assert "- 来源：微信问卷 · " in text and "wechat_template" not in text
     assert "顾客：顾客" not in text
 
