@@ -135,10 +135,11 @@ class DingTalkEventSource(GuardedPushSource):
                 # card callbacks carry their action as a JSON string; mappings need it as data
                 with contextlib.suppress(ValueError, RecursionError):
                     event["content_json"] = json.loads(content)
+            ext = dingtalk_event_id(event, plaintext.decode("utf-8"))
             if not any(event.get(k) for k in ("finishTime", "createTime", "TimeStamp", "timeStamp")):
                 # an interactive card's callback carries no time of its own: the signed query's is when
+                # (added after the dedup key, which a retry with a new timestamp must keep)
                 event["timeStamp"] = ts
-            ext = dingtalk_event_id(event, plaintext.decode("utf-8"))
         except PayloadError as exc:
             return PushResult([], self.success_reply(), rejected=[unparsable(plaintext, exc.reason)])
         except RecursionError:  # a structure just under the parser's depth limit, too deep to walk

@@ -398,3 +398,27 @@ def test_the_demo_shows_a_one_tap_acknowledge_from_a_card_callback(tmp_path: Pat
     assert "受理人 王店长 (dingtalk:wang01)" in out
     assert re.search(r"acknowledged\s*│\s*王店长 \(dingtalk:wang01\)\s*│\s*card", out), out
     assert "0 new step(s)" in out
+
+
+def test_a_retried_dingtalk_card_callback_is_stored_once(rt: Runtime, apis: FakeApis, clock: FakeClock) -> None:
+    """DingTalk retries a callback with a new timestamp and nonce: the same tap, one touchpoint."""
+    from sqlalchemy import func, select
+
+    from hub.store.schema import touchpoints
+
+    case = open_case(rt)
+    params = check_dingtalk_card(apis.sent["dingtalk"][0])
+    content = {"cardPrivateData": {"actionIds": ["ack"], "params": {"cxhub": params["ack_key"]}}}
+    callback = {"outTrackId": "o-1", "corpId": "c", "userId": "zhangsan01", "content": json.dumps(content)}
+    client = TestClient(create_app(rt))
+    for nonce in ("r1", "r2"):
+        clock.advance(seconds=5)
+        ts_ms = int(clock().timestamp() * 1000)
+        query, body = dingtalk_push(
+            callback, token=DING_TOKEN, aes_key=DING_AES_KEY, app_key=DING_APP_KEY, ts_ms=ts_ms, nonce=nonce
+        )
+        assert client.post("/hooks/ding", params=query, content=body).status_code == 200
+    with rt.store.connect() as conn:
+        n = conn.execute(select(func.count()).select_from(touchpoints).where(touchpoints.c.source == "ding")).scalar()
+    assert n == 1
+    assert [e["action"] for e in case_now(rt, case["id"])["events"]].count("acknowledged") == 1
