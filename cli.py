@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.table import Table
 
 from commands import ConfigOpt, JsonOpt, console, dump_json, err, fail, handled, load, runtime, setup_logging
 from commands import run as run_commands
+from commands.display import Display
+from commands.display import table as display_table
 from hub.errors import ConfigError
 
 app = typer.Typer(
@@ -87,11 +88,25 @@ def check(config: ConfigOpt = None) -> None:
         err.print(f"{len(found)} error(s)", highlight=False)
         raise typer.Exit(1) from None
     remember(cfg.secret_values())
+    from hub.operator import exposure_warning
+
+    warnings = [*cfg.warnings, *filter(None, [exposure_warning(cfg.raw)])]
+    for w in warnings:  # works, but will surprise someone: said, not failed
+        err.print(f"[yellow]![/] {escape(redact(w))}", highlight=False, soft_wrap=True)
     console.print(
         f"[green]✓[/] {cfg.file}: {len(cfg.sources)} source(s), {len(cfg.destinations)} destination(s), "
-        f"mappings compiled",
+        f"mappings compiled" + (f", {len(warnings)} warning(s)" if warnings else ""),
         highlight=False,
     )
+    # which pull sources ingest as columns, and why the others take the row path
+    columnar = {n: s for n, s in cfg.sources.items() if getattr(s.cls, "columnar", False)}
+    if columnar:
+        from hub.columnar.engine import plan
+
+        for name, spec in columnar.items():
+            vector, why = plan(spec.cls, spec.options, spec.mapping, keep_raw=cfg.raw.store.keep_raw_payloads)
+            line = "columnar ingest" if vector is not None else f"row path: {why}"
+            console.print(f"  {escape(name)}: {escape(line)}", highlight=False)
 
 
 @app.command("config")
@@ -126,7 +141,7 @@ def connectors(as_json: JsonOpt = False) -> None:
             title = i.cls.title if i.cls else ""
             print(json.dumps({"name": i.name, "roles": i.roles, "status": redact(i.status), "title": title}))
         return
-    table = Table("connector", "roles", "status", "what")
+    table = display_table("connector", "roles", "status", "what")
     for i in infos:
         colour = "green" if i.status == "ok" else "red"
         what = i.cls.title if i.cls else i.target
@@ -153,14 +168,15 @@ def events(
         for d in docs:  # phone numbers inside free text (reviews) are masked for whoever reads this
             print(mask_text(json.dumps(d, ensure_ascii=False)))
         return
-    table = Table("occurred (UTC)", "source", "kind", "customer", "store", "summary")
+    show = Display(rt.config)
+    table = display_table(show.column("occurred"), "source", "kind", "customer", "store", "summary")
     for d in docs:
         table.add_row(
-            d["occurred_at"][:19],
+            show.when(d["occurred_at"]),
             d["source"],
             d["kind"],
             (d["customer"].get("customer_id") or "")[:8],
-            d["org"].get("store") or "",
+            show.store(d["org"].get("store")),
             _summary(d),
         )
     console.print(table)
@@ -213,7 +229,7 @@ def quarantine_cmd(
         for r in rows:  # raw payloads carry personal data: phone numbers are masked on output
             print(mask_text(dump_json(r)))
         return
-    table = Table("id", "source", "external id", "stage", "status", "reason")
+    table = display_table("id", "source", "external id", "stage", "status", "reason")
     for r in rows:
         table.add_row(
             str(r["id"]), r["source"], r["external_id"] or "", r["stage"], r["status"], mask_text(r["reason"])
@@ -297,7 +313,15 @@ def sync(
     as_json: JsonOpt = False,
 ) -> None:
     """One pull pass of SOURCE: progress bar, then read / stored / duplicates / quarantined / seconds."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from hub.sync import run_sync
 
@@ -307,7 +331,9 @@ def sync(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TaskProgressColumn(),  # the percentage, once the source gave an estimate
             TimeElapsedColumn(),
+            TimeRemainingColumn(),  # the ETA, from the rate so far and the estimate
             console=err,
             disable=as_json or not err.is_terminal,
             transient=True,
@@ -370,7 +396,7 @@ def features(as_json: JsonOpt = False) -> None:
                 )
             )
         return
-    table = Table("feature", "section", "after", "status", "what")
+    table = display_table("feature", "section", "after", "status", "what")
     for i in infos:
         f = i.feature
         colour = "green" if i.status == "ok" else "red"

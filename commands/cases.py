@@ -35,7 +35,6 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Negative-feedback cases, newest first."""
-        from rich.table import Table
 
         from hub.features.feedback.render import SEVERITY_ZH, STATUS_ZH, score_line
         from hub.features.feedback.sla import format_left
@@ -50,7 +49,9 @@ def register(app: typer.Typer) -> None:
             for r in rows:
                 print(json.dumps(_plain(r), ensure_ascii=False))
             return
-        table = Table("id", "status", "sev", "store", "score", "text", "SLA", "level")
+        from commands.display import table as display_table
+
+        table = display_table("id", "status", "sev", "store", "score", "text", "SLA", "level")
         for r in rows:
             s = r["doc"]["summary"]
             if r["status"] == "new":
@@ -103,20 +104,22 @@ def register(app: typer.Typer) -> None:
         if s.get("text"):
             c.print(f"text: {s['text']}", highlight=False)
         c.print(f"why: {'; '.join(case['doc'].get('reasons') or [])}", highlight=False)
+        from commands.display import Display
+        from commands.display import table as display_table
+
+        show = Display(rt.config)
         c.print(
-            f"opened {case['opened_at']:%Y-%m-%d %H:%M:%S}Z, ack due {case['ack_due_at']:%Y-%m-%d %H:%M:%S}Z, "
-            f"resolve due {case['resolve_due_at']:%Y-%m-%d %H:%M:%S}Z",
+            f"opened {show.when(case['opened_at'])}, ack due {show.when(case['ack_due_at'])}, "
+            f"resolve due {show.when(case['resolve_due_at'])} ({show.zone_name})",
             highlight=False,
         )
         for i, lv in enumerate(case["doc"]["levels"]):
             mark = "→" if i <= case["level"] else " "
             c.print(f" {mark} level {i}: {lv['label']}: {', '.join(lv['contacts']) or '-'}", highlight=False)
-        from rich.table import Table
-
-        table = Table("at (UTC)", "action", "who", "via", "detail")
+        table = display_table(show.column("at"), "action", "who", "via", "detail")
         for e in case["events"]:
             detail = e["note"] or ", ".join(f"{k}={v}" for k, v in (e["detail"] or {}).items() if k != "reasons")
-            table.add_row(f"{e['at']:%m-%d %H:%M:%S}", e["action"], e["actor"], e["via"], detail[:80])
+            table.add_row(show.when(e["at"], seconds=True), e["action"], e["actor"], e["via"], detail[:80])
         c.print(table)
 
     def _act(action: str, case_id: int, config: Any, by: str | None, note: str | None, as_json: bool) -> None:

@@ -60,9 +60,14 @@ def register(app: typer.Typer) -> None:
                 print(dump_json(r))
             return
         from rich.markup import escape
-        from rich.table import Table
 
-        table = Table("id", "destination", "status", "tries", "next / sent (UTC)", "title", "receipt / last error")
+        from commands.display import Display
+        from commands.display import table as display_table
+
+        show = Display(rt.config)
+        table = display_table(
+            "id", "destination", "status", "tries", show.column("next / sent"), "title", "receipt / last error"
+        )
         colours = {"sent": "green", "dead": "red", "failed": "yellow", "sending": "cyan", "pending": "white"}
         for r in rows:
             msg = r.get("message") or {}
@@ -74,7 +79,7 @@ def register(app: typer.Typer) -> None:
                 r["destination"],
                 f"[{colours.get(r['status'], 'white')}]{r['status']}[/]",
                 str(r["attempts"]),
-                when.strftime("%Y-%m-%d %H:%M:%S") if when else "",
+                show.when(when, seconds=True),
                 _short(mask_text(msg.get("title", "")), 40),
                 escape(_short(redact((r["receipt"] if r["status"] == "sent" else r["last_error"]) or ""), 70)),
             )

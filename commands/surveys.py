@@ -44,8 +44,8 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Survey invitations with their decision and why (suppressed / deferred say the reason)."""
-        from rich.table import Table
-
+        from commands.display import Display
+        from commands.display import table as display_table
         from hub.features.surveys.stats import list_invitations
 
         with runtime(config, features=()) as rt, rt.store.connect() as conn:
@@ -56,14 +56,17 @@ def register(app: typer.Typer) -> None:
             for r in rows:
                 print(dump_json(r))
             return
-        table = Table("created (UTC)", "rule", "customer", "store", "channel", "decision", "status", "why / blocks")
+        show = Display(rt.config)
+        table = display_table(
+            show.column("created"), "rule", "customer", "store", "channel", "decision", "status", "why / blocks"
+        )
         for r in rows:
             why = r["detail"] or ", ".join(r.get("blocks") or [])
             table.add_row(
-                r["created_at"].strftime("%Y-%m-%d %H:%M"),
+                show.when(r["created_at"]),
                 r["rule"],
                 (r["customer_id"] or "")[:8],
-                r["store"] or "",
+                show.store(r["store"]),
                 r["channel"] or "",
                 r["decision"] + (f" ({r['reason']})" if r["reason"] else ""),
                 r["status"],
@@ -85,8 +88,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """NPS (%9-10 minus %0-6), CSAT (top-2 of 5), CES (mean), response rate and counts;
         with --at-risk, the customers at risk of churning by store."""
-        from rich.table import Table
-
         from hub.features.surveys.stats import GROUPINGS, compute_stats
 
         if at_risk:
@@ -103,10 +104,14 @@ def register(app: typer.Typer) -> None:
             for g in groups:
                 print(json.dumps(g, ensure_ascii=False))
             return
-        table = Table(by or "all", "invited", "suppressed", "responses", "rate", "NPS", "CSAT", "CES")
+        from commands.display import Display
+        from commands.display import table as display_table
+
+        show = Display(rt.config)
+        table = display_table(by or "all", "invited", "suppressed", "responses", "rate", "NPS", "CSAT", "CES")
         for g in groups:
             table.add_row(
-                str(g["group"]),
+                show.store(g["group"]) if by == "store" else str(g["group"]),
                 str(g["invited"]),
                 str(g["suppressed"]),
                 str(g["responses"]),

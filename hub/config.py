@@ -71,6 +71,9 @@ class ServerConfig(_Section):
     head_timeout_seconds: float = Field(default=10, gt=0)
     body_timeout_seconds: float = Field(default=60, gt=0)
     max_connections: int = Field(default=1000, ge=1)
+    #: bearer token for the operator endpoints (/metrics, /openapi.json; hub/operator.py); give it
+    #: as ``${CXHUB_OPERATOR_TOKEN}``. Without one they answer only on a loopback-bound server.
+    operator_token: SecretStr | None = None
 
 
 class TransportConfig(_Section):
@@ -156,6 +159,8 @@ class RawConfig(_Section):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: the zone people read times in (CLI tables, cards, pages); the store keeps UTC
+    timezone: str = "Asia/Shanghai"
     #: identity namespaces of your own (a loyalty card, a partner's user id), beside the built-in
     #: ones (``hub.mapping.targets.BUILTIN_NAMESPACES``): a plain list, or name -> description.
     #: A mapping may use no other, so a misspelt namespace is an error instead of a customer
@@ -172,6 +177,17 @@ class RawConfig(_Section):
             return {name: "" for name in v}
         if isinstance(v, dict):
             return {k: "" if d is None else d for k, d in v.items()}
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as Asia/Shanghai)") from None
         return v
 
     @property
@@ -214,6 +230,9 @@ class Config:
     destinations: dict[str, DestinationSpec] = field(default_factory=dict)
     #: feature sections present in the file, validated by their feature's model
     sections: dict[str, BaseModel] = field(default_factory=dict)
+    #: what `cxhub check` points out without failing (a setting that works but will surprise):
+    #: loaders, connectors' and features' checks append plain sentences that name the setting
+    warnings: list[str] = field(default_factory=list)
 
     def section(self, name: str) -> Any:
         """The validated section ``name`` (None when the file has none)."""

@@ -113,6 +113,11 @@ class Feature:
             module, _, func = self.merge.partition(":")
             getattr(importlib.import_module(module), func)(conn, absorbed, survivor, now)
 
+    def store_names(self, section: Any) -> dict[str, str]:
+        """Store id -> the name people know it by, from this feature's validated config section
+        (None when the file has none). The CLI shows ``徐汇店`` where the data says ``S001``."""
+        return {}
+
     def install(self, runtime: Any) -> Any:
         """Add hooks, routes, jobs and services to ``runtime`` (a :class:`hub.runtime.Runtime`, which
         this module does not import: the runtime installs features, not the other way round);

@@ -34,6 +34,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
+from hub.errors import CxhubError
 from hub.runtime import Runtime
 from hub.store import locks
 from hub.store import schedule as book
@@ -182,6 +183,8 @@ def build_scheduler(
                 # another process (or a manual `cxhub sync`) is running it: skip this tick
                 log.info("sync %s: skipped, another run of it holds the lock", n)
                 return
+            except CxhubError as exc:  # a known failure (a missing file, a refused login) names its reason
+                log.error("sync %s failed: %s; it resumes from its last committed batch next time", n, exc)
             except Exception:
                 log.exception("sync %s failed; it resumes from its last committed batch next time", n)
             try:

@@ -32,13 +32,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from hub.errors import PayloadError, RetriableError, SignatureError
 from hub.group_commit import GroupCommitWriter
+from hub.operator import operator_guard, publish_openapi
 from hub.runtime import Runtime
 from hub.sdk.connector import InboundRequest, PushSource, Reply
 from hub.transport import build_transport
@@ -59,6 +60,15 @@ HOOK_SECONDS = Histogram(
 
 #: how long a request waits for its commit before answering 503 (WeChat gives up after 5 s)
 STORE_TIMEOUT_SECONDS = 4.0  # the direct transport's (hub.transport.direct)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cxhub")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "0+unknown"
 
 
 def _reply(r: Reply) -> Response:
@@ -117,7 +127,16 @@ def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> HookF
         finally:
             await transport.stop()
 
-    app = FastAPI(title="cxhub", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    # the OpenAPI description is served by hub.operator, behind the operator guard
+    app = FastAPI(
+        title="cxhub",
+        version=_version(),
+        description="Webhooks, survey pages, staff links, health and metrics of one cxhub process.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
     app.state.transport = transport
     app.state.group_commit = getattr(transport, "writer", None)
 
@@ -268,11 +287,21 @@ def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> HookF
         body = json.dumps({"status": "ready" if ready else "not ready", "checks": checks})
         return Response(body, status_code=200 if ready else 503, media_type="application/json")
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        dependencies=[Depends(operator_guard(rt.config.raw))],
+        response_class=Response,
+        responses={
+            200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
+            401: {"description": "operator token missing or wrong"},
+            403: {"description": "no operator token set on a server bound beyond loopback"},
+        },
+    )
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     for router in rt.routers:
         # a feature may give a factory instead of a router: FastAPI then loads only when a server starts
         app.include_router(router if isinstance(router, APIRouter) else router())
+    publish_openapi(app, rt.config.raw)
     return HookFastPath(app, hook)

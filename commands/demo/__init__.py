@@ -140,6 +140,7 @@ def run_demo(console: Console, *, config_path: Path | None = None, workdir: Path
     # the demo drives the app in-process through Starlette's TestClient; its deprecation notice about
     # the HTTP client it uses says nothing to someone watching the demo
     warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
+    started = time.monotonic()  # the whole demo: fakes, migrations and every step
     from commands.demo.fake_dingtalk import FakeDingTalkRobot
 
     if workdir.exists():
@@ -153,6 +154,12 @@ def run_demo(console: Console, *, config_path: Path | None = None, workdir: Path
     with FakeDingTalkRobot({token: secret}) as robot:
         os.environ["CXHUB_DEMO_ROBOT_URL"] = robot.base_url
         _run(console, config_path or DEMO_CONFIG, workdir, robot)
+    console.rule()
+    console.print(
+        f"demo finished in {time.monotonic() - started:.1f}s; store: {workdir / 'cxhub.db'}; "
+        f"try: CXHUB_STORE_URL=sqlite:///{(workdir / 'cxhub.db').resolve()} "
+        f"CXHUB_DEMO_DIR={workdir} CXHUB_SECRET_KEY=... cxhub events -c config/demo.yaml"
+    )
 
 
 def _run(console: Console, config_path: Path, workdir: Path, robot: Any) -> None:
@@ -170,7 +177,6 @@ def _run(console: Console, config_path: Path, workdir: Path, robot: Any) -> None
     now = rt.clock()
     data = scenario(now)
     data["robot"] = robot
-    started = time.monotonic()
 
     console.rule("[bold]1. POS checkouts: a jsonl drop synced like any pull source")
     with (workdir / "checkouts.jsonl").open("w", encoding="utf-8") as fh:
@@ -224,9 +230,3 @@ def _run(console: Console, config_path: Path, workdir: Path, robot: Any) -> None
             importlib.import_module(module).demo_step(rt, console, data)
 
     rt.close()
-    console.rule()
-    console.print(
-        f"demo finished in {time.monotonic() - started:.1f}s; store: {workdir / 'cxhub.db'}; "
-        f"try: CXHUB_STORE_URL=sqlite:///{(workdir / 'cxhub.db').resolve()} "
-        f"CXHUB_DEMO_DIR={workdir} CXHUB_SECRET_KEY=... cxhub events -c config/demo.yaml"
-    )

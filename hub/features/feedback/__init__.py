@@ -32,6 +32,9 @@ class Feedback(Feature):
     cli = "commands.cases:register"
     merge = "hub.features.feedback.merge:on_merge"  # customers merge: their history follows
 
+    def store_names(self, section: Any) -> dict[str, str]:
+        return {sid: node.name for sid, node in (section.org.stores if section else {}).items() if node.name}
+
     def config_model(self) -> type[BaseModel]:
         from hub.features.feedback.config import FeedbackConfig
 

@@ -124,6 +124,9 @@ class Surveys(Feature):
     cli = "commands.surveys:register"
     merge = "hub.features.surveys.merge:on_merge"  # customers merge: their history follows
 
+    def store_names(self, section: Any) -> dict[str, str]:
+        return {sid: st.name for sid, st in (section.stores if section else {}).items() if st.name}
+
     def config_model(self) -> type[BaseModel]:
         from hub.features.surveys.config import SurveysConfig
 
