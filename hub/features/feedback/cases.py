@@ -33,6 +33,7 @@ from hub.features.feedback.render import case_summary, order_of, render_message
 from hub.features.feedback.routing import CaseRouter, RouteFacts
 from hub.features.feedback.schema import OPEN_STATES, case_events, case_touchpoints, cases
 from hub.features.feedback.sla import add_business_time
+from hub.features.feedback.verdicts import store_topics
 from hub.model import EventKind, TouchpointEvent
 from hub.outbox import enqueue
 from hub.sdk.connector import Clock, utcnow
@@ -106,6 +107,10 @@ class CaseService:
         """Ingest hook: judge new events, open or join cases, act on card callbacks."""
         if not self.cfg.enabled:
             return
+        # one batch through the text model; topics of every judged touchpoint are kept (stats)
+        judged = self.detector.judge_many(events)
+        verdicts = {id(ev): v for ev, v in zip(events, judged, strict=True)}
+        store_topics(ctx.conn, events, judged)
         for ev in events:
             if ev.kind is EventKind.card_action or ev.attributes.get("event") == "template_card_event":
                 self._card_action(ctx.conn, ev, ctx.now)
@@ -114,16 +119,16 @@ class CaseService:
                 case_id = self.recovery.case_of_response(ctx.conn, ev)
                 if case_id is not None:
                     # the answer to a recovery survey says how the case ended; it opens no new case
-                    recovered = not self.detector.judge(ev).negative
+                    recovered = not verdicts[id(ev)].negative
                     self.set_recovered(case_id, recovered, actor="customer", via="survey", conn=ctx.conn, now=ctx.now)
                     continue
-            verdict = self.detector.judge(ev)
+            verdict = verdicts[id(ev)]
             if verdict.negative:
                 self.open_or_join(ctx.conn, ev, verdict, ctx.now)
 
     # ------------------------------------------------------------ open / join
 
-    def _facts(self, ev: TouchpointEvent, severity: str | None) -> RouteFacts:
+    def _facts(self, ev: TouchpointEvent, severity: str | None, topics: Sequence[str] = ()) -> RouteFacts:
         return RouteFacts(
             brand=ev.org.brand,
             region=ev.org.region,
@@ -134,6 +139,7 @@ class CaseService:
             severity=severity,
             source=ev.source,
             kind=ev.kind.value,
+            topics=list(topics),
         )
 
     def _store_clock(self, store: str | None) -> tuple[str, Any]:
@@ -186,7 +192,7 @@ class CaseService:
     def _open(self, conn: Connection, ev: TouchpointEvent, verdict: Verdict, now: datetime) -> int:
         severity = verdict.severity
         assert severity is not None
-        levels, how = self.router.ladder(self._facts(ev, severity))
+        levels, how = self.router.ladder(self._facts(ev, severity, verdict.topic_ids))
         node = self.router.store_info(ev.org.store)
         ack_due, resolve_due = self._deadlines(severity, ev.org.store, now)
         warn_at = self._warn_at(severity, ack_due)
@@ -196,6 +202,8 @@ class CaseService:
             "reasons": verdict.reasons,
             "keywords": verdict.keywords,
             "sentiment": verdict.sentiment,
+            "topics": verdict.topics_doc(),  # detector: what it is about, with polarity and span
+            "why": verdict.why,  # detector: the words that made the text negative
             "levels": [{"label": lv.label, "contacts": lv.contacts} for lv in levels],
             "route": how,
         }

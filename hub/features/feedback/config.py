@@ -80,26 +80,88 @@ class HighThresholds(_Section):
     ces_min: int = Field(default=7, ge=1, le=7)
 
 
-class SentimentConfig(_Section):
-    """Text sentiment. ``engine``: ``snownlp`` (offline Bayes model shipped inside the package),
-    ``lexicon`` (built-in word list, no dependency), ``none``, or ``package.module:Class`` of your own
-    implementing ``hub.features.feedback.sentiment.SentimentAnalyzer``."""
+class QuestionPrior(_Section):
+    """How the question a text answers moves the verdict: answers to 哪里需要改进？ name a fault
+    even when the customer is content, so the bar for "negative" is raised by ``shift`` (added to the
+    negative probability's log-odds: below 0 is more lenient); an answer of nothing (没有 / 无 / 都挺好)
+    is never negative."""
 
-    engine: str = "snownlp"
-    negative_below: float = Field(
-        default=0.25, ge=0, le=1, description="probability-positive under this means negative text"
+    match: list[str] = Field(min_length=1, description="the question contains one of these")
+    shift: float = Field(default=-1.5, ge=-10, le=10)
+
+
+def _default_questions() -> list[QuestionPrior]:
+    return [
+        QuestionPrior(
+            match=["改进", "改善", "建议", "提升", "哪里不好", "不足", "不满意的地方", "希望我们"], shift=-1.5
+        )
+    ]
+
+
+ENGINE_THRESHOLDS = {"snownlp": 0.25, "lexicon": 0.5, "model": 0.5, "none": 0.5}
+
+
+class SentimentConfig(_Section):
+    """Text sentiment. ``engine``: ``model`` (the feedback model shipped with cxhub, or a version
+    trained by ``cxhub model train`` in ``model_dir``), ``snownlp`` (its offline Bayes model),
+    ``lexicon`` (built-in word list), ``none``, or ``package.module:Class`` of your own implementing
+    ``hub.features.feedback.sentiment.SentimentAnalyzer``."""
+
+    engine: str = "model"
+    negative_below: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="probability-positive under this means negative text (default: 0.5 for the model, "
+        "0.25 for snownlp)",
     )
-    min_chars: int = Field(default=4, ge=1, description="shorter texts are not judged on sentiment")
+    by_source: dict[str, float] = Field(default_factory=dict, description="negative_below per source name")
+    by_channel: dict[str, float] = Field(default_factory=dict, description="negative_below per channel")
+    model_dir: str | None = Field(
+        default=None,
+        description="where `cxhub model train` keeps model versions (relative to the config file); "
+        "the promoted one is used; none promoted: the shipped model",
+    )
+    min_chars: int = Field(default=1, ge=1, description="shorter texts are not judged on sentiment")
     kinds: list[str] = Field(
         default_factory=lambda: ["review", "survey_response"],
         description="event kinds whose text alone may open a case; chat messages ('请问营业时间?') are "
         "questions, not verdicts: there only scores and alarm keywords count",
     )
+    questions: list[QuestionPrior] = Field(default_factory=_default_questions)
+
+    @field_validator("by_source", "by_channel")
+    @classmethod
+    def _probabilities(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: x for k, x in v.items() if not 0 <= x <= 1}
+        if bad:
+            raise ValueError(f"thresholds must be between 0 and 1: {bad}")
+        return v
+
+    def threshold(self, source: str | None = None, channel: str | None = None) -> float:
+        """``negative_below`` for a touchpoint of ``source`` on ``channel`` (source wins)."""
+        if source is not None and source in self.by_source:
+            return self.by_source[source]
+        if channel is not None and channel in self.by_channel:
+            return self.by_channel[channel]
+        if self.negative_below is not None:
+            return self.negative_below
+        return ENGINE_THRESHOLDS.get(self.engine, 0.5)
+
+
+class TopicsConfig(_Section):
+    """Topic tagging (服务态度, 配送/物流...): the taxonomy file and extra words per topic id."""
+
+    enabled: bool = True
+    taxonomy: str | None = Field(default=None, description="a YAML taxonomy (default: the one shipped)")
+    extra: dict[str, list[str]] = Field(default_factory=dict, description="more words for topics, by id")
 
 
 DEFAULT_ALARM_KEYWORDS = [
     "食品安全",
     "食物中毒",
+    "吃出虫子",
+    "报警",
     "拉肚子",
     "过期",
     "变质",
@@ -222,7 +284,9 @@ class Org(_Section):
     stores: dict[str, OrgNode] = Field(default_factory=dict)
 
 
-ROUTE_FIELDS = ("brand", "region", "district", "store", "channel", "category", "severity", "source", "kind")
+ROUTE_FIELDS = (
+    "brand", "region", "district", "store", "channel", "category", "severity", "source", "kind", "topic",
+)  # fmt: skip
 
 
 class RouteMatch(_Section):
@@ -237,6 +301,7 @@ class RouteMatch(_Section):
     severity: list[Severity] | None = None
     source: list[str] | None = None
     kind: list[str] | None = None
+    topic: list[str] | None = Field(default=None, description="topic ids (food_safety...), any polarity")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -275,6 +340,7 @@ class FeedbackConfig(_Section):
     thresholds: Thresholds = Field(default_factory=Thresholds)
     high: HighThresholds = Field(default_factory=HighThresholds)
     sentiment: SentimentConfig = Field(default_factory=SentimentConfig)
+    topics: TopicsConfig = Field(default_factory=TopicsConfig)
     alarm_keywords: list[str] = Field(default_factory=lambda: list(DEFAULT_ALARM_KEYWORDS))
     join_window: Duration = Field(default=86400, description="repeats within this join the open case")
     timezone: str = "Asia/Shanghai"

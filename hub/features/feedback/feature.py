@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.features.feedback.cases import CaseService
@@ -10,7 +11,8 @@ from hub.features.feedback.config import FeedbackConfig
 from hub.features.feedback.detection import Detector
 from hub.features.feedback.links import LinkSigner
 from hub.features.feedback.recovery import RecoverySurvey
-from hub.features.feedback.sentiment import load_analyzer
+from hub.features.feedback.sentiment import SentimentAnalyzer, load_analyzer
+from hub.features.feedback.versions import model_folder
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
@@ -22,6 +24,17 @@ def feedback_config(rt: Runtime) -> FeedbackConfig:
     """The runtime's ``feedback`` section (defaults when the config has none)."""
     cfg = rt.config.section("feedback")
     return cfg if isinstance(cfg, FeedbackConfig) else FeedbackConfig()
+
+
+def _config_dir(rt: Runtime) -> Path | None:
+    return rt.config.base_dir if rt.config.file else None
+
+
+def _analyzer(cfg: FeedbackConfig, config_dir: Path | None) -> SentimentAnalyzer:
+    """The configured sentiment engine; ``model`` loads the promoted version of ``model_dir``."""
+    engine = cfg.sentiment.engine if cfg.enabled else "none"
+    folder = model_folder(cfg.sentiment.model_dir, config_dir) if engine == "model" else None
+    return load_analyzer(engine, folder)
 
 
 def _recovery(rt: Runtime, cfg: FeedbackConfig) -> RecoverySurvey | None:
@@ -40,12 +53,13 @@ def install(rt: Runtime) -> CaseService:
         return build_router(service, timezone)
 
     cfg = feedback_config(rt)
-    analyzer = load_analyzer(cfg.sentiment.engine if cfg.enabled else "none")
+    config_dir = _config_dir(rt)
+    analyzer = _analyzer(cfg, config_dir)
     signer = LinkSigner(rt.config.secret_key, rt.config.raw.server.public_url)
     service = CaseService(
         cfg,
         rt.store,
-        Detector(cfg, analyzer),
+        Detector(cfg, analyzer, config_dir=config_dir),
         signer,
         clock=rt.clock,
         destinations=list(rt.config.destinations),

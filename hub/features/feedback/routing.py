@@ -37,6 +37,7 @@ class RouteFacts:
     severity: str | None = None
     source: str | None = None
     kind: str | None = None
+    topics: list[str] = field(default_factory=list)  # topic ids found in the text (食品安全 -> food_safety)
 
 
 @dataclass
@@ -100,6 +101,8 @@ def rule_matches(rule: RouteRule, facts: RouteFacts) -> bool:
         wanted = getattr(w, name)
         if wanted is not None and (actual is None or not _matches(list(wanted), [actual])):
             return False
+    if w.topic is not None and not _matches(w.topic, facts.topics):
+        return False
     return w.category is None or _matches(w.category, facts.categories)
 
 

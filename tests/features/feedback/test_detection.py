@@ -81,10 +81,12 @@ def test_custom_alarm_keywords_and_kinds() -> None:
     assert not det.judge(other).negative  # transactions are not judged here
 
 
-def test_short_text_is_not_judged_on_sentiment() -> None:
+def test_short_text_is_judged_unless_min_chars_says_otherwise() -> None:
     det = Detector(FeedbackConfig(), Fixed(0.0))
-    assert not det.judge(fb_event(text="差")).negative
-    assert det.judge(fb_event(text="差差差差")).negative
+    assert det.judge(fb_event(text="差")).negative  # 差 / 好 / 一般 are answers too
+    strict = FeedbackConfig.model_validate({"sentiment": {"min_chars": 4}})
+    assert not Detector(strict, Fixed(0.0)).judge(fb_event(text="差")).negative
+    assert Detector(strict, Fixed(0.0)).judge(fb_event(text="真的太差")).negative
 
 
 def test_chat_messages_are_not_judged_on_sentiment_alone() -> None:
