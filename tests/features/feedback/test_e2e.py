@@ -97,7 +97,7 @@ def test_burst_of_200_for_one_robot_respects_20_per_minute_and_reaches_staff(tmp
             seen: set[int] = set()
             while time.monotonic() < deadline and seen != wanted:
                 worker.run_once()
-                seen = {int(m) for r in robot.received for m in re.findall(r"#(\d+)【", r.text)}
+                seen = {int(m) for r in robot.received for m in re.findall(r"工单 #(\d+)\*\*", r.text)}
                 time.sleep(0.05)
             assert seen == wanted, f"{len(wanted - seen)} case(s) never reached the robot"
             assert robot.max_per_minute("tok-s001") <= 20
@@ -171,13 +171,13 @@ def test_cxhub_run_escalates_on_time_when_nobody_acknowledges(tmp_path: Path) ->
                 time.sleep(0.05)
             assert district, "no escalation to the district robot"
             escalated_after = district[0].at - (time.time() - (time.monotonic() - t_open))
-            assert "已升级至" in district[0].text and "#2【" in district[0].text
+            assert "已升级至" in district[0].text and "工单 #2**" in district[0].text
             assert 2.5 < escalated_after < 5.5, escalated_after  # 3 s target + sweep/poll/sync slack
             store_msgs = [r.text for r in robot.received if r.token == "tok-s001"]
             assert any("即将超时" in t for t in store_msgs)  # the pre-breach warning came first
             time.sleep(1.0)
             district = [r for r in robot.received if r.token == "tok-district"]
-            assert all("#1【" not in r.text for r in district)  # the acknowledged case never escalated
+            assert all("工单 #1**" not in r.text for r in district)  # the acknowledged case never escalated
             assert robot.rejected == []
             print(f"checks done after {time.monotonic() - t_start:.1f}s")
         finally:
