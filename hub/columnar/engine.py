@@ -19,6 +19,7 @@ resolution, the touchpoints, the ingest hooks. What differs is how:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import queue
@@ -36,12 +37,13 @@ import pyarrow as pa
 from pydantic import AwareDatetime
 from sqlalchemy import Connection, Table, text
 
+from hub.columnar.identities import resolve_columns
 from hub.columnar.records import from_rows
 from hub.columnar.vector import ArrowRecords, Mapped, Unsupported, VectorMapping, _adapter, compile_vector, json_text
 from hub.identity import Key
 from hub.ingest import Ingestor, IngestResult, PreparedBatch, _event_row, _safe_payload
 from hub.mapping import CompiledMapping
-from hub.model import TouchpointEvent, touchpoint_id
+from hub.model import TOUCHPOINT_NAMESPACE, TouchpointEvent
 from hub.privacy import SENSITIVE_NAMESPACES
 from hub.sdk.connector import Batch, PullSource, RawRecord, Rejected
 from hub.store import bulk_insert_ignore
@@ -77,13 +79,21 @@ class ColumnarBatch(Protocol):
 
 def columnar_plan(source: PullSource, mapping: CompiledMapping, ingestor: Ingestor) -> tuple[VectorMapping | None, str]:
     """The vector mapping a sync of ``source`` runs with, or None and why it takes the row path."""
-    if not getattr(source, "columnar", False):
-        return None, f"the {source.kind} connector reads records one at a time"
-    options = getattr(source, "options", None)
+    return plan(type(source), getattr(source, "options", None), mapping, keep_raw=ingestor.keep_raw)
+
+
+def plan(
+    connector: type[Any], options: Any, mapping: CompiledMapping | None, *, keep_raw: bool
+) -> tuple[VectorMapping | None, str]:
+    """:func:`columnar_plan` from a source's connector class, options and mapping (``cxhub check``)."""
+    if not getattr(connector, "columnar", False):
+        return None, f"the {getattr(connector, 'kind', '?')} connector hands over records one at a time"
     if options is not None and getattr(options, "columnar", True) is False:
         return None, "columnar: false in the source's options"
-    if ingestor.keep_raw:
-        return None, "store.keep_raw_payloads keeps each raw payload (row path)"
+    if keep_raw:
+        return None, "store.keep_raw_payloads keeps each raw payload, which the row path writes"
+    if mapping is None:
+        return None, "no mapping"
     try:
         return compile_vector(mapping), "columnar"
     except Unsupported as exc:
@@ -121,7 +131,8 @@ class PreparedColumnar:
     duplicates: int
     #: the records mapped here (batch order): index, external id, touchpoint id, columns, doc parts
     ok: pl.DataFrame
-    identities: list[list[_Ident]]
+    #: per identity namespace, each mapped record's value (hashed where sensitive; null: none)
+    identities: list[tuple[str, pl.Series]]
     contacts: dict[Key, str]
     filtered: list[str]
     #: the records the row path decided (flagged), prepared by it
@@ -182,9 +193,9 @@ class ColumnarIngest:
         sel = ok_mask.arg_true()
         exts = ids.gather(sel)
         ext_list = exts.to_list()
-        tids = [touchpoint_id(source, e) for e in ext_list]
+        tids = touchpoint_ids(source, ext_list)
         contacts: dict[Key, str] = {}
-        per_ns: list[tuple[str, list[str | None]]] = []
+        ident_cols: list[tuple[str, pl.Series]] = []
         for ns, plain in mapped.identities:
             values = plain.gather(sel)
             if ns in SENSITIVE_NAMESPACES:
@@ -197,19 +208,30 @@ class ColumnarIngest:
                     h = self.vault.hash(ns, v)
                     hashed[v] = h
                     contacts[(ns, "", h)] = v
-                per_ns.append((ns, [None if v is None else hashed[v] for v in values.to_list()]))
-            else:
-                per_ns.append((ns, values.to_list()))
-        identities: list[list[_Ident]] = [[] for _ in ext_list]
-        for ns, vals in per_ns:
-            for lst, v in zip(identities, vals, strict=True):
-                if v is not None:
-                    lst.append(_Ident(ns, v))
-        ident_arrays = pl.Series(
-            ["[" + ",".join(_ident_json(i) for i in lst) + "]" for lst in identities], dtype=pl.String
+                if hashed:
+                    values = values.replace_strict(list(hashed), list(hashed.values()), return_dtype=pl.String)
+            ident_cols.append((ns, values))
+        pieces = [
+            pl.when(pl.lit(values).is_not_null()).then(
+                pl.concat_str(
+                    [
+                        pl.lit(f'{{"namespace":{orjson.dumps(ns).decode()},"value":'),
+                        pl.lit(json_text(values)),
+                        pl.lit(',"scope":null}'),
+                    ]
+                )
+            )
+            for ns, values in ident_cols
+        ]
+        ident_arrays = (
+            pl.select(
+                pl.concat_str([pl.lit("["), pl.concat_str(pieces, separator=",", ignore_nulls=True), pl.lit("]")])
+            ).to_series()
+            if pieces
+            else pl.repeat("[]", len(ext_list), dtype=pl.String, eager=True)
         )
         received = self._received(batch.received_at)
-        id_col = pl.Series(tids, dtype=pl.String)
+        id_col = tids
         src_json = orjson.dumps(source).decode()
         head = mapped.head.gather(sel)
         tail = mapped.tail.gather(sel)
@@ -248,7 +270,7 @@ class ColumnarIngest:
             read=n + len(batch.rejected) - int((~usable).sum()),
             duplicates=duplicates,
             ok=ok,
-            identities=identities,
+            identities=ident_cols,
             contacts=contacts,
             filtered=filtered,
             fallback=fallback,
@@ -343,25 +365,35 @@ class ColumnarIngest:
             result.quarantined = len(q_rows)
         if state is not None:
             save_state(conn, source, state, now)
-        # identities: one set-based resolution for the batch, in batch order
+        # identities: one set-based resolution for the batch (the row path's resolver when it merges)
         keep = ok["index"].to_list()
-        by_index: dict[int, Any] = {}
         if all_fresh:
-            kept_idents = batch.identities
+            cols = [(ns, values.to_list()) for ns, values in batch.identities]
         else:
-            pos = {i: j for j, i in enumerate(batch.ok["index"].to_list())}
-            kept_idents = [batch.identities[pos[i]] for i in keep]
-        light = [_Event(_Customer(ids)) for ids in kept_idents]
-        for i, ev in zip(keep, light, strict=True):
-            by_index[i] = ev
-        for i, fev in fb_events:
-            by_index[i] = fev
-        ordered = [by_index[i] for i in sorted(by_index)]
+            mask = batch.ok["index"].is_in(ok["index"].implode())
+            cols = [(ns, values.filter(mask).to_list()) for ns, values in batch.identities]
         contacts = dict(batch.contacts)
         contacts.update(fb.contacts)
-        if ordered:
-            self.ingestor.identity.resolve(conn, ordered, now, contacts)
-        cids = pl.Series([ev.customer.customer_id for ev in light], dtype=pl.String)
+        resolved = None
+        if not fb_events:
+            resolved = resolve_columns(conn, self.ingestor.identity, cols, contacts, now, _write_frame)
+        if resolved is None:
+            light = (
+                [
+                    _Event(_Customer([_Ident(ns, v) for (ns, _), v in zip(cols, vals, strict=True) if v is not None]))
+                    for vals in zip(*(values for _, values in cols), strict=True)
+                ]
+                if cols
+                else [_Event(_Customer([])) for _ in keep]
+            )
+            by_index: dict[int, Any] = dict(zip(keep, light, strict=True))
+            for i, fev in fb_events:
+                by_index[i] = fev
+            ordered = [by_index[i] for i in sorted(by_index)]
+            if ordered:
+                self.ingestor.identity.resolve(conn, ordered, now, contacts)
+            resolved = [ev.customer.customer_id for ev in light]
+        cids = pl.Series(resolved, dtype=pl.String)
         docs = pl.select(
             pl.concat_str(
                 [
@@ -526,7 +558,7 @@ class ColumnarIngest:
         vm: VectorMapping,
         batches: Iterable[ColumnarBatch | Batch],
         *,
-        prefetch: int = 2,
+        prefetch: int = 1,
     ) -> Generator[IngestResult, None, None]:
         """Ingest ``batches`` in order, each with its state in one transaction; one result per batch.
 
@@ -568,8 +600,58 @@ class ColumnarIngest:
             pool.shutdown(wait=True)
 
 
-def _ident_json(i: _Ident) -> str:
-    return f'{{"namespace":{orjson.dumps(i.namespace).decode()},"value":{orjson.dumps(i.value).decode()},"scope":null}}'
+def touchpoint_ids(source: str, external_ids: list[str]) -> pl.Series:
+    """:func:`hub.model.touchpoint_id` of each external id: the SHA-1 per id in C, the UUID text
+    (version 5 and the RFC 4122 variant over the hex digest) assembled by Polars."""
+    prefix = TOUCHPOINT_NAMESPACE.bytes + f"{source}\x1f".encode()
+    sha1 = hashlib.sha1
+    digests = pl.Series(
+        [sha1(prefix + e.encode(), usedforsecurity=False).hexdigest() for e in external_ids], dtype=pl.String
+    )
+    h = pl.col("h")
+    variant = h.str.slice(16, 1).replace_strict(
+        list("0123456789abcdef"), list("89ab89ab89ab89ab89ab89ab89ab89ab"[:16]), return_dtype=pl.String
+    )
+    return (
+        pl.DataFrame({"h": digests})
+        .select(
+            pl.concat_str(
+                [
+                    h.str.slice(0, 8),
+                    pl.lit("-"),
+                    h.str.slice(8, 4),
+                    pl.lit("-5"),
+                    h.str.slice(13, 3),
+                    pl.lit("-"),
+                    variant,
+                    h.str.slice(17, 3),
+                    pl.lit("-"),
+                    h.str.slice(20, 12),
+                ]
+            )
+        )
+        .to_series()
+    )
+
+
+def _write_frame(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
+    """Insert ``frame``'s rows into ``table``: ``COPY`` on PostgreSQL, an executemany elsewhere."""
+    if frame.height == 0:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(table.insert(), frame.to_dicts())
+        return
+    out = {}
+    for name, dtype in frame.schema.items():
+        col = frame[name]
+        if dtype == pl.Boolean:
+            out[name] = pl.select(pl.when(pl.lit(col)).then(pl.lit("t")).otherwise(pl.lit("f"))).to_series()
+        elif isinstance(dtype, pl.Datetime):
+            col = col if dtype.time_zone else col.dt.replace_time_zone("UTC")
+            out[name] = _copy_time(col)
+        else:
+            out[name] = _copy_text(col.cast(pl.String))
+    _copy(conn, table, list(frame.columns), _copy_bytes(pl.DataFrame(out)))
 
 
 def _copy_one(value: str) -> str:

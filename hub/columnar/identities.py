@@ -1,0 +1,126 @@
+"""Set-based identity resolution for a columnar batch, with the row path's results.
+
+One lookup of the batch's distinct identities; then one pass over the events assigns each the
+customer its identities point at, or a new customer per group of events whose identities are all
+new (as the row path's resolver does, event after event); new customers and identities are written
+with ``COPY``. A batch in which an event's identities point at two customers (a merge), or whose
+new identities another process stored meanwhile, is left to the row path's resolver
+(:class:`hub.identity.IdentityResolver`), which moves rows and runs the merge hooks: this returns
+None and writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Connection
+
+from hub.identity import IdentityResolver, Key
+from hub.model import uuid_text
+from hub.store.schema import customers, identities
+
+
+class _Merge(Exception):
+    """The batch merges customers (or raced another writer): the row path's resolver decides."""
+
+
+def resolve_columns(
+    conn: Connection,
+    resolver: IdentityResolver,
+    columns: list[tuple[str, list[str | None]]],
+    contacts: dict[Key, str],
+    now: datetime,
+    write: Any,
+) -> list[str | None] | None:
+    """The customer of each event (None: an event without identities), or None when the row
+    path's resolver must take the batch. ``columns``: per namespace, each event's value (hashed
+    for sensitive namespaces; None: none). ``write(conn, table, frame)``: the COPY writer."""
+    n = len(columns[0][1]) if columns else 0
+    wanted: set[Key] = set()
+    for ns, values in columns:
+        wanted.update((ns, "", v) for v in values if v is not None)
+    if not wanted:
+        return [None] * n
+    known = resolver._lookup(conn, list(wanted))
+    new_customers: list[str] = []
+    new_keys: dict[Key, str] = {}
+    out: list[str | None] = []
+    get = known.get
+    rows = zip(*(values for _, values in columns), strict=True)
+    names = [ns for ns, _ in columns]
+    for row in rows:
+        cid = None
+        for ns, v in zip(names, row, strict=True):
+            if v is None:
+                continue
+            c = get((ns, "", v))
+            if c is not None:
+                if cid is None:
+                    cid = c
+                elif c != cid:
+                    return None  # a merge: the row path moves the rows and runs the merge hooks
+        if cid is None and any(v is not None for v in row):
+            cid = uuid_text(os.urandom(16).hex(), 4)
+            new_customers.append(cid)
+        if cid is not None:
+            for ns, v in zip(names, row, strict=True):
+                if v is not None:
+                    k = (ns, "", v)
+                    if k not in known:
+                        known[k] = cid
+                        new_keys[k] = cid
+        out.append(cid)
+    vault = resolver.vault
+    try:
+        with conn.begin_nested():
+            if new_customers:
+                write(
+                    conn,
+                    customers,
+                    pl.DataFrame(
+                        {
+                            "id": new_customers,
+                            "created_at": pl.repeat(now, len(new_customers), eager=True),
+                            "opted_out": pl.repeat(False, len(new_customers), eager=True),
+                        }
+                    ),
+                )
+            if new_keys:
+                keys = list(new_keys)
+                write(
+                    conn,
+                    identities,
+                    pl.DataFrame(
+                        {
+                            "namespace": [k[0] for k in keys],
+                            "scope": [k[1] for k in keys],
+                            "value": [k[2] for k in keys],
+                            "customer_id": [new_keys[k] for k in keys],
+                            "contact": [vault.encrypt(k[0], contacts[k]) if k in contacts else None for k in keys],
+                            "first_seen": pl.repeat(now, len(keys), eager=True),
+                        },
+                        schema_overrides={"contact": pl.String},
+                    ),
+                )
+    except _Merge:
+        return None
+    except Exception as exc:  # another process stored one of these identities first
+        if not _unique_violation(exc):
+            raise
+        return None
+    return out
+
+
+def _unique_violation(exc: BaseException) -> bool:
+    from sqlalchemy.exc import IntegrityError
+
+    if isinstance(exc, IntegrityError):
+        return True
+    try:
+        from psycopg.errors import UniqueViolation
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, UniqueViolation) or isinstance(getattr(exc, "orig", None), UniqueViolation)
