@@ -107,15 +107,6 @@ def check(config: ConfigOpt = None) -> None:
             vector, why = plan(spec.cls, spec.options, spec.mapping, keep_raw=cfg.raw.store.keep_raw_payloads)
             line = "columnar ingest" if vector is not None else f"row path: {why}"
             console.print(f"  {escape(name)}: {escape(line)}", highlight=False)
-    # which pull sources ingest as columns, and why the others take the row path
-    columnar = {n: s for n, s in cfg.sources.items() if getattr(s.cls, "columnar", False)}
-    if columnar:
-        from hub.columnar.engine import plan
-
-        for name, spec in columnar.items():
-            vector, why = plan(spec.cls, spec.options, spec.mapping, keep_raw=cfg.raw.store.keep_raw_payloads)
-            line = "columnar ingest" if vector is not None else f"row path: {why}"
-            console.print(f"  {escape(name)}: {escape(line)}", highlight=False)
 
 
 @app.command("config")
