@@ -75,7 +75,8 @@ def config(pg_url: str, nats_url: str | None, stream: str) -> str:
 class Setup:
     """The processes of one setup, started with ``cxhub run`` on one config."""
 
-    def __init__(self, folder: Path, text: str, env: dict[str, str]):
+    def __init__(self, folder: Path, text: str, env: dict[str, str], worker_nice: int = 0):
+        self.worker_nice = worker_nice
         self.path = folder / f"cxhub-{len(list(folder.glob('*.yaml')))}.yaml"
         self.path.write_text(text, encoding="utf-8")
         self.env = env
@@ -87,7 +88,11 @@ class Setup:
     def start(self, role: str) -> int:
         port = free_port()
         cmd = [CXHUB, "run", "--config", str(self.path), "--role", role, "--port", str(port), "--no-migrate"]
-        self.procs.append((role, port, subprocess.Popen(cmd, env=self.env, stderr=subprocess.DEVNULL)))
+        nice = self.worker_nice if role == "worker" else 0
+        proc = subprocess.Popen(
+            cmd, env=self.env, stderr=subprocess.DEVNULL, preexec_fn=(lambda: os.nice(nice)) if nice else None
+        )
+        self.procs.append((role, port, proc))
         return port
 
     def wait_ready(self, timeout: float = 180) -> None:
@@ -208,7 +213,8 @@ def one_setup(
 
     out: dict[str, Any] = {}
     with temporary_postgres_database() as pg:
-        setup = Setup(folder, config(pg, nats.url if kind == "jetstream" else None, f"BENCH_{kind.upper()}"), env)
+        text = config(pg, nats.url if kind == "jetstream" else None, f"BENCH_{kind.upper()}")
+        setup = Setup(folder, text, env, args.worker_nice)
         try:
             if kind == "direct":
                 setup.start("all")
@@ -245,7 +251,11 @@ def one_setup(
 
 def throughput(args: argparse.Namespace) -> None:
     load = os.getloadavg()[0]
-    print(f"cluster ingest benchmark: {os.cpu_count()} CPUs, load average {load:.1f} at start", flush=True)
+    print(
+        f"cluster ingest benchmark: {os.cpu_count()} CPUs, load average {load:.1f} at start; "
+        f"workers at nice {args.worker_nice}",
+        flush=True,
+    )
     env = {**os.environ, "CXHUB_SECRET_KEY": "bench-secret-key", "CXHUB_LOG_LEVEL": "ERROR"}
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as nats_dir:
@@ -365,6 +375,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pushes", type=int, default=6000, help="pushes of the throughput run, per setup")
     ap.add_argument("--connections", type=int, default=64, help="keep-alive connections of the driver")
+    ap.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="run the ingest workers at this nice level (on one machine they take the receivers' CPU; "
+        "deployed, they have machines of their own)",
+    )
     ap.add_argument("--faults", action="store_true", help="run the cluster test's long form instead")
     ap.add_argument("--fault-pushes", type=int, default=3000)
     ap.add_argument("--fault-rate", type=float, default=60)

@@ -25,7 +25,6 @@ name fields, never values of credentials.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,7 +41,7 @@ from hub.group_commit import GroupCommitWriter
 from hub.operator import operator_guard, publish_openapi
 from hub.runtime import Runtime
 from hub.sdk.connector import InboundRequest, PushSource, Reply
-from hub.transport import build_transport
+from hub.transport import DeferredNonces, build_transport
 
 log = logging.getLogger("cxhub.web")
 T = TypeVar("T")
@@ -109,8 +108,8 @@ def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> HookF
     ``rt.routers``."""
     transport = rt.transport if writer is None else build_transport(rt, writer)
     # a replay check that asks a shared memory (the store, NATS) waits on the network: connectors
-    # then handle pushes in a worker thread, so that the event loop goes on serving meanwhile
-    off_loop = rt.context.nonces is not None
+    # only note their claims, and the request awaits them after the connector's handle
+    nonces = rt.context.nonces if isinstance(rt.context.nonces, DeferredNonces) else None
     window = rt.config.raw.server.replay_window_seconds
     # build every push source now: a connector that cannot start fails `cxhub run`, not a request
     for name, spec in rt.config.sources.items():
@@ -206,20 +205,33 @@ def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> HookF
             HOOK_REQUESTS.labels(source, "error").inc()
             return _text(400, "cannot process this request")
 
+    async def settle(source: str, claims: list[tuple[str, bytes, float]], remote: str | None) -> Response | None:
+        """Await the nonce claims the connector noted: a replay is refused as the connector refuses
+        one (401), an unreachable shared memory answers 503 (the platform retries)."""
+        assert nonces is not None
+        try:
+            if await nonces.settle(claims):
+                return None
+        except RetriableError as exc:
+            HOOK_REQUESTS.labels(source, "unavailable").inc()
+            log.warning("source %s: %s; answering 503 so the platform retries", source, exc)
+            return _text(503, "temporarily unavailable")
+        return refused(source, SignatureError("nonce replayed with a different body", source=source), remote)
+
     async def verify_url(request: Request) -> Response:
         source = request.path_params["source"]
         got = await inbound(source, request)
         if isinstance(got, Response):
             return got
         src, req = got
-        if off_loop:
-            reply = await asyncio.to_thread(
-                guarded, source, "URL verification", lambda: src.verify_url(req), req.remote
-            )
-        else:
-            reply = guarded(source, "URL verification", lambda: src.verify_url(req), req.remote)
+        claims = DeferredNonces.collect() if nonces else None
+        reply = guarded(source, "URL verification", lambda: src.verify_url(req), req.remote)
         if isinstance(reply, Response):
             return reply
+        if claims:
+            refusal = await settle(source, claims, req.remote)
+            if refusal is not None:
+                return refusal
         HOOK_REQUESTS.labels(source, "verified_url").inc()
         return _reply(reply)
 
@@ -230,12 +242,14 @@ def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> HookF
         if isinstance(got, Response):
             return got
         src, req = got
-        if off_loop:
-            result = await asyncio.to_thread(guarded, source, "handling a push", lambda: src.handle(req), req.remote)
-        else:
-            result = guarded(source, "handling a push", lambda: src.handle(req), req.remote)
+        claims = DeferredNonces.collect() if nonces else None
+        result = guarded(source, "handling a push", lambda: src.handle(req), req.remote)
         if isinstance(result, Response):
             return result
+        if claims:
+            refusal = await settle(source, claims, req.remote)
+            if refusal is not None:
+                return refusal
         if result.records or result.rejected:
             try:
                 await transport.hand_off(source, result.records, result.rejected)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Protocol
 
 from hub.sdk.connector import NonceStore, RawRecord, Rejected
 
@@ -54,18 +55,64 @@ class Transport(ABC):
         JetStream); raise otherwise: the receiver answers 503 and the platform retries."""
 
 
-def shared_nonces(rt: Runtime) -> NonceStore | None:
+class SharedNonces(NonceStore, Protocol):
+    """A shared nonce memory that an event loop can wait on."""
+
+    async def claim_async(self, key: str, digest: bytes, ttl: float) -> bool: ...
+
+
+#: the claims a connector made while the receiver handled the current request
+_claims: ContextVar[list[tuple[str, bytes, float]] | None] = ContextVar("cxhub_nonce_claims", default=None)
+
+
+class DeferredNonces:
+    """The :class:`~hub.sdk.connector.NonceStore` connectors get: inside a receiver's request a
+    claim is only noted (the connector's ``handle`` runs on the event loop and must not wait on the
+    network), and the receiver settles the noted claims, awaiting the shared memory, before it
+    hands the records on (:meth:`settle`); a refused claim refuses the request as the connector
+    would have. Outside a request (a test, a tool) a claim asks the shared memory at once."""
+
+    def __init__(self, backend: SharedNonces):
+        self.backend = backend
+
+    def claim(self, key: str, digest: bytes, ttl: float) -> bool:
+        pending = _claims.get()
+        if pending is None:
+            return self.backend.claim(key, digest, ttl)
+        pending.append((key, digest, ttl))
+        return True
+
+    @staticmethod
+    def collect() -> list[tuple[str, bytes, float]]:
+        """Start noting this request's claims (call in the request's own task)."""
+        pending: list[tuple[str, bytes, float]] = []
+        _claims.set(pending)
+        return pending
+
+    async def settle(self, pending: list[tuple[str, bytes, float]]) -> bool:
+        """Make the noted claims; False when one was seen with another body (a replay)."""
+        ok = True
+        for key, digest, ttl in pending:
+            ok = await self.backend.claim_async(key, digest, ttl) and ok
+        pending.clear()
+        return ok
+
+
+def shared_nonces(rt: Runtime) -> DeferredNonces | None:
     """The replay-protection memory every receiving process of this deployment shares."""
     kind = rt.config.raw.transport.kind
+    backend: SharedNonces
     if kind == "nats":
         from hub.transport.nats import KvNonces
 
-        return KvNonces(rt.config.raw.transport, rt.config.raw.server.replay_window_seconds)
-    if rt.store.is_sqlite:
+        backend = KvNonces(rt.config.raw.transport, rt.config.raw.server.replay_window_seconds)
+    elif rt.store.is_sqlite:
         return None  # one process per SQLite store: the memory of the process is everyone's
-    from hub.transport.nonces import StoreNonces
+    else:
+        from hub.transport.nonces import StoreNonces
 
-    return StoreNonces(rt.store)
+        backend = StoreNonces(rt.store)
+    return DeferredNonces(backend)
 
 
 def build_transport(rt: Runtime, writer: GroupCommitWriter | None = None) -> Transport:
@@ -73,11 +120,14 @@ def build_transport(rt: Runtime, writer: GroupCommitWriter | None = None) -> Tra
     if rt.config.raw.transport.kind == "nats":
         from hub.transport.nats import NatsTransport
 
-        return NatsTransport(rt.config.raw.transport, nonces=rt.context.nonces)
+        nonces = rt.context.nonces
+        return NatsTransport(
+            rt.config.raw.transport, nonces=nonces.backend if isinstance(nonces, DeferredNonces) else None
+        )
     from hub.group_commit import GroupCommitWriter
     from hub.transport.direct import DirectTransport
 
     return DirectTransport(rt, writer or GroupCommitWriter(rt.ingestor))
 
 
-__all__ = ["ROLES", "Transport", "build_transport", "shared_nonces"]
+__all__ = ["ROLES", "DeferredNonces", "SharedNonces", "Transport", "build_transport", "shared_nonces"]

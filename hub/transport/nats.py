@@ -179,9 +179,9 @@ async def ensure_streams(js: JetStreamContext, cfg: TransportConfig) -> None:
 
 
 class KvNonces:
-    """:class:`~hub.sdk.connector.NonceStore` in a JetStream key-value bucket, so that receivers
-    never need the store. ``claim`` is called from a worker thread (the receiver runs a guarded
-    connector's ``handle`` off its event loop) and waits for the bucket on the receiver's loop."""
+    """:class:`~hub.transport.SharedNonces` in a JetStream key-value bucket, so that receivers never
+    need the store. The receiver awaits ``claim_async`` on its event loop; ``claim`` is for other
+    threads."""
 
     def __init__(self, cfg: TransportConfig, window: float):
         self.cfg = cfg
@@ -211,9 +211,22 @@ class KvNonces:
         except BadRequestError:  # created by another process meanwhile
             return await js.key_value(bucket)
 
+    async def claim_async(self, key: str, digest: bytes, ttl: float) -> bool:
+        if self._kv is None:
+            raise RetriableError("the replay check is not connected to NATS yet; try again")
+        try:
+            return await asyncio.wait_for(self._claim(key, digest), self.cfg.publish_timeout_seconds)
+        except Exception as exc:
+            log.warning("nonce check: NATS did not answer (%s)", type(exc).__name__)
+            raise RetriableError("the replay check cannot reach NATS; try again") from None
+
     def claim(self, key: str, digest: bytes, ttl: float) -> bool:
+        """From another thread than the receiver's event loop (which it waits on)."""
         if self._kv is None or self._loop is None:
             raise RetriableError("the replay check is not connected to NATS yet; try again")
+        with contextlib.suppress(RuntimeError):
+            if asyncio.get_running_loop() is self._loop:
+                raise RetriableError("the replay check cannot wait on its own event loop")
         future = asyncio.run_coroutine_threadsafe(self._claim(key, digest), self._loop)
         try:
             return future.result(timeout=self.cfg.publish_timeout_seconds)

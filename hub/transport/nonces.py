@@ -8,6 +8,7 @@ body again is a platform retry; another body is a replay and is refused).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -30,6 +31,9 @@ SWEEP_EVERY = 1000
 
 class StoreNonces:
     """:class:`~hub.sdk.connector.NonceStore` on the ``push_nonces`` table."""
+
+    async def claim_async(self, key: str, digest: bytes, ttl: float) -> bool:
+        return await asyncio.to_thread(self.claim, key, digest, ttl)
 
     def __init__(self, store: Store):
         self.store = store
