@@ -126,8 +126,7 @@ def apis() -> FakeApis:
     return FakeApis()
 
 
-@pytest.fixture
-def rt(tmp_path: Path, clock: FakeClock, apis: FakeApis) -> Any:
+def make_rt(tmp_path: Path, clock: FakeClock, apis: FakeApis, store: str | None = None) -> Runtime:
     feed = tmp_path / "reviews.jsonl"
     feed.touch()
     text = CONFIG.format(
@@ -142,9 +141,27 @@ def rt(tmp_path: Path, clock: FakeClock, apis: FakeApis) -> Any:
         ding_aes=DING_AES_KEY,
         ding_app=DING_APP_KEY,
     )
-    runtime = build_runtime(text, path=tmp_path / "cxhub.yaml", clock=clock, transport=httpx.MockTransport(apis))
+    return build_runtime(
+        text, path=tmp_path / "cxhub.yaml", clock=clock, transport=httpx.MockTransport(apis), store=store
+    )
+
+
+@pytest.fixture
+def rt(tmp_path: Path, clock: FakeClock, apis: FakeApis) -> Any:
+    runtime = make_rt(tmp_path, clock, apis)
     yield runtime
     runtime.close()
+
+
+@pytest.fixture
+def pg_rt(tmp_path: Path, clock: FakeClock, apis: FakeApis) -> Any:
+    """The same hub on a fresh PostgreSQL database of its own."""
+    from kit.databases import temporary_postgres_database
+
+    with temporary_postgres_database() as url:
+        runtime = make_rt(tmp_path, clock, apis, store=url)
+        yield runtime
+        runtime.close()
 
 
 def open_case(rt: Runtime) -> dict[str, Any]:
@@ -253,6 +270,14 @@ def check_dingtalk_card(body: dict[str, Any]) -> dict[str, str]:
 
 
 def test_feishu_card_tap_acknowledges_in_one_tap(rt: Runtime, apis: FakeApis, clock: FakeClock) -> None:
+    feishu_tap(rt, apis, clock)
+
+
+def test_feishu_card_tap_on_postgresql(pg_rt: Runtime, apis: FakeApis, clock: FakeClock) -> None:
+    feishu_tap(pg_rt, apis, clock)
+
+
+def feishu_tap(rt: Runtime, apis: FakeApis, clock: FakeClock) -> None:
     case = open_case(rt)
     [sent] = apis.sent["feishu"]
     assert sent["receive_id"] == "ou_zhang" and sent["msg_type"] == "interactive"
