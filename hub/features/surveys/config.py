@@ -82,6 +82,13 @@ def _zone(name: str) -> str:
     return name
 
 
+def _warn(cfg: Config, text: str) -> None:
+    """Something ``cxhub check`` points out without failing (``Config.warnings``)."""
+    warnings = getattr(cfg, "warnings", None)
+    if isinstance(warnings, list):
+        warnings.append(text)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -318,6 +325,14 @@ class SurveysConfig(_Model):
                         f"no destination {ch.destination!r} under `destinations:`; configured: {declared}"
                         + did_you_mean(ch.destination, declared),
                     )
+                )
+            if ch.channel in TEMPLATE_CHANNELS and not ch.fields:
+                where = cfg.lines.error(("surveys", "channels", i), "")
+                _warn(
+                    cfg,
+                    f"{str(where).rstrip(': ')}: a {ch.channel} channel without `fields:` sends its template "
+                    'with every field empty; map the template\'s fields, e.g. fields: {first: "{survey}", '
+                    'keyword1: "{store_name}", remark: "有效期至{expires}"}',
                 )
             # `scope` is an app id (openids are per app), not a namespace: only `namespace` is checked
             if ch.namespace is not None and ch.namespace not in namespaces:

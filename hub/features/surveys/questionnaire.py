@@ -67,10 +67,12 @@ class _Model(BaseModel):
 
 
 class Option(_Model):
-    """A choice: ``value`` is stored, ``label`` is shown (a bare string is both)."""
+    """A choice: ``value`` is stored, ``label`` is shown (a bare string is both). ``exclusive``: in
+    a multiple choice, it cannot be ticked with another option (``没有遇到问题``)."""
 
     value: str = Field(min_length=1, max_length=64)
     label: str
+    exclusive: bool = False
 
 
 class Question(_Model):
@@ -108,6 +110,8 @@ class Question(_Model):
             values = [o.value for o in self.options]
             if len(set(values)) != len(values):
                 raise ValueError(f"question {self.id!r}: option values must be unique")
+            if self.type == "single" and any(o.exclusive for o in self.options):
+                raise ValueError(f"question {self.id!r}: `exclusive` is for multiple choice (single is exclusive)")
         elif self.options:
             raise ValueError(f"question {self.id!r}: options are only for single / multiple questions")
         return self

@@ -1,6 +1,8 @@
 """The hosted survey page: ``GET /s/{token}`` shows the invitation's questions, ``POST`` stores them.
 
-Server-rendered (Jinja2), mobile first, no JavaScript. Answers are validated here, on the server;
+Server-rendered (Jinja2), mobile first; it works without JavaScript (a few inline lines only
+untick the other options when an exclusive one such as "没有遇到问题" is ticked, and the server
+checks that anyway). Answers are validated here, on the server;
 a valid submission becomes a ``survey_response`` touchpoint through the Ingestor (dedup on the
 invitation id, identity resolution, ingest hooks: feedback rules see low scores at once). A bad,
 tampered, expired or used link gets a clear page with the right status, never a stack trace.
@@ -19,7 +21,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select, update
 
-from hub.features.surveys.schema import invitations
+from hub.features.surveys.schema import UNSENT_STATUSES, invitations
 from hub.features.surveys.tokens import TokenError
 from hub.sdk.connector import RawRecord
 from hub.store.schema import customers
@@ -97,6 +99,10 @@ def validate_answers(
                     continue
                 answers[qid] = values[0]
             else:
+                alone = [o for o in q.get("options", []) if o.get("exclusive") and o["value"] in values]
+                if alone and len(values) > 1:
+                    errors[qid] = f"「{alone[0]['label']}」不能与其他选项同时选择"
+                    continue
                 most = q.get("max_choices")
                 if most and len(values) > most:
                     errors[qid] = f"最多选择 {most} 项"
@@ -163,31 +169,42 @@ def router(rt: Runtime, feature: SurveysFeature) -> APIRouter:
     """The ``/s/{token}`` routes for a runtime."""
     api = APIRouter()
     page = feature.config.page
-    base = {"brand": page.brand_name, "accent": page.accent_color}
 
-    def problem(kind: str) -> HTMLResponse:
+    def brand(inv: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The name the customer knows: the configured brand, else the store's name (never ours)."""
+        store = (inv or {}).get("doc", {}).get("store_name") if inv else None
+        return {"brand": page.brand_name or store or "", "accent": page.accent_color}
+
+    def problem(kind: str, inv: Mapping[str, Any] | None = None) -> HTMLResponse:
         status, title, text = PROBLEMS[kind]
-        return HTMLResponse(render("message.html", title=title, text=text, kind=kind, **base), status_code=status)
+        return HTMLResponse(render("message.html", title=title, text=text, kind=kind, **brand(inv)), status_code=status)
 
-    def load(token: str) -> dict[str, Any] | str:
-        """The invitation of a usable token, or the kind of problem."""
+    def load(token: str) -> dict[str, Any] | tuple[str, dict[str, Any] | None]:
+        """The invitation of a usable token, or the kind of problem (with the invitation when known)."""
         now = rt.clock()
         try:
-            claims = feature.engine.signer.verify(token, now)
-        except TokenError as exc:
-            return exc.reason
-        with rt.store.connect() as conn:
-            row = conn.execute(select(invitations).where(invitations.c.id == claims.invitation_id)).mappings().first()
-        if row is None or row["decision"] == "suppressed":
-            return "unknown"
-        if row["status"] == "responded":
-            return "used"
-        if row["expires_at"] is not None and row["expires_at"] <= now:
-            return "expired"
-        return dict(row)
+            inv_id: str | None = feature.engine.signer.verify(token, now).invitation_id
+            kind = None
+        except TokenError as exc:  # an expired token is genuine: its invitation still names the store
+            inv_id, kind = exc.invitation_id, exc.reason
+        row = None
+        if inv_id:
+            with rt.store.connect() as conn:
+                row = conn.execute(select(invitations).where(invitations.c.id == inv_id)).mappings().first()
+        inv = None if row is None else dict(row)
+        if kind is not None:
+            return kind, inv
+        if inv is None or inv["decision"] == "suppressed":
+            return "unknown", None
+        if inv["status"] == "responded":
+            return "used", inv
+        if inv["status"] in UNSENT_STATUSES or (inv["expires_at"] is not None and inv["expires_at"] <= now):
+            return "expired", inv
+        return inv
 
     def form_page(inv: dict[str, Any], token: str, values: Mapping[str, Any], errors: Mapping[str, str]) -> str:
         doc = inv["doc"]
+        base = brand(inv)
         return render(
             "survey.html",
             title=doc.get("title") or "问卷",
@@ -206,7 +223,7 @@ def router(rt: Runtime, feature: SurveysFeature) -> APIRouter:
         except Exception:
             log.exception("survey page: loading an invitation failed")
             return problem("error")
-        return problem(inv) if isinstance(inv, str) else inv
+        return problem(*inv) if isinstance(inv, tuple) else inv
 
     @api.get("/s/{token}", response_class=HTMLResponse)
     async def show(token: str) -> HTMLResponse:
@@ -224,7 +241,7 @@ def router(rt: Runtime, feature: SurveysFeature) -> APIRouter:
             form = await request.form(max_files=0, max_fields=200)
         except Exception:  # cut off (the client went, a listener limit) or not a form: nothing is stored
             # and the invitation stays usable; an empty submission would use it up with no answers
-            return problem("unreadable")
+            return problem("unreadable", inv)
         fields: dict[str, list[str]] = {}
         for key, value in form.multi_items():
             if isinstance(value, str):
@@ -237,9 +254,9 @@ def router(rt: Runtime, feature: SurveysFeature) -> APIRouter:
             stored = await run_in_threadpool(_store, rt, feature, inv, answers, opt_out)
         except Exception:
             log.exception("survey page: storing the answers of invitation %s failed", inv["id"])
-            return problem("error")
+            return problem("error", inv)
         if not stored:
-            return problem("used")
+            return problem("used", inv)
         return HTMLResponse(
             render(
                 "message.html",
@@ -247,7 +264,7 @@ def router(rt: Runtime, feature: SurveysFeature) -> APIRouter:
                 text=inv["doc"].get("thanks") or "感谢您的反馈！",
                 kind="thanks",
                 opted_out=opt_out,
-                **base,
+                **brand(inv),
             )
         )
 

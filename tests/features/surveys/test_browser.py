@@ -176,3 +176,80 @@ def test_tampered_link_is_refused(browser: Any, served: tuple[Any, str]) -> None
     assert message.get_attribute("data-kind") == "tampered"
     assert "链接无效" in message.text
     assert not browser.find_elements(By.TAG_NAME, "form")
+
+
+def test_what_the_customer_sees_on_a_phone(browser: Any, served: tuple[Any, str], clock: Any) -> None:
+    """At 390 px: the store's name as the brand (no `page.brand_name` set: never "cxhub"), the
+    0-10 scale on one row, "没有遇到问题" exclusive, and "already submitted" and "expired" each with
+    their own icon."""
+
+    rt, _ = served
+    ingest(rt, checkout("R1"), checkout("R2", member="M2", phone="13900001111"))
+    first, second = (m["message"]["url"] for m in outbox_of(rt))
+    # headless Chromium will not make its window narrower than 500 px: emulate the phone's screen
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": True}
+    )
+    try:
+        _phone_checks(browser, first, second, clock)
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def _phone_checks(browser: Any, first: str, second: str, clock: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(first)
+    brand = browser.find_element(By.CSS_SELECTOR, ".brand").text
+    assert brand == "徐汇店" and "cxhub" not in browser.title and "cxhub" not in browser.page_source
+    assert browser.execute_script("return document.documentElement.clientWidth") == 390
+    chips = browser.find_elements(By.CSS_SELECTOR, "#card-nps .chip")
+    assert len(chips) == 11
+    assert len({c.rect["y"] for c in chips}) == 1, [c.rect for c in chips]  # one row
+    right = max(c.rect["x"] + c.rect["width"] for c in chips)
+    assert right <= browser.execute_script("return document.documentElement.clientWidth")
+
+    def ticked() -> dict[str, bool]:
+        boxes = browser.find_elements(By.CSS_SELECTOR, "input[name='q_fresh_issue']")
+        return {b.get_attribute("value"): b.is_selected() for b in boxes}
+
+    def tick(value: str) -> None:
+        browser.find_element(By.CSS_SELECTOR, f"label:has(input[name='q_fresh_issue'][value='{value}'])").click()
+
+    tick("品种不全")
+    tick("价格偏高")
+    tick("没有遇到问题")
+    assert [v for v, on in ticked().items() if on] == ["没有遇到问题"]
+    tick("品种不全")
+    assert [v for v, on in ticked().items() if on] == ["品种不全"]
+    # without the script (or a hand-made form), the server refuses the combination
+    browser.execute_script("document.querySelectorAll(\"input[name='q_fresh_issue']\").forEach(b => b.checked = true)")
+    for field, value in [("q_nps", "9"), ("q_overall", "5"), ("q_dairy_freshness", "5"), ("q_fresh_quality", "5")]:
+        browser.find_element(By.CSS_SELECTOR, f"label:has(input[name='{field}'][value='{value}'])").click()
+    browser.find_element(By.CSS_SELECTOR, "label:has(input[name='q_dairy_cold_chain'][value='合适'])").click()
+    submit(browser)
+    assert "不能与其他选项同时选择" in browser.find_element(By.ID, "err-fresh_issue").text
+    assert all(ticked().values())  # the page comes back with what was sent
+    tick("没有遇到问题")  # unticked: the other four together are fine
+    assert [v for v, on in ticked().items() if not on] == ["没有遇到问题"]
+    submit(browser)
+    assert browser.find_element(By.ID, "message").get_attribute("data-kind") == "thanks"
+
+    browser.get(first)  # already submitted
+    used = browser.find_element(By.CSS_SELECTOR, "#message .icon").get_attribute("data-icon")
+    assert browser.find_element(By.ID, "message").get_attribute("data-kind") == "used"
+    clock.advance(days=4)  # the second link expired
+    browser.get(second)
+    assert browser.find_element(By.ID, "message").get_attribute("data-kind") == "expired"
+    expired = browser.find_element(By.CSS_SELECTOR, "#message .icon").get_attribute("data-icon")
+    assert used and expired and used != expired
+    assert browser.find_element(By.CSS_SELECTOR, "footer").text.startswith("徐汇店")
+    browser.save_screenshot(str(_screenshot_dir() / "survey-expired-390px.png"))
+
+
+def _screenshot_dir() -> Any:
+    from pathlib import Path
+
+    path = Path(os.environ.get("CXHUB_SCREENSHOTS", "/tmp/cxhub-screenshots"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -314,3 +314,30 @@ def test_feature_sections_plug_into_load_config_checks(tmp_path: Path, monkeypat
         load_config(path)
     assert "from a feature check" in str(exc.value) and "surveys.timezone" in str(exc.value)
     assert len(seen) == 1 and "sms" in seen[0].raw.destinations
+
+
+def test_cxhub_check_warns_about_a_template_channel_without_fields(tmp_path: Path) -> None:
+    """A WeChat template (or subscribe, mini-program, Alipay) message with no `fields:` mapping
+    would show every field empty: `cxhub check` says so, naming the line, and still passes."""
+    import cli
+    from hub.config import load_config
+
+    surveys = copy.deepcopy(BASE_SURVEYS)
+    path = tmp_path / "cxhub.yaml"
+    path.write_text(config_text(surveys), encoding="utf-8")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    warned = [w for w in load_config(path).warnings if "without `fields:`" in w]
+    assert [w.split(": ")[1] for w in warned] == ["surveys.channels[0]", "surveys.channels[1]"]
+    out = CliRunner().invoke(cli.app, ["check", "-c", str(path)])
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    first = next(i for i, t in enumerate(lines, 1) if "channel: wechat_template" in t)
+    assert f"cxhub.yaml:{first}: surveys.channels[0]: a wechat_template channel without `fields:`" in text, text
+    assert "surveys.channels[1]: a miniprogram channel without `fields:`" in text
+    assert "surveys.channels[2]" not in text  # SMS: its template takes {link} by default
+
+    surveys["channels"][0]["fields"] = {"first": "{survey}", "keyword1": "{store_name}"}
+    surveys["channels"][1]["fields"] = {"thing1": "{store_name}"}
+    path.write_text(config_text(surveys), encoding="utf-8")
+    out = CliRunner().invoke(cli.app, ["check", "-c", str(path)])
+    assert out.exit_code == 0 and "without `fields:`" not in out.output, out.output
