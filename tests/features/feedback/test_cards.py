@@ -308,6 +308,8 @@ def feishu_tap(rt: Runtime, apis: FakeApis, clock: FakeClock) -> None:
     client = TestClient(create_app(rt))
     ts = int(clock().timestamp())
     headers, body = feishu_push(event, encrypt_key=FEISHU_ENCRYPT_KEY, ts=ts, nonce="tap-1")
+    # lark-oapi's own dispatcher takes this request as a card.action.trigger with that value
+    assert lark_reads(headers, body) == ("ou_zhang", ack["value"])
     forged = dict(headers, **{"X-Lark-Signature": "0" * 64})
     assert client.post("/hooks/feishu", content=body, headers=forged).status_code in (401, 403)
     assert case_now(rt, case["id"])["status"] == "new"  # an unsigned tap does nothing
@@ -318,6 +320,34 @@ def feishu_tap(rt: Runtime, apis: FakeApis, clock: FakeClock) -> None:
     assert done["acknowledged_by"] == "张店长 (feishu:ou_zhang)"
     assert done["acknowledged_at"] == clock()
     assert (done["events"][-1]["action"], done["events"][-1]["via"]) == ("acknowledged", "card")
+
+
+def lark_reads(headers: dict[str, str], body: bytes) -> tuple[str | None, Any]:
+    """(operator open_id, action value) as lark-oapi's EventDispatcherHandler decodes the push."""
+    import lark_oapi as lark
+    from lark_oapi.core.model import RawRequest
+    from lark_oapi.event.callback.model.p2_card_action_trigger import (
+        P2CardActionTrigger,
+        P2CardActionTriggerResponse,
+    )
+
+    seen: list[P2CardActionTrigger] = []
+
+    def on_tap(data: P2CardActionTrigger) -> P2CardActionTriggerResponse:
+        seen.append(data)
+        return P2CardActionTriggerResponse({})
+
+    handler = (
+        lark.EventDispatcherHandler.builder(FEISHU_ENCRYPT_KEY, FEISHU_TOKEN)
+        .register_p2_card_action_trigger(on_tap)
+        .build()
+    )
+    req = RawRequest()
+    req.uri, req.body, req.headers = "/hooks/feishu", body, headers
+    assert handler.do(req).status_code == 200
+    [data] = seen
+    assert data.event is not None and data.event.operator is not None and data.event.action is not None
+    return data.event.operator.open_id, data.event.action.value
 
 
 def test_wecom_template_card_tap_acknowledges_in_one_tap(rt: Runtime, apis: FakeApis, clock: FakeClock) -> None:
