@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import os
 import re
+from typing import Any
 
 #: identity namespaces whose values are personal data: stored as keyed hashes, never plain
 SENSITIVE_NAMESPACES = frozenset({"phone", "mobile", "email", "id_card"})
@@ -75,6 +76,70 @@ class Vault:
             return self._fernet.decrypt(token.encode("ascii")).decode()
         except (InvalidToken, InvalidTag, ValueError):
             raise ValueError("contact cannot be decrypted with this secret key") from None
+
+
+#: ``s1:<key id>:<base64url(nonce + AES-256-GCM ciphertext and tag)>``: a value sealed at rest
+_SEALED = "s1:"
+_SEAL_AAD = b"cxhub-sealed"
+#: every sealer made in this process, by key id: a sealed value names the key that opens it
+_SEALERS: dict[str, Sealer] = {}
+
+
+def key_id(secret_key: bytes) -> str:
+    """A short public id of a secret key (8 hex chars of a keyed digest: names, never reveals)."""
+    return hashlib.sha256(b"cxhub-key-id\x00" + secret_key).hexdigest()[:8]
+
+
+class Sealer:
+    """Encrypts values that must be readable again later (an outbox message's recipients) with a
+    key derived from the deployment's secret key. Cheap to make: ``cryptography`` loads on the
+    first seal or unseal, not with the runtime (a command that only reads never loads it)."""
+
+    def __init__(self, secret_key: bytes):
+        if not secret_key:
+            raise ValueError("a secret key is required (set CXHUB_SECRET_KEY)")
+        self._key = hashlib.sha256(b"cxhub-seal\x00" + secret_key).digest()
+        self.key_id = key_id(secret_key)
+        self._aead: Any = None
+        _SEALERS.setdefault(self.key_id, self)
+
+    def _cipher(self) -> Any:
+        if self._aead is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            self._aead = AESGCM(self._key)
+        return self._aead
+
+    def seal(self, text: str) -> str:
+        nonce = os.urandom(12)
+        sealed = self._cipher().encrypt(nonce, text.encode(), _SEAL_AAD)
+        return f"{_SEALED}{self.key_id}:" + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+
+    def unseal(self, token: str) -> str:
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            raw = base64.urlsafe_b64decode(token.split(":", 2)[2])
+            return str(self._cipher().decrypt(raw[:12], raw[12:], _SEAL_AAD).decode())
+        except (InvalidTag, ValueError, IndexError):
+            raise ValueError("a sealed value cannot be opened with this secret key") from None
+
+
+def is_sealed(value: object) -> bool:
+    """Whether ``value`` is a value sealed by a :class:`Sealer`."""
+    return isinstance(value, str) and value.startswith(_SEALED)
+
+
+def unseal(token: str) -> str:
+    """Open a sealed value with the sealer of its key (made in this process from the config's
+    secret key); ``ValueError`` when no such key is here (the secret key changed)."""
+    kid = token[len(_SEALED) :].split(":", 1)[0]
+    sealer = _SEALERS.get(kid)
+    if sealer is None:
+        raise ValueError(
+            f"a value sealed with secret key {kid}, which this process does not have (secret key changed?)"
+        )
+    return sealer.unseal(token)
 
 
 def mask_phone(value: str) -> str:

@@ -62,6 +62,9 @@ class Runtime:
         self.store = Store(
             config.store_url, echo=config.raw.store.echo, pool_size=config.raw.store.pool_size, clock=clock
         )
+        from hub.outbox.messages import seal_recipients
+
+        seal_recipients(self.store.engine, config.secret_key)  # messages' recipients sealed at rest
         self.context = ConnectorContext(clock=clock, transport=transport, kv=self.store, secret_key=config.secret_key)
         from hub.transport import shared_nonces
 

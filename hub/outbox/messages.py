@@ -1,18 +1,57 @@
-"""Messages into the outbox: their stored JSON form, and ``enqueue`` (called in the cause's transaction)."""
+"""Messages into the outbox: their stored JSON form, and ``enqueue`` (called in the cause's transaction).
+
+A message's recipients (``to``: phone numbers, email addresses, openids...) are personal data. They
+are stored sealed (AES-256-GCM with a key derived from the secret key, :class:`hub.privacy.Sealer`)
+on every store the runtime binds a key to (:func:`seal_recipients`), and opened again when the
+message is read back to be sent (:func:`message_from_dict`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import weakref
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
+from hub.privacy import Sealer, is_sealed, unseal
 from hub.sdk.connector import Button, OutboundMessage
 from hub.store import bulk_insert_ignore, insert_ignore
 from hub.store.schema import outbox
 
 STATUSES = ("pending", "sending", "sent", "failed", "dead")
+
+#: the sealer of each store's engine (bound by the runtime with the config's secret key)
+_SEALERS: weakref.WeakKeyDictionary[Engine, Sealer] = weakref.WeakKeyDictionary()
+
+
+def seal_recipients(engine: Engine, secret_key: bytes) -> None:
+    """Store the recipients of messages enqueued on ``engine`` sealed with ``secret_key`` (the
+    runtime calls it for its store; a bare store, as in some tests, stores them as given)."""
+    _SEALERS[engine] = Sealer(secret_key)
+
+
+def _seal(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    sealer = _SEALERS.get(conn.engine)
+    if sealer is None:
+        return rows
+    out = []
+    for row in rows:
+        msg = row["message"]
+        to = msg.get("to")
+        if to and not is_sealed(to):
+            row = {**row, "message": {**msg, "to": sealer.seal(json.dumps(to, ensure_ascii=False))}}
+        out.append(row)
+    return out
+
+
+def recipients(to: Any) -> list[str]:
+    """A stored message's ``to`` as the list of recipients (opened when sealed)."""
+    if is_sealed(to):
+        return list(json.loads(unseal(to)))
+    return list(to or [])
 
 
 def message_to_dict(message: OutboundMessage) -> dict[str, Any]:
@@ -37,6 +76,8 @@ def message_from_dict(data: dict[str, Any]) -> OutboundMessage:
     """The message back from its stored JSON form."""
     data = dict(data)
     data["buttons"] = [Button(**b) for b in data.get("buttons", [])]
+    if "to" in data:
+        data["to"] = recipients(data["to"])
     return OutboundMessage(**data)
 
 
@@ -65,7 +106,7 @@ def pending_row(
 def enqueue_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Add many :func:`pending_row` rows at once, skipping keys already there (a batch's invitations)."""
     if rows:
-        bulk_insert_ignore(conn, outbox, rows, ["key"])
+        bulk_insert_ignore(conn, outbox, _seal(conn, rows), ["key"])
 
 
 def enqueue(
@@ -79,7 +120,6 @@ def enqueue(
 ) -> bool:
     """Add ``message`` for ``destination`` unless its key is already there. True when added."""
     stmt = insert_ignore(conn, outbox, ["key"]).returning(outbox.c.id)
-    row = conn.execute(
-        stmt, pending_row(destination=destination, message=message, now=now, cause=cause, not_before=not_before)
-    ).first()
+    pending = pending_row(destination=destination, message=message, now=now, cause=cause, not_before=not_before)
+    row = conn.execute(stmt, _seal(conn, [pending])[0]).first()
     return row is not None

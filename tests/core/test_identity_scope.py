@@ -16,6 +16,7 @@ from hub.config import load_config
 from hub.errors import ConfigError, MappingError, RecordError
 from hub.features.surveys.schema import invitations
 from hub.mapping import load_mapping_text
+from hub.outbox.messages import recipients
 from hub.sdk.connector import RawRecord
 from hub.sdk.testing import FakeClock
 from hub.store import Store
@@ -152,8 +153,8 @@ def ingest(rt: Any, source: str, ext: str, payload: dict[str, Any]) -> None:
 def decisions(rt: Any) -> dict[str, tuple[str | None, str | None, str | None]]:
     """order id -> (channel, destination, message to)."""
     with rt.store.connect() as conn:
-        to = {r.key: r.message.get("to") for r in conn.execute(select(outbox.c.key, outbox.c.message))}
-        to = {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in to.items()}
+        to = {r.key: recipients(r.message["to"]) for r in conn.execute(select(outbox.c.key, outbox.c.message))}
+        to = {k: v[0] if len(v) == 1 else v for k, v in to.items()}
         rows = conn.execute(select(invitations.c.order_id, invitations.c.channel, invitations.c.destination,
                                    invitations.c.reason, invitations.c.outbox_key)).all()  # fmt: skip
     return {r.order_id: (r.channel or r.reason, r.destination, to.get(r.outbox_key)) for r in rows}

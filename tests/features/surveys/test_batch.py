@@ -285,7 +285,8 @@ def test_outbox_rows_are_what_hub_outbox_enqueue_writes(make_runtime: Any, clock
     assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("pending", 0, inv["send_at"])
     assert row["cause"] == f"survey_invitation:{inv['id']}" and row["created_at"] == clock()
     msg = message_from_dict(row["message"])
-    assert isinstance(msg, OutboundMessage) and message_to_dict(msg) == row["message"]
+    assert isinstance(msg, OutboundMessage) and message_to_dict(msg) == {**row["message"], "to": msg.to}
+    assert msg.to == ["13812345678"] and "13812345678" not in str(row["message"])  # sealed at rest
     assert message_to_dict(msg) == dataclasses.asdict(msg)  # the fast form is asdict's JSON
 
 
