@@ -95,6 +95,7 @@ def case_page(
         ("顾客", customer_line(s)),
         ("订单", order_line(s) if s.get("order_id") else None),
         ("受理时限", _local(case["ack_due_at"], tz)),
+        ("解决时限", _local(case.get("resolve_due_at"), tz) if case["status"] == "acknowledged" else None),
         (
             "受理人",
             f"{case['acknowledged_by']} · {_local(case['acknowledged_at'], tz)}" if case["acknowledged_by"] else None,
@@ -127,6 +128,14 @@ def done_text(status: str) -> str:
     return f"此工单{STATUS_ZH.get(status, status)}"
 
 
+#: what a staff link answers besides 200, for the OpenAPI description (hub/operator.py)
+LINK_ANSWERS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "the link's signature is wrong or it expired"},
+    404: {"description": "no such action or case"},
+    422: {"description": "the form misses the staff member's name, or a parameter is malformed"},
+}
+
+
 def _error_page(status: int, text: str) -> HTMLResponse:
     return HTMLResponse(_PAGE.format(title="链接无效", content=f"<h1>{_esc(text)}</h1>"), status_code=status)
 
@@ -151,7 +160,7 @@ def build_router(service: CaseService, tz: str) -> APIRouter:
         except CaseNotFound:
             return None
 
-    @router.get("/cases/{case_id}/{action}", response_class=HTMLResponse)
+    @router.get("/cases/{case_id}/{action}", response_class=HTMLResponse, responses=LINK_ANSWERS)
     async def show(case_id: int, action: str, t: str = Query(default="")) -> HTMLResponse:
         if action not in ACTION_ZH:
             return _error_page(404, "没有这个操作")
@@ -165,7 +174,7 @@ def build_router(service: CaseService, tz: str) -> APIRouter:
         done = None if form or action == "view" else done_text(case["status"])
         return HTMLResponse(case_page(case, tz, action=form, token=t, message=done, now=service.clock()))
 
-    @router.post("/cases/{case_id}/{action}", response_class=HTMLResponse)
+    @router.post("/cases/{case_id}/{action}", response_class=HTMLResponse, responses=LINK_ANSWERS)
     async def act(case_id: int, action: str, t: str = Form(default=""), by: str = Form(default="")) -> HTMLResponse:
         from hub.features.feedback.cases import CaseNotFound
 
