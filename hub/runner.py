@@ -266,7 +266,9 @@ def serve(
     if role != "receiver" and rt.config.raw.transport.kind == "nats":
         from hub.transport.nats import IngestWorker
 
-        services.insert(0, IngestWorker(rt))  # stopped first: it finishes and acks its batch
+        ingest = IngestWorker(rt)
+        services.insert(0, ingest)  # stopped first: it finishes and acks its batch
+        app.state.ready_checks["ingest"] = lambda: ingest.connected  # /readyz: pulling from the stream
     if role != "receiver":
         sched.start()
     for s in services:
