@@ -142,6 +142,7 @@ def run_demo(console: Console, *, config_path: Path | None = None, workdir: Path
     warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
     started = time.monotonic()  # the whole demo: fakes, migrations and every step
     from commands.demo.fake_dingtalk import FakeDingTalkRobot
+    from commands.demo.fake_wechat import FakeWeChat
 
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -151,9 +152,13 @@ def run_demo(console: Console, *, config_path: Path | None = None, workdir: Path
     # the store's DingTalk group robot, played locally: it checks the 加签 signature like DingTalk
     token = os.environ.setdefault("CXHUB_DEMO_ROBOT_TOKEN", "demo-robot-token")
     secret = os.environ.setdefault("CXHUB_DEMO_ROBOT_SECRET", "SECdemo-robot-secret")
-    with FakeDingTalkRobot({token: secret}) as robot:
+    # the official account's message API (token endpoint included), played locally: survey
+    # invitations go to it through the real wechat_message connector
+    wx_secret = os.environ.setdefault("CXHUB_DEMO_WECHAT_SECRET", "demo-wechat-secret")
+    with FakeDingTalkRobot({token: secret}) as robot, FakeWeChat({"wxdemo0000000001": wx_secret}) as wechat:
         os.environ["CXHUB_DEMO_ROBOT_URL"] = robot.base_url
-        _run(console, config_path or DEMO_CONFIG, workdir, robot)
+        os.environ["CXHUB_DEMO_WECHAT_URL"] = wechat.base_url
+        _run(console, config_path or DEMO_CONFIG, workdir, robot, wechat)
     console.rule()
     console.print(
         f"demo finished in {time.monotonic() - started:.1f}s; store: {workdir / 'cxhub.db'}; "
@@ -162,7 +167,7 @@ def run_demo(console: Console, *, config_path: Path | None = None, workdir: Path
     )
 
 
-def _run(console: Console, config_path: Path, workdir: Path, robot: Any) -> None:
+def _run(console: Console, config_path: Path, workdir: Path, robot: Any, wechat: Any = None) -> None:
     from fastapi.testclient import TestClient
 
     from hub.config import load_config
@@ -177,6 +182,7 @@ def _run(console: Console, config_path: Path, workdir: Path, robot: Any) -> None
     now = rt.clock()
     data = scenario(now)
     data["robot"] = robot
+    data["wechat"] = wechat
 
     console.rule("[bold]1. POS checkouts: a jsonl drop synced like any pull source")
     with (workdir / "checkouts.jsonl").open("w", encoding="utf-8") as fh:

@@ -1,5 +1,7 @@
-"""The surveys step of ``cxhub demo``: checkout -> invitation with category blocks -> answered
-survey (the real hosted page through the FastAPI app) -> NPS.
+"""The surveys step of ``cxhub demo``: checkout -> invitation with category blocks -> delivered to
+WeChat (the real delivery worker and ``wechat_message`` connector, against the local fake WeChat of
+``commands/demo/fake_wechat.py``) -> answered survey (the real hosted page through the FastAPI app)
+-> NPS.
 
 The invitations were decided by the rules engine while step 1 ingested the checkouts (it is an
 ingest hook). If the demo config has no ``surveys:`` rules, the step evaluates the stored checkouts
@@ -22,7 +24,17 @@ DEMO_SURVEYS: dict[str, Any] = {
     # evaluated after the demo's reviews opened cases; at checkout time there were none
     "exclusions": {"open_case": {"enabled": False}},
     "channels": [
-        {"channel": "wechat_template", "destination": "wechat", "template": "SURVEY_TPL"},
+        {
+            "channel": "wechat_template",
+            "destination": "wechat",
+            "template": "SURVEY_TPL",
+            "fields": {
+                "first": "{survey}",
+                "keyword1": "{store_name}",
+                "keyword2": "{items}",
+                "remark": "有效期至{expires}",
+            },
+        },
         {"channel": "sms", "destination": "sms", "template": "SMS_SURVEY"},
     ],
     "rules": [
@@ -69,6 +81,56 @@ def _engine(rt: Any, console: Console) -> Any:
     return engine
 
 
+def _deliver(rt: Any, console: Console, scenario: dict[str, Any]) -> None:
+    """Send the WeChat invitations through the delivery worker to the demo's local fake WeChat."""
+    from datetime import timedelta
+
+    from hub.features.delivery import build_worker
+    from hub.features.surveys.schema import invitations
+    from hub.privacy import mask_identity
+
+    wechat = scenario.get("wechat")
+    if wechat is None or "wechat" not in rt.config.destinations:
+        return
+    with rt.store.connect() as conn:
+        due = [
+            r.send_at
+            for r in conn.execute(
+                select(invitations.c.send_at).where(
+                    invitations.c.destination == "wechat", invitations.c.status == "pending"
+                )
+            )
+            if r.send_at is not None
+        ]
+    if not due:
+        return
+    # the invitations are due `delay` after the checkout (and after the quiet hours, at night): the
+    # worker's clock is moved to the last one's send time instead of making you wait for it
+    start = rt.clock()
+    skip = max(timedelta(0), max(due) - start) + timedelta(minutes=1)
+    worker = build_worker(rt, clock=lambda: rt.clock() + skip, concurrency=1)
+    worker.destinations = ["wechat"]  # the demo's SMS gateway is not played locally
+    result = worker.drain()
+    later = (
+        f" (clock moved forward {skip.total_seconds() / 3600:.1f} h to the send time)"
+        if skip.total_seconds() > 90
+        else ""
+    )
+    console.print(
+        f"delivery worker -> fake WeChat at {wechat.base_url}{later}: sent {result.sent}, "
+        f"{wechat.tokens_issued} access token(s) from /cgi-bin/stable_token",
+        highlight=False,
+    )
+    table = Table("API", "to (openid)", "template", "fields", "link", title="Delivered to the (fake) WeChat")
+    for m in wechat.received:
+        fields = "; ".join(f"{k}={v}" for k, v in m.fields.items())
+        link = str(m.body.get("url") or m.body.get("page") or "")
+        table.add_row(m.api, mask_identity("openid", m.body["touser"]), m.body["template_id"], fields, link[:34] + "…")
+    console.print(table)
+    if wechat.rejected:
+        console.print(f"[yellow]the fake WeChat refused: {wechat.rejected}[/]")
+
+
 def demo_step(rt: Any, console: Console, scenario: dict[str, Any] | None = None) -> None:
     """Show invitations, answer two surveys on the hosted page, print NPS / CSAT."""
     from fastapi.testclient import TestClient
@@ -79,7 +141,7 @@ def demo_step(rt: Any, console: Console, scenario: dict[str, Any] | None = None)
     from hub.store.schema import outbox, touchpoints
     from hub.web import create_app
 
-    console.rule("[bold]Surveys: checkout -> invitation with category blocks -> answered survey -> NPS")
+    console.rule("[bold]Surveys: checkout -> invitation -> delivered to (fake) WeChat -> answered survey -> NPS")
     _engine(rt, console)
     with rt.store.connect() as conn:
         rows = sorted(list_invitations(conn, now=rt.clock(), limit=100), key=lambda r: r["order_id"] or "")
@@ -111,6 +173,7 @@ def demo_step(rt: Any, console: Console, scenario: dict[str, Any] | None = None)
         console.print(f"  {i}. {block}{q['text']} ({q['type']})", highlight=False)
     msg = messages[keys[first["id"]]]
     console.print(f"outbox message: {msg['title']} / {mask_text(msg['body'].splitlines()[0])}", highlight=False)
+    _deliver(rt, console, scenario or {})
 
     answers = [
         (
