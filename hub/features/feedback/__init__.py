@@ -29,7 +29,7 @@ class Feedback(Feature):
     title = "negative feedback to staff: cases, routing, SLA, escalation, one-tap actions"
     section = "feedback"
     after = ("surveys",)
-    cli = "commands.cases:register"
+    cli = "commands.feedback:register"
     merge = "hub.features.feedback.merge:on_merge"  # customers merge: their history follows
 
     def store_names(self, section: Any) -> dict[str, str]:

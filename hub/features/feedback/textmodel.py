@@ -254,13 +254,17 @@ class TextModel:
         for feat, start, end in symbolic(text):
             if start >= 0:
                 add(start, end, float(w[_crc(feat, self.bits)]) * scale)
-        ranked = sorted(push.items(), key=lambda kv: -kv[1])
+        # listed words first (they read as reasons: 「太慢」「凉了」), then the strongest n-grams
+        words = {
+            (start, end) for feat, start, end in symbolic(text) if start >= 0 and feat[:2] in ("w:", "n:", "t:", "E:")
+        }
+        ranked = sorted(push.items(), key=lambda kv: (kv[0] not in words, -kv[1]))
         chosen: list[tuple[int, int, float]] = []
         for (s, e), c in ranked:
-            if c <= 0 or len(chosen) >= top:
-                break
+            if c <= 0.01 or len(chosen) >= top:
+                continue
             piece = text[s:e]
-            if piece.strip(_PUNCT) == "" or any(s < ce and cs < e for cs, ce, _ in chosen):
+            if any(ch in _PUNCT for ch in piece) or any(s < ce and cs < e for cs, ce, _ in chosen):
                 continue
             # one character is a poor reason ("不"), unless it is all there is or an emoji
             if len(piece) == 1 and len(text) > 2 and piece not in _EMOJI and not _CJK_WORD.get(piece):

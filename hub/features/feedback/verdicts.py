@@ -240,8 +240,11 @@ class StaffVerdicts:
         now = self.service.clock()
         with self.service.store.begin() as conn:
             case = self.service._row(conn, case_id)
-            ev = self._touchpoint(conn, case["touchpoint_id"])
-            text = (ev.feedback.text if ev.feedback else None) or ""
+            try:
+                ev = self._touchpoint(conn, case["touchpoint_id"])
+                text = (ev.feedback.text if ev.feedback else None) or ""
+            except VerdictError:  # a touchpoint forgotten since (retention): the case keeps an excerpt
+                text = str((case["doc"].get("summary") or {}).get("text") or "")
             label_id = record_label(
                 conn,
                 verdict=verdict,
@@ -249,7 +252,7 @@ class StaffVerdicts:
                 actor=actor,
                 via=via,
                 now=now,
-                touchpoint_id=ev.id,
+                touchpoint_id=case["touchpoint_id"],
                 case_id=case_id,
                 wrong_topics=wrong_topics,
                 right_topics=right_topics,
