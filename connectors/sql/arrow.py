@@ -249,9 +249,11 @@ def _children(source: SqlSource, conn: Any, name: str, child: Any, header: pa.Ta
     import pyarrow.compute as pc
 
     parent_key = child.parent_key or child.key
-    if parent_key not in header.column_names:
-        raise PermanentError(f"children {name!r}: the query has no column {parent_key!r}", target=source.name)
+    if parent_key not in header.column_names:  # as the row read: no key, no children
+        return pa.table({"__row": pa.array([], pa.int32())}), frozenset()
     keys = pc.unique(header[parent_key].combine_chunks().drop_null())
+    if len(keys) == 0:
+        return pa.table({"__row": pa.array([], pa.int32())}), frozenset()
     sql = source._child_sql(child).replace("IN :keys", "= ANY(CAST($1 AS {}[]))")
     if pa.types.is_integer(keys.type):
         literal = "{" + ",".join(str(k) for k in keys.to_pylist()) + "}"

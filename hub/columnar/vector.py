@@ -93,8 +93,16 @@ def _py_row(table: pa.Table, numeric: frozenset[str]) -> list[dict[str, Any]]:
     for row in rows:
         for c in cols:
             if row[c] is not None:
-                row[c] = Decimal(row[c])
+                row[c] = _decimal(row[c])
     return rows
+
+
+def _decimal(text: str) -> Decimal | str:
+    """A numeric column's text as the Decimal the row read gets (text that is no number stays text)."""
+    try:
+        return Decimal(text)
+    except ArithmeticError:
+        return text
 
 
 # ---------------------------------------------------------------- the touchpoint's JSON layout
@@ -212,7 +220,7 @@ class Leaf:
         bads: list[bool] = []
         for raw in enc.dictionary.to_pylist():
             if numeric and raw is not None:
-                raw = Decimal(raw)
+                raw = _decimal(raw)
             frag, bad = self._one({key: raw})
             frags.append(frag)
             bads.append(bad)

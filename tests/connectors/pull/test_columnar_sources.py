@@ -1,0 +1,111 @@
+"""The sources' columnar side: the sql source's ADBC read on PostgreSQL (Arrow batches with the
+row read's ids, rejects and cursor), and a jsonl drop ingested as columns storing what the row
+path stores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kit.pull import SECRET, engine_for
+from kit.runtime import build_runtime
+from sqlalchemy import text
+
+from connectors.sql import SqlOptions, SqlSource
+from connectors.sql.arrow import ArrowBatch
+from hub.sync import run_sync
+
+
+@pytest.mark.postgres
+def test_the_sql_source_reads_postgresql_into_arrow(pg_url: str) -> None:
+    eng = engine_for(pg_url)
+    with eng.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS col_orders, col_lines"))
+        conn.execute(
+            text(
+                "CREATE TABLE col_orders (id int PRIMARY KEY, no text, total numeric(10,2), at timestamp NOT NULL);"
+                "CREATE TABLE col_lines (order_id int, sku text, qty numeric(8,3));"
+                "INSERT INTO col_orders SELECT g, CASE WHEN g = 3 THEN '' ELSE 'N' || g END, g * 1.5,"
+                " timestamp '2026-01-01' + g * interval '1 minute' FROM generate_series(1, 7) g;"
+                "INSERT INTO col_lines SELECT g, 'K' || g, 2 FROM generate_series(1, 7) g WHERE g % 2 = 1;"
+            )
+        )
+    eng.dispose()
+    options: dict[str, Any] = {
+        "url": pg_url,
+        "table": "col_orders",
+        "cursor": ["at", "id"],
+        "id": ["no"],
+        "batch_size": 3,
+        "children": {"lines": {"query": "SELECT * FROM col_lines", "key": "order_id", "parent_key": "id"}},
+    }
+    source = SqlSource("pos", SqlOptions.model_validate(options))
+    try:
+        arrow = list(source.read_arrow(None))
+        rows = list(source.read(None))
+    finally:
+        source.close()
+    assert all(isinstance(b, ArrowBatch) for b in arrow)
+    assert [b.table.num_rows for b in arrow] == [3, 3, 1]
+    # the same cursor states, ids and rejects (with their reason and payload) as the row read
+    assert [b.state for b in arrow] == [b.state for b in rows]
+    ids = [i for b in arrow for i in b.ids.to_pylist() if i is not None]
+    assert ids == [r.external_id for b in rows for r in b.records]
+    rejected = [(r.reason, json.dumps(r.payload, default=str)) for b in arrow for r in b.rejected]
+    assert rejected == [(r.reason, json.dumps(r.payload, default=str)) for b in rows for r in b.rejected]
+    assert rejected and "no usable id" in rejected[0][0]
+    first = arrow[0]
+    assert "total" in first.numeric and "lines.qty" in first.numeric
+    assert first.children["lines"]["__row"].to_pylist() == [0, 2]  # orders 1 and 3 have a line
+
+
+def test_a_jsonl_drop_ingested_as_columns_stores_what_the_row_path_stores(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    lines = [
+        {"id": "c1", "at": "2026-01-01T10:00:00", "store": "S1", "phone": "13800000001", "items": [{"sku": "a"}]},
+        {"id": "c2", "at": "2026-01-01T10:00:00+08:00", "store": "S2", "phone": "+86 138-0000-0001", "items": []},
+        {"id": "c3", "at": "not a time", "store": "S1", "items": [{"sku": "b", "qty": "2"}]},
+        {"id": "c1", "at": "2026-01-02T10:00:00", "store": "S9", "items": []},
+        {"id": "c4", "store": "S1"},
+    ]
+    (drop / "a.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines) + "{bad\n")
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(
+        "name: m\nkind: transaction\nfields:\n  occurred_at: {path: at, type: datetime, required: true}\n"
+        "  org.store: store\n  customer.identities: {phone: phone}\n"
+        "  order.items:\n    each: items\n    fields:\n      sku: sku\n      qty: {path: qty, type: decimal, default: 1}\n"
+    )
+    out = []
+    for columnar in (False, True):
+        cfg = {
+            "secret_key": SECRET.decode(),
+            "store": {"url": f"sqlite:///{tmp_path / f'{columnar}.db'}"},
+            "sources": {
+                "drop": {
+                    "connector": "jsonl",
+                    "mapping": str(mapping),
+                    "options": {"path": str(drop), "id_path": "id", "columnar": columnar},
+                }
+            },
+        }
+        rt = build_runtime(cfg, path=tmp_path / "cxhub.yaml", features=())
+        try:
+            result = run_sync(rt, "drop")
+            with rt.store.engine.connect() as conn:
+                docs = {}
+                for ext, doc in conn.execute(text("SELECT external_id, doc FROM touchpoints")):
+                    d = orjson.loads(doc) if isinstance(doc, str) else doc
+                    d.pop("received_at")
+                    d["customer"].pop("customer_id")
+                    docs[ext] = d
+                q = sorted(conn.execute(text("SELECT external_id, stage, reason FROM quarantine")).all())
+                idents = sorted(conn.execute(text("SELECT namespace, value FROM identities")).all())
+            out.append((result.summary(), docs, q, idents))
+        finally:
+            rt.close()
+    assert out[0] == out[1]
+    assert out[0][0]["stored"] == 2 and out[0][0]["quarantined"] == 3 and out[0][0]["duplicates"] == 1

@@ -1,0 +1,151 @@
+"""The vector compiler and the columnar pieces on their own: what compiles for columns and why
+not, values equal to the row path's, flagged records, row batches as columns, touchpoint ids."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from hub.columnar import ArrowRecords, Unsupported, compile_vector
+from hub.columnar.engine import plan, touchpoint_ids
+from hub.columnar.records import from_rows
+from hub.mapping import CompiledMapping, load_mapping_text
+from hub.model import touchpoint_id
+from hub.sdk.connector import Batch, RawRecord
+
+MAPPING = """
+name: t
+kind: transaction
+timezone: Asia/Shanghai
+lookups:
+  pay: {"1": wechat, "2": alipay}
+fields:
+  occurred_at: {path: paid_at, type: datetime, required: true}
+  order.id: order_no
+  order.amount: {path: total, type: decimal}
+  order.items:
+    each: lines
+    fields:
+      sku: sku
+      qty: {path: qty, type: decimal, default: 1}
+  org.store: {path: store, required: true}
+  org.staff: {path: staff, type: str}
+  customer.identities:
+    member_id: member
+  attributes.pay: {path: pay, lookup: pay}
+"""
+
+
+def _mapping(text: str = MAPPING) -> CompiledMapping:
+    return load_mapping_text(text, "t")
+
+
+def _records() -> ArrowRecords:
+    table = pa.table(
+        {
+            "order_no": ["A", "B", "C", "D"],
+            "paid_at": pa.array(
+                [datetime(2026, 1, 1, 8), datetime(2026, 1, 1, 8, 0, 1, 250000), None, datetime(2026, 1, 2)],
+                pa.timestamp("us"),
+            ),
+            "total": ["12.50", "007.5", "1.00", "x"],
+            "store": ["S1", "S2", "S3", "S4"],
+            "staff": pa.array([7, None, 9, 1], pa.int64()),
+            "member": ["M1", "", None, "M4"],
+            "pay": ["1", "2", "1", "9"],
+        }
+    )
+    lines = pa.table(
+        {"sku": ["k1", "k2", None], "qty": ["2.000", None, "1.5"], "__row": pa.array([0, 0, 1], pa.int32())}
+    )
+    return ArrowRecords(table, {"lines": lines}, numeric=frozenset({"total", "lines.qty"}))
+
+
+def test_values_match_the_row_path_and_odd_records_are_flagged() -> None:
+    m = _mapping()
+    vm = compile_vector(m)
+    records = _records()
+    mapped = vm.map(records)
+    # C has no paid_at (required), D has a bad total and a lookup miss: the row path decides them
+    assert mapped.status.to_list() == ["ok", "ok", "row", "row"]
+    received = datetime(2026, 3, 1, tzinfo=UTC)
+    for i in (0, 1):
+        payload = records.payload(i)
+        ev = m.apply(payload, source="s", external_id=payload["order_no"], received_at=received)
+        assert ev is not None
+        expected = orjson.loads(ev.model_dump_json())
+        doc = orjson.loads(
+            "{" + mapped.head[i] + ',"received_at":"x","customer":{"identities":[],"customer_id":null' + mapped.tail[i]
+        )
+        for key in ("kind", "channel", "occurred_at", "org", "order", "attributes"):
+            assert doc[key] == expected[key], key
+    # the decimal that is not canonical ("007.5") came through the row path's coercion: "7.5"
+    assert orjson.loads("{" + mapped.head[1] + "}")["kind"] == "transaction"
+    assert '"amount":"7.5"' in mapped.tail[1]
+    # a blank identity is none; the other is its plain value (hashed later for sensitive namespaces)
+    assert mapped.identities[0][1].to_list()[:2] == ["M1", None]
+
+
+def test_why_a_mapping_keeps_the_row_path() -> None:
+    review = load_mapping_text(
+        "name: r\nkind: review\nfields:\n  occurred_at: {path: at, type: datetime}\n  feedback.rating: {path: stars, type: decimal}\n",
+        "r",
+    )
+    with pytest.raises(Unsupported, match="feedback"):
+        compile_vector(review)
+
+    class Sql:
+        kind = "sql"
+        columnar = True
+
+    class Feed:
+        kind = "http_feed"
+
+    m = _mapping()
+    assert plan(Sql, None, m, keep_raw=False)[1] == "columnar"
+    assert "one at a time" in plan(Feed, None, m, keep_raw=False)[1]
+    assert "keep_raw_payloads" in plan(Sql, None, m, keep_raw=True)[1]
+
+
+def test_row_batches_become_columns_unless_a_column_mixes_types() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    good = Batch(
+        [
+            RawRecord("s", "1", {"order_no": "1", "total": Decimal("1.50"), "lines": [{"sku": "a"}]}, now),
+            RawRecord("s", "2", {"order_no": "2", "total": None, "lines": []}, now),
+        ],
+        {"cursor": 1},
+    )
+    cols = from_rows(good, ["lines"])
+    assert cols is not None
+    assert cols.table["total"].to_pylist() == ["1.50", None]
+    assert "total" in cols.numeric
+    assert cols.children["lines"]["__row"].to_pylist() == [0]
+    mixed = Batch(
+        [RawRecord("s", "1", {"total": "1"}, now), RawRecord("s", "2", {"total": 2}, now)],
+        {},
+    )
+    assert from_rows(mixed, []) is None
+
+
+def test_touchpoint_ids_are_the_models() -> None:
+    ids = [str(i) for i in range(300)] + ["订单-1", "a\x1fb", " "]
+    assert touchpoint_ids("pos", ids).to_list() == [touchpoint_id("pos", e) for e in ids]
+
+
+def test_a_template_is_rendered_per_record(tmp_path: Path) -> None:
+    m = load_mapping_text(
+        "name: t2\nkind: other\nfields:\n  occurred_at: {path: at, type: datetime}\n"
+        "  attributes.label: {template: '{a}-{b}'}\n",
+        "t2",
+    )
+    vm = compile_vector(m)
+    table = pa.table({"at": pa.array([datetime(2026, 1, 1)], pa.timestamp("us")), "a": ["x"], "b": pa.array([3])})
+    mapped = vm.map(ArrowRecords(table))
+    assert mapped.status.to_list() == ["ok"]
+    assert '"attributes":{"label":"x-3"}' in mapped.tail[0]
