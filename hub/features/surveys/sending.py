@@ -16,8 +16,9 @@ an invalid openid...; or its attempts ran out), the next reachable channel of th
 not tried yet and is under its channel caps gets the same invitation (same link, same expiry):
 a new outbox message ``survey:{rule}:{transaction}:{channel}``, and the invitation's channel,
 destination and ``outbox_key`` follow it. With no channel left the invitation is ``failed``
-(reason ``undeliverable``) with every refusal in ``detail``. Expired, cancelled and failed
-invitations do not count as sent in the response rate.
+(reason ``undeliverable``) with every refusal in ``detail``; replaying its last message
+(``cxhub outbox replay``) makes it pending again, through the same checks. Expired, cancelled and
+failed invitations do not count as sent in the response rate.
 """
 
 from __future__ import annotations
@@ -68,6 +69,14 @@ class SurveySendCheck:
         inv = self._invitation(conn, row.key)
         if inv is None:  # written by something else under our prefix: nothing to check against
             return None
+        if inv["status"] == "failed" and inv["outbox_key"] == row.key:
+            # an operator replayed its dead message (`cxhub outbox replay`): it is live again
+            conn.execute(
+                update(invitations)
+                .where(invitations.c.id == inv["id"])
+                .values(status="pending", detail=_join(inv["detail"], "its message was replayed"))
+            )
+            inv["status"] = "pending"
         if inv["status"] != "pending":
             return Cancel(f"invitation {inv['id']} is {inv['status']}")
         if inv["expires_at"] is not None and inv["expires_at"] <= now:

@@ -353,3 +353,29 @@ def test_a_message_that_runs_out_of_attempts_marks_its_invitation(make_hub: Call
     assert (inv["status"], inv["reason"]) == ("failed", "undeliverable")
     assert "gave up after" in inv["detail"]
     assert timedelta(0) < hub.clock() - datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
+
+
+def test_replaying_the_dead_message_of_a_failed_invitation_sends_it_again(make_hub: Callable[..., Hub]) -> None:
+    """Every path from decided to sent: `cxhub outbox retry --dead` after an outage makes the
+    invitation live again, through the same send-time checks."""
+    from hub.outbox.admin import retry
+
+    hub = make_hub([channel("wechat_template")])
+    hub.at("2026-11-02T10:00")
+    hub.ingest(checkout("R1", hub.clock(), openid="oOA0001"))
+    hub.fake.fail_next = 100
+    for _ in range(12):
+        hub.clock.advance(hours=1)
+        hub.drain()
+    [inv] = invitations_of(hub.rt)
+    assert inv["status"] == "failed"
+    hub.fake.fail_next = 0
+    hub.at("2026-11-03T12:00")
+    with hub.rt.store.begin() as conn:
+        assert retry(conn, now=hub.clock(), dead=True) == 1
+    assert hub.drain().sent == 1
+    [inv] = invitations_of(hub.rt)
+    assert inv["status"] == "pending" and "replayed" in inv["detail"]
+    with hub.rt.store.connect() as conn:
+        [stats] = compute_stats(conn)
+    assert (stats["invited"], stats["unsent"]) == (1, 0)
