@@ -223,11 +223,11 @@ def quarantine_cmd(
             from hub.transport.nats import dead_letters
 
             rows += [dl.as_row() for dl in dead_letters(rt.config.raw.transport, source=source, limit=limit)]
-    from hub.privacy import mask_text
+    from hub.privacy import mask_payload, mask_text
 
     if as_json:
-        for r in rows:  # raw payloads carry personal data: phone numbers are masked on output
-            print(mask_text(dump_json(r)))
+        for r in rows:  # raw payloads carry personal data: masked on output
+            print(dump_json(mask_payload(r)))
         return
     table = display_table("id", "source", "external id", "stage", "status", "reason")
     for r in rows:

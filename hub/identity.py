@@ -19,11 +19,16 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, select, true, update
 
 from hub.model import TouchpointEvent, uuid_text
-from hub.privacy import SENSITIVE_NAMESPACES, Vault
+from hub.privacy import SENSITIVE_NAMESPACES, Vault, mask_text, phones_in
 from hub.store import copy_new_rows, dumps
 from hub.store.schema import customers, identities, touchpoints
 
 Key = tuple[str, str, str]
+
+
+def _digits(text: str) -> bool:
+    """A cheap pre-check: 11 digits need some digit (most texts and attributes have a few at most)."""
+    return any(c.isdigit() for c in text)
 
 
 class MergeHook(Protocol):
@@ -60,7 +65,27 @@ class IdentityResolver:
                 plain = ident.value
                 ident.value = self.vault.hash(ident.namespace, plain)
                 plains[(ident.namespace, ident.scope or "", ident.value)] = plain
+        self.scrub(event)
         return plains
+
+    def scrub(self, event: TouchpointEvent) -> None:
+        """Phone numbers in free text (a review saying 打电话 13812345678, a text attribute) are
+        masked in the event, so the stored touchpoint holds none in plain; the numbers are kept
+        encrypted beside it, in ``attributes.sealed_phones``, for staff who must call back."""
+        found: list[str] = []
+        fb = event.feedback
+        if fb is not None and fb.text and _digits(fb.text) and (hits := phones_in(fb.text)):
+            found += hits
+            fb.text = mask_text(fb.text)
+        attrs = event.attributes
+        for key, value in attrs.items():
+            if type(value) is str and _digits(value) and (hits := phones_in(value)):
+                found += hits
+                attrs[key] = mask_text(value)
+        if found:
+            sealed = attrs.get("sealed_phones")
+            old = list(sealed) if isinstance(sealed, list) else []
+            attrs["sealed_phones"] = old + [self.vault.encrypt("phone", p) for p in dict.fromkeys(found)]
 
     def resolve(
         self,

@@ -15,6 +15,12 @@ _V2 = "v2:"
 _AAD = b"cxhub-contact"
 _PHONE_SEPARATORS = re.compile(r"[\s\-()]")
 _PHONE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+#: keys of a raw payload whose values are personal data whatever they look like
+_PERSONAL_KEY = re.compile(
+    r"phone|mobile|^tel$|email|e_?mail|id_?card|id_?no|address|^addr|^name$|real_?name|nick|receiver|contact",
+    re.IGNORECASE,
+)
 
 
 def normalize(namespace: str, value: str) -> str:
@@ -150,9 +156,36 @@ def mask_phone(value: str) -> str:
     return "*" * len(v)
 
 
+def phones_in(text: str) -> list[str]:
+    """The mainland mobile numbers inside free text, in order, each once."""
+    return list(dict.fromkeys(m.group(0) for m in _PHONE.finditer(text)))
+
+
 def mask_text(text: str) -> str:
     """Mask every mainland mobile number inside free text (review text, notes)."""
     return _PHONE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
+
+
+def mask_payload(value: Any, key: str = "") -> Any:
+    """A raw payload (a quarantined record, a dead letter) with its personal data masked, for
+    anything a person reads: values under personal keys (``mobile``, ``email``, ``name``,
+    ``address``...) masked whole, mobile numbers and email addresses masked inside any text."""
+    if isinstance(value, dict):
+        return {k: mask_payload(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_payload(v, key) for v in value]
+    if isinstance(value, int | float) and not isinstance(value, bool) and key and _PERSONAL_KEY.search(key):
+        return mask_payload(str(value), key)
+    if not isinstance(value, str):
+        return value
+    if key and _PERSONAL_KEY.search(key) and value:
+        if "@" in value:
+            return mask_email(value)
+        if sum(c.isdigit() for c in value) >= 7:
+            return mask_phone(value)
+        return mask_name(value)
+    text = mask_text(value)
+    return _EMAIL.sub(lambda m: mask_email(m.group(0)), text) if "@" in text else text
 
 
 def mask_name(name: str) -> str:

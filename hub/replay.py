@@ -1,13 +1,19 @@
 """Replaying the quarantine: re-run open quarantined records through the current mappings once the
 mapping (or the data) is fixed. What still fails stays quarantined with its new reason; what now
-maps is stored as if it had just arrived, in one transaction."""
+maps is stored as if it had just arrived, in one transaction.
+
+Quarantined records keep their raw payload (personal data included) for a limited time only:
+:func:`purge_quarantine` deletes those older than ``store.quarantine_retention_days`` (the runtime's
+hourly ``quarantine-retention`` job)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from hub.errors import PayloadError
 from hub.ingest import Ingestor, IngestResult
@@ -18,6 +24,19 @@ from hub.store.schema import inbox, quarantine
 if TYPE_CHECKING:
     from hub.config import TransportConfig
     from hub.mapping import CompiledMapping
+    from hub.store import Store
+
+log = logging.getLogger("cxhub")
+
+
+def purge_quarantine(store: Store, now: datetime, days: float) -> int:
+    """Delete quarantined records (open or replayed) received more than ``days`` before ``now``;
+    returns how many. Their payloads hold personal data in plain text: kept for replay, not forever."""
+    with store.begin() as conn:
+        n = conn.execute(delete(quarantine).where(quarantine.c.created_at < now - timedelta(days=days))).rowcount
+    if n:
+        log.info("quarantine: deleted %d record(s) older than %g days (store.quarantine_retention_days)", n, days)
+    return int(n or 0)
 
 
 def replay_quarantined(

@@ -40,6 +40,17 @@ class PeriodicJob:
     leader_only: bool = True
 
 
+def quarantine_retention_job(rt: Runtime) -> PeriodicJob:
+    """Hourly, on the leader: delete quarantined records older than ``store.quarantine_retention_days``."""
+
+    def purge() -> int:
+        from hub.replay import purge_quarantine
+
+        return purge_quarantine(rt.store, rt.clock(), rt.config.raw.store.quarantine_retention_days)
+
+    return PeriodicJob("quarantine-retention", 3600, purge, leader_only=True)
+
+
 class Runtime:
     """Everything one ``cxhub`` process needs, built from a loaded config."""
 
@@ -79,6 +90,7 @@ class Runtime:
         self.features: dict[str, Any] = {}
         #: what moves features' rows when customers merge (each installed feature's ``on_merge``)
         self.merges: list[MergeHook] = []
+        self.jobs.append(quarantine_retention_job(self))
         for info in installed_features():
             assert info.feature is not None
             if features is not None and info.name not in features:
