@@ -217,6 +217,8 @@ def scale(customers: int, per_customer: int, regenerate: bool) -> None:
         print(f"scale: generated {customers:,} customers, {tx:,} transactions in {time.perf_counter() - t0:.0f}s")
     with store.connect() as conn:
         n_tx = conn.execute(text("SELECT count(*) FROM touchpoints WHERE kind = 'transaction'")).scalar()
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    print(f"scale: machine load average before the run {' '.join(load)} (2 cores, shared)")
     cfg = CustomersConfig()
     scoring = Scoring(cfg, store, SignalScorer(cfg.weights, min_purchases=cfg.min_purchases))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -228,7 +230,7 @@ def scale(customers: int, per_customer: int, regenerate: bool) -> None:
     m = report.model or {}
     print(
         f"scale: scored {report.customers:,} customers ({n_tx:,} transactions) in {took:.1f}s "
-        f"({report.customers / took:,.0f} customers/s); peak RSS {peak:.0f} MB (before the run {before:.0f} MB); "
+        f"({report.customers / took:,.0f} customers/s; the model's fit {report.fit_seconds:.1f}s of it); peak RSS {peak:.0f} MB (before the run {before:.0f} MB); "
         f"model fitted on {m.get('customers', 0):,} customers; {report.at_risk:,} at risk, "
         f"{report.insufficient:,} insufficient history"
     )

@@ -108,6 +108,8 @@ def fit(
     start = np.log(np.array([1.0, scale, 1.0, 1.0]))
     best: Any = None
     for method in ("L-BFGS-B", "Nelder-Mead"):
+        if best is not None and best.success:
+            break  # Nelder-Mead only polishes a gradient search that stopped short
         res = optimize.minimize(
             objective,
             start if best is None else best.x,

@@ -108,7 +108,7 @@ class CustomersConfig(_Section):
     score_every: Duration = Field(default=86400, gt=0)
     horizon: Duration = Field(default=90 * 86400, gt=0)
     min_purchases: int = Field(default=2, ge=1)
-    fit_sample: int = Field(default=200_000, ge=100, description="customers the model is fitted on")
+    fit_sample: int = Field(default=50_000, ge=100, description="customers the model is fitted on (about)")
     batch_size: int = Field(default=20_000, ge=100)
     signal_window: Duration = Field(
         default=365 * 86400, gt=0, description="what customers said and lived, this far back"

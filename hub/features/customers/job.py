@@ -48,6 +48,7 @@ class ScoringReport:
     model: dict[str, Any] | None = None
     model_error: str | None = None
     actions: dict[str, int] = field(default_factory=dict)
+    fit_seconds: float = 0.0
     seconds: float = 0.0
 
 
@@ -208,6 +209,7 @@ class Scoring:
                 report.model_error = str(exc)
                 log.warning("customer scoring: no purchase model (%s); scores say 'insufficient history'", exc)
             conn.rollback()
+        report.fit_seconds = time.perf_counter() - started
         if params is not None:
             report.model = {**params.as_dict(), "customers": n, "log_likelihood": ll}
             with self.store.begin() as conn:

@@ -26,7 +26,15 @@ if TYPE_CHECKING:
 
 def build_router(service: CustomerService, raw: Any = None) -> APIRouter:
     """The routes; ``raw`` is the core config (``rt.config.raw``) the operator guard reads."""
-    router = APIRouter(prefix="/api/customers", tags=["customers"])
+    router = APIRouter(
+        prefix="/api/customers",
+        tags=["customers"],
+        responses={
+            401: {"description": "no valid bearer token"},
+            403: {"description": "no operator token set on a server bound beyond loopback"},
+            404: {"description": "no such customer in your scope"},
+        },
+    )
     guard = _operator_guard(raw)
 
     def scope(request: Request, authorization: str | None) -> Scope:
