@@ -19,16 +19,11 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, select, true, update
 
 from hub.model import TouchpointEvent, uuid_text
-from hub.privacy import SENSITIVE_NAMESPACES, Vault, mask_text, phones_in
+from hub.privacy import SENSITIVE_NAMESPACES, Vault, has_phone, mask_text, phones_in
 from hub.store import copy_new_rows, dumps
 from hub.store.schema import customers, identities, touchpoints
 
 Key = tuple[str, str, str]
-
-
-def _digits(text: str) -> bool:
-    """A cheap pre-check: 11 digits need some digit (most texts and attributes have a few at most)."""
-    return any(c.isdigit() for c in text)
 
 
 class MergeHook(Protocol):
@@ -74,14 +69,15 @@ class IdentityResolver:
         encrypted beside it, in ``attributes.sealed_phones``, for staff who must call back."""
         found: list[str] = []
         fb = event.feedback
-        if fb is not None and fb.text and _digits(fb.text) and (hits := phones_in(fb.text)):
-            found += hits
+        if fb is not None and fb.text and has_phone(fb.text):
+            found += phones_in(fb.text)
             fb.text = mask_text(fb.text)
         attrs = event.attributes
-        for key, value in attrs.items():
-            if type(value) is str and _digits(value) and (hits := phones_in(value)):
-                found += hits
-                attrs[key] = mask_text(value)
+        if attrs:
+            for key, value in attrs.items():
+                if type(value) is str and has_phone(value):
+                    found += phones_in(value)
+                    attrs[key] = mask_text(value)
         if found:
             sealed = attrs.get("sealed_phones")
             old = list(sealed) if isinstance(sealed, list) else []

@@ -156,6 +156,10 @@ def mask_phone(value: str) -> str:
     return "*" * len(v)
 
 
+#: whether a text holds a mainland mobile number (one C-level scan; most texts have none)
+has_phone = _PHONE.search
+
+
 def phones_in(text: str) -> list[str]:
     """The mainland mobile numbers inside free text, in order, each once."""
     return list(dict.fromkeys(m.group(0) for m in _PHONE.finditer(text)))
