@@ -223,7 +223,7 @@ def quarantine_cmd(
             from hub.transport.nats import dead_letters
 
             rows += [dl.as_row() for dl in dead_letters(rt.config.raw.transport, source=source, limit=limit)]
-    from hub.privacy import mask_payload, mask_text
+    from hub.privacy import mask_payload
 
     if as_json:
         for r in rows:  # raw payloads carry personal data: masked on output
@@ -232,7 +232,7 @@ def quarantine_cmd(
     table = display_table("id", "source", "external id", "stage", "status", "reason")
     for r in rows:
         table.add_row(
-            str(r["id"]), r["source"], r["external_id"] or "", r["stage"], r["status"], mask_text(r["reason"])
+            str(r["id"]), r["source"], r["external_id"] or "", r["stage"], r["status"], mask_payload(r["reason"])
         )
     console.print(table)
     console.print(f"{len(rows)} record(s)", highlight=False)
