@@ -200,10 +200,17 @@ def load_scorer(spec: str, weights: Weights, *, min_purchases: int, file: str | 
         raise ConfigError(
             f"scorer {spec!r}: cannot load ({type(exc).__name__}: {exc})", file=file, key="customers.scorer"
         ) from None
+    if not isinstance(cls, type):
+        raise ConfigError(f"scorer {spec!r}: not a class", file=file, key="customers.scorer")
     try:
         obj = cls(weights=weights, min_purchases=min_purchases)
     except TypeError:
-        obj = cls()
+        try:
+            obj = cls()
+        except Exception as exc:
+            raise ConfigError(
+                f"scorer {spec!r}: cannot build ({type(exc).__name__}: {exc})", file=file, key="customers.scorer"
+            ) from None
     if not isinstance(obj, ChurnScorer):
         raise ConfigError(f"scorer {spec!r}: has no score(facts, horizon_days=...)", file=file, key="customers.scorer")
     return obj
