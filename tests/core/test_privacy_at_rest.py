@@ -6,6 +6,7 @@ SQLite and the real PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -169,3 +170,25 @@ def test_a_quarantined_payload_is_masked_when_shown() -> None:
         "email": "l***@example.com",
         "number": "M1",
     }
+
+
+def test_cxhub_quarantine_shows_payloads_masked(tmp_path: Path, clock: FakeClock) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    path = tmp_path / "cxhub.yaml"
+    db = f"sqlite:///{tmp_path / 'cxhub.db'}"
+    rt = build_runtime(CONFIG, path=path, store=db, clock=clock)
+    try:
+        bad = record("Q1", clock, mobile=PHONE, note=f"邮件 li.lei@example.com 电话 {OTHER}", total="x")
+        assert rt.ingestor.ingest("pos", rt.mapping("pos"), [bad]).quarantined == 1
+    finally:
+        rt.close()
+    env = {"CXHUB_STORE_URL": db, "CXHUB_SECRET_KEY": SECRET}
+    out = CliRunner().invoke(app, ["quarantine", "--json", "-c", str(path)], env=env)
+    assert out.exit_code == 0, out.output
+    [shown] = [json.loads(line) for line in out.output.splitlines() if line.startswith("{")]
+    assert shown["external_id"] == "Q1" and shown["payload"]["mobile"] == "138****5678"
+    for plain in (PHONE, OTHER, "li.lei@example.com"):
+        assert plain not in out.output
