@@ -38,6 +38,7 @@ from hub.features.surveys.schema import SENT_DECISIONS, UNSENT_STATUSES, invitat
 from hub.outbox import enqueue_many, pending_row
 from hub.outbox.checks import Cancel, Defer, Verdict
 from hub.outbox.leases import Claimed
+from hub.store.schema import customers
 
 if TYPE_CHECKING:
     from hub.features.surveys.engine import SurveyEngine
@@ -56,12 +57,18 @@ class SurveySendCheck:
     def __init__(self, engine: SurveyEngine):
         self.engine = engine
         self.cfg = engine.cfg
-        self._opted_out = OptedOutCheck() if self.cfg.exclusions.opted_out else None
 
     # ------------------------------------------------------------ before the send
 
     def _invitation(self, conn: Connection, key: str) -> dict[str, Any] | None:
-        row = conn.execute(select(invitations).where(invitations.c.outbox_key == key)).mappings().first()
+        """The invitation whose message has outbox key ``key``, with ``opted_out`` of its customer
+        (one query: this runs before every survey message)."""
+        q = (
+            select(invitations, customers.c.opted_out)
+            .select_from(invitations.outerjoin(customers, customers.c.id == invitations.c.customer_id))
+            .where(invitations.c.outbox_key == key)
+        )
+        row = conn.execute(q).mappings().first()
         return None if row is None else dict(row)
 
     def before_send(self, conn: Connection, row: Claimed, now: datetime) -> Verdict:
@@ -83,12 +90,10 @@ class SurveySendCheck:
             detail = f"its link expired at {inv['expires_at']:%Y-%m-%d %H:%M}Z before it could be sent"
             self._finish(conn, inv, "expired", "expired_unsent", detail)
             return Cancel(detail)
-        cid = inv["customer_id"]
-        if self._opted_out is not None and cid:
-            why = self._opted_out(conn, cid)
-            if why:
-                self._finish(conn, inv, "cancelled", "opted_out", f"{why} before it was sent")
-                return Cancel(f"the customer opted out ({why})")
+        if self.cfg.exclusions.opted_out and inv["opted_out"]:
+            why = OptedOutCheck.TEXT
+            self._finish(conn, inv, "cancelled", "opted_out", f"{why} before it was sent")
+            return Cancel(f"the customer opted out ({why})")
         quiet = self.cfg.quiet_hours
         if quiet is not None:
             zone = self.cfg.store_zone(inv["store"])
