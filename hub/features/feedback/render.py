@@ -68,8 +68,9 @@ EXCERPT_CHARS = 120
 
 def order_of(conn: Connection, event: TouchpointEvent) -> Order | None:
     """The order ``event`` is about, with its amount and items: the event's own when it carries
-    them, else the same customer's transaction with that order id (a review or a survey answer
-    names the order; the checkout that the POS sent has what was bought)."""
+    them, else the same customer's transaction with that order id, stored by an earlier batch (a
+    review or a survey answer names the order; the checkout that the POS sent has what was bought;
+    this batch's rows may not be written yet: the hook says it never reads them)."""
     order = event.order
     if order is None or not order.id or (order.amount is not None and order.items):
         return order
