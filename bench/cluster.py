@@ -89,8 +89,9 @@ class Setup:
         port = free_port()
         cmd = [CXHUB, "run", "--config", str(self.path), "--role", role, "--port", str(port), "--no-migrate"]
         nice = self.worker_nice if role == "worker" else 0
+        log = self.path.with_name(f"{role}-{port}.log")
         proc = subprocess.Popen(
-            cmd, env=self.env, stderr=subprocess.DEVNULL, preexec_fn=(lambda: os.nice(nice)) if nice else None
+            cmd, env=self.env, stderr=log.open("wb"), preexec_fn=(lambda: os.nice(nice)) if nice else None
         )
         self.procs.append((role, port, proc))
         return port
@@ -99,10 +100,18 @@ class Setup:
         import httpx
 
         deadline = time.monotonic() + timeout
-        for _, port, proc in self.procs:
+        restarts = 0
+        for i in range(len(self.procs)):
             while True:
+                role, port, proc = self.procs[i]
                 if proc.poll() is not None:
-                    raise RuntimeError(f"cxhub run on {port} exited {proc.returncode}")
+                    tail = self.path.with_name(f"{role}-{port}.log").read_text(errors="replace")[-1500:]
+                    if restarts == 2 or "address already in use" not in tail:
+                        raise RuntimeError(f"cxhub run on {port} exited {proc.returncode}: {tail}")
+                    restarts += 1  # another program took the free port meanwhile: another one
+                    self.start(role)
+                    self.procs[i] = self.procs.pop()
+                    continue
                 try:
                     if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                         break
