@@ -65,7 +65,7 @@ def prepare(raw: object, *, latin_words: frozenset[str] = frozenset(), emoji: st
     if len(text) > MAX_CHARS:
         if not any(n.startswith("cut") for n in notes):
             notes.append(f"cut to {MAX_CHARS} of {len(raw)} characters")
-        text = text[: MAX_CHARS - 500] + " " + text[-500:]
+        text = text[: MAX_CHARS - 501] + " " + text[-500:]
     note = "; ".join(notes) or None
     if not text:
         return Prepared("", "empty text" if not notes else "nothing left after cleaning", note)

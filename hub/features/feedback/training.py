@@ -163,12 +163,15 @@ def train(
     report = TrainReport(c=c)
     fit: list[tuple[str, bool, float]] = []
     cal: list[tuple[str, bool]] = []
+    examples = list(examples)
+    # the composed seeds calibrate only when there is nothing real (a test's small set)
+    synthetic_ok = all(ex.origin == "seeds" for ex in examples)
     for ex in examples:
         prepared = prepare_text(ex.text)
         if not prepared.judgeable:
             continue
         report.examples[ex.origin] = report.examples.get(ex.origin, 0) + 1
-        if _calibration_part(ex.text) and ex.origin != "seeds":
+        if _calibration_part(ex.text) and (synthetic_ok or ex.origin != "seeds"):
             cal.append((prepared.text, ex.negative))
         else:
             fit.append((prepared.text, ex.negative, ex.weight))

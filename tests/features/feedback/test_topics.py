@@ -1,0 +1,90 @@
+"""Topic tagging: the shipped taxonomy, polarity per clause, spans, extra words, routing by topic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hub.errors import ConfigError
+from hub.features.feedback.config import FeedbackConfig
+from hub.features.feedback.detection import Detector
+from hub.features.feedback.routing import RouteFacts, rule_matches
+from hub.features.feedback.sentiment import ModelSentiment
+from hub.features.feedback.topics import TopicTagger, load_taxonomy
+
+MODEL = ModelSentiment()
+
+
+def tagger() -> TopicTagger:
+    return TopicTagger(load_taxonomy(), MODEL.negative_probabilities)
+
+
+def test_the_default_taxonomy_covers_retail_and_restaurants() -> None:
+    names = {t.name for t in load_taxonomy()}
+    for wanted in (
+        "服务态度",
+        "价格",
+        "口味/新鲜度",
+        "食品安全",
+        "配送/物流",
+        "环境/卫生",
+        "商品质量",
+        "排队/效率",
+        "售后",
+    ):
+        assert wanted in names
+
+
+def test_each_topic_has_its_own_polarity_and_span() -> None:
+    [tags] = tagger().tag_many(["味道不错，就是配送太慢了"])
+    by = {t.topic: t for t in tags}
+    assert by["taste"].polarity == "positive" and by["taste"].span == "味道不错"
+    assert by["delivery"].polarity == "negative" and by["delivery"].span == "就是配送太慢了"
+    assert "味道不错，就是配送太慢了"[by["taste"].start : by["taste"].end] == "味道"
+    assert by["delivery"].as_dict()["name"] == "配送/物流"
+
+
+def test_food_safety_and_no_topic() -> None:
+    safety, nothing = tagger().tag_many(["吃完拉肚子了", "嗯"])
+    assert [t.topic for t in safety] == ["food_safety"] and safety[0].polarity == "negative"
+    assert nothing == []
+
+
+def test_extra_words_and_a_custom_taxonomy(tmp_path: Path) -> None:
+    topics = load_taxonomy(extra={"delivery": ["闪送"]})
+    [tags] = TopicTagger(topics, MODEL.negative_probabilities).tag_many(["闪送小哥迟到了"])
+    assert [t.topic for t in tags] == ["delivery"]
+    with pytest.raises(ConfigError, match="unknown topic 'parking'"):
+        load_taxonomy(extra={"parking": ["停车"]})
+    own = tmp_path / "topics.yaml"
+    own.write_text("topics:\n  noise: {name: 噪音, words: [吵, 噪音]}\n", encoding="utf-8")
+    [tags] = TopicTagger(load_taxonomy(own), MODEL.negative_probabilities).tag_many(["楼下太吵"])
+    assert [(t.topic, t.name) for t in tags] == [("noise", "噪音")]
+    own.write_text("not: a taxonomy\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not a topic taxonomy"):
+        load_taxonomy(own)
+
+
+def test_detector_puts_topics_on_the_verdict_and_relative_taxonomy_paths(tmp_path: Path) -> None:
+    from kit.cases import review
+
+    (tmp_path / "mine.yaml").write_text("topics:\n  queue: {name: 排队, words: [排队]}\n", encoding="utf-8")
+    cfg = FeedbackConfig.model_validate({"topics": {"taxonomy": "mine.yaml"}})
+    det = Detector(cfg, MODEL, config_dir=tmp_path)
+    v = det.judge(review(rating=5, text="排队太久了"))
+    assert not v.negative and v.topic_ids == ["queue"] and v.topics[0].polarity == "negative"
+    off = Detector(FeedbackConfig.model_validate({"topics": {"enabled": False}}), MODEL)
+    assert off.judge(review(rating=1, text="配送太慢")).topics == []
+
+
+def test_routing_by_topic() -> None:
+    cfg = FeedbackConfig.model_validate(
+        {
+            "contacts": {"qa": {"endpoints": [{"destination": "d"}]}},
+            "routing": [{"name": "food-safety", "when": {"topic": "food_safety"}, "notify": ["qa"]}],
+        }
+    )
+    rule = cfg.routing[0]
+    assert rule_matches(rule, RouteFacts(topics=["food_safety", "taste"]))
+    assert not rule_matches(rule, RouteFacts(topics=["delivery"]))
