@@ -280,3 +280,26 @@ def test_readyz_says_whether_the_store_is_current_and_the_transport_connected(
         down = client.get("/readyz")
         assert down.status_code == 503
         assert down.json()["checks"] == {"store": "ok", "transport": "ok", "ingest": "not connected"}
+
+
+def test_a_stopping_process_ends_a_sync_after_the_batch_it_committed(
+    sqlite_store: Store, make_runtime: Any, tmp_path: Path
+) -> None:
+    """SIGTERM during a long sync: the run ends after the batch it is committing (the cursor with
+    it), and the next run goes on from there."""
+    import threading
+
+    from hub.sync import run_sync
+
+    feed = tmp_path / "feed.jsonl"
+    line = '{{"review_id": "r{}", "created_at": "2026-11-01 10:00:00", "rating": 5, "content": "好"}}\n'
+    feed.write_text("".join(line.format(i) for i in range(10)), encoding="utf-8")
+    config = DAILY.format(url=sqlite_store.url, feed=feed).replace(
+        "id_path: review_id", "id_path: review_id, batch_size: 3"
+    )
+    rt = make_runtime(config, store=sqlite_store)
+    stop = threading.Event()
+    first = run_sync(rt, "reviews", stop=stop, on_batch=lambda read, total: stop.set() if read else None)
+    assert first.read == 3 and _touchpoints(sqlite_store) == 3  # one batch, committed, then it stopped
+    rest = run_sync(rt, "reviews")
+    assert rest.read == 7 and _touchpoints(sqlite_store) == 10  # resumed after it
