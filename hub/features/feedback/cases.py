@@ -189,6 +189,17 @@ class CaseService:
                 return int(row["id"])
         return self._open(conn, ev, verdict, now)
 
+    def open_case(
+        self, conn: Connection, ev: TouchpointEvent, *, severity: str, reasons: Sequence[str], now: datetime
+    ) -> int:
+        """Open a case for ``ev`` on another feature's judgement (the customers feature: a valuable
+        customer at risk of leaving), or join the customer's open case at that store; its id.
+        Routing, SLA, escalation and cards are those of any case."""
+        if severity not in _RANK:
+            raise ValueError(f"severity {severity!r}: one of {', '.join(_RANK)}")
+        verdict = Verdict(negative=True, severity=severity, reasons=list(reasons))  # type: ignore[arg-type]
+        return self.open_or_join(conn, ev, verdict, now)
+
     def _open(self, conn: Connection, ev: TouchpointEvent, verdict: Verdict, now: datetime) -> int:
         severity = verdict.severity
         assert severity is not None
