@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -41,21 +40,11 @@ SOURCE = "customers"
 class CaseOpener(Protocol):
     """What a win-back action needs from the feedback feature (``runtime.features["feedback"]``)."""
 
-    def open_or_join(self, conn: Connection, ev: TouchpointEvent, verdict: Any, now: datetime) -> int:
+    def open_case(
+        self, conn: Connection, ev: TouchpointEvent, *, severity: str, reasons: Sequence[str], now: datetime
+    ) -> int:
         """Open a case for ``ev`` (or join the customer's open case at that store); its id."""
         ...
-
-
-@dataclass
-class WinBackVerdict:
-    """What the case API reads of a detection verdict (``severity``, ``reasons``...): here the
-    reasons are the churn score's."""
-
-    severity: str
-    reasons: list[str]
-    negative: bool = True
-    keywords: list[str] = field(default_factory=list)
-    sentiment: float | None = None
 
 
 @runtime_checkable
@@ -185,7 +174,7 @@ class ActionRules:
         decision, reason, ref = "skipped", None, None
         if rule.do == "win_back_case":
             assert self.cases is not None
-            case_id = self.cases.open_or_join(conn, ev, WinBackVerdict(rule.severity, reasons), now)
+            case_id = self.cases.open_case(conn, ev, severity=rule.severity, reasons=reasons, now=now)
             decision, ref = "case", str(case_id)
         else:
             assert self.surveys is not None and rule.survey is not None

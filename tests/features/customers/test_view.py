@@ -177,3 +177,21 @@ def test_merged_customers_keep_their_actions_and_drop_the_absorbed_score(hub: An
     assert not ({alice, bob} <= ids)  # the absorbed one's score is gone
     assert owners <= ids | {alice, bob}
     _ = datetime.now(UTC)
+
+
+def test_cli_score_and_at_risk(hub: Any, tmp_path: Any) -> None:
+    import json
+
+    from cli import app
+
+    runner = CliRunner()
+    cfg = str(tmp_path / "cxhub.yaml")
+    out = runner.invoke(app, ["customers", "score", "-c", cfg])
+    assert out.exit_code == 0, out.output
+    assert "model: BG/NBD" in out.output and "scored 32 customers" in out.output
+    out = runner.invoke(app, ["customers", "at-risk", "--min-risk", "0", "--json", "-c", cfg])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["scope"] == "hq" and sum(s["customers"] for s in data["stores"]) == 32
+    out = runner.invoke(app, ["customers", "at-risk", "--scope", "nowhere", "-c", cfg])
+    assert out.exit_code == 2 and "hq, region:ID" in out.output
