@@ -243,16 +243,28 @@ def worker_cxhub(
             result = run_sync(rt, "pos")
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         rt.close()
+    # the lines stored are counted by the parent, once the server CPU of this run is measured
+    return {
+        "orders": result.stored,
+        "started": started.isoformat(),
+        "seconds": seconds,
+        "cpu": cpu,
+        "rss_mb": _peak_rss_mb(),
+    }
+
+
+def stored_lines(dst: str, since: str) -> int:
+    """Order lines inside the touchpoints received since ``since`` (what a cxhub run stored)."""
     from sqlalchemy import create_engine, text
 
     eng = create_engine(_pg(dst))
     with eng.connect() as conn:
         items = conn.execute(
             text("SELECT sum(json_array_length(doc::json->'order'->'items')) FROM touchpoints WHERE received_at >= :t"),
-            {"t": started},
+            {"t": datetime.fromisoformat(since)},
         ).scalar()
     eng.dispose()
-    return {"orders": result.stored, "rows": int(items or 0), "seconds": seconds, "cpu": cpu, "rss_mb": _peak_rss_mb()}
+    return int(items or 0)
 
 
 def worker_dlt(src: str, dst: str) -> dict[str, Any]:
@@ -325,7 +337,7 @@ def add_orders(src: str, first: int, count: int) -> str:
         assert row is not None
         since = str(row[0])
         conn.execute(
-            "INSERT INTO orders SELECT g, 'S' || lpad(g::text, 9, '0'), 1 + g % 50,"
+            "INSERT INTO orders SELECT g, 'S' || lpad(g::text, 9, '0'), 1 + g %% 50,"
             " CASE WHEN g %% 3 = 0 THEN NULL ELSE 1 + g %% 50000 END, 100 + g %% 40, 'T' || (g %% 5),"
             " CASE WHEN g %% 2 = 0 THEN 'wechat' ELSE 'alipay' END, 'PAID', NULL,"
             " timestamp '2026-01-01' + g * interval '1 second', timestamp '2026-01-01' + g * interval '1 second'"
@@ -431,6 +443,8 @@ def _child(kind: str, src: str, dst: str, extra: list[str]) -> dict[str, Any]:
         raise SystemExit(f"{kind} failed:\n{out.stderr[-4000:]}")
     r = dict(json.loads(out.stdout.strip().splitlines()[-1]))
     r["server_cpu"] = server.seconds
+    if "started" in r:
+        r["rows"] = stored_lines(dst, r["started"])
     r["rows_per_s"] = r["rows"] / r["seconds"] if r["seconds"] else 0.0
     return r
 

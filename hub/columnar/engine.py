@@ -182,10 +182,11 @@ class ColumnarIngest:
         # the records the row path decides: through its own prepare (mapping, reason, contacts, docs)
         row_idx = (first & (status == "row")).arg_true().to_list()
         ext_all = ids.to_list()
+        payload_of = records.all_payloads().__getitem__ if len(row_idx) > 16 else records.payload
         fallback = self.ingestor.prepare(
             source,
             mapping,
-            [RawRecord(source, ext_all[i], records.payload(i), batch.received_at) for i in row_idx],
+            [RawRecord(source, ext_all[i], payload_of(i), batch.received_at) for i in row_idx],
         )
         fallback_index = {ext_all[i]: i for i in row_idx}
         filtered = [ext_all[i] for i in (first & (status == "filtered")).arg_true().to_list()]
@@ -575,10 +576,17 @@ class ColumnarIngest:
                 commit: Callable[..., IngestResult]
                 columns = from_rows(item, lists) if isinstance(item, Batch) else item
                 if columns is None:  # the row path takes this batch whole
+                    log.debug("%s: a batch of %d records by the row path", source, len(item.records))
                     prepared: Any = self.ingestor.prepare(source, mapping, item.records, item.rejected)
                     commit = self.ingestor.commit
                 else:
                     prepared = self.prepare(source, mapping, vm, columns)
+                    log.debug(
+                        "%s: a batch of %d records as columns, %d of them decided by the row path",
+                        source,
+                        prepared.read,
+                        len(prepared.fallback_index),
+                    )
                     commit = self.commit
                 if flight is not None:
                     done, flight = flight, None

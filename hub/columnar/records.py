@@ -75,7 +75,23 @@ def _column(values: list[Any]) -> tuple[pa.Array, bool] | None:
         raise Mixed from None
 
 
+def _flat(row: Mapping[str, Any], skip: Collection[str], prefix: str = "") -> dict[str, Any]:
+    """``row`` with nested objects as dotted keys (``store.code``), the columns of nested paths."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if not prefix and k in skip:
+            continue
+        if isinstance(v, dict) and "." not in k:
+            out[prefix + k] = v  # kept whole too: a path may name the object itself
+            out.update(_flat(v, (), f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
 def _table(rows: list[Mapping[str, Any]], skip: Collection[str]) -> tuple[pa.Table, set[str]]:
+    if any(isinstance(v, dict) for r in rows for v in r.values()):
+        rows = [_flat(r, skip) for r in rows]
     names: dict[str, None] = {}
     for r in rows:
         for k in r:

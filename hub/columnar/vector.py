@@ -74,6 +74,24 @@ class ArrowRecords:
         prefix = child + "."
         return frozenset(c[len(prefix) :] for c in self.numeric if c.startswith(prefix))
 
+    def all_payloads(self) -> list[dict[str, Any]]:
+        """Every record as the row path reads it (built once, in bulk, when the source has none)."""
+        if self.payloads is None:
+            recs = _py_row(self.table, self.numeric_of())
+            for name, child in self.children.items():
+                present = self.present.get(name)
+                has = present.to_pylist() if present is not None else [True] * len(recs)
+                for rec, flag in zip(recs, has, strict=True):
+                    if flag:
+                        rec[name] = []
+                parents = child["__row"].to_pylist()
+                for parent, el in zip(
+                    parents, _py_row(child.drop_columns(["__row"]), self.numeric_of(name)), strict=True
+                ):
+                    recs[parent][name].append(el)
+            self.payloads = recs
+        return self.payloads
+
     def payload(self, i: int) -> dict[str, Any]:
         """Record ``i`` as the row path reads it: a dict, with each nested list as a list of dicts."""
         if self.payloads is not None:
@@ -183,12 +201,10 @@ class Leaf:
         if spec.is_const:
             frag, bad = self._one({})
             return Frag(pl.repeat(frag, n, dtype=pl.String, eager=True), pl.repeat(bad, n, eager=True))
-        if self.column is None:  # templates, expressions: the row path's value, per record
+        if self.column is None or self.column not in table.column_names:
+            # templates, expressions, paths into values that are not columns (a list, a key no
+            # record has): the row path's own value, per record
             return self._per_record(rows())
-        if self.column not in table.column_names:
-            # the key is absent from every record: missing everywhere (default / required / omitted)
-            frag, bad = self._one({})
-            return Frag(pl.repeat(frag, n, dtype=pl.String, eager=True), pl.repeat(bad, n, eager=True))
         arr = (
             table[self.column].combine_chunks()
             if isinstance(table[self.column], pa.ChunkedArray)
@@ -215,13 +231,16 @@ class Leaf:
     def _distinct(self, arr: pa.Array, numeric: bool) -> Frag:
         """Each distinct value through the row path's code once, spread back over the rows."""
         enc = pc.dictionary_encode(arr, null_encoding="encode")
-        key = self.spec.keys[-1] if self.spec.keys else ""
+        keys = self.spec.keys or ("",)
         frags: list[str | None] = []
         bads: list[bool] = []
         for raw in enc.dictionary.to_pylist():
             if numeric and raw is not None:
                 raw = _decimal(raw)
-            frag, bad = self._one({key: raw})
+            data: Any = raw
+            for k in reversed(keys):
+                data = {k: data}
+            frag, bad = self._one(data)
             frags.append(frag)
             bads.append(bad)
         idx = enc.indices
@@ -375,7 +394,8 @@ def _leaf(spec: FieldSpec, annotation: Any) -> Leaf:
             if getattr(meta, "annotation", None) is not None:
                 kind = _kind_of(meta.annotation)
     adapter._cxhub_kind = kind  # type: ignore[attr-defined]
-    column = spec.keys[0] if spec.keys is not None and len(spec.keys) == 1 and not spec.is_const else None
+    # a plain path reads the column of that name; a nested one (a.b) the flattened column "a.b"
+    column = ".".join(spec.keys) if spec.keys is not None and not spec.is_const else None
     dfrag: str | None = None
     dbad = False
     if spec.default is not MISSING:
@@ -526,7 +546,7 @@ def _map(vm: VectorMapping, records: ArrowRecords) -> Mapped:
     table = records.table
     n = table.num_rows
     numeric = records.numeric_of()
-    rows = _rows_of(table, numeric)
+    rows = records.all_payloads
     bad = pl.repeat(False, n, eager=True)
     frags: dict[str, pl.Series] = {}
     for target, leaf in vm.leaves.items():
@@ -535,7 +555,7 @@ def _map(vm: VectorMapping, records: ArrowRecords) -> Mapped:
         bad = bad | f.bad
     filtered = pl.repeat(False, n, eager=True)
     if vm.when is not None:
-        payloads = [records.payload(i) for i in range(n)]
+        payloads = records.all_payloads()
         keep = []
         odd = []
         for p in payloads:
@@ -671,7 +691,13 @@ def _items(lst: ListLeaves, records: ArrowRecords, n: int) -> tuple[pl.Series, p
     body = child.drop_columns(["__row"])
     m = body.num_rows
     child_numeric = records.numeric_of(lst.field)
-    rows = _rows_of(body, child_numeric)
+    if records.payloads is not None:  # the elements as the source read them
+
+        def rows() -> list[dict[str, Any]]:
+            return [el for p in records.all_payloads() if isinstance(p.get(lst.field), list) for el in p[lst.field]]
+
+    else:
+        rows = _rows_of(body, child_numeric)
     bad = pl.repeat(False, m, eager=True)
     keep = pl.repeat(True, m, eager=True)
     if lst.when is not None:

@@ -12,6 +12,7 @@ writes), and SQLite for the SQLite source.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -198,7 +199,10 @@ def pg_stores() -> Iterator[tuple[str, str]]:
 
 
 @pytest.mark.postgres
-def test_row_and_columnar_paths_store_the_same(source_db: SourceDb, pg_stores: tuple[str, str], tmp_path: Path) -> None:
+def test_row_and_columnar_paths_store_the_same(
+    source_db: SourceDb, pg_stores: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="cxhub.columnar")
     mapping = tmp_path / "equiv_order.yaml"
     mapping.write_text(MAPPING, encoding="utf-8")
     stores = (
@@ -300,3 +304,5 @@ def test_row_and_columnar_paths_store_the_same(source_db: SourceDb, pg_stores: t
 
     check()
     assert runs["n"] > 0
+    # the columnar path mapped batches itself (not only through the row path)
+    assert "records as columns" in caplog.text

@@ -5,6 +5,7 @@ path stores."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -62,21 +63,37 @@ def test_the_sql_source_reads_postgresql_into_arrow(pg_url: str) -> None:
     assert first.children["lines"]["__row"].to_pylist() == [0, 2]  # orders 1 and 3 have a line
 
 
-def test_a_jsonl_drop_ingested_as_columns_stores_what_the_row_path_stores(tmp_path: Path) -> None:
+def test_a_jsonl_drop_ingested_as_columns_stores_what_the_row_path_stores(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="cxhub.columnar")
     drop = tmp_path / "drop"
     drop.mkdir()
     lines = [
-        {"id": "c1", "at": "2026-01-01T10:00:00", "store": "S1", "phone": "13800000001", "items": [{"sku": "a"}]},
-        {"id": "c2", "at": "2026-01-01T10:00:00+08:00", "store": "S2", "phone": "+86 138-0000-0001", "items": []},
-        {"id": "c3", "at": "not a time", "store": "S1", "items": [{"sku": "b", "qty": "2"}]},
-        {"id": "c1", "at": "2026-01-02T10:00:00", "store": "S9", "items": []},
-        {"id": "c4", "store": "S1"},
+        {
+            "id": "c1",
+            "at": "2026-01-01T10:00:00",
+            "store": {"code": "S1"},
+            "phone": "13800000001",
+            "items": [{"sku": "a"}],
+        },
+        {
+            "id": "c2",
+            "at": "2026-01-01T10:00:00+08:00",
+            "store": {"code": "S2"},
+            "phone": "+86 138-0000-0001",
+            "items": [],
+        },
+        {"id": "c3", "at": "not a time", "store": {"code": "S1"}, "items": [{"sku": "b", "qty": "2"}]},
+        {"id": "c1", "at": "2026-01-02T10:00:00", "store": {"code": "S9"}, "items": []},
+        {"id": "c4", "store": None},
+        {"id": "c5", "at": "2026-01-03T10:00:00", "store": {"code": "S3", "tags": ["x"]}, "items": [{"sku": "c"}]},
     ]
     (drop / "a.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines) + "{bad\n")
     mapping = tmp_path / "m.yaml"
     mapping.write_text(
         "name: m\nkind: transaction\nfields:\n  occurred_at: {path: at, type: datetime, required: true}\n"
-        "  org.store: store\n  customer.identities: {phone: phone}\n"
+        "  org.store: store.code\n  customer.identities: {phone: phone}\n  attributes.tags: store.tags\n"
         "  order.items:\n    each: items\n    fields:\n      sku: sku\n      qty: {path: qty, type: decimal, default: 1}\n"
     )
     out = []
@@ -108,4 +125,6 @@ def test_a_jsonl_drop_ingested_as_columns_stores_what_the_row_path_stores(tmp_pa
         finally:
             rt.close()
     assert out[0] == out[1]
-    assert out[0][0]["stored"] == 2 and out[0][0]["quarantined"] == 3 and out[0][0]["duplicates"] == 1
+    assert "records as columns, 2 of them decided by the row path" in caplog.text  # c3 and c4
+    assert out[0][0]["stored"] == 3 and out[0][0]["quarantined"] == 3 and out[0][0]["duplicates"] == 1
+    assert out[1][1]["c1"]["org"]["store"] == "S1" and out[1][1]["c5"]["attributes"]["tags"] == ["x"]
