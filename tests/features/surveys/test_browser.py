@@ -253,3 +253,20 @@ def _screenshot_dir() -> Any:
     path = Path(os.environ.get("CXHUB_SCREENSHOTS", "/tmp/cxhub-screenshots"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def test_chinese_text_is_drawn_by_a_cjk_font(browser: Any, served: tuple[Any, str]) -> None:
+    """The page is Chinese first: Chromium must draw its text with a CJK font (tests/setup_browser.sh
+    installs Noto Sans CJK), glyph for glyph, not blank boxes that an element check would pass."""
+    from kit.browser import cjk_drawn_by
+    from selenium.webdriver.common.by import By
+
+    rt, _ = served
+    ingest(rt, checkout("R-font"))
+    browser.get(outbox_of(rt)[0]["message"]["url"])
+    for selector in ("h1", ".brand"):
+        text = browser.find_element(By.CSS_SELECTOR, selector).text
+        drawn = cjk_drawn_by(browser, selector, text)
+        # lang="zh-CN": the Simplified Chinese face, not the Japanese glyph forms of the same characters
+        assert any("SC" in family or "Hans" in family for family in drawn), (selector, drawn)
+    browser.save_screenshot(str(_screenshot_dir() / "survey-fonts.png"))
