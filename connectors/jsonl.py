@@ -63,7 +63,26 @@ class JsonlSource(PullSource):
         raise ConnectorError(f"path {str(p)!r} does not exist", target=self.name)
 
     def estimate(self, state: dict[str, Any] | None) -> int | None:
-        return None
+        """The lines after the committed offsets, counted in 1 MiB chunks (C speed, bounded memory):
+        the progress bar's total, percentage and time left. None when the path is not there yet
+        (the read then says why)."""
+        offsets: dict[str, int] = dict((state or {}).get("files", {}))
+        total = 0
+        try:
+            for f in self._files():
+                start = offsets.get(f.name, 0)
+                if f.stat().st_size < start:
+                    start = 0
+                with f.open("rb") as fh:
+                    fh.seek(start)
+                    last = b"\n"
+                    while chunk := fh.read(1 << 20):
+                        total += chunk.count(b"\n")
+                        last = chunk[-1:]
+                    total += last != b"\n"  # a last line without its newline
+        except (OSError, ConnectorError):
+            return None
+        return total
 
     def read(self, state: dict[str, Any] | None, *, full: bool = False) -> Iterator[Batch]:
         offsets: dict[str, int] = {} if full or not state else dict(state.get("files", {}))

@@ -50,6 +50,17 @@ def test_jsonl_reads_in_batches_and_resumes_from_the_offset(tmp_path: Path) -> N
     assert [r.external_id for b in src.read(more[-1].state) for r in b.records] == ["6"]
 
 
+def test_jsonl_estimates_the_lines_left_for_the_progress_bar(tmp_path: Path) -> None:
+    src = jsonl(tmp_path, [json.dumps({"id": i}).encode() + b"\n" for i in range(5)])
+    assert src.estimate(None) == 5
+    batches = list(src.read(None))
+    assert src.estimate(batches[0].state) == 3  # after the committed offset
+    (tmp_path / "b.jsonl").write_bytes(b'{"id": "b1"}\n{"id": "b2"}')  # the last line has no newline yet
+    assert src.estimate(batches[-1].state) == 2
+    missing = JsonlSource("drops", JsonlOptions(path=str(tmp_path / "nowhere"), id_path="id"))
+    assert missing.estimate(None) is None  # the read says why
+
+
 def test_jsonl_rejects_bad_lines_with_reasons(tmp_path: Path) -> None:
     src = jsonl(
         tmp_path, [b'{"id": 1}\n', b"{not json\n", b"\xff\xfe\n", b'{"no_id": 1}\n', b"\n", b'{"id": 2}\n'], 100
