@@ -25,19 +25,21 @@ VOICE_KINDS = ("review", "survey_response", "message", "service_contact")
 NEGATIVE_SENTIMENT = -0.3
 
 
-def _amount_sql(dialect: str) -> str:
+def _amount_sql(dialect: str) -> tuple[str, str]:
+    """The raw amount (read from the document once) and the number made of it."""
     if dialect == "postgresql":
-        # a value that is not a plain decimal is NULL (counted as a bad amount), never an error
+        # one path lookup parses the (plain json) document once; a value that is not a plain
+        # decimal is NULL (counted as a bad amount), never an error
         return (
-            "CASE WHEN (doc->'order'->>'amount') ~ '^-?[0-9]+(\\.[0-9]+)?$' "
-            "THEN CAST(doc->'order'->>'amount' AS double precision) END"
+            "doc #>> '{order,amount}'",
+            "CASE WHEN raw_amount ~ '^-?[0-9]+(\\.[0-9]+)?$' THEN CAST(raw_amount AS double precision) END",
         )
-    return "CAST(json_extract(doc, '$.order.amount') AS REAL)"
+    return "json_extract(doc, '$.order.amount')", "CAST(raw_amount AS REAL)"
 
 
 def summary_sql(dialect: str) -> str:
     """One row per customer with at least one transaction or refund, in customer order."""
-    amount = _amount_sql(dialect)
+    raw_amount, amount = _amount_sql(dialect)
     if dialect == "postgresql":
         day = "CAST(occurred_at AT TIME ZONE :tz AS date)"
         store = "mode() WITHIN GROUP (ORDER BY store)"
@@ -53,12 +55,17 @@ def summary_sql(dialect: str) -> str:
     # otherwise inline the CTE and parse the JSON amount again at every reference), and the sort
     # and grouping that follow carry these narrow rows, not the documents
     materialized = "MATERIALIZED " if dialect == "postgresql" else ""
+    fence = "OFFSET 0" if dialect == "postgresql" else ""  # keeps the document read once per row
     return f"""
         WITH tx AS {materialized}(
-            SELECT customer_id, kind, occurred_at, store{store_col}, {day} AS day, {amount} AS amount
-            FROM touchpoints
-            WHERE customer_id IS NOT NULL AND kind IN ('transaction', 'refund') AND occurred_at < :now
-              AND (:lo = '' OR customer_id >= :lo) AND (:hi = '' OR customer_id < :hi)
+            SELECT customer_id, kind, occurred_at, store, day, {amount} AS amount
+            FROM (
+                SELECT customer_id, kind, occurred_at, store{store_col}, {day} AS day, {raw_amount} AS raw_amount
+                FROM touchpoints
+                WHERE customer_id IS NOT NULL AND kind IN ('transaction', 'refund') AND occurred_at < :now
+                  AND (:lo = '' OR customer_id >= :lo) AND (:hi = '' OR customer_id < :hi)
+                {fence}
+            ) AS raw
         ), flagged AS (
             SELECT customer_id, kind, occurred_at, store, day, amount,
                    (kind = 'transaction' AND amount > 0) AS good
