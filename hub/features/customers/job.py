@@ -18,12 +18,10 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import Connection, func, insert, select
 
-from hub.features.customers import bgnbd
 from hub.features.customers.config import CustomersConfig
 from hub.features.customers.facts import FactReader
 from hub.features.customers.schema import customer_models, customer_scores
@@ -31,6 +29,9 @@ from hub.features.customers.scoring import ChurnScorer, CustomerFacts, RiskScore
 from hub.sdk.connector import Clock, utcnow
 from hub.store import Store
 from hub.store.schema import customers
+
+if TYPE_CHECKING:
+    from hub.features.customers import bgnbd
 
 log = logging.getLogger("cxhub.customers")
 
@@ -90,6 +91,9 @@ class Scoring:
 
     def fit(self, conn: Connection, now: datetime) -> tuple[bgnbd.BgNbdParams, int, float]:
         """Fit BG/NBD on a sample of customers' summaries (raises :class:`bgnbd.FitError`)."""
+        import numpy as np
+
+        from hub.features.customers import bgnbd
         total = int(conn.execute(select(func.count()).select_from(customers)).scalar() or 0)
         share = 1.0 if total <= self.cfg.fit_sample else self.cfg.fit_sample / total
         hi = "" if share >= 1.0 else f"{max(int(share * 16**4), 1):04x}"
@@ -110,6 +114,9 @@ class Scoring:
 
     def model_quantities(self, params: bgnbd.BgNbdParams | None, batch: Sequence[CustomerFacts]) -> None:
         """Fill p_alive, expected and p_silent of the customers who bought at least once."""
+        import numpy as np
+
+        from hub.features.customers import bgnbd
         horizon = self.cfg.horizon / DAY
         if params is None:
             return
@@ -197,6 +204,9 @@ class Scoring:
 
     def run(self, *, now: datetime | None = None) -> ScoringReport:
         """One scoring run: fit, then score everyone in batches and act."""
+        # numpy and scipy load here, in the job, not when a command installs the feature
+        from hub.features.customers import bgnbd
+
         started = time.perf_counter()
         now = now or self.clock()
         report = ScoringReport()
