@@ -247,7 +247,7 @@ def test_cli_invitations_and_stats(make_runtime: Any, clock: Any, monkeypatch: p
     out = runner.invoke(cli.app, ["stats", "--since", "2026-12-01", "--json", "-c", path])
     assert json.loads(out.output)["invited"] == 0
     out = runner.invoke(cli.app, ["stats", "--by", "store", "-c", path])
-    assert out.exit_code == 0 and "S001" in out.output
+    assert out.exit_code == 0 and "徐汇店" in out.output  # stores by their configured names
     out = runner.invoke(cli.app, ["stats", "--by", "weather", "-c", path])
     assert out.exit_code != 0
     out = runner.invoke(cli.app, ["invitations", "-c", path])
