@@ -115,6 +115,7 @@ def test_no_plain_phone_at_rest_and_the_sms_still_reaches_it(tmp_path: Path, sto
         assert gateway.phones == [PHONE]
         with rt.store.connect() as conn:
             assert conn.execute(select(outbox.c.status)).scalars().all() == ["sent"]
+        assert PHONE not in every_row(rt.store)  # nor after sending (receipts, rate buckets, send log)
     finally:
         rt.close()
 
