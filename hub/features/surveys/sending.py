@@ -71,11 +71,23 @@ class SurveySendCheck:
         row = conn.execute(q).mappings().first()
         return None if row is None else dict(row)
 
+    def _superseding(self, conn: Connection, key: str) -> str | None:
+        """The current message key of the invitation an older message ``key`` belonged to, if any."""
+        parts = key.split(":")
+        if len(parts) < 3:
+            return None
+        q = select(invitations.c.outbox_key).where(invitations.c.transaction_id == parts[2])
+        current = conn.execute(q).scalar()
+        return current if current and current != key else None
+
     def before_send(self, conn: Connection, row: Claimed, now: datetime) -> Verdict:
         """Expired, opted out, quiet hours: see the module docstring."""
         inv = self._invitation(conn, row.key)
-        if inv is None:  # written by something else under our prefix: nothing to check against
-            return None
+        if inv is None:
+            # an earlier message of an invitation that fell back to another channel since (an
+            # operator replayed it): the customer is reached on the other channel, never twice
+            later = self._superseding(conn, row.key)
+            return None if later is None else Cancel(f"superseded by {later}")
         if inv["status"] == "failed" and inv["outbox_key"] == row.key:
             # an operator replayed its dead message (`cxhub outbox replay`): it is live again
             conn.execute(

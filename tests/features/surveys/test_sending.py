@@ -379,3 +379,21 @@ def test_replaying_the_dead_message_of_a_failed_invitation_sends_it_again(make_h
     with hub.rt.store.connect() as conn:
         [stats] = compute_stats(conn)
     assert (stats["invited"], stats["unsent"]) == (1, 0)
+
+
+def test_replaying_the_first_message_after_a_fallback_does_not_message_twice(make_hub: Callable[..., Hub]) -> None:
+    from hub.outbox.admin import retry
+
+    hub = make_hub([channel("wechat_template"), channel("sms")])
+    hub.at("2026-11-02T10:00")
+    hub.ingest(checkout("R1", hub.clock(), openid="unsub0001", phone="13812345678"))
+    hub.clock.advance(minutes=31)
+    assert hub.drain().sent == 1  # by SMS, after WeChat refused
+    with hub.rt.store.begin() as conn:
+        assert retry(conn, now=hub.clock(), dead=True) == 1  # the refused WeChat message
+    r = hub.drain()
+    assert (r.sent, r.dead) == (0, 1) and hub.fake.codes["wechat:43101"] == 1
+    first, _ = outbox_of(hub.rt)
+    assert first["last_error"].startswith("not sent: superseded by survey:after_checkout:")
+    [inv] = invitations_of(hub.rt)
+    assert (inv["status"], inv["channel"]) == ("pending", "sms")
