@@ -9,7 +9,8 @@ It answers what the real ones answer, on the same paths:
   (公众号订阅通知) and ``POST /cgi-bin/message/subscribe/send`` (小程序订阅消息), with
   ``?access_token=``: ``40001`` for an unknown token; the body is checked against the documented
   fields (an unknown key, a missing one, a ``data`` field that is not ``{"value": ...}``, a
-  mini-program ``page`` that is a web link: ``47001`` data format error, ``40165`` invalid page);
+  mini-program ``page`` that is a web link: ``47001`` data format error, ``40165`` invalid page;
+  a subscribe message's ``thing`` value over 20 characters and the like: ``47003``);
   a refusal configured per openid (``refuse={"oGone": 43004}``) is answered as WeChat does.
 
 Every accepted message is kept (``received``) with the API it came in on.
@@ -46,6 +47,16 @@ API_NAMES = {
     "/cgi-bin/message/subscribe/bizsend": "oa_subscribe",
     "/cgi-bin/message/subscribe/send": "mp_subscribe",
 }
+#: the longest value of a subscribe message's field, by the type its key starts with (thing1...)
+SUBSCRIBE_LIMITS = {
+    "thing": 20,
+    "name": 10,
+    "phrase": 5,
+    "symbol": 5,
+    "character_string": 32,
+    "number": 32,
+    "letter": 32,
+}
 ERRMSG = {
     40001: "invalid credential, access_token is invalid or not latest",
     40003: "invalid openid",
@@ -55,6 +66,7 @@ ERRMSG = {
     43004: "require subscribe",
     43101: "user refuse to accept the msg",
     47001: "data format error",
+    47003: "argument invalid",
 }
 
 
@@ -90,6 +102,11 @@ def problem(api_path: str, body: Any) -> tuple[int, str] | None:
     for key, value in data.items():
         if not isinstance(value, dict) or set(value) - {"value", "color"} or not isinstance(value.get("value"), str):
             return 47001, f"data.{key} must be {{'value': text}}"
+    if api_path != "/cgi-bin/message/template/send":  # subscribe messages: typed fields, bounded
+        for key, value in data.items():
+            limit = SUBSCRIBE_LIMITS.get(key.rstrip("0123456789"))
+            if limit is not None and len(value["value"]) > limit:
+                return 47003, f"argument invalid! data.{key}.value is over {limit} characters"
     if api_path == "/cgi-bin/message/subscribe/send":
         page = body.get("page")
         if page is not None and (not isinstance(page, str) or "://" in page or page.startswith("/")):

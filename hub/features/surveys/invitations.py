@@ -246,6 +246,30 @@ class MessageTexts:
         )
 
 
+#: channel kinds that send WeChat subscribe messages (typed fields: thing1, time2...)
+SUBSCRIBE_CHANNELS = frozenset({"miniprogram", "wechat_subscribe"})
+#: the longest value of each subscribe-message field type (WeChat's documented limits)
+SUBSCRIBE_LIMITS = {
+    "thing": 20,
+    "name": 10,
+    "phrase": 5,
+    "symbol": 5,
+    "character_string": 32,
+    "number": 32,
+    "letter": 32,
+}
+
+
+def fit_subscribe_value(name: str, value: str) -> str:
+    """``value`` cut to what a subscribe-message field of ``name``'s type takes (``thing3``: 20
+    characters), ending in ``…`` when cut; other types unchanged."""
+    kind = name.rstrip("0123456789")
+    limit = SUBSCRIBE_LIMITS.get(kind)
+    if limit is None or len(value) <= limit:
+        return value
+    return value[: limit - 1] + "…" if kind == "thing" else value[:limit]
+
+
 def page_path(page: str, token: str) -> str:
     """The mini-program page of the survey with the token: ``pages/survey/index?token=...``."""
     return f"{page}{'&' if '?' in page else '?'}token={token}"
@@ -268,7 +292,9 @@ def build_message(
     (``miniprogram``, ``alipay``), which open a page of the mini-program: ``page?token=...``.
     """
     ch = reach.channel
-    expires = expires_at.astimezone(zone).strftime("%m月%d日 %H:%M")
+    subscribe = ch.channel in SUBSCRIBE_CHANNELS
+    # a subscribe message's time.DATA takes 24-hour time with the full date: 2026年11月05日 10:30
+    expires = expires_at.astimezone(zone).strftime("%Y年%m月%d日 %H:%M" if subscribe else "%m月%d日 %H:%M")
     values = {
         "survey": texts.title,
         "body": texts.body,
@@ -279,6 +305,8 @@ def build_message(
     }
     fields = ch.fields or DEFAULT_FIELDS.get(ch.channel, {})
     data: dict[str, Any] = {name: text_.format_map(_Safe(values)) for name, text_ in fields.items()}
+    if subscribe:  # WeChat refuses a value over its type's length (47003): cut it to fit
+        data = {name: fit_subscribe_value(name, value) for name, value in data.items()}
     if ch.channel == "alipay" and texts.form_id:
         data["_form_id"] = texts.form_id
     # SMS and email carry the link in the text; the others have a button / url field

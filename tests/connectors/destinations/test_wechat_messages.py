@@ -71,3 +71,13 @@ def test_the_fake_refuses_what_wechat_refuses() -> None:
     assert problem("/cgi-bin/message/template/send", body) == (47001, "missing [], unknown ['token']")
     body = {"touser": "o", "template_id": "t", "data": {"token": "x"}}
     assert problem("/cgi-bin/message/template/send", body) == (47001, "data.token must be {'value': text}")
+
+
+def test_the_fake_bounds_subscribe_fields_like_wechat() -> None:
+    body = {"touser": "o", "template_id": "t", "data": {"thing1": {"value": "一" * 21}}}
+    assert problem("/cgi-bin/message/subscribe/send", body) == (
+        47003,
+        "argument invalid! data.thing1.value is over 20 characters",
+    )
+    body["data"] = {"thing1": {"value": "一" * 20}}
+    assert problem("/cgi-bin/message/subscribe/send", body) is None

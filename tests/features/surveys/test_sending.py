@@ -41,7 +41,7 @@ MAPPING = {
         "attributes.trade_no": "trade_no",
     },
 }
-MP_FIELDS = {"thing1": "{store_name}", "thing2": "{survey}", "time3": "{expires}"}
+MP_FIELDS = {"thing1": "{store_name}", "thing2": "{survey}", "time3": "{expires}", "thing4": "{body}"}
 OA_FIELDS = {"first": "{survey}", "keyword1": "{store_name}", "remark": "有效期至{expires}"}
 INTERNAL = {"token", "link", "expires", "channel", "page"}
 
@@ -182,7 +182,11 @@ def test_mp_subscribe_sends_the_page_path_and_only_the_template_fields(
     _token_of(hub, inv["id"], body["page"].rsplit("token=", 1)[1])
     assert set(body["data"]) == set(MP_FIELDS) and not set(body["data"]) & INTERNAL
     assert body["data"]["thing1"] == {"value": "徐汇店"}
-    assert body["data"]["time3"] == {"value": "11月05日 10:30"}  # 3 days after the send, Shanghai time
+    # 3 days after the send, Shanghai time, with the year a subscribe message's time field needs
+    assert body["data"]["time3"] == {"value": "2026年11月05日 10:30"}
+    # a thing field takes 20 characters: the invitation's text is cut to fit (WeChat refuses it whole)
+    thing4 = body["data"]["thing4"]["value"]
+    assert len(thing4) == 20 and thing4.endswith("…") and thing4.startswith("感谢您光临徐汇店")
 
 
 def test_oa_template_sends_the_https_link_and_only_the_template_fields(make_hub: Callable[..., Hub]) -> None:
