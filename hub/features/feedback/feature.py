@@ -84,13 +84,22 @@ def install(rt: Runtime) -> CaseService:
 
 
 class _Warm:
-    """Loads the sentiment model when ``cxhub run`` starts, before the first review waits for it."""
+    """Loads the sentiment model when ``cxhub run`` starts, in the background: the server answers
+    meanwhile (snownlp takes seconds to load), and a review that needs the model waits for it."""
 
     def __init__(self, analyzer: Any) -> None:
         self.analyzer = analyzer
 
     def start(self) -> None:
-        self.analyzer.warm()
+        import threading
+
+        def warm() -> None:
+            try:
+                self.analyzer.warm()
+            except Exception:  # the first review that needs it reports the same error
+                log.exception("could not load the sentiment model %s", getattr(self.analyzer, "name", "?"))
+
+        threading.Thread(target=warm, name="sentiment-warm", daemon=True).start()
 
     def stop(self) -> None:
         return None

@@ -255,6 +255,12 @@ def render_message(
     reasons = case["doc"].get("reasons") or []
     if any(r.startswith("alarm") for r in reasons):
         lines.append(f"- **预警词**：{'、'.join(case['doc'].get('keywords') or [])}")
+    # the detector's topics and the words that made the text negative (docs/model.md)
+    bad_topics = [t["name"] for t in case["doc"].get("topics") or [] if t.get("polarity") == "negative"]
+    if bad_topics:
+        lines.append(f"- **问题类别**：{'、'.join(bad_topics)}")
+    if case["doc"].get("why"):
+        lines.append(f"- **判定依据**：{case['doc']['why']}")
     if case["status"] == "new":
         due = case["ack_due_at"]
         lines.append(f"- **受理时限**：{format_left(due, now)}（{_local(due, tz)} 前）")
