@@ -132,3 +132,73 @@ def test_engines_load_by_name_and_import_path() -> None:
 )
 def test_lexicon_negation(text: str, negative: bool) -> None:
     assert (LexiconSentiment().positive_probability(text) < 0.5) is negative
+
+
+# ---------------------------------------------------------------- the feedback model engine
+
+MODEL_DETECTOR = Detector(FeedbackConfig(), load_analyzer("model"))
+
+
+def test_rating_and_text_together() -> None:
+    one_star = MODEL_DETECTOR.judge(fb_event(rating=Decimal(1), text="好评"))
+    assert one_star.negative and one_star.severity == "high"  # 1 star with 好评 text is still negative
+    five = MODEL_DETECTOR.judge(fb_event(rating=Decimal(5), text="不错但是配送慢"))
+    assert not five.negative
+    assert [(t.topic, t.polarity) for t in five.topics] == [("delivery", "negative")]  # positive, with an issue
+    text_only = MODEL_DETECTOR.judge(fb_event(text="送到的时候饭菜全凉了，汤也洒了一半"))
+    assert text_only.severity == "low" and text_only.probability is not None and text_only.probability > 0.5
+    assert text_only.why and "凉了" in text_only.why and any("凉了" in r for r in text_only.reasons)
+
+
+def test_the_question_moves_the_bar() -> None:
+    def answer(text: str, question: str | None) -> bool:
+        ev = fb_event(text=text)
+        if question:
+            ev = ev.model_copy(update={"attributes": {"question": question}})
+        return MODEL_DETECTOR.judge(ev).negative
+
+    assert not answer("没有", "您觉得哪里需要改进？")
+    assert not answer("无。", "还有什么建议吗")
+    assert not answer("服务员可以再热情一点", "您觉得哪里需要改进？")
+    assert answer("服务员态度太差了，骂人，我要投诉", "您觉得哪里需要改进？")
+
+
+def test_thresholds_per_source_and_channel() -> None:
+    cfg = FeedbackConfig.model_validate({"sentiment": {"by_source": {"reviews": 0.95}, "by_channel": {"x": 0.01}}})
+    assert cfg.sentiment.threshold("reviews", "x") == 0.95 and cfg.sentiment.threshold("other", "x") == 0.01
+    assert cfg.sentiment.threshold(None, None) == 0.5
+    assert FeedbackConfig.model_validate({"sentiment": {"engine": "snownlp"}}).sentiment.threshold() == 0.25
+    assert Detector(cfg, load_analyzer("model")).judge(fb_event(text="还可以")).negative
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        FeedbackConfig.model_validate({"sentiment": {"by_source": {"a": 2}}})
+
+
+@pytest.mark.parametrize(
+    ("text", "note"),
+    [
+        ("", "text not judged: empty text"),
+        ("hello there", "text not judged: no Chinese text"),
+        ("<p>太难吃了</p>", "HTML removed"),
+        ("好吃\ud800", "invalid characters removed"),
+        ("很好" * 60_000, "cut to 2000"),
+    ],
+)
+def test_odd_text_gets_a_note_never_an_exception(text: str, note: str) -> None:
+    v = MODEL_DETECTOR.judge(fb_event(text=text))
+    assert v.note is not None and note in v.note
+
+
+def test_batches_equal_single_verdicts_and_a_failing_engine_loses_nothing() -> None:
+    events = [fb_event(text=t) for t in ("太差了", "很好吃", "配送很慢，饭都凉了", "")]
+    batch = MODEL_DETECTOR.judge_many(events)
+    assert [v.negative for v in batch] == [MODEL_DETECTOR.judge(e).negative for e in events]
+
+    class Broken:
+        name = "broken"
+
+        def positive_probability(self, text: str) -> float:
+            raise RuntimeError("engine down")
+
+    v = Detector(FeedbackConfig(), Broken()).judge(fb_event(text="太差了", rating=Decimal(2)))
+    assert v.negative and v.severity == "medium" and v.sentiment is None
+    assert not Detector(FeedbackConfig(), Broken()).judge(fb_event(text="太差了")).negative
