@@ -132,7 +132,7 @@ class PreparedColumnar:
     #: the records mapped here (batch order): index, external id, touchpoint id, columns, doc parts
     ok: pl.DataFrame
     #: per identity namespace, each mapped record's value (hashed where sensitive; null: none)
-    identities: list[tuple[str, pl.Series]]
+    identities: list[tuple[str, pl.Series, pl.Series]]
     contacts: dict[Key, str]
     filtered: list[str]
     #: the records the row path decided (flagged), prepared by it
@@ -196,33 +196,36 @@ class ColumnarIngest:
         ext_list = exts.to_list()
         tids = touchpoint_ids(source, ext_list)
         contacts: dict[Key, str] = {}
-        ident_cols: list[tuple[str, pl.Series]] = []
-        for ns, plain in mapped.identities:
+        ident_cols: list[tuple[str, pl.Series, pl.Series]] = []
+        for ns, plain, scoped in mapped.identities:
             values = plain.gather(sel)
+            scopes = (
+                scoped.gather(sel) if scoped is not None else pl.repeat(None, len(values), dtype=pl.String, eager=True)
+            )
             if ns in SENSITIVE_NAMESPACES:
                 uniq = values.drop_nulls().unique().to_list()
                 hashed = {}
                 for v in uniq:
-                    if v.startswith("h:"):
-                        hashed[v] = v
-                        continue
-                    h = self.vault.hash(ns, v)
-                    hashed[v] = h
-                    contacts[(ns, "", h)] = v
+                    hashed[v] = v if v.startswith("h:") else self.vault.hash(ns, v)
+                for v, sc in zip(values.to_list(), scopes.to_list(), strict=True):
+                    if v is not None and not v.startswith("h:"):
+                        contacts[(ns, sc or "", hashed[v])] = v
                 if hashed:
                     values = values.replace_strict(list(hashed), list(hashed.values()), return_dtype=pl.String)
-            ident_cols.append((ns, values))
+            ident_cols.append((ns, values, scopes))
         pieces = [
             pl.when(pl.lit(values).is_not_null()).then(
                 pl.concat_str(
                     [
                         pl.lit(f'{{"namespace":{orjson.dumps(ns).decode()},"value":'),
                         pl.lit(json_text(values)),
-                        pl.lit(',"scope":null}'),
+                        pl.lit(',"scope":'),
+                        pl.lit(json_text(scopes)).fill_null(pl.lit("null")),
+                        pl.lit("}"),
                     ]
                 )
             )
-            for ns, values in ident_cols
+            for ns, values, scopes in ident_cols
         ]
         ident_arrays = (
             pl.select(
@@ -369,10 +372,13 @@ class ColumnarIngest:
         # identities: one set-based resolution for the batch (the row path's resolver when it merges)
         keep = ok["index"].to_list()
         if all_fresh:
-            cols = [(ns, values.to_list()) for ns, values in batch.identities]
+            cols = [(ns, values.to_list(), scopes.to_list()) for ns, values, scopes in batch.identities]
         else:
             mask = batch.ok["index"].is_in(ok["index"].implode())
-            cols = [(ns, values.filter(mask).to_list()) for ns, values in batch.identities]
+            cols = [
+                (ns, values.filter(mask).to_list(), scopes.filter(mask).to_list())
+                for ns, values, scopes in batch.identities
+            ]
         contacts = dict(batch.contacts)
         contacts.update(fb.contacts)
         resolved = None
@@ -381,8 +387,16 @@ class ColumnarIngest:
         if resolved is None:
             light = (
                 [
-                    _Event(_Customer([_Ident(ns, v) for (ns, _), v in zip(cols, vals, strict=True) if v is not None]))
-                    for vals in zip(*(values for _, values in cols), strict=True)
+                    _Event(
+                        _Customer(
+                            [
+                                _Ident(ns, v, sc)
+                                for (ns, _, _), (v, sc) in zip(cols, pairs, strict=True)
+                                if v is not None
+                            ]
+                        )
+                    )
+                    for pairs in zip(*(zip(values, scopes, strict=True) for _, values, scopes in cols), strict=True)
                 ]
                 if cols
                 else [_Event(_Customer([])) for _ in keep]

@@ -30,18 +30,22 @@ class _Merge(Exception):
 def resolve_columns(
     conn: Connection,
     resolver: IdentityResolver,
-    columns: list[tuple[str, list[str | None]]],
+    columns: list[tuple[str, list[str | None], list[str | None]]],
     contacts: dict[Key, str],
     now: datetime,
     write: Any,
 ) -> list[str | None] | None:
     """The customer of each event (None: an event without identities), or None when the row
     path's resolver must take the batch. ``columns``: per namespace, each event's value (hashed
-    for sensitive namespaces; None: none). ``write(conn, table, frame)``: the COPY writer."""
+    for sensitive namespaces; None: none) and scope (None: none). ``write(conn, table, frame)``:
+    the COPY writer."""
     n = len(columns[0][1]) if columns else 0
-    wanted: set[Key] = set()
-    for ns, values in columns:
-        wanted.update((ns, "", v) for v in values if v is not None)
+    per_event: list[list[Key]] = [[] for _ in range(n)]
+    for ns, values, scopes in columns:
+        for keys, v, sc in zip(per_event, values, scopes, strict=True):
+            if v is not None:
+                keys.append((ns, sc or "", v))
+    wanted = {k for keys in per_event for k in keys}
     if not wanted:
         return [None] * n
     known = resolver._lookup(conn, list(wanted))
@@ -49,29 +53,23 @@ def resolve_columns(
     new_keys: dict[Key, str] = {}
     out: list[str | None] = []
     get = known.get
-    rows = zip(*(values for _, values in columns), strict=True)
-    names = [ns for ns, _ in columns]
-    for row in rows:
+    for keys in per_event:
         cid = None
-        for ns, v in zip(names, row, strict=True):
-            if v is None:
-                continue
-            c = get((ns, "", v))
+        for k in keys:
+            c = get(k)
             if c is not None:
                 if cid is None:
                     cid = c
                 elif c != cid:
                     return None  # a merge: the row path moves the rows and runs the merge hooks
-        if cid is None and any(v is not None for v in row):
+        if cid is None and keys:
             cid = uuid_text(os.urandom(16).hex(), 4)
             new_customers.append(cid)
         if cid is not None:
-            for ns, v in zip(names, row, strict=True):
-                if v is not None:
-                    k = (ns, "", v)
-                    if k not in known:
-                        known[k] = cid
-                        new_keys[k] = cid
+            for k in keys:
+                if k not in known:
+                    known[k] = cid
+                    new_keys[k] = cid
         out.append(cid)
     vault = resolver.vault
     try:

@@ -421,6 +421,8 @@ class ListLeaves:
 class IdentityLeaf:
     namespace: str
     leaf: Leaf
+    #: the app the identity belongs to (``scope:``), a field of its own
+    scope: Leaf | None = None
 
 
 @dataclass
@@ -449,7 +451,7 @@ class Mapped:
     tail: pl.Series  # and after it
     columns: pl.DataFrame  # kind, channel, occurred_at (UTC datetime), store
     #: per identity spec: the plain value (null: none) of each record
-    identities: list[tuple[str, pl.Series]]
+    identities: list[tuple[str, pl.Series, pl.Series | None]]
 
 
 def compile_vector(mapping: CompiledMapping) -> VectorMapping:
@@ -472,10 +474,14 @@ def compile_vector(mapping: CompiledMapping) -> VectorMapping:
         lists.append(ListLeaves(lst.target, lst.each_keys[0], sub, lst.when))
     idents = []
     for ident in mapping.identities:
-        extra = {k: v for k, v in vars(ident).items() if k not in ("namespace", "spec") and v not in (None, "", ())}
+        known = ("namespace", "spec", "scope", "scope_option")
+        extra = {k: v for k, v in vars(ident).items() if k not in known and v not in (None, "", ())}
         if extra:
             raise Unsupported(f"customer.identities.{ident.namespace}: {sorted(extra)} are not vectorised")
-        idents.append(IdentityLeaf(ident.namespace, _leaf(ident.spec, str)))
+        scope = getattr(ident, "scope", None)
+        idents.append(
+            IdentityLeaf(ident.namespace, _leaf(ident.spec, str), _leaf(scope, str) if scope is not None else None)
+        )
     targets = set(leaves) | {lst.target for lst in lists}
     for t in targets:
         top = t.split(".")[0]
@@ -573,10 +579,15 @@ def _map(vm: VectorMapping, records: ArrowRecords) -> Mapped:
         frags[lst.target] = arr
         bad = bad | lbad
     # identities: the plain values; blank ones are no identity
-    idents: list[tuple[str, pl.Series]] = []
+    idents: list[tuple[str, pl.Series, pl.Series | None]] = []
     for il in vm.identities:
         plain, ibad = _identity_values(il.leaf, table, numeric, rows)
-        idents.append((il.namespace, plain))
+        scopes = None
+        if il.scope is not None:  # a value without its app (or too long a one): the row path's reason
+            scopes, sbad = _identity_values(il.scope, table, numeric, rows)
+            unscoped = plain.is_not_null() & (scopes.is_null() | (scopes.str.len_chars() > 128).fill_null(False))
+            ibad = ibad | sbad | unscoped
+        idents.append((il.namespace, plain, scopes))
         bad = bad | ibad
     # the event's JSON, in the model's field order, split around the customer id
     kind = frags["kind"]

@@ -54,6 +54,7 @@ fields:
   customer.identities:
     member_id: member_no
     phone: mobile
+    openid: {path: openid, scope: appid}
   attributes.pay: {path: pay, lookup: pay, default: other}
   attributes.terminal: terminal
 """
@@ -93,6 +94,8 @@ ORDER = st.fixed_dictionaries(
         "mobile": MOBILES,
         "pay": PAYS,
         "terminal": TERMINALS,
+        "openid": st.sampled_from(["o1", "o2", None, ""]),
+        "appid": st.sampled_from(["wxA", "wxB", None]),
         "lines": st.lists(LINE, max_size=3),
     }
 )
@@ -114,6 +117,8 @@ def _tables(schema: str | None, suffix: str) -> tuple[MetaData, Table, Table]:
         Column("mobile", String(32)),
         Column("pay", String(8)),
         Column("terminal", String(16)),
+        Column("openid", String(16)),
+        Column("appid", String(16)),
         Column("updated_at", DateTime, nullable=False),
     )
     lines = Table(
