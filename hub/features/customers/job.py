@@ -94,6 +94,7 @@ class Scoring:
         import numpy as np
 
         from hub.features.customers import bgnbd
+
         total = int(conn.execute(select(func.count()).select_from(customers)).scalar() or 0)
         share = 1.0 if total <= self.cfg.fit_sample else self.cfg.fit_sample / total
         hi = "" if share >= 1.0 else f"{max(int(share * 16**4), 1):04x}"
@@ -117,6 +118,7 @@ class Scoring:
         import numpy as np
 
         from hub.features.customers import bgnbd
+
         horizon = self.cfg.horizon / DAY
         if params is None:
             return
