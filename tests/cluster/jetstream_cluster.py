@@ -289,8 +289,11 @@ async def _load(
 ) -> LoadResult:
     rnd = random.Random(seed)
     result = LoadResult()
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(timeout=ATTEMPT_TIMEOUT, limits=limits) as client:
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+    # the platform's patience runs from the request's send: waiting for one of the client's own
+    # connections is not the receiver's time
+    timeout = httpx.Timeout(ATTEMPT_TIMEOUT, pool=None)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
 
         async def one(i: int) -> None:
             negative = rnd.random() < negative_share
