@@ -47,6 +47,14 @@ PROBLEMS: dict[str, tuple[int, str, str]] = {
 }
 
 
+#: what the survey page answers besides 200, for the OpenAPI description (hub/operator.py)
+PAGE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    status: {"description": "; ".join(sorted({t for st, t, _ in PROBLEMS.values() if st == status}))}
+    for status in sorted({st for st, _, _ in PROBLEMS.values()})
+}
+PAGE_ANSWERS[422] = {"description": "answers missing or out of range: the form again, with what to fix"}
+
+
 def render(name: str, **ctx: Any) -> str:
     """Render a template of ``hub/features/surveys/templates``."""
     return _env.get_template(name).render(**ctx)
@@ -137,7 +145,16 @@ def response_payload(inv: Mapping[str, Any], answers: Mapping[str, Any], submitt
         if q["id"] not in answers:
             continue
         value = answers[q["id"]]
-        rows.append({"id": q["id"], "type": q["type"], "text": q["text"], "value": value, "block": q.get("block")})
+        rows.append(
+            {
+                "id": q["id"],
+                "type": q["type"],
+                "text": q["text"],
+                "value": value,
+                "block": q.get("block"),
+                "block_title": q.get("block_title"),  # what staff read: 生鲜 2/5, not the block's id
+            }
+        )
         if q["type"] in ("nps", "csat", "ces"):
             lifted.setdefault(q["type"], value)
         elif q["type"] == "text":
@@ -225,14 +242,14 @@ def router(rt: Runtime, feature: SurveysFeature) -> APIRouter:
             return problem("error")
         return problem(*inv) if isinstance(inv, tuple) else inv
 
-    @api.get("/s/{token}", response_class=HTMLResponse)
+    @api.get("/s/{token}", response_class=HTMLResponse, responses=PAGE_ANSWERS)
     async def show(token: str) -> HTMLResponse:
         inv = await invitation(token)
         if isinstance(inv, HTMLResponse):
             return inv
         return HTMLResponse(form_page(inv, token, {}, {}))
 
-    @api.post("/s/{token}", response_class=HTMLResponse)
+    @api.post("/s/{token}", response_class=HTMLResponse, responses=PAGE_ANSWERS)
     async def submit(token: str, request: Request) -> HTMLResponse:
         inv = await invitation(token)
         if isinstance(inv, HTMLResponse):
