@@ -108,11 +108,14 @@ def register(app: typer.Typer) -> None:
         from commands.display import table as display_table
 
         show = Display(rt.config)
-        table = display_table(by or "all", "invited", "suppressed", "responses", "rate", "NPS", "CSAT", "CES")
+        table = display_table(by or "all", "invited", "unsent", "suppressed", "responses", "rate", "NPS", "CSAT", "CES")
         for g in groups:
+            # unsent: invited, then expired, cancelled or refused at send time (out of the rate)
+            unsent = ", ".join(f"{k} {v}" for k, v in (g.get("unsent_by_reason") or {}).items())
             table.add_row(
                 show.store(g["group"]) if by == "store" else str(g["group"]),
                 str(g["invited"]),
+                f"{g.get('unsent', 0)}" + (f" ({unsent})" if unsent else ""),
                 str(g["suppressed"]),
                 str(g["responses"]),
                 _pct(g["response_rate"]),
