@@ -257,7 +257,9 @@ def review(n: int, negative: bool) -> dict[str, Any]:
         "order_id": f"O-{n}",
         "rating": 1 if negative else 5,
         "content": "牛奶是坏的，店员态度很差" if negative else "很好，下次还来",
-        "member_no": f"M{n % 500:04d}",
+        # one customer per review: a second complaint of a customer at a store joins the open case
+        # (feedback's join_window), and this load counts one card per one-star review
+        "member_no": f"M{n:06d}",
     }
 
 
