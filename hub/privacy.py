@@ -116,6 +116,11 @@ class Sealer:
             self._aead = AESGCM(self._key)
         return self._aead
 
+    def tag(self, text: str) -> str:
+        """A stable keyed digest of ``text`` (24 hex chars): a name for a value that must not be
+        stored (a rate bucket per phone number), the same in every process with this key."""
+        return hmac.digest(self._key, b"cxhub-tag\x00" + text.encode(), "sha256")[:12].hex()
+
     def seal(self, text: str) -> str:
         nonce = os.urandom(12)
         sealed = self._cipher().encrypt(nonce, text.encode(), _SEAL_AAD)

@@ -9,6 +9,7 @@ message is read back to be sent (:func:`message_from_dict`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import weakref
 from datetime import datetime
@@ -45,6 +46,15 @@ def _seal(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row = {**row, "message": {**msg, "to": sealer.seal(json.dumps(to, ensure_ascii=False))}}
         out.append(row)
     return out
+
+
+def recipient_tag(conn: Connection, recipient: str) -> str:
+    """What may be stored in place of a recipient (a per-recipient rate bucket's name): a keyed
+    digest when the store's engine has a sealer, a plain SHA-256 otherwise (a bare test store)."""
+    sealer = _SEALERS.get(conn.engine)
+    if sealer is not None:
+        return sealer.tag(recipient)
+    return hashlib.sha256(recipient.encode()).hexdigest()[:24]
 
 
 def recipients(to: Any) -> list[str]:

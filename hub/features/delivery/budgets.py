@@ -14,7 +14,7 @@ in one real minute: DingTalk would block the robot for ten minutes. Hence the sl
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -46,14 +46,21 @@ def _safe_name(name: str) -> str:
     return name[:200] + "#" + hashlib.sha256(name.encode()).hexdigest()[:32]
 
 
-def buckets_for(destination: str, limits: Sequence[RateLimit], recipients: Iterable[str] = ()) -> list[Bucket]:
-    """The buckets a send to ``recipients`` of ``destination`` uses."""
+def buckets_for(
+    destination: str,
+    limits: Sequence[RateLimit],
+    recipients: Iterable[str] = (),
+    tag: Callable[[str], str] | None = None,
+) -> list[Bucket]:
+    """The buckets a send to ``recipients`` of ``destination`` uses. A per-recipient bucket is
+    named by ``tag(recipient)`` (a keyed digest: a phone number is never stored as a name)."""
+    tag = tag or (lambda r: hashlib.sha256(r.encode()).hexdigest()[:24])
     out: list[Bucket] = []
     recipients = list(recipients)
     for lim in limits:
         base = f"{destination}|{lim.limit}/{lim.per_seconds:g}s"
         if lim.scope == "recipient":
-            out.extend(Bucket(_safe_name(f"{base}|{r}"), lim) for r in recipients)
+            out.extend(Bucket(_safe_name(f"{base}|{tag(r)}"), lim) for r in recipients)
         else:
             out.append(Bucket(_safe_name(base), lim))
     return out

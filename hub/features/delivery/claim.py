@@ -21,6 +21,7 @@ from hub.features.delivery.budgets import buckets_for
 from hub.features.delivery.units import PumpResult, Step, Unit
 from hub.outbox import leases
 from hub.outbox.leases import Claimed
+from hub.outbox.messages import recipient_tag
 from hub.sdk.connector import Destination
 from hub.sdk.render import digest_key, pack_digests
 
@@ -116,7 +117,7 @@ class Claimer(Step):
             for r in group:
                 subgroups.setdefault(tuple(sorted(r.message.to)) if per_recipient else (), []).append(r)
             for recipients, sub in subgroups.items():
-                buckets = buckets_for(name, limits, recipients)
+                buckets = buckets_for(name, limits, recipients, tag=lambda r: recipient_tag(conn, r))
                 state = self.budgets.combined(conn, buckets, now)
                 units = units_of(sub)
                 if len(units) > state.available > 0 and getattr(dst, "supports_digest", False):

@@ -202,6 +202,16 @@ def test_wecom_app_budget_is_per_member(
     run_until_done(w, clock, store=store)
     assert fake.codes["wecom_app:45009"] == 0
     assert sum(fake.keys().values()) == 45
+    # the buckets are per recipient, but no recipient is stored as a bucket's name
+    from hub.outbox.tables import delivery_buckets, delivery_sends
+
+    with store.connect() as conn:
+        names = {
+            *conn.execute(select(delivery_buckets.c.bucket)).scalars(),
+            *conn.execute(select(delivery_sends.c.bucket)).scalars(),
+        }
+    per_member = {n for n in names if n.startswith("app|")}
+    assert len(per_member) >= 2 and not any("busy" in n or "calm" in n for n in names), names
 
 
 def test_personal_data_is_masked_for_staff_not_for_customers(
