@@ -122,7 +122,7 @@ def test_the_runtime_installs_features_in_order_and_only_those_asked(
 ) -> None:
     config = {"secret_key": "k", "store": {"url": f"sqlite:///{tmp_path / 'f.db'}"}, "loyalty": {}}
     rt = make_runtime(config)
-    assert list(rt.features) == ["delivery", "loyalty", "surveys", "feedback"]
+    assert list(rt.features) == ["delivery", "loyalty", "surveys", "feedback", "customers"]
     assert rt.features["loyalty"] == {"points": _LoyaltyConfig()}
     assert list(make_runtime(config, features=("loyalty",)).features) == ["loyalty"]
 
