@@ -42,14 +42,22 @@ PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BENCH_DB = "cxhub_bench_clv"
 
 LIFETIMES = """
-import json, sys, numpy as np
+import json, sys, numpy as np, pandas as pd
 from lifetimes import BetaGeoFitter
-d = np.load(sys.argv[1])
+from lifetimes.utils import calibration_and_holdout_data
+# lifetimes' own data preparation of the raw file (the docs' recipe, freq="D"); the monetary column
+# is only there because lifetimes 0.11.3's holdout count needs a value column on pandas >= 2
+raw = pd.read_csv(sys.argv[1], sep=r"\\s+", header=0, names=["id", "date", "cds", "dollars"], dtype={"id": str, "date": str})
+raw["date"] = pd.to_datetime(raw["date"], format="%Y%m%d")
+s = calibration_and_holdout_data(raw, "id", "date", calibration_period_end="1997-09-30",
+                                 observation_period_end="1998-06-30", freq="D", monetary_value_col="dollars")
+x, t_x, T = (s[c].to_numpy(float) for c in ("frequency_cal", "recency_cal", "T_cal"))
+horizon = float(s["duration_holdout"].iloc[0])
 m = BetaGeoFitter(penalizer_coef=0.0)
-m.fit(d["x"], d["t_x"], d["T"])
-e = m.conditional_expected_number_of_purchases_up_to_time(float(d["horizon"]), d["x"], d["t_x"], d["T"])
-alive = m.conditional_probability_alive(d["x"], d["t_x"], d["T"])
-np.savez(sys.argv[2], expected=np.asarray(e, dtype=float), alive=np.asarray(alive, dtype=float))
+m.fit(x, t_x, T)
+e = m.conditional_expected_number_of_purchases_up_to_time(horizon, x, t_x, T)
+np.savez(sys.argv[2], ids=s.index.to_numpy(str), x=x, t_x=t_x, T=T, holdout=s["frequency_holdout"].to_numpy(float),
+         horizon=horizon, expected=np.asarray(e, dtype=float))
 print(json.dumps({k: float(v) for k, v in m.params_.items()}))
 """
 
@@ -58,8 +66,9 @@ def cdnow(lifetimes_python: str | None) -> None:
     purchases = ev.load_cdnow(str(CDNOW))
     s = ev.split(purchases, ev.CDNOW_CALIBRATION_END, ev.CDNOW_HOLDOUT_END)
     print(
-        f"CDNOW: {len(s.x):,} customers, {int(s.x.sum()):,} repeat purchase days in weeks 1-39, "
-        f"{int(s.holdout.sum()):,} purchase days in weeks 40-78 (days as the unit)"
+        f"CDNOW: {len(s.x):,} customers, {int(s.x.sum()):,} repeat purchase days in weeks 1-39 "
+        f"(T {s.T.min():.0f}-{s.T.max():.0f} days, to 1997-09-30), "
+        f"{int(s.holdout.sum()):,} repeat purchase days in weeks 40-78 ({s.horizon:.0f} days, to 1998-06-30)"
     )
     t0 = time.perf_counter()
     ours = ev.evaluate_bgnbd(s)
@@ -74,31 +83,100 @@ def cdnow(lifetimes_python: str | None) -> None:
         print("lifetimes: not measured (give --lifetimes-python)")
         return
     with tempfile.TemporaryDirectory() as tmp:
-        inp, out = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
-        np.savez(inp, x=s.x, t_x=s.t_x, T=s.T, horizon=s.horizon)
+        out = Path(tmp) / "out.npz"
         t0 = time.perf_counter()
-        done = subprocess.run([lifetimes_python, "-c", LIFETIMES, str(inp), str(out)], capture_output=True, text=True)
+        done = subprocess.run([lifetimes_python, "-c", LIFETIMES, str(CDNOW), str(out)], capture_output=True, text=True)
         took = time.perf_counter() - t0
         if done.returncode != 0:
             print(f"lifetimes: failed: {done.stderr.strip().splitlines()[-1:]}")
             return
         params = json.loads(done.stdout.strip().splitlines()[-1])
-        got = np.load(out)
-    expected = got["expected"]
+        got = dict(np.load(out))
+    # lifetimes prepared the raw file itself: the same customers and summaries as cxhub's split?
+    row = {c: i for i, c in enumerate(s.customers)}
+    order = np.array([row[str(c)] for c in got["ids"]])
+    same = np.all(np.stack([got[k] == getattr(s, k)[order] for k in ("x", "t_x", "T", "holdout")]), axis=0)
+    print(
+        f"lifetimes' own preparation (calibration_and_holdout_data, freq='D'): {len(order):,} customers, "
+        f"{int(got['x'].sum()):,} repeat days in weeks 1-39, {int(got['holdout'].sum()):,} in weeks 40-78, "
+        f"horizon {float(got['horizon']):.0f} days; (x, t_x, T, holdout) equal to cxhub's for "
+        f"{int(same.sum()):,} of {len(order):,} customers"
+    )
+    theirs_split = ev.Split(
+        got["x"],
+        got["t_x"],
+        got["T"],
+        s.spend[order],
+        got["holdout"],
+        float(got["horizon"]),
+        [str(c) for c in got["ids"]],
+    )
     # P(no purchase in the holdout) from lifetimes' own parameters (it has no such method)
     from hub.features.customers import bgnbd
 
     lp = bgnbd.BgNbdParams(params["r"], params["alpha"], params["a"], params["b"])
-    p_none = bgnbd.probability_no_purchase(lp, s.horizon, s.x, s.t_x, s.T)
-    theirs = ev.evaluate(s, expected, p_none, params)
+    p_none = bgnbd.probability_no_purchase(lp, theirs_split.horizon, got["x"], got["t_x"], got["T"])
+    theirs = ev.evaluate(theirs_split, got["expected"], p_none, params)
     print(
         f"lifetimes BetaGeoFitter: r={lp.r:.4f} alpha={lp.alpha:.3f} a={lp.a:.4f} b={lp.b:.4f}, "
-        f"fit and predict {took:.2f}s (process included)"
+        f"prepare, fit and predict {took:.2f}s (process included)"
     )
     for line in theirs.lines("lifetimes"):
         print("  " + line)
     print(
         f"  cxhub / lifetimes: total {ours.predicted_total / theirs.predicted_total:.4f}, MAE {ours.mae / theirs.mae:.4f}"
+    )
+    hardie_sample(lifetimes_python)
+
+
+def hardie_sample(lifetimes_python: str) -> None:
+    """The paper's own data: the 1/10 sample (2,357 customers) and Fader & Hardie's published
+    calibration summary (weeks), both shipped in lifetimes' datasets. cxhub's split of the sample's
+    event log against the published summary, the fit against the paper's estimates (r 0.243,
+    alpha 4.414, a 0.793, b 2.426), and the holdout total on the paper's own data."""
+    import csv
+    import datetime as dt
+
+    from hub.features.customers import bgnbd
+
+    where = subprocess.run(
+        [lifetimes_python, "-c", "import lifetimes, os; print(os.path.dirname(lifetimes.__file__))"],
+        capture_output=True,
+        text=True,
+    )
+    datasets = Path(where.stdout.strip()) / "datasets"
+    if where.returncode != 0 or not (datasets / "CDNOW_sample.txt").exists():
+        print("Fader & Hardie's 1/10 sample: not found in lifetimes' datasets")
+        return
+    start = dt.date(1997, 1, 1)
+    log = []
+    for line in (datasets / "CDNOW_sample.txt").read_text().splitlines():
+        _, cid, d, _, dollars = line.split()
+        log.append((cid, (dt.date(int(d[:4]), int(d[4:6]), int(d[6:])) - start).days, float(dollars)))
+    s = ev.split(log, ev.CDNOW_CALIBRATION_END, ev.CDNOW_HOLDOUT_END)
+    with (datasets / "cdnow_customers_summary.csv").open() as fh:
+        published = {r["ID"]: r for r in csv.DictReader(fh)}
+    same = sum(
+        1
+        for i, c in enumerate(s.customers)
+        if str(int(c)) in published
+        and float(published[str(int(c))]["frequency"]) == s.x[i]
+        and float(published[str(int(c))]["recency"]) == round(s.t_x[i] / 7, 2)
+        and float(published[str(int(c))]["T"]) == round(s.T[i] / 7, 2)
+    )
+    weeks = s.T / 7, s.t_x / 7
+    params, _ = bgnbd.fit(s.x, weeks[1], weeks[0])
+    predicted = bgnbd.expected_purchases(params, s.horizon / 7, s.x, weeks[1], weeks[0]).sum()
+    tracking = bgnbd.expected_purchases_new(params, weeks[0] + s.horizon / 7).sum()
+    actual = s.holdout.sum()
+    print(
+        f"Fader & Hardie's 1/10 sample: {len(s.x):,} customers, cxhub's split equals the published calibration "
+        f"summary (x, t_x, T in weeks) for {same:,} of {len(published):,}; weekly fit r={params.r:.3f} "
+        f"alpha={params.alpha:.3f} a={params.a:.3f} b={params.b:.3f} (paper: 0.243, 4.414, 0.793, 2.426)"
+    )
+    print(
+        f"  holdout weeks 40-78: predicted {predicted:,.0f} vs actual {actual:,.0f} ({predicted / actual - 1:+.1%}); "
+        f"cumulative weeks 1-78 {tracking:,.0f} vs {s.x.sum() + actual:,.0f} ({tracking / (s.x.sum() + actual) - 1:+.1%})"
     )
 
 

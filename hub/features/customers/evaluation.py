@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,10 +29,19 @@ class Split:
     spend: NDArray[np.float64]
     holdout: NDArray[np.float64]
     horizon: float
+    customers: list[str] = field(default_factory=list)  # the customer of each row
 
 
 def split(purchases: Iterable[tuple[str, int, float]], calibration_end: int, holdout_end: int) -> Split:
-    """``purchases``: (customer, day number, amount); one purchase per customer and day counts once.
+    """The literature's calibration / holdout summary (Fader, Hardie & Lee 2005; lifetimes'
+    ``calibration_and_holdout_data(..., freq="D")``; BTYD's ``dc.MergeTransactionsOnSameDate``).
+
+    ``purchases``: (customer, day number, amount). Days ``< calibration_end`` calibrate, days in
+    ``[calibration_end, holdout_end)`` are the holdout. Several purchases of a customer on one day
+    count as one; the first purchase is not a repeat (``x`` counts the purchase days after it);
+    ``t_x`` and ``T`` run from the first purchase to the last purchase and to the calibration's
+    last day (``calibration_end - 1``: the convention of the published CDNOW summary, where a
+    customer first seen on the first day has T = 38.86 weeks); the holdout counts purchase days.
     Customers whose first purchase is after the calibration are left out."""
     days: dict[str, set[int]] = defaultdict(set)
     spend: dict[str, float] = defaultdict(float)
@@ -40,18 +49,20 @@ def split(purchases: Iterable[tuple[str, int, float]], calibration_end: int, hol
         days[cid].add(day)
         if day < calibration_end:
             spend[cid] += amount
-    x, tx, T, sp, hold = [], [], [], [], []
+    last_day = calibration_end - 1
+    x, tx, T, sp, hold, ids = [], [], [], [], [], []
     for cid, ds in days.items():
         cal = sorted(d for d in ds if d < calibration_end)
         if not cal:
             continue
+        ids.append(cid)
         x.append(len(cal) - 1)
         tx.append(cal[-1] - cal[0])
-        T.append(calibration_end - cal[0])
+        T.append(last_day - cal[0])
         sp.append(spend[cid])
         hold.append(sum(1 for d in ds if calibration_end <= d < holdout_end))
     a = [np.asarray(v, dtype=np.float64) for v in (x, tx, T, sp, hold)]
-    return Split(a[0], a[1], a[2], a[3], a[4], horizon=float(holdout_end - calibration_end))
+    return Split(a[0], a[1], a[2], a[3], a[4], horizon=float(holdout_end - calibration_end), customers=ids)
 
 
 def auc(score: NDArray[np.float64], label: NDArray[np.bool_]) -> float:
@@ -88,6 +99,10 @@ class Figures:
     auc_expected: float  # ranked by fewest expected purchases
     rfm_auc_no_purchase: float
     params: dict[str, float]
+    # the paper's cumulative tracking plot: expected repeat purchase days of the cohort over the
+    # calibration and the holdout (unconditional, from each customer's first purchase) vs actual
+    tracking_predicted: float = float("nan")
+    tracking_actual: float = float("nan")
 
     def lines(self, name: str) -> list[str]:
         return [
@@ -97,6 +112,9 @@ class Figures:
             f"(ratio {self.mae / self.naive_mae:.3f}; goal < 1)",
             f"{name}: AUC 'no purchase in the holdout' by P(none) {self.auc_no_purchase:.4f}, "
             f"by expected purchases {self.auc_expected:.4f} vs RFM {self.rfm_auc_no_purchase:.4f} (goal >=)",
+            f"{name}: cumulative repeat transactions over weeks 1-78 (the paper's tracking plot, not a goal) "
+            f"{self.tracking_predicted:,.0f} vs actual {self.tracking_actual:,.0f} "
+            f"({self.tracking_predicted / self.tracking_actual - 1:+.1%})",
         ]
 
 
@@ -106,6 +124,7 @@ def evaluate(
     """Figures of predictions (expected holdout purchases, P(no holdout purchase)) against the holdout."""
     naive = np.where(s.T > 0, s.x / np.maximum(s.T, 1e-9), 0.0) * s.horizon
     none = s.holdout == 0
+    p = bgnbd.BgNbdParams.from_dict(params)
     return Figures(
         predicted_total=float(predicted.sum()),
         actual_total=float(s.holdout.sum()),
@@ -116,6 +135,8 @@ def evaluate(
         auc_expected=auc(-predicted, none),
         rfm_auc_no_purchase=auc(-rfm_score(s), none),
         params=params,
+        tracking_predicted=float(bgnbd.expected_purchases_new(p, s.T + s.horizon).sum()),
+        tracking_actual=float(s.x.sum() + s.holdout.sum()),
     )
 
 
@@ -145,7 +166,8 @@ def load_cdnow(path: str) -> list[tuple[str, int, float]]:
     return out
 
 
-#: CDNOW: weeks 1-39 calibrate (1997-01-01 .. 1997-09-30), weeks 40-78 are the holdout (.. 1998-06-30)
+#: CDNOW (day 0 = 1997-01-01, a Wednesday): weeks 1-39 calibrate, days 0-272 (1997-01-01 .. 1997-09-30,
+#: the published calibration end), weeks 40-78 are the holdout, days 273-545 (.. 1998-06-30): 273 days
 CDNOW_CALIBRATION_END = 273
 CDNOW_HOLDOUT_END = 546
 
