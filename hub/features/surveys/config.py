@@ -64,6 +64,11 @@ DEFAULT_NAMESPACE: dict[str, str] = {
 }
 
 
+#: identity namespaces whose ids belong to one app (an openid is the official account's or the
+#: mini-program's, never both; an Alipay openid too, unlike the 2088 user id): a channel reaching
+#: them should say which app (``scope:``)
+APP_SCOPED_NAMESPACES = frozenset({"openid", "alipay_openid"})
+
 #: channel kinds whose message opens a page of the mini-program (a path, never the https link)
 PAGE_CHANNELS = frozenset({"miniprogram", "alipay"})
 #: the survey page of the mini-program when a channel names none (``?token=...`` is appended)
@@ -333,6 +338,15 @@ class SurveysConfig(_Model):
                     f"{str(where).rstrip(': ')}: a {ch.channel} channel without `fields:` sends its template "
                     'with every field empty; map the template\'s fields, e.g. fields: {first: "{survey}", '
                     'keyword1: "{store_name}", remark: "有效期至{expires}"}',
+                )
+            if ch.identity_namespace in APP_SCOPED_NAMESPACES and ch.scope is None:
+                where = cfg.lines.error(("surveys", "channels", i), "")
+                _warn(
+                    cfg,
+                    f"{str(where).rstrip(': ')}: a {ch.channel} channel without `scope:` reaches only "
+                    f"{ch.identity_namespace} identities stored without an app; {ch.identity_namespace}s are per "
+                    "app, so name the app whose ids it may use, e.g. scope: wx1234567890abcdef (the AppID) "
+                    "and the same scope on the mapping's identity",
                 )
             # `scope` is an app id (openids are per app), not a namespace: only `namespace` is checked
             if ch.namespace is not None and ch.namespace not in namespaces:

@@ -341,3 +341,19 @@ def test_cxhub_check_warns_about_a_template_channel_without_fields(tmp_path: Pat
     path.write_text(config_text(surveys), encoding="utf-8")
     out = CliRunner().invoke(cli.app, ["check", "-c", str(path)])
     assert out.exit_code == 0 and "without `fields:`" not in out.output, out.output
+
+
+def test_cxhub_check_warns_about_an_openid_channel_without_its_app(tmp_path: Path) -> None:
+    """Openids are per app: a WeChat channel with no `scope:` reaches only openids stored without
+    one, which surprises a config written before scopes; `cxhub check` names it and still passes."""
+    from hub.config import load_config
+
+    surveys = copy.deepcopy(BASE_SURVEYS)
+    del surveys["channels"][0]["scope"]
+    path = tmp_path / "cxhub.yaml"
+    path.write_text(config_text(surveys), encoding="utf-8")
+    warned = [w for w in load_config(path).warnings if "without `scope:`" in w]
+    assert len(warned) == 1 and "surveys.channels[0]: a wechat_template channel" in warned[0], warned
+    surveys["channels"][0]["scope"] = "wxoa"
+    path.write_text(config_text(surveys), encoding="utf-8")
+    assert not [w for w in load_config(path).warnings if "without `scope:`" in w]
