@@ -45,7 +45,9 @@ def healthy(port: int) -> bool:
 
 def first_error(output: str) -> str:
     lines = [ln for ln in output.splitlines() if "Error" in ln or ln.startswith("error:")]
-    return (lines[-1] if lines else output.strip().splitlines()[-1:] or ["?"])[0][:160] if output.strip() else "?"
+    if not lines:
+        lines = output.strip().splitlines() or ["?"]
+    return lines[-1].strip()[:160]
 
 
 def one_try(checkout: Path, n: int) -> tuple[int, int, str, float]:
