@@ -47,7 +47,12 @@ def test_run_sync_overlaps_only_when_the_source_allows_it(
             "pos": {
                 "connector": "jsonl",
                 "mapping": "retail_checkout",
-                "options": {"path": str(drop), "id_path": "receipt_no", "batch_size": 20},
+                "options": {
+                    "path": str(drop),
+                    "id_path": "receipt_no",
+                    "batch_size": 20,
+                    "columnar": False,
+                },  # the row path's overlap
             }
         },
         store_url=pg_store.url,
