@@ -143,12 +143,6 @@ def run_sync(
     vector, why = columnar_plan(src, mapping, rt.ingestor)
     if vector is None:
         log.debug("sync %s: row path (%s)", source, why)
-    # the columnar path where the source yields columns and the mapping compiles for them
-    from hub.columnar.engine import ColumnarIngest, columnar_plan
-
-    vector, why = columnar_plan(src, mapping, rt.ingestor)
-    if vector is None:
-        log.debug("sync %s: row path (%s)", source, why)
     with source_lock(rt.store, source):
         if full:
             reset_state(rt.store, source)
