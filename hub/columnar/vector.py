@@ -39,6 +39,7 @@ from hub.errors import RecordError
 from hub.mapping import CompiledMapping
 from hub.mapping.specs import MISSING, FieldSpec
 from hub.model import Customer, Feedback, Order, OrderItem, Org, TouchpointEvent
+from hub.privacy import PHONE_PATTERN
 
 #: PostgreSQL's numeric text that ``str(Decimal(text))`` gives back unchanged
 _CANONICAL_DECIMAL = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
@@ -598,6 +599,8 @@ def _map(vm: VectorMapping, records: ArrowRecords) -> Mapped:
         order_obj, written = _obj(Order, "order", frags, n)
         order_parts = pl.when(written).then(order_obj).otherwise(pl.lit("null"))
     attrs = [(k.split(".", 1)[1], v) for k, v in frags.items() if k.startswith("attributes.")]
+    for _, v in attrs:  # a phone number inside a text attribute: the row path masks it and seals it
+        bad = bad | v.str.contains(PHONE_PATTERN).fill_null(False)
     attr_expr: pl.Expr
     if attrs:
         pieces = [pl.concat_str([pl.lit(orjson.dumps(name).decode() + ":"), pl.lit(v)]) for name, v in attrs]

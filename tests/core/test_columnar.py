@@ -149,3 +149,27 @@ def test_a_template_is_rendered_per_record(tmp_path: Path) -> None:
     mapped = vm.map(ArrowRecords(table))
     assert mapped.status.to_list() == ["ok"]
     assert '"attributes":{"label":"x-3"}' in mapped.tail[0]
+
+
+def test_a_phone_number_in_a_text_attribute_goes_to_the_row_path() -> None:
+    """The row path masks a phone number inside free text and seals it beside the touchpoint; the
+    vector path writes attributes as they are, so such a record is the row path's to decide."""
+    m = _mapping(MAPPING + "  attributes.note: note\n")
+    table = pa.table(
+        {
+            "order_no": ["A", "B", "C"],
+            "paid_at": pa.array([datetime(2026, 1, 1, 8)] * 3, pa.timestamp("us")),
+            "total": ["1.00", "2.00", "3.00"],
+            "store": ["S1", "S1", "S1"],
+            "staff": pa.array([1, 2, 3], pa.int64()),
+            "member": ["M1", "M2", "M3"],
+            "pay": ["1", "1", "1"],
+            "note": ["请回电 138-1234-5678 不对，是13812345678", "order 2026010112345678901", "送到前台"],
+        }
+    )
+    lines = pa.table(
+        {"sku": pa.array([], pa.string()), "qty": pa.array([], pa.string()), "__row": pa.array([], pa.int32())}
+    )
+    mapped = compile_vector(m).map(ArrowRecords(table, {"lines": lines}, numeric=frozenset({"total"})))
+    # a mobile number: the row path; a longer run of digits (an order number) is none
+    assert mapped.status.to_list() == ["row", "ok", "ok"]
