@@ -45,7 +45,8 @@ def test_a_heartbeat_keeps_a_live_workers_rows_and_a_dead_workers_rows_go_after_
             conn, now=clock(), worker_id="live", lease=timedelta(seconds=15), destinations=["app"], limit=2
         )
         leases.claim(conn, now=clock(), worker_id="dead", lease=timedelta(seconds=15), destinations=["app"], limit=1)
-    assert [r.id for r in held] == [1, 2]
+    ids = [r["id"] for r in rows(store)]  # the session's PostgreSQL numbers on from earlier tests
+    assert [r.id for r in held] == ids[:2]
     live = worker(store, clock, {}, lease_seconds=15, worker_id="live")
     for _ in range(4):  # 20 s of heartbeats every 5 s; "dead" beats no more
         clock.advance(seconds=5)
@@ -54,9 +55,9 @@ def test_a_heartbeat_keeps_a_live_workers_rows_and_a_dead_workers_rows_go_after_
         taken = leases.claim(
             conn, now=clock(), worker_id="other", lease=timedelta(seconds=15), destinations=["app"], limit=10
         )
-    assert [r.id for r in taken] == [3]  # the dead worker's row, 20 s after its claim; not the live one's
+    assert [r.id for r in taken] == ids[2:]  # the dead worker's row, 20 s after its claim; not the live one's
     got = {r["id"]: (r["locked_by"], r["locked_until"]) for r in rows(store)}
-    assert got[1] == got[2] == ("live", clock() + timedelta(seconds=15))
+    assert got[ids[0]] == got[ids[1]] == ("live", clock() + timedelta(seconds=15))
 
 
 class Gate(Destination):
