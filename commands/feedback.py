@@ -181,34 +181,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """The top negative topics per store and week, with the average scores of those touchpoints."""
-        from dataclasses import asdict
-
-        from rich.table import Table
-
-        from hub.features.feedback.verdicts import drivers
-
-        with commands.runtime(config, features=with_dependencies(["feedback"])) as rt:
-            service = commands.feature_interface(rt, "feedback")
-            names = {t.id: t.name for t in (service.detector.tagger.topics.values() if service.detector.tagger else [])}
-            with rt.store.connect() as conn:
-                rows = drivers(conn, rt.clock(), weeks=weeks, top=top)
-        if as_json:
-            for d in rows:
-                print(json.dumps(asdict(d) | {"name": names.get(d.topic, d.topic)}, ensure_ascii=False))
-            return
-        table = Table("store", "week", "topic", "negative", "of", "rating", "NPS", "CSAT")
-        for d in rows:
-            table.add_row(
-                d.store or "",
-                d.week,
-                names.get(d.topic, d.topic),
-                str(d.negative),
-                str(d.total),
-                "" if d.avg_rating5 is None else f"{d.avg_rating5:.2f}",
-                "" if d.avg_nps is None else f"{d.avg_nps:.1f}",
-                "" if d.avg_csat is None else f"{d.avg_csat:.1f}",
-            )
-        commands.console.print(table)
+        print_drivers(config, weeks=weeks, top=top, as_json=as_json)
 
     @model_app.command("train")
     def model_train(
@@ -303,3 +276,37 @@ def register(app: typer.Typer) -> None:
         except VersionError as exc:
             raise commands.fail(str(exc)) from None
         commands.console.print(f"in use now: {now_in_use or 'the shipped model'}", highlight=False)
+
+
+def print_drivers(config: Any, *, weeks: int = 4, top: int = 5, as_json: bool = False) -> None:
+    """The drivers report (``cxhub feedback drivers``, ``cxhub stats --by topic``): per store and
+    ISO week, the top negative topics, with the average rating, NPS and CSAT of their touchpoints."""
+    from dataclasses import asdict
+
+    from commands.display import Display
+    from commands.display import table as display_table
+    from hub.features.feedback.verdicts import drivers
+
+    with commands.runtime(config, features=with_dependencies(["feedback"])) as rt:
+        service = commands.feature_interface(rt, "feedback")
+        names = {t.id: t.name for t in (service.detector.tagger.topics.values() if service.detector.tagger else [])}
+        with rt.store.connect() as conn:
+            rows = drivers(conn, rt.clock(), weeks=weeks, top=top)
+    if as_json:
+        for d in rows:
+            print(json.dumps(asdict(d) | {"name": names.get(d.topic, d.topic)}, ensure_ascii=False))
+        return
+    show = Display(rt.config)
+    table = display_table("store", "week", "topic", "negative", "of", "rating", "NPS", "CSAT")
+    for d in rows:
+        table.add_row(
+            show.store(d.store),
+            d.week,
+            names.get(d.topic, d.topic),
+            str(d.negative),
+            str(d.total),
+            "" if d.avg_rating5 is None else f"{d.avg_rating5:.2f}",
+            "" if d.avg_nps is None else f"{d.avg_nps:.1f}",
+            "" if d.avg_csat is None else f"{d.avg_csat:.1f}",
+        )
+    commands.console.print(table)

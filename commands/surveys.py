@@ -78,7 +78,10 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def stats(
         config: ConfigOpt = None,
-        by: Annotated[str | None, typer.Option("--by", help="Group by store, category or channel.")] = None,
+        by: Annotated[
+            str | None,
+            typer.Option("--by", help="Group by store, category or channel; `topic`: the drivers report (feedback)."),
+        ] = None,
         since: Annotated[str | None, typer.Option(help="Within (30d) or since a date (default: everything).")] = None,
         at_risk: Annotated[
             bool, typer.Option("--at-risk", help="At-risk customers by store, with value at risk (customers feature).")
@@ -96,6 +99,13 @@ def register(app: typer.Typer) -> None:
             stats_at_risk(config, scope, as_json)
             return
 
+        if by == "topic":  # the feedback feature's topics: top negative ones per store and week, with scores
+            from commands.feedback import print_drivers
+
+            start = _since(since, datetime.now(UTC)) if since else None
+            weeks = max(1, -(-(datetime.now(UTC) - start).days // 7)) if start else 4
+            print_drivers(config, weeks=weeks, as_json=as_json)
+            return
         if by is not None and by not in GROUPINGS:
             raise typer.BadParameter(f"--by {by!r}: choose one of {', '.join(GROUPINGS)}")
         with runtime(config, features=()) as rt, rt.store.connect() as conn:

@@ -3,7 +3,9 @@ feed the drivers report; a missed touchpoint is escalated into a case."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from kit.cases import ingest, review
@@ -102,3 +104,30 @@ def test_topics_are_stored_once_and_drive_the_weekly_report(
     assert top.avg_rating5 == pytest.approx(8 / 3, abs=0.01)
     case = service.list()[0]
     assert any(t["topic"] == "delivery" and t["polarity"] == "negative" for t in case["doc"]["topics"])
+
+
+def test_cxhub_stats_by_topic_is_the_drivers_report(
+    service: CaseService, store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    ingest(
+        service,
+        store,
+        clock,
+        review(rating=2, text="味道不错，但是配送太慢了", customer="c1", ext="t1"),
+        review(rating=1, text="配送超时一个小时", customer="c2", ext="t2"),
+    )
+    cfg = tmp_path / "cxhub.yaml"
+    cfg.write_text(
+        f"secret_key: k\nstore: {{url: '{store.url}'}}\nfeedback: {{org: {{stores: {{S001: {{name: 徐汇店}}}}}}}}\n",
+        encoding="utf-8",
+    )
+    res = CliRunner().invoke(app, ["stats", "--by", "topic", "--since", "2000-01-01", "-c", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert "徐汇店" in res.output and "配送" in res.output, res.output
+    res = CliRunner().invoke(app, ["stats", "--by", "topic", "--since", "2000-01-01", "--json", "-c", str(cfg)])
+    rows = [json.loads(line) for line in res.output.splitlines()]
+    assert rows[0]["topic"] == "delivery" and rows[0]["negative"] == 2, rows
