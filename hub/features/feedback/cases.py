@@ -57,6 +57,9 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "resolve": (("new", "acknowledged"), "resolved"),
     "close": (("resolved",), "closed"),
     "reopen": (("resolved", "closed"), "new"),
+    # staff say the detector was wrong: the case ends (no escalation for a false alarm, no recovery
+    # survey) and the touchpoint becomes a labelled example for the next model (verdicts)
+    "not_negative": (("new", "acknowledged"), "resolved"),
 }
 VIAS = ("system", "link", "card", "cli", "api", "survey")
 
@@ -296,9 +299,9 @@ class CaseService:
 
     def _links(self, case_id: int, now: datetime) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
         exp = now + timedelta(seconds=self.cfg.link_ttl)
-        links = {a: self.signer.url(case_id, a, exp) for a in ("view", "ack", "resolve")}
+        links = {a: self.signer.url(case_id, a, exp) for a in ("view", "ack", "resolve", "not_negative")}
         values: dict[str, dict[str, Any]] = {}
-        for a in ("ack", "resolve"):
+        for a in ("ack", "resolve", "not_negative"):
             token = self.signer.token(case_id, a, exp)
             # "key": the same as one string, for platforms whose buttons carry only a key (WeCom
             # template cards' EventKey)
@@ -463,7 +466,7 @@ class CaseService:
         if action == "ack":
             values.update(acknowledged_at=now, acknowledged_by=actor)
             values["next_action_at"] = self._resolve_warn_at(case)
-        elif action == "resolve":
+        elif action in ("resolve", "not_negative"):
             if case["acknowledged_at"] is None:
                 values.update(acknowledged_at=now, acknowledged_by=actor)
             values.update(resolved_at=now, resolved_by=actor, next_action_at=None)
@@ -491,6 +494,10 @@ class CaseService:
         conn.execute(update(cases).where(cases.c.id == case_id).values(**values))
         self.audit(conn, case_id, _PAST[action], actor, via, now, {"from": case["status"], "to": target}, note)
         CASE_TRANSITIONS.labels(action, via).inc()
+        if action == "not_negative":
+            from hub.features.feedback.verdicts import StaffVerdicts
+
+            StaffVerdicts(self).label_case(conn, case, "not_negative", actor=actor, via=via, now=now, note=note)
         fresh = self._row(conn, case_id)
         if action == "reopen":
             self.notify(conn, fresh, "open", [0], now)
@@ -569,4 +576,10 @@ class CaseService:
             return [dict(r) for r in conn.execute(q).mappings()]
 
 
-_PAST = {"ack": "acknowledged", "resolve": "resolved", "close": "closed", "reopen": "reopened"}
+_PAST = {
+    "ack": "acknowledged",
+    "resolve": "resolved",
+    "close": "closed",
+    "reopen": "reopened",
+    "not_negative": "marked not negative",
+}

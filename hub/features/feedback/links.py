@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from hub.errors import SignatureError
 
-ACTIONS = ("view", "ack", "resolve")
+ACTIONS = ("view", "ack", "resolve", "not_negative")
 
 
 class LinkSigner:

@@ -275,6 +275,9 @@ def render_message(
         buttons.append(Button("确认受理", links["ack"], values.get("ack")))
     if "resolve" in links:
         buttons.append(Button("已解决", links["resolve"], values.get("resolve")))
+    if case["status"] in ("new", "acknowledged") and "not_negative" in links:
+        # the detector was wrong: one tap ends the case and teaches the next model (verdicts)
+        buttons.append(Button("不是差评", links["not_negative"], values.get("not_negative")))
     if "view" in links:
         buttons.append(Button("查看详情", links["view"]))
     return OutboundMessage(

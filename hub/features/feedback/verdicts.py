@@ -240,28 +240,56 @@ class StaffVerdicts:
         now = self.service.clock()
         with self.service.store.begin() as conn:
             case = self.service._row(conn, case_id)
-            try:
-                ev = self._touchpoint(conn, case["touchpoint_id"])
-                text = (ev.feedback.text if ev.feedback else None) or ""
-            except VerdictError:  # a touchpoint forgotten since (retention): the case keeps an excerpt
-                text = str((case["doc"].get("summary") or {}).get("text") or "")
-            label_id = record_label(
+            return self.label_case(
                 conn,
-                verdict=verdict,
-                text=text,
+                case,
+                verdict,
                 actor=actor,
                 via=via,
                 now=now,
-                touchpoint_id=case["touchpoint_id"],
-                case_id=case_id,
                 wrong_topics=wrong_topics,
                 right_topics=right_topics,
                 note=note,
             )
-            detail = {"verdict": verdict, "label": label_id}
-            if wrong_topics or right_topics:
-                detail |= {"wrong_topics": list(wrong_topics), "right_topics": list(right_topics)}
-            self.service.audit(conn, case_id, "verdict", actor, via, now, detail, note)
+
+    def label_case(
+        self,
+        conn: Connection,
+        case: dict[str, Any],
+        verdict: str,
+        *,
+        actor: str,
+        via: str,
+        now: datetime,
+        wrong_topics: Sequence[str] = (),
+        right_topics: Sequence[str] = (),
+        note: str | None = None,
+    ) -> int:
+        """:meth:`on_case` inside ``conn`` (a card tap or a link's "不是差评", in the case's own
+        transaction): the label and the audit entry; returns the label's id."""
+        case_id = case["id"]
+        try:
+            ev = self._touchpoint(conn, case["touchpoint_id"])
+            text = (ev.feedback.text if ev.feedback else None) or ""
+        except VerdictError:  # a touchpoint forgotten since (retention): the case keeps an excerpt
+            text = str((case["doc"].get("summary") or {}).get("text") or "")
+        label_id = record_label(
+            conn,
+            verdict=verdict,
+            text=text,
+            actor=actor,
+            via=via,
+            now=now,
+            touchpoint_id=case["touchpoint_id"],
+            case_id=case_id,
+            wrong_topics=wrong_topics,
+            right_topics=right_topics,
+            note=note,
+        )
+        detail = {"verdict": verdict, "label": label_id}
+        if wrong_topics or right_topics:
+            detail |= {"wrong_topics": list(wrong_topics), "right_topics": list(right_topics)}
+        self.service.audit(conn, case_id, "verdict", actor, via, now, detail, note)
         return label_id
 
     def missed(self, touchpoint_id: str, *, actor: str, via: str, note: str | None = None) -> tuple[int, int]:

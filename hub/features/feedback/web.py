@@ -27,9 +27,15 @@ from hub.features.feedback.render import SEVERITY_ZH, STATUS_ZH, customer_line, 
 if TYPE_CHECKING:
     from hub.features.feedback.cases import CaseService
 
-ACTION_ZH = {"ack": "确认受理", "resolve": "标记已解决", "view": "查看"}
+ACTION_ZH = {"ack": "确认受理", "resolve": "标记已解决", "not_negative": "标记不是差评", "view": "查看"}
+#: what the page says once an action went through
+DONE_ZH = {"ack": "已受理", "resolve": "已解决", "not_negative": "已标记为不是差评，工单已结束"}
 #: the states each page action applies to
-ALLOWED: dict[str, tuple[str, ...]] = {"ack": ("new",), "resolve": ("new", "acknowledged")}
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "ack": ("new",),
+    "resolve": ("new", "acknowledged"),
+    "not_negative": ("new", "acknowledged"),
+}
 
 _PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1"><meta name="robots" content="noindex">
@@ -178,7 +184,7 @@ def build_router(service: CaseService, tz: str) -> APIRouter:
     async def act(case_id: int, action: str, t: str = Form(default=""), by: str = Form(default="")) -> HTMLResponse:
         from hub.features.feedback.cases import CaseNotFound
 
-        if action not in ("ack", "resolve"):
+        if action not in ALLOWED:
             return _error_page(404, "没有这个操作")
         bad = _check(case_id, action, t)
         if bad is not None:
@@ -200,11 +206,7 @@ def build_router(service: CaseService, tz: str) -> APIRouter:
             result = await run_in_threadpool(service.transition, case_id, action, actor=actor, via="link")
         except CaseNotFound:
             return _error_page(404, "没有这个差评工单")
-        text = (
-            ("已" + ACTION_ZH[action].replace("标记", "").removeprefix("已"))
-            if result.changed
-            else f"{done_text(result.case['status'])}，无需重复操作"
-        )
+        text = DONE_ZH[action] if result.changed else f"{done_text(result.case['status'])}，无需重复操作"
         case = await run_in_threadpool(service.get, case_id)
         # after acknowledging, offer "resolved" right away with a fresh signed token
         nxt = None

@@ -282,10 +282,11 @@ def feishu_tap(rt: Runtime, apis: FakeApis, clock: FakeClock) -> None:
     [sent] = apis.sent["feishu"]
     assert sent["receive_id"] == "ou_zhang" and sent["msg_type"] == "interactive"
     buttons = check_feishu_card(json.loads(sent["content"]))
-    assert [b["text"]["content"] for b in buttons] == ["确认受理", "已解决", "查看详情"]
+    assert [b["text"]["content"] for b in buttons] == ["确认受理", "已解决", "不是差评", "查看详情"]
     ack = buttons[0]
     assert "url" not in ack and ack["value"]["cxhub_case"] == case["id"]  # a callback, not a link
-    assert buttons[2]["url"].startswith("https://cx.example.com/cases/")
+    assert buttons[2]["value"]["op"] == "not_negative" and "url" not in buttons[2]
+    assert buttons[3]["url"].startswith("https://cx.example.com/cases/")
     # the tap: Feishu's card.action.trigger with that button's value, encrypted and signed
     event = {
         "schema": "2.0",
@@ -354,7 +355,8 @@ def test_wecom_template_card_tap_acknowledges_in_one_tap(rt: Runtime, apis: Fake
     case = open_case(rt)
     [sent] = apis.sent["wecom"]
     card = check_wecom_button_card(sent)
-    [ack, resolve, view] = card["button_list"]
+    [ack, resolve, not_negative, view] = card["button_list"]
+    assert not_negative["key"].startswith(f"cxhub:{case['id']}:not_negative:")
     assert resolve["key"].startswith(f"cxhub:{case['id']}:resolve:")
     assert (ack["text"], ack["type"]) == ("确认受理", 0) and ack["key"].startswith(f"cxhub:{case['id']}:ack:")
     assert (view["type"], view["url"].startswith("https://cx.example.com/cases/")) == (1, True)
@@ -477,3 +479,44 @@ def test_a_retried_dingtalk_card_callback_is_stored_once(rt: Runtime, apis: Fake
         n = conn.execute(select(func.count()).select_from(touchpoints).where(touchpoints.c.source == "ding")).scalar()
     assert n == 1
     assert [e["action"] for e in case_now(rt, case["id"])["events"]].count("acknowledged") == 1
+
+
+def test_not_negative_in_one_tap_ends_the_case_and_labels_the_text(
+    rt: Runtime, apis: FakeApis, clock: FakeClock
+) -> None:
+    """Staff tap 不是差评 on the card: the case ends (no escalation, no recovery survey for a false
+    alarm), and the touchpoint's text is stored as a labelled example with who and when."""
+    from sqlalchemy import select
+
+    from hub.features.feedback.verdicts import feedback_labels
+
+    case = open_case(rt)
+    [sent] = apis.sent["feishu"]
+    button = check_feishu_card(json.loads(sent["content"]))[2]
+    event = {
+        "schema": "2.0",
+        "header": {
+            "event_id": "ev-tap-nn",
+            "event_type": "card.action.trigger",
+            "create_time": str(int(clock().timestamp() * 1000)),
+            "token": FEISHU_TOKEN,
+            "app_id": "cli_cx",
+            "tenant_key": "t1",
+        },
+        "event": {
+            "operator": {"tenant_key": "t1", "open_id": "ou_zhang", "union_id": "on_zhang"},
+            "token": "c-card-token",
+            "action": {"tag": "button", "value": button["value"]},
+            "host": "im_message",
+            "context": {"open_message_id": "om_1", "open_chat_id": "oc_1"},
+        },
+    }
+    headers, body = feishu_push(event, encrypt_key=FEISHU_ENCRYPT_KEY, ts=int(clock().timestamp()), nonce="tap-nn")
+    assert TestClient(create_app(rt)).post("/hooks/feishu", content=body, headers=headers).status_code == 200
+    done = case_now(rt, case["id"])
+    assert done["status"] == "resolved" and done["resolved_by"] == "张店长 (feishu:ou_zhang)"
+    assert [e["action"] for e in done["events"]][-2:] == ["marked not negative", "verdict"]
+    with rt.store.connect() as conn:
+        [label] = conn.execute(select(feedback_labels)).mappings().all()
+    assert label["verdict"] == "not_negative" and label["actor"] == "张店长 (feishu:ou_zhang)"
+    assert label["via"] == "card" and label["case_id"] == case["id"]

@@ -53,7 +53,7 @@ def test_one_star_opens_a_case_and_notifies_the_store(service: CaseService, stor
         assert part in body, part
     assert "13812345678" not in body and "张三丰" not in body
     labels = [b["label"] for b in msg["buttons"]]
-    assert labels == ["确认受理", "已解决", "查看详情"]
+    assert labels == ["确认受理", "已解决", "不是差评", "查看详情"]
     assert msg["buttons"][0]["url"].startswith(f"https://cx.example.com/cases/{case['id']}/ack?t=")
     assert msg["data"]["card_actions"]["ack"]["cxhub_case"] == case["id"]
     trail = [e["action"] for e in service.get(case["id"])["events"]]

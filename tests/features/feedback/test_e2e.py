@@ -60,7 +60,7 @@ def test_one_star_reaches_the_store_robot_and_the_link_stops_escalation(tmp_path
             assert card.token == "tok-s001" and card.body["msgtype"] == "actionCard"
             for part in ("徐汇店", "★☆☆☆☆ 1/5", "酸奶过期", "O-1", "受理时限"):
                 assert part in card.text, part
-            assert [b["title"] for b in card.buttons] == ["确认受理", "已解决", "查看详情"]
+            assert [b["title"] for b in card.buttons] == ["确认受理", "已解决", "不是差评", "查看详情"]
             # follow the link: the page, then its button
             client = TestClient(create_app(rt))
             url = ack_path(robot, rt.config.raw.server.public_url)

@@ -182,6 +182,25 @@ def test_link_acknowledge_requires_a_name(rt: Runtime, clock: FakeClock) -> None
     assert "受理人" in r.text and "王 店长" in r.text and "链接" not in r.text
 
 
+def test_link_marks_not_negative_with_a_name_and_teaches_the_model(rt: Runtime, clock: FakeClock) -> None:
+    from sqlalchemy import select
+
+    from hub.features.feedback.verdicts import feedback_labels
+
+    ingest(rt, "reviews", "generic_review", review_record(1))
+    client = TestClient(create_app_for(rt))
+    path = ack_path(rt, "not_negative")
+    page = client.get(path).text
+    assert "标记不是差评" in page
+    r = client.post(path.split("?")[0], data={"t": form_token(page), "by": "李主管"})
+    assert r.status_code == 200 and "已标记为不是差评" in r.text
+    case = service(rt).list()[0]
+    assert (case["status"], case["resolved_by"]) == ("resolved", "李主管")
+    with rt.store.connect() as conn:
+        [label] = conn.execute(select(feedback_labels)).mappings().all()
+    assert (label["verdict"], label["actor"], label["via"]) == ("not_negative", "李主管", "link")
+
+
 def test_page_shows_overdue_and_escalated(rt: Runtime, clock: FakeClock) -> None:
     ingest(rt, "reviews", "generic_review", review_record(1))
     client = TestClient(create_app_for(rt))
