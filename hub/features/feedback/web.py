@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 ACTION_ZH = {"ack": "确认受理", "resolve": "标记已解决", "not_negative": "标记不是差评", "view": "查看"}
 #: what the page says once an action went through
-DONE_ZH = {"ack": "已受理", "resolve": "已解决", "not_negative": "已标记为不是差评，工单已结束"}
+DONE_ZH = {"ack": "已确认受理", "resolve": "已解决", "not_negative": "已标记为不是差评，工单已结束"}
 #: the states each page action applies to
 ALLOWED: dict[str, tuple[str, ...]] = {
     "ack": ("new",),
