@@ -159,6 +159,28 @@ def _event_row(ev: TouchpointEvent, doc: str | None = None) -> tuple[Any, ...]:
     )
 
 
+def quarantine_row(
+    source: str, external_id: str | None, stage: str, reason: str, payload: Any, now: datetime
+) -> dict[str, Any]:
+    """One open quarantine row (the row path, the columnar path and pushes that never parsed)."""
+    return {
+        "source": source,
+        "external_id": external_id,
+        "stage": stage,
+        "reason": reason,
+        "payload": payload,
+        "created_at": now,
+        "status": "open",
+    }
+
+
+def rejected_rows(source: str, rejected: Sequence[Rejected], now: datetime) -> list[dict[str, Any]]:
+    """Quarantine rows of records a source could not read (stage ``parse``)."""
+    return [
+        quarantine_row(source, r.external_id, "parse", r.reason, _safe_payload(r.payload)[0], now) for r in rejected
+    ]
+
+
 def _safe_payload(payload: Any) -> tuple[Any, str | None]:
     """The payload as JSON text if it can be stored as JSON; otherwise its repr and the reason."""
     try:
@@ -371,29 +393,8 @@ class Ingestor:
             elif outcome is None:
                 result.filtered += 1
             else:
-                q_rows.append(
-                    {
-                        "source": source,
-                        "external_id": ext,
-                        "stage": "mapping",
-                        "reason": outcome,
-                        "payload": batch.payloads[ext],
-                        "created_at": now,
-                        "status": "open",
-                    }
-                )
-        for rej in batch.rejected:
-            q_rows.append(
-                {
-                    "source": source,
-                    "external_id": rej.external_id,
-                    "stage": "parse",
-                    "reason": rej.reason,
-                    "payload": _safe_payload(rej.payload)[0],
-                    "created_at": now,
-                    "status": "open",
-                }
-            )
+                q_rows.append(quarantine_row(source, ext, "mapping", outcome, batch.payloads[ext], now))
+        q_rows += rejected_rows(source, batch.rejected, now)
         if q_rows:
             conn.execute(quarantine.insert(), q_rows)
             result.quarantined = len(q_rows)
@@ -444,14 +445,6 @@ class Ingestor:
         with self.store.begin() as conn:
             res = conn.execute(
                 quarantine.insert().returning(quarantine.c.id),
-                {
-                    "source": source,
-                    "external_id": external_id,
-                    "stage": stage,
-                    "reason": reason + (f"; {bad}" if bad else ""),
-                    "payload": payload,
-                    "created_at": self.clock(),
-                    "status": "open",
-                },
+                quarantine_row(source, external_id, stage, reason + (f"; {bad}" if bad else ""), payload, self.clock()),
             )
             return int(res.scalar_one())

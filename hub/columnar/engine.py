@@ -41,7 +41,7 @@ from hub.columnar.identities import resolve_columns
 from hub.columnar.records import from_rows
 from hub.columnar.vector import ArrowRecords, Mapped, Unsupported, VectorMapping, _adapter, compile_vector, json_text
 from hub.identity import Key
-from hub.ingest import Ingestor, IngestResult, PreparedBatch, _event_row, _safe_payload
+from hub.ingest import Ingestor, IngestResult, PreparedBatch, _event_row, quarantine_row, rejected_rows
 from hub.mapping import CompiledMapping
 from hub.model import TOUCHPOINT_NAMESPACE, TouchpointEvent
 from hub.privacy import SENSITIVE_NAMESPACES
@@ -341,29 +341,8 @@ class ColumnarIngest:
             if isinstance(outcome, TouchpointEvent):
                 fb_events.append((batch.fallback_index[ext], outcome))
             elif isinstance(outcome, str):
-                q_rows.append(
-                    {
-                        "source": source,
-                        "external_id": ext,
-                        "stage": "mapping",
-                        "reason": outcome,
-                        "payload": fb.payloads[ext],
-                        "created_at": now,
-                        "status": "open",
-                    }
-                )
-        for rej in batch.rejected:
-            q_rows.append(
-                {
-                    "source": source,
-                    "external_id": rej.external_id,
-                    "stage": "parse",
-                    "reason": rej.reason,
-                    "payload": _safe_payload(rej.payload)[0],
-                    "created_at": now,
-                    "status": "open",
-                }
-            )
+                q_rows.append(quarantine_row(source, ext, "mapping", outcome, fb.payloads[ext], now))
+        q_rows += rejected_rows(source, batch.rejected, now)
         if q_rows:
             conn.execute(quarantine.insert(), q_rows)
             result.quarantined = len(q_rows)
