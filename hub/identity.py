@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, select, true, update
+from sqlalchemy import Connection, select, text, true, update
 
 from hub.model import TouchpointEvent, uuid_text
 from hub.privacy import SENSITIVE_NAMESPACES, Vault, has_phone, mask_text, phones_in
@@ -213,7 +213,18 @@ class IdentityResolver:
         if stored:
             c = customers.c
             conn.execute(update(identities).where(identities.c.customer_id.in_(stored)).values(customer_id=survivor))
-            conn.execute(update(touchpoints).where(touchpoints.c.customer_id.in_(stored)).values(customer_id=survivor))
+            # the document says whose touchpoint it is too: both follow (readers take either)
+            if conn.dialect.name == "postgresql":
+                doc = text(
+                    "jsonb_set(touchpoints.doc::jsonb, '{customer,customer_id}', to_jsonb(CAST(:survivor AS text)))::json"
+                )
+            else:
+                doc = text("json_set(touchpoints.doc, '$.customer.customer_id', :survivor)")
+            conn.execute(
+                update(touchpoints)
+                .where(touchpoints.c.customer_id.in_(stored))
+                .values(customer_id=survivor, doc=doc.bindparams(survivor=survivor))
+            )
             # an opt-out of any of them holds for the survivor
             if conn.execute(select(c.id).where(c.id.in_(stored), c.opted_out.is_(true())).limit(1)).first():
                 if survivor in fresh:  # not stored yet (a clock that went back): stored opted out

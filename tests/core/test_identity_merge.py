@@ -4,6 +4,7 @@ hook (``Feature.customer_columns`` / ``merge`` / ``on_merge``). SQLite and the r
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -101,6 +102,13 @@ def test_the_older_customer_survives_and_everything_follows(store: Store, clock:
                 touchpoints.c.external_id.in_([f"a{run}", f"b{run}", f"ab{run}"])
             )
             assert set(conn.execute(q).scalars()) == {older}
+            # and the documents say so too (they kept the absorbed id before)
+            docs = select(touchpoints.c.doc).where(touchpoints.c.external_id.in_([f"a{run}", f"b{run}", f"ab{run}"]))
+            ids = {
+                (d if isinstance(d, dict) else json.loads(d))["customer"]["customer_id"]
+                for d in conn.execute(docs).scalars()
+            }
+            assert ids == {older}
         with store.begin() as conn:
             conn.execute(text("DELETE FROM test_points"))
     assert survived == runs
