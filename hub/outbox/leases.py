@@ -237,16 +237,16 @@ def renew(conn: Connection, ids: Sequence[int], *, worker_id: str, lease: timede
     return n == len(ids)
 
 
-def renew_held(conn: Connection, *, worker_id: str, lease: timedelta, now: datetime) -> int:
-    """The heartbeat: extend the lease of every row ``worker_id`` holds (``sending`` and locked by
-    it) to ``now + lease``, in one statement. Returns how many rows it holds."""
-    return int(
-        conn.execute(
-            update(outbox)
-            .where(outbox.c.status == "sending", outbox.c.locked_by == worker_id)
-            .values(locked_until=now + lease)
-        ).rowcount
-    )
+def renew_held(
+    conn: Connection, *, worker_id: str, lease: timedelta, now: datetime, ids: Sequence[int] | None = None
+) -> int:
+    """The heartbeat: extend the lease of the rows ``worker_id`` holds (``sending`` and locked by
+    it; only ``ids`` among them when given: the pump in progress) to ``now + lease``, in one
+    statement. Returns how many rows it renewed."""
+    q = update(outbox).where(outbox.c.status == "sending", outbox.c.locked_by == worker_id)
+    if ids is not None:
+        q = q.where(outbox.c.id.in_(list(ids)))
+    return int(conn.execute(q.values(locked_until=now + lease)).rowcount)
 
 
 def release_held(conn: Connection, *, worker_id: str, now: datetime) -> int:

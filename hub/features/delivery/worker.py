@@ -16,10 +16,12 @@ One pump (:meth:`DeliveryWorker.run_once`):
 :class:`DeliveryService` runs pumps in a thread of ``cxhub run``.
 
 **Leases and heartbeats.** A claim leases its rows for ``lease`` (15 s by default). While the
-worker lives, its :class:`Heartbeat` renews every row it holds every third of the lease, with
-one ``UPDATE``: a dead worker (``kill -9``, a lost host) stops renewing, and another worker
-claims its rows at most one lease after the last heartbeat. Two missed heartbeats (a database
-hiccup of up to ~10 s) still leave the lease standing.
+worker lives, its :class:`Heartbeat` renews the rows of the pump in progress (``in_flight``) every
+third of the lease, with one ``UPDATE``: a dead worker (``kill -9``, a lost host) stops renewing,
+and another worker claims its rows at most one lease after the last heartbeat. Two missed
+heartbeats (a database hiccup of up to ~10 s) still leave the lease standing. A row the pump
+ended without recording (its record step failed) is no longer renewed either: it is not stuck
+in ``sending`` for as long as the process lives, it is retried after its lease.
 
 **Stopping** (SIGTERM): :meth:`DeliveryWorker.stop_taking_work` ends claiming; units not yet
 handed to a platform go back at once (no attempt used); sends in flight finish and are recorded;
@@ -104,6 +106,17 @@ class DeliveryWorker(Step):
         self.recorder = Recorder(self.settings)
         self.heartbeat = Heartbeat(self)
         self._stopping = threading.Event()
+        #: ids of the rows the pump in progress claimed: what the heartbeat renews
+        self.in_flight: set[int] = set()
+        self._flight = threading.Lock()
+
+    def _hold(self, batch: Batch) -> None:
+        with self._flight:
+            self.in_flight.update(r.id for task in batch.tasks for unit in task for r in unit.rows)
+
+    def held_ids(self) -> list[int]:
+        with self._flight:
+            return sorted(self.in_flight)
 
     # ------------------------------------------------------------------ stopping
 
@@ -140,6 +153,14 @@ class DeliveryWorker(Step):
         first = self.claims.next_batch(result)
         if first is None:
             return result
+        self._hold(first)
+        try:
+            return self._pump(first, result)
+        finally:
+            with self._flight:  # recorded, put back, or left to their lease: none is renewed any more
+                self.in_flight.clear()
+
+    def _pump(self, first: Batch, result: PumpResult) -> PumpResult:
         blocked: dict[str, datetime] = {}
         lock = threading.Lock()
 
@@ -220,6 +241,7 @@ class DeliveryWorker(Step):
                         nxt = self.claims.next_batch(result) if time.monotonic() < deadline else None
                         more = nxt is not None and nxt.full
                         if nxt is not None:
+                            self._hold(nxt)
                             submit(nxt)
         finally:
             # never leave sends running into the next pump (nor unrecorded behind an error)
@@ -283,10 +305,13 @@ class Heartbeat:
             self._thread.start()
 
     def beat(self) -> int:
-        """Renew now; returns how many rows the worker holds."""
+        """Renew the rows of the pump in progress now; returns how many the worker still holds."""
         w = self.worker
+        ids = w.held_ids()
+        if not ids:
+            return 0
         with w.store.begin() as conn:
-            return leases.renew_held(conn, worker_id=w.worker_id, lease=w.lease, now=w.clock())
+            return leases.renew_held(conn, worker_id=w.worker_id, lease=w.lease, now=w.clock(), ids=ids)
 
     def stop(self) -> None:
         """Stop beating (the rows' leases then run out unless they are recorded or released)."""

@@ -48,6 +48,7 @@ def test_a_heartbeat_keeps_a_live_workers_rows_and_a_dead_workers_rows_go_after_
     ids = [r["id"] for r in rows(store)]  # the session's PostgreSQL numbers on from earlier tests
     assert [r.id for r in held] == ids[:2]
     live = worker(store, clock, {}, lease_seconds=15, worker_id="live")
+    live.in_flight.update(r.id for r in held)  # the rows of its pump in progress
     for _ in range(4):  # 20 s of heartbeats every 5 s; "dead" beats no more
         clock.advance(seconds=5)
         assert live.heartbeat.beat() == 2
@@ -58,6 +59,29 @@ def test_a_heartbeat_keeps_a_live_workers_rows_and_a_dead_workers_rows_go_after_
     assert [r.id for r in taken] == ids[2:]  # the dead worker's row, 20 s after its claim; not the live one's
     got = {r["id"]: (r["locked_by"], r["locked_until"]) for r in rows(store)}
     assert got[ids[0]] == got[ids[1]] == ("live", clock() + timedelta(seconds=15))
+
+
+def test_a_row_the_pump_left_unrecorded_is_not_renewed_for_ever(store: Store, clock: FakeClock) -> None:
+    """A pump that ends without recording a row (its record step failed) leaves the row ``sending``
+    and locked by a live worker. The heartbeat renews only the pump in progress, so that row's
+    lease runs out and another worker retries it, instead of it staying stuck while the process lives."""
+    put(store, clock, "app", msgs(2))
+    with store.begin() as conn:
+        held = leases.claim(
+            conn, now=clock(), worker_id="live", lease=timedelta(seconds=15), destinations=["app"], limit=2
+        )
+    live = worker(store, clock, {}, lease_seconds=15, worker_id="live")
+    live.in_flight.add(held[0].id)  # the pump still holds the first; the second was left behind
+    for _ in range(4):
+        clock.advance(seconds=5)
+        assert live.heartbeat.beat() == 1
+    with store.begin() as conn:
+        taken = leases.claim(
+            conn, now=clock(), worker_id="other", lease=timedelta(seconds=15), destinations=["app"], limit=10
+        )
+    assert [r.id for r in taken] == [held[1].id]
+    live.in_flight.clear()  # the pump ended: nothing is renewed any more
+    assert live.heartbeat.beat() == 0
 
 
 class Gate(Destination):
