@@ -115,13 +115,26 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _stored(db: Path, external_id: str) -> bool:
+    import sqlite3
+
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(db, timeout=1) as conn:
+            found = conn.execute("SELECT 1 FROM touchpoints WHERE external_id = ?", (external_id,)).fetchone()
+    except sqlite3.Error:  # not migrated yet, or busy
+        return False
+    return found is not None
+
+
 def test_cxhub_run_escalates_on_time_when_nobody_acknowledges(tmp_path: Path) -> None:
     """``cxhub run`` as a subprocess with short real timeouts: the store robot gets the card; the
     acknowledged case never escalates; the one nobody acknowledges reaches the district robot
-    about when its 3 s target breaks."""
+    about when its 12 s target breaks (the target is long enough for a polled feed on a busy host)."""
     with FakeDingTalkRobot(dict(SECRETS)) as robot:
         port = _free_port()
-        path = write_runtime_config(tmp_path, robot=robot.base_url, port=port, ack="3s", sweep="0.25s")
+        path = write_runtime_config(tmp_path, robot=robot.base_url, port=port, ack="12s", sweep="0.25s")
         text = path.read_text(encoding="utf-8").replace(
             "connector: jsonl", "connector: jsonl\n    schedule: {every: 0.5s}"
         )
@@ -151,6 +164,14 @@ def test_cxhub_run_escalates_on_time_when_nobody_acknowledges(tmp_path: Path) ->
                 pytest.fail("cxhub run did not come up: " + proc.communicate(timeout=10)[0].decode()[-2000:])
             print(f"up after {time.monotonic() - t_start:.1f}s")
             feed = tmp_path / "reviews.jsonl"
+            # warm-up: a 5-star review, stored once the first syncs ran and the model is loaded,
+            # so that the SLA timings below measure the running pipeline, not its start
+            append(feed, review_record(0, rating=5, text="很好，下次还来", member="M0"))
+            warm = time.monotonic()
+            while time.monotonic() - warm < 60 and not _stored(tmp_path / "cxhub.db", "rv-0"):
+                time.sleep(0.1)
+            assert _stored(tmp_path / "cxhub.db", "rv-0"), "the warm-up review was never stored"
+            print(f"warm after {time.monotonic() - t_start:.1f}s")
             appended = time.time()
             append(feed, review_record(1, member="M1"))
             assert robot.wait_for(1, 30), "the store robot got nothing"
@@ -167,19 +188,19 @@ def test_cxhub_run_escalates_on_time_when_nobody_acknowledges(tmp_path: Path) ->
             append(feed, review_record(2, member="M2", text="门店卖过期面包"))
             assert robot.wait_for(2, 30)
             district: list[Any] = []
-            while time.monotonic() - t_open < 30 and not district:
+            while time.monotonic() - t_open < 60 and not district:
                 district = [r for r in robot.received if r.token == "tok-district"]
                 time.sleep(0.05)
             assert district, "no escalation to the district robot"
             escalated_after = district[0].at - (time.time() - (time.monotonic() - t_open))
             assert "已升级至" in district[0].text and "工单 #2**" in district[0].text
-            # never before the 3 s target breaks; after it by the sweep, poll and sync slack (wider on a loaded host)
-            assert 2.5 < escalated_after < 15, escalated_after
+            # never before the 12 s target breaks; after it by the sweep, poll and sync slack (wider on a loaded host)
+            assert 11.5 < escalated_after < 45, escalated_after
             store_msgs = [r.text for r in robot.received if r.token == "tok-s001"]
             # the pre-breach warning came first, unless the sweep itself ran only after the deadline
             # (a loaded host): then the case escalates at once, which is what it must do
             warned = any("即将超时" in t for t in store_msgs)
-            assert warned or escalated_after > 3.2, ([t[:80] for t in store_msgs], escalated_after)
+            assert warned or escalated_after > 12.2, ([t[:80] for t in store_msgs], escalated_after)
             time.sleep(1.0)
             district = [r for r in robot.received if r.token == "tok-district"]
             assert all("工单 #1**" not in r.text for r in district)  # the acknowledged case never escalated
