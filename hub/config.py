@@ -79,6 +79,42 @@ class ServerConfig(_Section):
     operator_token: SecretStr | None = None
 
 
+#: the console's roles (hub/console/scope.py says what each may see and do)
+RoleName = Literal["admin", "integrator", "hq_analyst", "region_manager", "district_manager", "store_manager", "agent"]
+
+
+class OAuthProviderConfig(_Section):
+    """One platform's sign-in (its OAuth code flow) for the console; secrets as ``${ENV}``."""
+
+    enabled: bool = True
+    #: DingTalk: the app's client id (AppKey); Feishu: app_id; WeCom: the corp id
+    client_id: str
+    #: DingTalk: client secret (AppSecret); Feishu: app_secret; WeCom: the app's secret
+    client_secret: SecretStr
+    #: WeCom: the agent id of the self-built app that signs people in
+    agent_id: str | None = None
+    #: the platform's base URLs (a local fake in tests; the real ones by default)
+    base_url: str | None = None
+    auth_url: str | None = None
+
+
+class ConsoleConfig(_Section):
+    """The web console at ``/console`` of ``cxhub run`` (docs/console.md)."""
+
+    enabled: bool = True
+    #: the language of the pages unless a user picks another (zh / en)
+    locale: Literal["zh", "en"] = "zh"
+    session_hours: float = Field(default=12, gt=0, le=24 * 30)
+    idle_minutes: float = Field(default=120, gt=0, le=24 * 60)
+    #: sign-in attempts allowed per login and per address in ``login_window_minutes``
+    login_attempts: int = Field(default=5, ge=1, le=1000)
+    login_window_minutes: float = Field(default=15, gt=0, le=24 * 60)
+    #: roles that may reveal a masked phone number, openid or name (an audited action)
+    reveal_roles: list[RoleName] = Field(default_factory=lambda: list[RoleName](["admin"]))
+    #: sign-in through the platforms: dingtalk / feishu / wecom
+    oauth: dict[Literal["dingtalk", "feishu", "wecom"], OAuthProviderConfig] = Field(default_factory=dict)
+
+
 class TransportConfig(_Section):
     """Between the push receivers and the ingest: ``direct`` (the receiver commits to the store
     itself, the embedded default) or ``nats`` (receivers publish each verified record to a
@@ -159,6 +195,7 @@ class RawConfig(_Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     transport: TransportConfig = Field(default_factory=TransportConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -118,6 +118,12 @@ class Feature:
         (None when the file has none). The CLI shows ``徐汇店`` where the data says ``S001``."""
         return {}
 
+    def org_units(self, section: Any) -> list[tuple[str, str, str, str | None]]:
+        """The org hierarchy this feature's config declares, as ``(kind, id, name, parent)`` with
+        kind one of hq / region / district / store (the feedback feature's ``org:``). The console
+        scopes every user by it (hub/console/scope.py)."""
+        return []
+
     def install(self, runtime: Any) -> Any:
         """Add hooks, routes, jobs and services to ``runtime`` (a :class:`hub.runtime.Runtime`, which
         this module does not import: the runtime installs features, not the other way round);

@@ -86,6 +86,10 @@ class Runtime:
         #: FastAPI routers features add, or zero-argument factories of them (built when the web app is)
         self.routers: list[Any] = []
         self.services: list[Any] = []  # objects with start() and stop(), run by `cxhub run`
+        from hub.console import Console
+
+        #: the web console's pages, menu entries and overview tiles that features add (hub/console)
+        self.console = Console()
         self._connectors: dict[tuple[str, str], Connector] = {}
         self.features: dict[str, Any] = {}
         #: what moves features' rows when customers merge (each installed feature's ``on_merge``)

@@ -36,6 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
+from hub.console.app import ConsoleApp, install_console
 from hub.errors import PayloadError, RetriableError, SignatureError
 from hub.group_commit import GroupCommitWriter
 from hub.operator import operator_guard, publish_openapi
@@ -118,12 +119,16 @@ def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> HookF
             if src is not None:
                 src.replay_window_seconds = window
 
+    console: list[ConsoleApp] = []
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await transport.start()
         try:
             yield
         finally:
+            for c in console:
+                await c.feed.close()
             await transport.stop()
 
     # the OpenAPI description is served by hub.operator, behind the operator guard
@@ -317,5 +322,7 @@ def create_app(rt: Runtime, *, writer: GroupCommitWriter | None = None) -> HookF
     for router in rt.routers:
         # a feature may give a factory instead of a router: FastAPI then loads only when a server starts
         app.include_router(router if isinstance(router, APIRouter) else router())
+    if rt.config.raw.console.enabled:  # the web console at /console (hub/console)
+        console.append(install_console(app, rt))
     publish_openapi(app, rt.config.raw)
     return HookFastPath(app, hook)

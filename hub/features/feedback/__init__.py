@@ -35,6 +35,16 @@ class Feedback(Feature):
     def store_names(self, section: Any) -> dict[str, str]:
         return {sid: node.name for sid, node in (section.org.stores if section else {}).items() if node.name}
 
+    def org_units(self, section: Any) -> list[tuple[str, str, str, str | None]]:
+        if section is None:
+            return []
+        org = section.org
+        units: list[tuple[str, str, str, str | None]] = [("hq", "hq", org.hq.name if org.hq else "", None)]
+        units += [("region", rid, n.name or "", None) for rid, n in org.regions.items()]
+        units += [("district", did, n.name or "", n.parent) for did, n in org.districts.items()]
+        units += [("store", sid, n.name or "", n.parent) for sid, n in org.stores.items()]
+        return units
+
     def config_model(self) -> type[BaseModel]:
         from hub.features.feedback.config import FeedbackConfig
 

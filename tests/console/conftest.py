@@ -1,0 +1,1 @@
+from kit.console import console  # noqa: F401  (the fixture)
