@@ -14,7 +14,10 @@ data (overview, connectors, outbox, quarantine, customers, audit). A feature add
   whose ``render`` draws a page in the shared layout;
 - ``add_nav(NavItem)``: an entry of the menu, shown to users with its permission;
 - ``add_tile(Tile)``: a panel of the overview, loaded on its own (a slow tile delays no other);
-- ``add_templates(folder)`` and ``add_messages(folder)``: the feature's templates and catalogue.
+- ``add_customer_panel(panel)``: a section of the customer page (the feature's rows of that
+  customer, in the viewer's scope);
+- ``add_templates(folder)`` and ``add_messages(folder)``: the feature's templates and catalogue
+  (``<locale>.yaml`` or ``<part>.<locale>.yaml`` files).
 
 Every route scopes its queries with the principal (``principal.clause(table.c.store)``); the test
 suite walks every route of the console as a store manager of another store.
@@ -63,6 +66,8 @@ class Console:
     tiles: list[Tile] = field(default_factory=list)
     templates: list[Path] = field(default_factory=lambda: [HERE / "templates"])
     messages: list[Path] = field(default_factory=lambda: [HERE / "messages"])
+    #: sections of the customer page: ``panel(app, principal, customer_id)`` returns HTML (scoped!)
+    customer_panels: list[Callable[[Any, Any, str], str]] = field(default_factory=list)
 
     def add_router(self, factory: Callable[[Any], Any]) -> None:
         self.routers.append(factory)
@@ -72,6 +77,9 @@ class Console:
 
     def add_tile(self, tile: Tile) -> None:
         self.tiles.append(tile)
+
+    def add_customer_panel(self, panel: Callable[[Any, Any, str], str]) -> None:
+        self.customer_panels.append(panel)
 
     def add_templates(self, folder: Path) -> None:
         self.templates.append(folder)

@@ -416,6 +416,10 @@ def install_console(fastapi_app: FastAPI, rt: Runtime) -> ConsoleApp:
     app = ConsoleApp(rt)
     fastapi_app.mount(f"{PREFIX}/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
     fastapi_app.include_router(build_core_router(app))
+    from hub.console import audit, auth, customers, ops, privacy, users
+
+    for module in (auth, users, ops, customers, audit, privacy):  # the core's own pages
+        fastapi_app.include_router(module.router(app))
     for factory in rt.console.routers:
         fastapi_app.include_router(factory(app))
 

@@ -22,9 +22,11 @@ class Catalogue:
         self.messages: dict[str, dict[str, str]] = {loc: {} for loc in LOCALES}
 
     def add_folder(self, folder: Path) -> None:
+        """Load ``<locale>.yaml`` and every ``<part>.<locale>.yaml`` of ``folder``."""
         for loc in LOCALES:
-            path = folder / f"{loc}.yaml"
-            if path.exists():
+            for path in sorted(folder.glob(f"*{loc}.yaml")):
+                if path.name != f"{loc}.yaml" and not path.name.endswith(f".{loc}.yaml"):
+                    continue
                 data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
                 if not isinstance(data, dict):
                     raise ValueError(f"{path}: a catalogue is a mapping of key -> text")

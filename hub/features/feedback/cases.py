@@ -61,7 +61,7 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     # survey) and the touchpoint becomes a labelled example for the next model (verdicts)
     "not_negative": (("new", "acknowledged"), "resolved"),
 }
-VIAS = ("system", "link", "card", "cli", "api", "survey")
+VIAS = ("system", "link", "card", "cli", "api", "survey", "console")
 
 
 class CaseNotFound(LookupError):
