@@ -22,7 +22,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from commands import ConfigOpt, JsonOpt, console, dump_json, err, fail, handled, load, runtime, setup_logging
+from commands import privacy as privacy_commands
 from commands import run as run_commands
+from commands import users as users_commands
 from commands.display import Display
 from commands.display import table as display_table
 from hub.errors import ConfigError
@@ -358,6 +360,9 @@ def sync(
 
 # `cxhub migrate` and `cxhub run` (migration lock, --no-migrate, bounded shutdown): commands/run.py
 run_commands.register(app)
+# `cxhub users ...` (console accounts and API tokens) and `cxhub privacy ...` (forget, purge)
+users_commands.register(app)
+privacy_commands.register(app)
 
 
 @app.command()

@@ -1,0 +1,9 @@
+"""`cxhub users` commands."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    return None
