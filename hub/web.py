@@ -36,7 +36,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from hub.console.app import ConsoleApp, install_console
+from hub.console.app import ConsoleApp
+from hub.console.mount import install_console
 from hub.errors import PayloadError, RetriableError, SignatureError
 from hub.group_commit import GroupCommitWriter
 from hub.operator import operator_guard, publish_openapi

@@ -10,17 +10,16 @@ import secrets
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import func, insert, select
 
-from hub.console import HERE, Console, NavItem
+from hub.console import Console, NavItem
 from hub.console.accounts import Accounts, User, audit
 from hub.console.i18n import Catalogue, pick_locale
 from hub.console.live import FeedReader
@@ -408,39 +407,3 @@ def build_core_router(app: ConsoleApp) -> APIRouter:
 
 def _providers(app: ConsoleApp) -> list[str]:
     return [name for name, p in app.cfg.oauth.items() if p.enabled]
-
-
-def install_console(fastapi_app: FastAPI, rt: Runtime) -> ConsoleApp:
-    """Mount the console on the hub's app: static files, the shell's routes, the features' routes,
-    and the answer to a refused request (a page or JSON, never a stack trace)."""
-    app = ConsoleApp(rt)
-    fastapi_app.mount(f"{PREFIX}/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
-    fastapi_app.include_router(build_core_router(app))
-    from hub.console import audit, auth, customers, ops, privacy, users
-
-    for module in (auth, users, ops, customers, audit, privacy):  # the core's own pages
-        fastapi_app.include_router(module.router(app))
-    for factory in rt.console.routers:
-        fastapi_app.include_router(factory(app))
-
-    async def denied(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ConsoleDenied)
-        if wants_json(request) or (request.method != "GET" and request.headers.get("hx-request")):
-            return JSONResponse({"error": exc.message}, status_code=exc.status, headers=SECURITY_HEADERS)
-        if exc.login:
-            return RedirectResponse(
-                f"{PREFIX}/login?next={quote(str(request.url.path), safe='/')}",
-                status_code=303,
-                headers=SECURITY_HEADERS,
-            )
-        principal = getattr(request.state, "principal", None)
-        if exc.status == 403 and principal is None:
-            principal = await run_in_threadpool(app.principal, request)
-            if principal is not None and request.url.path != f"{PREFIX}/password":
-                user = await run_in_threadpool(app.accounts.get_user, principal.user_id)
-                if user.must_change_password:
-                    return RedirectResponse(f"{PREFIX}/password", status_code=303, headers=SECURITY_HEADERS)
-        return app.render(request, principal, "error.html", status=exc.status, message=exc.message)
-
-    fastapi_app.add_exception_handler(ConsoleDenied, denied)
-    return app
