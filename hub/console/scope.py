@@ -164,7 +164,7 @@ class Principal:
     #: "session" (a browser, CSRF-checked) or "token" (a script's API token)
     via: str = "session"
     csrf: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)  # no part of its hash
 
     @classmethod
     def of(
