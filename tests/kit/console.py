@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,188 @@ def console(request: pytest.FixtureRequest, tmp_path: Path, clock: Any) -> Itera
         yield kit
     finally:
         rt.close()
+
+
+# -- walking every route of the console (the authorisation and security tests) ----------------------
+
+#: routes anyone may call without signing in (the sign-in form and the platforms' sign-in callbacks)
+PUBLIC_PREFIXES = ("/console/login", "/console/oauth", "/console/auth", "/console/static", "/console/sso")
+
+
+@dataclass(frozen=True)
+class ConsoleRoute:
+    """One route of the console as the app serves it: path template, method, the permission its
+    guard demands (None: any signed-in user; ``"public"``: no guard), its query parameters."""
+
+    path: str
+    method: str
+    permission: str | None
+    guarded: bool
+    query: tuple[str, ...]
+    endpoint: str
+
+    @property
+    def api(self) -> bool:
+        return self.path.startswith("/console/api/")
+
+    @property
+    def params(self) -> list[str]:
+        return re.findall(r"{([^}:]+)(?::[^}]+)?}", self.path)
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def _guard_permission(dependant: Any) -> tuple[bool, str | None]:
+    """Whether a route's dependencies include the console's guard, and the permission it holds."""
+    stack = [dependant]
+    while stack:
+        d = stack.pop()
+        call = getattr(d, "call", None)
+        if call is not None and "guard.<locals>" in getattr(call, "__qualname__", ""):
+            cells = dict(zip(call.__code__.co_freevars, call.__closure__ or (), strict=False))
+            cell = cells.get("permission")
+            return True, cell.cell_contents if cell is not None else None
+        stack.extend(getattr(d, "dependencies", []) or [])
+    return False, None
+
+
+def console_routes(app: Any) -> list[ConsoleRoute]:
+    """Every route under /console of ``create_app(rt)`` (the hook fast path's FastAPI app inside),
+    one entry per method; HEAD and the static files left out."""
+    inner = getattr(app, "app", app)
+    found: list[tuple[str, Any]] = []
+    for route in inner.routes:
+        if hasattr(route, "effective_route_contexts"):  # FastAPI's included routers
+            for ctx in route.effective_route_contexts():
+                original = ctx.original_route
+                path = ctx.path or (ctx.frontend_prefix + getattr(original, "path", ""))
+                found.append((path, original))
+        else:
+            found.append((getattr(route, "path", ""), route))
+    out: list[ConsoleRoute] = []
+    for path, route in found:
+        if not path.startswith("/console") or path.startswith("/console/static"):
+            continue
+        dependant = getattr(route, "dependant", None)
+        guarded, permission = _guard_permission(dependant) if dependant is not None else (False, None)
+        query = tuple(p.alias or p.name for p in getattr(dependant, "query_params", []) or [])
+        endpoint = getattr(getattr(route, "endpoint", None), "__module__", "?")
+        endpoint += "." + getattr(getattr(route, "endpoint", None), "__name__", "?")
+        for method in sorted(getattr(route, "methods", None) or {"GET"}):
+            if method == "HEAD":
+                continue
+            out.append(ConsoleRoute(path, method, permission, guarded, query, endpoint))
+    return sorted(set(out), key=lambda r: (r.path, r.method))
+
+
+@dataclass
+class StoreData:
+    """The objects one store's reviews left behind, and the marks that betray them in a response."""
+
+    store: str
+    texts: list[str]
+    case_ids: list[int]
+    touchpoint_ids: list[str]
+    customer_ids: list[str]
+    external_ids: list[str]
+    quarantine_ids: list[int]
+    outbox_ids: list[int]
+    phone: str
+    tag: str = ""
+
+    def marks(self) -> list[str]:
+        """Strings no response for another store's user may hold (case ids are matched separately:
+        a bare number is everywhere); the texts' common head catches a shortened text too."""
+        head = f"{self.tag or self.store}号投诉"
+        return [head, *self.texts, *self.touchpoint_ids, *self.customer_ids, *self.external_ids, self.phone]
+
+
+def seed_store(kit: ConsoleKit, store: str, *, n: int = 2, phone: str = "13812345678", tag: str = "") -> StoreData:
+    """``n`` negative reviews of ``store`` through the real ingest (cases, touchpoints and a customer
+    of that store only), one of them carrying ``phone`` in its text and as the buyer's mobile, and a
+    record of that store that the mapping refuses (a quarantine row)."""
+    from sqlalchemy import select
+
+    from hub.features.feedback.schema import case_touchpoints, cases
+    from hub.store.schema import outbox, quarantine, touchpoints
+
+    tag = tag or store
+    texts = [f"{tag}号投诉{i}：冰淇淋化了，店员不理人" for i in range(n)]
+    records = []
+    for i, text in enumerate(texts):
+        records.append(
+            {
+                "review_id": f"rv-{tag}-{i}",
+                "created_at": "2026-11-22T10:00:00+08:00",
+                "platform": "meituan",
+                "store_code": store,
+                "store_name": kit.tree.store_name(store),
+                "order_id": f"O-{tag}-{i}",
+                "rating": 1,
+                "content": text + (f" 请回电{phone}" if i == 0 else ""),
+                "member_no": f"M-{tag}",
+                **({"mobile": phone} if i == 0 else {}),
+            }
+        )
+    kit.ingest("reviews", "generic_review", *records)
+    kit.ingest(
+        "reviews",
+        "generic_review",
+        {
+            "review_id": f"rv-{tag}-bad",
+            "created_at": "not a date",
+            "store_code": store,
+            "rating": 1,
+            "content": texts[0],
+        },
+    )
+    with kit.rt.store.connect() as conn:
+        tps = conn.execute(
+            select(touchpoints.c.id, touchpoints.c.customer_id, touchpoints.c.external_id).where(
+                touchpoints.c.store == store, touchpoints.c.external_id.like(f"rv-{tag}-%")
+            )
+        ).all()
+        tp_ids = [r.id for r in tps]
+        case_ids = sorted(
+            {
+                int(r[0])
+                for r in conn.execute(
+                    select(case_touchpoints.c.case_id).where(case_touchpoints.c.touchpoint_id.in_(tp_ids))
+                )
+            }
+            | {int(r[0]) for r in conn.execute(select(cases.c.id).where(cases.c.touchpoint_id.in_(tp_ids)))}
+        )
+        q_ids = [
+            int(r[0]) for r in conn.execute(select(quarantine.c.id).where(quarantine.c.external_id.like(f"rv-{tag}-%")))
+        ]
+        o_ids = [
+            int(r[0])
+            for r in conn.execute(select(outbox.c.id).where(outbox.c.cause.in_([f"case:{c}" for c in case_ids])))
+        ]
+    return StoreData(
+        store=store,
+        texts=texts,
+        case_ids=case_ids,
+        touchpoint_ids=tp_ids,
+        customer_ids=sorted({r.customer_id for r in tps if r.customer_id}),
+        external_ids=[f"rv-{tag}-{i}" for i in range(n)],
+        quarantine_ids=q_ids,
+        outbox_ids=o_ids,
+        phone=phone,
+        tag=tag,
+    )
+
+
+def text_of(response: Any) -> str:
+    """A response's text as a person would read it: an Excel export's cells too."""
+    ctype = response.headers.get("content-type", "")
+    if "spreadsheetml" in ctype or response.content[:2] == b"PK":
+        import io
+
+        from openpyxl import load_workbook
+
+        book = load_workbook(io.BytesIO(response.content), read_only=True)
+        cells = [str(c) for ws in book.worksheets for row in ws.iter_rows(values_only=True) for c in row if c]
+        return "\n".join(cells)
+    return str(response.text)
