@@ -8,9 +8,10 @@ and ``kit.ingest_checkout`` bring touchpoints in through the real ingest.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -362,3 +363,169 @@ def text_of(response: Any) -> str:
         cells = [str(c) for ws in book.worksheets for row in ws.iter_rows(values_only=True) for c in row if c]
         return "\n".join(cells)
     return str(response.text)
+
+
+@dataclass
+class World:
+    """A console with two stores' data, and every route to walk."""
+
+    kit: ConsoleKit
+    mine: StoreData  # S002's
+    theirs: StoreData  # S001's
+    s001_user_id: int
+    s001_login: str
+    routes: list[ConsoleRoute]
+    unfilled: list[str] = field(default_factory=list)
+
+
+def _values(world: World, route: ConsoleRoute, name: str) -> list[str] | None:
+    """Real S001 objects for a path parameter; None when the name is unknown here."""
+    s = world.theirs
+    path = route.path
+    kind = name
+    if name in ("id", "pk", "ref"):  # the segment before names the object
+        before = path.split("{" + name)[0].rstrip("/").rsplit("/", 1)[-1]
+        kind = {
+            "cases": "case_id",
+            "case": "case_id",
+            "customers": "customer_id",
+            "customer": "customer_id",
+            "quarantine": "quarantine_id",
+            "outbox": "outbox_id",
+            "users": "user_id",
+            "touchpoints": "touchpoint_id",
+            "tokens": "token_id",
+        }.get(before, "")
+    if kind in ("case_id", "case"):
+        return [str(i) for i in s.case_ids]
+    if kind in ("customer_id", "customer"):
+        return s.customer_ids
+    if kind in ("touchpoint_id", "touchpoint"):
+        return s.touchpoint_ids
+    if kind in ("quarantine_id", "record_id"):
+        return [str(i) for i in s.quarantine_ids]
+    if kind in ("outbox_id", "message_id", "dead_id"):
+        return [str(i) for i in s.outbox_ids] or ["1"]
+    if kind in ("user_id", "login"):
+        return [str(world.s001_user_id) if kind == "user_id" else world.s001_login]
+    if kind == "token_id":
+        return ["1"]
+    if name == "name" and "/tiles/" in path:
+        return [t.name for t in world.kit.rt.console.tiles] or ["unknown-tile"]
+    fixed = {
+        "store": ["S001"],
+        "store_id": ["S001"],
+        "unit": ["S001"],
+        "source": ["reviews"],
+        "destination": ["robot"],
+        "provider": ["dingtalk", "feishu", "wecom"],
+        "lang": ["en"],
+        "locale": ["en"],
+        "format": ["csv", "xlsx"],
+        "fmt": ["csv", "xlsx"],
+        "ext": ["csv", "xlsx"],
+        "action": ["ack", "acknowledge", "resolve", "reopen", "not-negative"],
+        "rule": ["default"],
+        "survey": ["default"],
+        "survey_id": ["default"],
+        "questionnaire": ["default"],
+        "invitation_id": ["1"],
+        "topic": ["服务态度"],
+        "metric": ["nps", "csat"],
+        "panel": ["cases"],
+        "part": ["cases"],
+    }
+    return fixed.get(kind)
+
+
+#: query parameters that can name S001 (a filter asking for another store's data)
+def _query(world: World, route: ConsoleRoute) -> dict[str, str]:
+    s = world.theirs
+    by_name = {
+        "store": "S001",
+        "store_id": "S001",
+        "stores": "S001",
+        "unit": "sh",
+        "district": "sh",
+        "region": "east",
+        "customer": s.customer_ids[0],
+        "customer_id": s.customer_ids[0],
+        "case": str(s.case_ids[0]),
+        "case_id": str(s.case_ids[0]),
+        "touchpoint_id": s.touchpoint_ids[0],
+        "q": f"{s.store}号投诉",
+        "search": f"{s.store}号投诉",
+        "text": f"{s.store}号投诉",
+        "phone": s.phone,
+        "lookup": s.phone,
+        "identity": s.phone,
+        "member": f"M-{s.store}",
+        "format": "csv",
+    }
+    return {k: by_name[k] for k in route.query if k in by_name}
+
+
+def urls(world: World, route: ConsoleRoute) -> list[str]:
+    """Every concrete URL of a route with S001's objects; records the routes it cannot fill."""
+    filled = [route.path]
+    for name in route.params:
+        values = _values(world, route, name)
+        if values is None:
+            world.unfilled.append(f"{route} (parameter {{{name}}})")
+            return []
+        pattern = re.compile(r"{" + re.escape(name) + r"(?::[^}]+)?}")
+        filled = [pattern.sub(v, u, count=1) for u in filled for v in values]
+    out = list(filled)
+    query = _query(world, route)
+    if query:
+        qs = "&".join(f"{k}={v}" for k, v in query.items())
+        out += [f"{u}?{qs}" for u in filled]
+        if "format" in query:
+            out += [f"{u}?{qs.replace('format=csv', 'format=xlsx')}" for u in filled]
+    return out
+
+
+def seed_world(kit: ConsoleKit) -> World:
+    """Two stores' reviews (S002: the viewer's own, S001: the one to hide), S001's manager, the routes."""
+    from hub.console.accounts import Accounts
+
+    mine = seed_store(kit, "S002", phone="13900001111")
+    theirs = seed_store(kit, "S001", phone="13812345678")
+    login = kit.add_user("store_manager", "S001", login="xuhui-manager")
+    user = Accounts(kit.rt.store).find_user(login)
+    assert user is not None
+    assert theirs.case_ids and theirs.customer_ids and theirs.quarantine_ids, theirs
+    return World(kit, mine, theirs, user.id, login, console_routes(kit.app))
+
+
+def _case_ids_in(body: str, path: str) -> set[int]:
+    """Case ids a response names: links to case pages, and ``case_id`` (or a case's ``id``) in JSON."""
+    found = {int(m) for m in re.findall(r"/cases/(\d+)(?![\d])", body)}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return found
+    stack: list[Any] = [data]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            for k, x in v.items():
+                named = k == "case_id" or (k == "id" and "case" in path)
+                if named and (isinstance(x, int) or (isinstance(x, str) and x.isdigit())):
+                    found.add(int(x))
+                stack.append(x)
+        elif isinstance(v, list):
+            stack.extend(v)
+    return found
+
+
+def leaks(body: str, url: str, s: StoreData, *, business: bool) -> list[str]:
+    """What of S001 a response body holds: the unmasked phone always; its texts, ids and name when
+    the viewer must not see S001's business data."""
+    found = [s.phone] if s.phone in body else []
+    if business:
+        found += [m for m in s.marks() if m in body and m != s.phone]
+        if "徐汇店" in body:
+            found.append("徐汇店")
+        found += [f"case {i}" for i in sorted(_case_ids_in(body, url) & set(s.case_ids))]
+    return found
