@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import Counter
 from sqlalchemy import Connection, select, update
 
+from hub.console.live import publish
 from hub.features.feedback.card_actions import StaffDirectory, card_actor, find_case_value
 from hub.features.feedback.config import FeedbackConfig, Severity
 from hub.features.feedback.detection import Detector, Verdict
@@ -36,6 +37,7 @@ from hub.features.feedback.sla import add_business_time
 from hub.features.feedback.verdicts import store_topics
 from hub.model import EventKind, TouchpointEvent
 from hub.outbox import enqueue
+from hub.privacy import mask_text
 from hub.sdk.connector import Clock, utcnow
 from hub.store import Store, insert_ignore
 from hub.store.locks import lock_customers
@@ -252,6 +254,8 @@ class CaseService:
         case_id = case["id"]
         conn.execute(case_touchpoints.insert(), {"touchpoint_id": ev.id, "case_id": case_id, "added_at": now})
         self.audit(conn, case_id, "opened", "system", "system", now, {"severity": severity, "reasons": verdict.reasons})
+        # the console's live pages hear of it in this transaction: the row commits with the case
+        publish(conn, now, "cases", store=ev.org.store, ref=str(case_id), status="new", action="opened")
         CASES_OPENED.labels(severity).inc()
         self.notify(conn, case, "open", [0], now)
         return int(case_id)
@@ -289,6 +293,7 @@ class CaseService:
             now,
             {"touchpoint_id": ev.id, "severity": verdict.severity, "raised": raised},
         )
+        publish(conn, now, "cases", store=case["store"], ref=str(case["id"]), status=case["status"], action="joined")
         if raised:
             fresh = self._row(conn, case["id"])
             self.notify(
@@ -493,6 +498,7 @@ class CaseService:
             )
         conn.execute(update(cases).where(cases.c.id == case_id).values(**values))
         self.audit(conn, case_id, _PAST[action], actor, via, now, {"from": case["status"], "to": target}, note)
+        publish(conn, now, "cases", store=case["store"], ref=str(case_id), status=target, action=action)
         CASE_TRANSITIONS.labels(action, via).inc()
         if action == "not_negative":
             from hub.features.feedback.verdicts import StaffVerdicts
@@ -518,6 +524,38 @@ class CaseService:
         now = now or self.clock()
         conn.execute(update(cases).where(cases.c.id == case_id).values(recovered=recovered, updated_at=now))
         self.audit(conn, case_id, "recovered" if recovered else "not_recovered", actor, via, now)
+
+    def assign(
+        self, case_id: int, assignee: str | None, *, actor: str, via: str, note: str | None = None
+    ) -> dict[str, Any]:
+        """Give the case to ``assignee`` (a console login; None: to nobody), kept in the case's doc;
+        a ``case_events`` row "assign" names who gave it to whom. The caller checks that the
+        assignee may act on the case's store."""
+        if via not in VIAS:
+            raise ValueError(f"unknown channel {via!r}; one of {VIAS}")
+        now = self.clock()
+        with self.store.begin() as conn:
+            case = self._row(conn, case_id, lock=True)
+            doc = dict(case["doc"])
+            before = doc.get("assignee")
+            if assignee:
+                doc["assignee"] = assignee
+            else:
+                doc.pop("assignee", None)
+            conn.execute(update(cases).where(cases.c.id == case_id).values(doc=doc, updated_at=now))
+            self.audit(conn, case_id, "assign", actor, via, now, {"from": before, "to": assignee}, note)
+            publish(conn, now, "cases", store=case["store"], ref=str(case_id), status=case["status"], action="assign")
+            return self._row(conn, case_id)
+
+    def add_note(self, case_id: int, text: str, *, actor: str, via: str) -> None:
+        """A note of staff on the case's trail (phone numbers in it masked before it is stored)."""
+        if via not in VIAS:
+            raise ValueError(f"unknown channel {via!r}; one of {VIAS}")
+        now = self.clock()
+        with self.store.begin() as conn:
+            case = self._row(conn, case_id)
+            self.audit(conn, case_id, "note", actor, via, now, {}, mask_text(text))
+            publish(conn, now, "cases", store=case["store"], ref=str(case_id), status=case["status"], action="note")
 
     # ------------------------------------------------------------ card callbacks
 

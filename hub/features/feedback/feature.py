@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.features.feedback.cases import CaseService
 from hub.features.feedback.config import FeedbackConfig
+from hub.features.feedback.console_setup import install_console
 from hub.features.feedback.detection import Detector
 from hub.features.feedback.links import LinkSigner
 from hub.features.feedback.recovery import RecoverySurvey
@@ -78,6 +79,7 @@ def install(rt: Runtime) -> CaseService:
     if cfg.enabled:
         rt.jobs.append(PeriodicJob("case-sweep", cfg.sweep_every, sweep, leader_only=True))
     rt.routers.append(lambda: build_web_router(service, cfg.timezone))
+    install_console(rt, service)  # the case board and pages of the web console
     if callable(getattr(analyzer, "warm", None)):
         rt.services.append(_Warm(analyzer))
     return service

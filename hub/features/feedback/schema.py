@@ -39,6 +39,10 @@ cases = Table(
     Column("doc", JSON, nullable=False),  # masked summary, reasons, route levels
     Index("ix_cases_due", "status", "next_action_at"),
     Index("ix_cases_customer_store", "customer_id", "store", "status"),
+    # the console's board (migration 0017_feedback_console)
+    Index("ix_cases_store_status_opened", "store", "status", "opened_at"),
+    Index("ix_cases_status_opened", "status", "opened_at"),
+    Index("ix_cases_opened", "opened_at"),
 )
 
 #: which touchpoints belong to which case (a touchpoint belongs to at most one)
