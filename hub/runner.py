@@ -19,6 +19,7 @@ Several processes share one PostgreSQL store:
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import signal
 import threading
@@ -158,7 +159,7 @@ def build_scheduler(
     """One job per scheduled source (never two runs at once, misfires coalesced, next run time in
     the store), the leadership heartbeat, plus feature jobs. ``stop``: set when the process stops
     (a sync then ends after the batch it is committing); ``running`` counts the jobs in progress."""
-    from hub.sync import SyncBusy, run_sync
+    from hub.sync import SyncBusy, paused, record_last_run, run_sync
 
     running = running or RunningJobs()
     sched = BackgroundScheduler(
@@ -173,20 +174,32 @@ def build_scheduler(
 
         def job(n: str = name, jid: str = job_id, nxt: book.NextTime = next_after) -> None:
             started = rt.clock()
+            outcome: tuple[bool, str] | None = None
             try:
+                if (pause := paused(rt.store, n)) is not None:
+                    log.info("sync %s: skipped, paused in the console by %s", n, pause.get("by", "?"))
+                    return
                 if not book.is_due(rt.store, jid, started):
                     log.info("sync %s: skipped, another process ran it already", n)
                     return
                 r = run_sync(rt, n, stop=stop)
                 log.info("sync %s: %s", n, r.summary())
+                outcome = (True, json.dumps(r.summary()))
             except SyncBusy:
                 # another process (or a manual `cxhub sync`) is running it: skip this tick
                 log.info("sync %s: skipped, another run of it holds the lock", n)
                 return
             except CxhubError as exc:  # a known failure (a missing file, a refused login) names its reason
                 log.error("sync %s failed: %s; it resumes from its last committed batch next time", n, exc)
-            except Exception:
+                outcome = (False, str(exc))
+            except Exception as exc:
                 log.exception("sync %s failed; it resumes from its last committed batch next time", n)
+                outcome = (False, type(exc).__name__)  # a foreign message may hold a URL with its password
+            if outcome is not None:
+                try:
+                    record_last_run(rt.store, n, at=started, ok=outcome[0], outcome=outcome[1])
+                except Exception:
+                    log.exception("sync %s: could not store how its run ended", n)
             try:
                 book.record_run(rt.store, jid, started_at=started, next_run_at=nxt(started), now=rt.clock())
             except Exception:

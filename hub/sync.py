@@ -20,11 +20,14 @@ Guarantees
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -194,3 +197,51 @@ def run_sync(
                 with contextlib.suppress(Exception):
                     src.close()  # drop pooled connections / clients that may be dead
                 sleep(wait)
+
+
+# ---------------------------------------------------------------- pause flag and last run (console)
+
+#: the store's kv key that pauses a source's scheduled syncs (the console's pause button)
+PAUSE_KEY = "sync.paused:"
+#: the store's kv key of a source's last scheduled run: when, and how it ended
+LAST_RUN_KEY = "sync.last:"
+
+
+def paused(store: Store, source: str) -> dict[str, Any] | None:
+    """Who paused ``source``'s scheduled syncs and when (``{"by": login, "at": iso}``); None when
+    it runs. A manual ``cxhub sync`` still runs a paused source."""
+    found = store.get(PAUSE_KEY + source)
+    if found is None:
+        return None
+    try:
+        value = json.loads(found[0])
+    except ValueError:
+        value = {}
+    return value if isinstance(value, dict) else {}
+
+
+def set_paused(store: Store, source: str, pause: bool, *, by: str, at: datetime) -> None:
+    """Pause (or resume) ``source``'s scheduled syncs; every process's scheduler reads the flag
+    before each run."""
+    if pause:
+        store.put(PAUSE_KEY + source, json.dumps({"by": by, "at": at.isoformat()}))
+    else:
+        store.delete(PAUSE_KEY + source)
+
+
+def record_last_run(store: Store, source: str, *, at: datetime, ok: bool, outcome: str) -> None:
+    """Remember how the last scheduled run of ``source`` ended (``outcome``: the result's summary
+    or the error's message, which names no secret)."""
+    store.put(LAST_RUN_KEY + source, json.dumps({"at": at.isoformat(), "ok": ok, "outcome": outcome[:500]}))
+
+
+def last_run(store: Store, source: str) -> dict[str, Any] | None:
+    """``{"at": iso, "ok": bool, "outcome": str}`` of the last scheduled run, or None."""
+    found = store.get(LAST_RUN_KEY + source)
+    if found is None:
+        return None
+    try:
+        value = json.loads(found[0])
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

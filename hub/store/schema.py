@@ -75,6 +75,7 @@ inbox = Table(
     Column("status", String(16), nullable=False),
     Column("touchpoint_id", String(36)),
     Column("payload", JSON),
+    Index("ix_inbox_source_received", "source", "received_at"),  # the console's error rate (0014)
 )
 
 #: normalised touchpoints; ``doc`` is the full TouchpointEvent, the columns are what queries need
@@ -95,6 +96,7 @@ touchpoints = Table(
     Index("ix_touchpoints_source_occurred", "source", "occurred_at"),
     Index("ix_touchpoints_kind_occurred", "kind", "occurred_at"),
     Index("ix_touchpoints_customer", "customer_id"),
+    Index("ix_touchpoints_store_occurred", "store", "occurred_at"),  # the console's charts (0014)
 )
 
 customers = Table(
@@ -118,6 +120,7 @@ identities = Table(
     Column("contact", Text),
     Column("first_seen", UTCDateTime(), nullable=False),
     Index("ix_identities_customer", "customer_id"),
+    Index("ix_identities_value", "value"),  # the console's customer search (0014)
 )
 
 #: where a pull source resumes from
