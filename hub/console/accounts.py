@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping
+import string
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from hub.console.schema import console_audit, console_sessions, console_tokens, console_users
+from hub.console.schema import console_audit, console_sessions, console_tokens, console_user_links, console_users
 from hub.console.scope import OrgTree, ScopeError
 from hub.store import Store
 
@@ -30,6 +31,12 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 
 MIN_PASSWORD_LENGTH = 10
+#: the platforms a console user may sign in through (``console.oauth``)
+PROVIDERS = ("dingtalk", "feishu", "wecom")
+#: characters of generated initial passwords: no look-alikes (0/O, 1/l/I), easy to read out
+_PASSWORD_ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0O1lI") + "-_.!"
+#: a token's last use is written at most this often (a script calling every second writes once a minute)
+TOKEN_TOUCH = timedelta(minutes=1)
 
 
 class AccountError(ValueError):
@@ -46,6 +53,7 @@ class User:
     must_change_password: bool
     disabled: bool
     locale: str | None
+    last_login_at: datetime | None = None
 
     @classmethod
     def of(cls, row: Any) -> User:
@@ -58,6 +66,7 @@ class User:
             must_change_password=bool(row["must_change_password"]),
             disabled=bool(row["disabled"]),
             locale=row["locale"],
+            last_login_at=row.get("last_login_at"),
         )
 
 
@@ -73,6 +82,46 @@ def check_password_strength(password: str, login: str = "") -> None:
         raise AccountError("the password must not contain the login")
     if len(set(password)) < 4:
         raise AccountError("the password repeats too few characters")
+
+
+def generate_password(length: int = 16) -> str:
+    """A strong random initial password (about 95 bits at 16 characters)."""
+    while True:
+        candidate = "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(length))
+        if any(c.isdigit() for c in candidate) and any(c.isalpha() for c in candidate):
+            return candidate
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """One API token as lists show it: never the token itself (the store keeps only its digest)."""
+
+    id: int
+    user_id: int
+    login: str
+    name: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    def state(self, now: datetime) -> str:
+        """``active``, ``revoked`` or ``expired``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+@dataclass(frozen=True)
+class Link:
+    """A platform account that signs in as a console user."""
+
+    provider: str
+    subject: str
+    user_id: int
+    created_at: datetime
 
 
 class Accounts:
@@ -141,6 +190,139 @@ class Accounts:
         with self.store.connect() as conn:
             rows = conn.execute(select(console_users).order_by(console_users.c.login)).mappings().all()
         return [User.of(r) for r in rows]
+
+    def page_users(self, *, after: str | None = None, limit: int = 100) -> list[User]:
+        """Users by login, ``limit`` (at most 200) after the login ``after`` (keyset pagination)."""
+        q = select(console_users).order_by(console_users.c.login).limit(max(1, min(limit, 200)))
+        if after:
+            q = q.where(console_users.c.login > after)
+        with self.store.connect() as conn:
+            return [User.of(r) for r in conn.execute(q).mappings().all()]
+
+    def require_user(self, login: str) -> User:
+        """The user ``login``, or :class:`AccountError` naming it."""
+        user = self.find_user(login)
+        if user is None:
+            raise AccountError(f"no console user {login!r}")
+        return user
+
+    def set_disabled(self, user_id: int, disabled: bool, *, actor: str) -> User:
+        """Disable (ending every session at once; tokens stop working too) or enable a user."""
+        user = self.get_user(user_id)
+        now = self.store.clock()
+        with self.store.begin() as conn:
+            conn.execute(update(console_users).where(console_users.c.id == user_id).values(disabled=disabled))
+            if disabled:
+                conn.execute(delete(console_sessions).where(console_sessions.c.user_id == user_id))
+            audit(conn, now, actor, "user.disable" if disabled else "user.enable", f"user:{user.login}", {})
+        return self.get_user(user_id)
+
+    def reset_password(self, user_id: int, *, actor: str, password: str | None = None) -> str:
+        """A new initial password (generated unless given) that must be changed at the next sign-in;
+        every session of the user ends. Returns the password, to be shown once."""
+        user = self.get_user(user_id)
+        new = password if password is not None else generate_password()
+        check_password_strength(new, user.login)
+        now = self.store.clock()
+        with self.store.begin() as conn:
+            conn.execute(
+                update(console_users)
+                .where(console_users.c.id == user_id)
+                .values(password_hash=_hasher.hash(new), must_change_password=True, password_changed_at=now)
+            )
+            n = conn.execute(delete(console_sessions).where(console_sessions.c.user_id == user_id)).rowcount or 0
+            audit(conn, now, actor, "user.password_reset", f"user:{user.login}", {"sessions_ended": n})
+        return new
+
+    def sessions_of(self, user_id: int) -> int:
+        """How many live sessions a user has."""
+        now = self.store.clock()
+        with self.store.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(console_sessions)
+                    .where(console_sessions.c.user_id == user_id, console_sessions.c.expires_at > now)
+                ).scalar_one()
+            )
+
+    def session_counts(self, user_ids: Iterable[int]) -> dict[int, int]:
+        """Live sessions per user, for a page of users (one query)."""
+        ids = sorted(set(user_ids))
+        if not ids:
+            return {}
+        now = self.store.clock()
+        t = console_sessions
+        with self.store.connect() as conn:
+            rows = conn.execute(
+                select(t.c.user_id, func.count())
+                .where(t.c.user_id.in_(ids), t.c.expires_at > now)
+                .group_by(t.c.user_id)
+            ).all()
+        return {int(uid): int(n) for uid, n in rows}
+
+    # -- platform sign-in links ----------------------------------------------------------------
+    def link(self, user_id: int, provider: str, subject: str, *, actor: str) -> Link:
+        """Let the platform account ``subject`` of ``provider`` sign in as the user."""
+        if provider not in PROVIDERS:
+            raise AccountError(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
+        subject = subject.strip()
+        if not subject or len(subject) > 128:
+            raise AccountError(f"{provider} user id {subject!r}: 1-128 characters")
+        user = self.get_user(user_id)
+        now = self.store.clock()
+        t = console_user_links
+        with self.store.begin() as conn:
+            taken = conn.execute(select(t.c.user_id).where(t.c.provider == provider, t.c.subject == subject)).first()
+            if taken is not None:
+                if taken[0] == user_id:
+                    raise AccountError(f"{provider} user {subject!r} is already linked to {user.login!r}")
+                raise AccountError(f"{provider} user {subject!r} is already linked to another console user")
+            conn.execute(insert(t).values(provider=provider, subject=subject, user_id=user_id, created_at=now))
+            audit(conn, now, actor, "user.link", f"user:{user.login}", {"provider": provider})
+        return Link(provider, subject, user_id, now)
+
+    def unlink(self, user_id: int, provider: str, subject: str, *, actor: str) -> bool:
+        user = self.get_user(user_id)
+        t = console_user_links
+        now = self.store.clock()
+        with self.store.begin() as conn:
+            n = (
+                conn.execute(
+                    delete(t).where(t.c.provider == provider, t.c.subject == subject, t.c.user_id == user_id)
+                ).rowcount
+                or 0
+            )
+            if n:
+                audit(conn, now, actor, "user.unlink", f"user:{user.login}", {"provider": provider})
+        return bool(n)
+
+    def links_of(self, user_ids: Iterable[int]) -> dict[int, list[Link]]:
+        ids = sorted(set(user_ids))
+        out: dict[int, list[Link]] = {i: [] for i in ids}
+        if not ids:
+            return out
+        t = console_user_links
+        with self.store.connect() as conn:
+            rows = conn.execute(select(t).where(t.c.user_id.in_(ids)).order_by(t.c.provider, t.c.subject)).mappings()
+            for r in rows:
+                out[r["user_id"]].append(Link(r["provider"], r["subject"], r["user_id"], r["created_at"]))
+        return out
+
+    def linked_user(self, provider: str, subjects: Iterable[str]) -> User | None:
+        """The user one of the platform's ids of a person is linked to (the first that is), or None."""
+        t = console_user_links
+        wanted = [s for s in subjects if s]
+        if not wanted:
+            return None
+        with self.store.connect() as conn:
+            rows = conn.execute(
+                select(t.c.subject, console_users)
+                .join(console_users, console_users.c.id == t.c.user_id)
+                .where(t.c.provider == provider, t.c.subject.in_(wanted))
+            ).mappings()
+            found = {r["subject"]: User.of(r) for r in rows}
+        return next((found[s] for s in wanted if s in found), None)
 
     def authenticate(self, login: str, password: str) -> User | None:
         """The user whose password this is, or None (unknown login, wrong password, disabled):
@@ -238,7 +420,7 @@ class Accounts:
         with self.store.connect() as conn:
             row = (
                 conn.execute(
-                    select(console_tokens, console_users)
+                    select(console_tokens, console_users, console_tokens.c.id.label("token_id"))
                     .join(console_users, console_users.c.id == console_tokens.c.user_id)
                     .where(console_tokens.c.token_hash == digest(token))
                 )
@@ -249,7 +431,79 @@ class Accounts:
             return None
         if row["expires_at"] is not None and row["expires_at"] <= now:
             return None
+        if row["last_used_at"] is None or now - row["last_used_at"] >= TOKEN_TOUCH:
+            with self.store.begin() as conn:
+                conn.execute(
+                    update(console_tokens).where(console_tokens.c.id == row["token_id"]).values(last_used_at=now)
+                )
         return User.of({**row, "id": row["user_id"]})
+
+    def create_token(
+        self, user_id: int, name: str, days: float | None = 90, *, actor: str = "system"
+    ) -> tuple[int, str]:
+        """A new API token for the user: (its id, the token). The token is shown once and kept only
+        as its digest; ``days`` None makes one that does not expire."""
+        user = self.get_user(user_id)
+        name = name.strip()
+        if not name or len(name) > 128:
+            raise AccountError(f"token name {name!r}: 1-128 characters")
+        if days is not None and not 0 < days <= 3650:
+            raise AccountError(f"token lifetime {days} days: between 1 and 3650, or none")
+        if user.disabled:
+            raise AccountError(f"console user {user.login!r} is disabled")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = self.store.clock()
+        with self.store.begin() as conn:
+            key = conn.execute(
+                insert(console_tokens).values(
+                    user_id=user_id,
+                    name=name,
+                    token_hash=digest(token),
+                    created_at=now,
+                    expires_at=now + timedelta(days=days) if days is not None else None,
+                )
+            ).inserted_primary_key
+            assert key is not None
+            token_id = int(key[0])
+            audit(conn, now, actor, "token.create", f"user:{user.login}", {"token": token_id, "days": days})
+        return token_id, token
+
+    def revoke_token(self, token_id: int, *, actor: str = "system") -> bool:
+        """Revoke a token at once; False when there is no such live token."""
+        now = self.store.clock()
+        t = console_tokens
+        with self.store.begin() as conn:
+            n = (
+                conn.execute(
+                    update(t).where(t.c.id == token_id, t.c.revoked_at.is_(None)).values(revoked_at=now)
+                ).rowcount
+                or 0
+            )
+            if n:
+                audit(conn, now, actor, "token.revoke", f"token:{token_id}", {})
+        return bool(n)
+
+    def list_tokens(self, user_id: int | None = None, *, limit: int = 200) -> list[TokenInfo]:
+        """Tokens, newest first (one user's, or everyone's), at most ``limit`` (≤ 200)."""
+        t, u = console_tokens, console_users
+        q = select(t, u.c.login).join(u, u.c.id == t.c.user_id).order_by(t.c.id.desc()).limit(max(1, min(limit, 200)))
+        if user_id is not None:
+            q = q.where(t.c.user_id == user_id)
+        with self.store.connect() as conn:
+            rows = conn.execute(q).mappings().all()
+        return [
+            TokenInfo(
+                id=r["id"],
+                user_id=r["user_id"],
+                login=r["login"],
+                name=r["name"],
+                created_at=r["created_at"],
+                expires_at=r["expires_at"],
+                last_used_at=r["last_used_at"],
+                revoked_at=r["revoked_at"],
+            )
+            for r in rows
+        ]
 
     def sessions_count(self) -> int:
         with self.store.connect() as conn:
@@ -275,4 +529,16 @@ def audit(
     )
 
 
-__all__ = ["TOKEN_PREFIX", "AccountError", "Accounts", "ScopeError", "User", "audit", "digest"]
+__all__ = [
+    "PROVIDERS",
+    "TOKEN_PREFIX",
+    "AccountError",
+    "Accounts",
+    "Link",
+    "ScopeError",
+    "TokenInfo",
+    "User",
+    "audit",
+    "digest",
+    "generate_password",
+]
