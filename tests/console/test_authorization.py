@@ -25,6 +25,7 @@ from kit.console import (
     ConsoleKit,
     StoreData,
     World,
+    answering,
     console_routes,
     leaks,
     seed_world,
@@ -139,7 +140,7 @@ def test_every_console_route_has_a_guard(world: World) -> None:
 @pytest.mark.parametrize(("role", "unit"), ROLES, ids=[r for r, _ in ROLES])
 def test_other_roles_and_stores_never_reach_s001(world: World, role: str, unit: str | None) -> None:
     kit = world.kit
-    client = kit.user(role, unit)
+    client = answering(kit.user(role, unit))
     csrf = client.csrf  # type: ignore[attr-defined]
     me = _principal(kit, role, unit)
     before = _snapshot(kit, world.theirs)
@@ -179,7 +180,7 @@ def test_other_roles_and_stores_never_reach_s001(world: World, role: str, unit: 
 
 
 def test_signed_out_requests_go_to_the_sign_in_form(world: World) -> None:
-    client = world.kit.client()
+    client = answering(world.kit.client())
     problems = []
     for route in world.routes:
         if (route.method, route.path) in SELF_ROUTES:
@@ -209,7 +210,7 @@ def test_an_api_token_of_another_store_reaches_no_s001_object(world: World) -> N
     user = accounts.find_user(login)
     assert user is not None
     _, token = accounts.create_token(user.id, "script", actor="test")
-    client = kit.client()
+    client = answering(kit.client())
     client.headers["Authorization"] = f"Bearer {token}"
     problems = []
     for route in world.routes:
@@ -293,7 +294,7 @@ def test_the_walk_finds_a_route_that_ignores_the_scope(world: World) -> None:
         routes = console_routes(kit.app)
         [route] = [r for r in routes if r.path == "/console/leaky/{case_id}"]
         assert route.permission == "data.read" and route.guarded
-        client = kit.user("store_manager", "S002")
+        client = answering(kit.user("store_manager", "S002"))
         [url] = urls(world, route)
         r = client.get(url)
         assert r.status_code == 200

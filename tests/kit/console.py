@@ -383,26 +383,35 @@ def _values(world: World, route: ConsoleRoute, name: str) -> list[str] | None:
     s = world.theirs
     path = route.path
     kind = name
-    if name in ("id", "pk", "ref"):  # the segment before names the object
-        before = path.split("{" + name)[0].rstrip("/").rsplit("/", 1)[-1]
-        kind = {
-            "cases": "case_id",
-            "case": "case_id",
-            "customers": "customer_id",
-            "customer": "customer_id",
-            "quarantine": "quarantine_id",
-            "outbox": "outbox_id",
-            "users": "user_id",
-            "touchpoints": "touchpoint_id",
-            "tokens": "token_id",
-        }.get(before, "")
+    before = path.split("{" + name)[0].rstrip("/").rsplit("/", 1)[-1]
+    by_segment = {
+        "cases": "case_id",
+        "case": "case_id",
+        "customers": "customer_id",
+        "customer": "customer_id",
+        "quarantine": "quarantine_id",
+        "outbox": "outbox_id",
+        "users": "user_id",
+        "touchpoints": "touchpoint_id",
+        "tokens": "token_id",
+        "connectors": "source",
+        "sources": "source",
+        "destinations": "destination",
+        "tiles": "tile",
+        "surveys": "survey",
+        "invitations": "invitation_id",
+    }
+    if name in ("id", "pk", "ref", "name", "key", "qid", "cid", "uid", "tid", "oid"):
+        kind = by_segment.get(before, name)
+    if kind == "tile":
+        return [t.name for t in world.kit.rt.console.tiles] or ["unknown-tile"]
     if kind in ("case_id", "case"):
         return [str(i) for i in s.case_ids]
     if kind in ("customer_id", "customer"):
         return s.customer_ids
     if kind in ("touchpoint_id", "touchpoint"):
         return s.touchpoint_ids
-    if kind in ("quarantine_id", "record_id"):
+    if kind in ("quarantine_id", "record_id", "qid"):
         return [str(i) for i in s.quarantine_ids]
     if kind in ("outbox_id", "message_id", "dead_id"):
         return [str(i) for i in s.outbox_ids] or ["1"]
@@ -410,8 +419,6 @@ def _values(world: World, route: ConsoleRoute, name: str) -> list[str] | None:
         return [str(world.s001_user_id) if kind == "user_id" else world.s001_login]
     if kind == "token_id":
         return ["1"]
-    if name == "name" and "/tiles/" in path:
-        return [t.name for t in world.kit.rt.console.tiles] or ["unknown-tile"]
     fixed = {
         "store": ["S001"],
         "store_id": ["S001"],
@@ -453,9 +460,10 @@ def _query(world: World, route: ConsoleRoute) -> dict[str, str]:
         "case": str(s.case_ids[0]),
         "case_id": str(s.case_ids[0]),
         "touchpoint_id": s.touchpoint_ids[0],
-        "q": f"{s.store}号投诉",
-        "search": f"{s.store}号投诉",
-        "text": f"{s.store}号投诉",
+        # a search that S002's texts match too (S001's must stay out; the value itself is echoed)
+        "q": "投诉0：冰淇淋",
+        "search": "投诉0：冰淇淋",
+        "text": "投诉0：冰淇淋",
         "phone": s.phone,
         "lookup": s.phone,
         "identity": s.phone,
@@ -521,7 +529,14 @@ def _case_ids_in(body: str, path: str) -> set[int]:
 
 def leaks(body: str, url: str, s: StoreData, *, business: bool) -> list[str]:
     """What of S001 a response body holds: the unmasked phone always; its texts, ids and name when
-    the viewer must not see S001's business data."""
+    the viewer must not see S001's business data. What the URL itself holds (an id, a phone number
+    to look up) may come back as the viewer's own input: the rest of the answer must betray nothing."""
+    from urllib.parse import unquote
+
+    asked = unquote(url)
+    for mark in (s.phone, *s.customer_ids, *s.touchpoint_ids):
+        if mark in asked:
+            body = body.replace(mark, "")
     found = [s.phone] if s.phone in body else []
     if business:
         found += [m for m in s.marks() if m in body and m != s.phone]
@@ -529,3 +544,10 @@ def leaks(body: str, url: str, s: StoreData, *, business: bool) -> list[str]:
             found.append("徐汇店")
         found += [f"case {i}" for i in sorted(_case_ids_in(body, url) & set(s.case_ids))]
     return found
+
+
+def answering(client: TestClient) -> TestClient:
+    """The client with a route's exception answered as a 500 (as a server would), instead of raised
+    into the test: a walk over every route reports all the failures at once."""
+    client._transport.raise_server_exceptions = False  # type: ignore[attr-defined]
+    return client
