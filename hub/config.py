@@ -9,13 +9,23 @@ printed: secrets never are.
 from __future__ import annotations
 
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.errors import ConfigError, ConfigErrors, did_you_mean
@@ -185,6 +195,51 @@ class DestinationConfig(_Section):
 NamespaceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 
 
+_RETENTION = re.compile(r"^\s*(\d+)\s*(h|d|w|y)\s*$")
+_RETENTION_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def parse_retention(value: Any) -> float | None:
+    """``365d`` / ``52w`` / ``3y`` / ``12h`` -> seconds; ``forever`` (or null) -> None."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "forever"):
+        return None
+    m = _RETENTION.match(str(value)) if not isinstance(value, bool | int | float) else None
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(f"{value!r} is not a retention (a duration such as 30d, 52w, 3y, 12h, or forever)")
+    return float(int(m.group(1)) * _RETENTION_UNITS[m.group(2)])
+
+
+#: how long a data class is kept: seconds, or None for ``forever``
+Retention = Annotated[float | None, BeforeValidator(parse_retention)]
+
+
+class RetentionConfig(_Section):
+    """How long each class of personal data is kept (docs/privacy.md); ``forever`` keeps it."""
+
+    #: ``inbox.payload``, the raw payloads ``store.keep_raw_payloads`` keeps (the inbox row stays: dedup)
+    raw_payloads: Retention = None
+    #: touchpoints (but survey answers, below), with the features' rows that hang on them
+    touchpoints: Retention = None
+    #: survey answers (``survey_response`` touchpoints) and invitations: anonymised, their scores kept
+    survey_answers: Retention = None
+    #: identities and customers not seen for this long and with no touchpoint left: forgotten
+    identities: Retention = None
+    #: the console's audit log and the cases' audit trail
+    audit: Retention = None
+    #: quarantined records (raw payloads kept for replay); None here: ``store.quarantine_retention_days``
+    quarantine: Retention = None
+
+
+class PrivacyConfig(_Section):
+    """Retention per data class, enforced by the hourly ``privacy-retention`` job of ``cxhub run``
+    (the leader) and by ``cxhub privacy purge``, in batches of ``batch_size`` rows."""
+
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    #: batches per class and run at most: an hourly run never holds the store for long
+    max_batches: int = Field(default=100, ge=1, le=100_000)
+
+
 class RawConfig(_Section):
     """The YAML file's shape. Any other top-level key is a feature's section: the feature that
     declares it (``Feature.section``) validates it with its own model (``Config.sections``)."""
@@ -196,6 +251,7 @@ class RawConfig(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     transport: TransportConfig = Field(default_factory=TransportConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -444,6 +500,11 @@ def load_config(
         lines=lines,
         secret_key=key.get_secret_value().encode("utf-8") if key else b"",
     )
+    if "quarantine_retention_days" in raw.store.model_fields_set:
+        cfg.warnings.append(
+            "store.quarantine_retention_days is deprecated: write privacy.retention.quarantine"
+            f" ({raw.store.quarantine_retention_days}d), which wins when both are given"
+        )
     for name, src in raw.sources.items():
         spec = _collect(errors, _source_spec, cfg, name, src)
         if spec is not None:

@@ -38,12 +38,25 @@ caps, opt-outs, open cases... A feature says which of its rows those are:
 Order: ``requires`` names features that must be installed (a feature whose requirement is missing
 is not installed, and ``cxhub features`` says why); ``after`` names features to install first when
 they are present. Ties go alphabetically, so the order is the same in every process.
+
+Personal data (docs/privacy.md): a feature that keeps rows about customers says how they expire
+and how they are forgotten, through ``privacy``: ``"module"`` with two functions,
+
+- ``purge(conn, now, retention) -> dict[str, int]``: one bounded batch of the rows older than their
+  data class's retention (``retention.cutoff("survey_answers")``, at most ``retention.batch`` rows
+  per class), deleted or anonymised; returns counts keyed ``"<class>.<table>"``. The core calls it
+  again, each time in a new transaction, until it returns nothing or the run's batches are spent;
+- ``forget(conn, customer_ids, now) -> dict[str, int]``: delete or anonymise every row of these
+  customers (``cxhub privacy forget``), in the caller's transaction, before the core deletes their
+  touchpoints, identities and customers rows; returns counts keyed by table;
+
+or override :meth:`Feature.purge` and :meth:`Feature.forget`.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -82,6 +95,8 @@ class Feature:
     #: "module:function" called as ``function(conn, absorbed, survivor, now)`` when customers merge,
     #: after ``customer_columns`` are re-keyed (see :meth:`on_merge`)
     merge: ClassVar[str | None] = None
+    #: "module" with the feature's ``purge`` and ``forget`` functions (see :meth:`purge`, :meth:`forget`)
+    privacy: ClassVar[str | None] = None
 
     def config_model(self) -> type[BaseModel] | None:
         """The pydantic model of the feature's config section."""
@@ -130,8 +145,37 @@ class Feature:
         return the public interface."""
         raise NotImplementedError
 
+    def purge(self, conn: Connection, now: datetime, retention: Retention) -> dict[str, int]:
+        """Delete or anonymise one bounded batch of this feature's rows older than their data
+        class's retention, inside ``conn``'s transaction; counts keyed ``"<class>.<table>"``. The
+        default calls the ``purge`` function of the ``privacy`` module, if any."""
+        if not self.privacy:
+            return {}
+        return dict(importlib.import_module(self.privacy).purge(conn, now, retention))
+
+    def forget(self, conn: Connection, customer_ids: Sequence[str], now: datetime) -> dict[str, int]:
+        """Delete or anonymise every row of these customers (the right to be forgotten), inside
+        ``conn``'s transaction; counts keyed by table. The default calls the ``forget`` function of
+        the ``privacy`` module, if any."""
+        if not self.privacy:
+            return {}
+        return dict(importlib.import_module(self.privacy).forget(conn, customer_ids, now))
+
     def __repr__(self) -> str:
         return f"<feature {self.name}>"
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What one purge batch may take: per data class, the time before which rows go (None: the
+    class is kept forever), and at most ``batch`` rows per class."""
+
+    cutoffs: Mapping[str, datetime | None]
+    batch: int = 1000
+
+    def cutoff(self, data_class: str) -> datetime | None:
+        """Rows of ``data_class`` older than this go; None: kept forever."""
+        return self.cutoffs.get(data_class)
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,23 @@ def quarantine_retention_job(rt: Runtime) -> PeriodicJob:
 
     def purge() -> int:
         from hub.replay import purge_quarantine
+        from hub.retention import quarantine_days
 
-        return purge_quarantine(rt.store, rt.clock(), rt.config.raw.store.quarantine_retention_days)
+        days = quarantine_days(rt.config)  # privacy.retention.quarantine, or the store's setting
+        return 0 if days is None else purge_quarantine(rt.store, rt.clock(), days)
 
     return PeriodicJob("quarantine-retention", 3600, purge, leader_only=True)
+
+
+def privacy_retention_job(rt: Runtime) -> PeriodicJob:
+    """Hourly, on the leader: the retention of every other data class (``privacy.retention``)."""
+
+    def purge() -> int:
+        from hub.retention import purge_hourly
+
+        return purge_hourly(rt)
+
+    return PeriodicJob("privacy-retention", 3600, purge, leader_only=True)
 
 
 class Runtime:
@@ -95,6 +108,7 @@ class Runtime:
         #: what moves features' rows when customers merge (each installed feature's ``on_merge``)
         self.merges: list[MergeHook] = []
         self.jobs.append(quarantine_retention_job(self))
+        self.jobs.append(privacy_retention_job(self))
         for info in installed_features():
             assert info.feature is not None
             if features is not None and info.name not in features:

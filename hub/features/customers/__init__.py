@@ -33,6 +33,7 @@ class Customers(Feature):
     #: actions follow a merge; the absorbed customer's score is dropped (the next scoring redoes the survivor's)
     customer_columns = (("customer_actions", "customer_id"),)
     merge = "hub.features.customers.service:forget_scores"
+    privacy = "hub.features.customers.privacy"  # retention and forgetting of its rows
 
     def config_model(self) -> type[BaseModel]:
         from hub.features.customers.config import CustomersConfig

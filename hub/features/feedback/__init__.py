@@ -31,6 +31,7 @@ class Feedback(Feature):
     after = ("surveys",)
     cli = "commands.feedback:register"
     merge = "hub.features.feedback.merge:on_merge"  # customers merge: their history follows
+    privacy = "hub.features.feedback.privacy"  # retention and forgetting of its rows
 
     def store_names(self, section: Any) -> dict[str, str]:
         return {sid: node.name for sid, node in (section.org.stores if section else {}).items() if node.name}

@@ -123,6 +123,7 @@ class Surveys(Feature):
     section = "surveys"
     cli = "commands.surveys:register"
     merge = "hub.features.surveys.merge:on_merge"  # customers merge: their history follows
+    privacy = "hub.features.surveys.privacy"  # retention and forgetting of its rows
 
     def store_names(self, section: Any) -> dict[str, str]:
         return {sid: st.name for sid, st in (section.stores if section else {}).items() if st.name}
