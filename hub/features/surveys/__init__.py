@@ -1,7 +1,8 @@
 """Context-aware surveys after transactions (the ``surveys:`` section; see docs/surveys.md).
 
-The feature adds the survey rules engine as an ingest hook and the hosted survey page
-(``GET/POST /s/{token}``) as a FastAPI router. Its public interface, ``runtime.features["surveys"]``,
+The feature adds the survey rules engine as an ingest hook, the hosted survey page
+(``GET/POST /s/{token}``) as a FastAPI router, and its console pages (funnel, scores, answers under
+``/console/surveys``; :mod:`hub.features.surveys.console`). Its public interface, ``runtime.features["surveys"]``,
 is :class:`SurveysFeature`: other features invite a customer by a named rule through it
 (:meth:`SurveysFeature.invite`) and find which invitation an answer belongs to
 (:meth:`SurveysFeature.invitation_of`).
@@ -148,6 +149,9 @@ class Surveys(Feature):
             return router(runtime, feature)
 
         runtime.routers.append(survey_page)
+        from hub.features.surveys.console_setup import install_console
+
+        install_console(runtime, feature)  # the console's survey pages, tiles and customer panel
         return feature
 
 

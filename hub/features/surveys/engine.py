@@ -89,7 +89,7 @@ class SurveyEngine:
         owned: list[tuple[TouchpointEvent, Rule]] = []
         for ev in events:
             if ev.kind == EventKind.survey_response:
-                self.record_response(ctx.conn, ev)
+                self.record_response(ctx.conn, ev, ctx.now)
                 continue
             rule = self.rule_for(ev)
             if rule is not None:
@@ -188,7 +188,8 @@ class SurveyEngine:
 
     # ------------------------------------------------------------ responses
 
-    def record_response(self, conn: Connection, ev: TouchpointEvent) -> bool:
+    def record_response(self, conn: Connection, ev: TouchpointEvent, now: datetime | None = None) -> bool:
         """Mark the invitation a response answers (by ``attributes.invitation_id`` or
-        ``attributes.survey_token``) as responded. True when one was marked."""
-        return invitations.record_response(conn, self.signer, ev)
+        ``attributes.survey_token``) as responded, with its scores, and tell the console's live
+        pages. True when one was marked."""
+        return invitations.record_response(conn, self.signer, ev, now)

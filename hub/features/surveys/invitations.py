@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -323,9 +323,35 @@ def build_message(
     )
 
 
-def record_response(conn: Connection, signer: TokenSigner, ev: TouchpointEvent) -> bool:
+#: question types whose answer is a number
+SCORED_TYPES = ("nps", "csat", "ces", "rating")
+
+
+def response_scores(feedback: Mapping[str, Any], answers: Any) -> dict[str, Any]:
+    """What an invitation keeps of its response for the console: the NPS / CSAT / CES of the
+    feedback, and every answer by question id (``scores``), a free text as ``true`` only (its words
+    stay in the touchpoint, which privacy rules already cover)."""
+    scores: dict[str, Any] = {}
+    for a in answers if isinstance(answers, list) else []:
+        if not isinstance(a, Mapping) or not isinstance(a.get("id"), str):
+            continue
+        kind, value = a.get("type"), a.get("value")
+        number = kind in SCORED_TYPES and isinstance(value, int) and not isinstance(value, bool)
+        if number or (kind in ("single", "multiple") and isinstance(value, str | list)):
+            scores[a["id"]] = value
+        else:  # a free text (or a type this hub does not compose): answered, words elsewhere
+            scores[a["id"]] = True
+    out: dict[str, Any] = {"scores": scores or None}
+    for key in ("nps", "csat", "ces"):
+        value = feedback.get(key)
+        out[key] = int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return out
+
+
+def record_response(conn: Connection, signer: TokenSigner, ev: TouchpointEvent, now: datetime | None = None) -> bool:
     """Mark the invitation a response answers (by ``attributes.invitation_id`` or
-    ``attributes.survey_token``) as responded. True when one was marked."""
+    ``attributes.survey_token``) as responded, with the response's scores, and tell the console's
+    live pages (topic ``surveys``). True when one was marked."""
     inv = ev.attributes.get("invitation_id")
     token = ev.attributes.get("survey_token")
     if not inv and isinstance(token, str):
@@ -335,12 +361,19 @@ def record_response(conn: Connection, signer: TokenSigner, ev: TouchpointEvent) 
             inv = None
     if not isinstance(inv, str) or not inv:
         return False
+    scores = response_scores(ev.feedback.model_dump() if ev.feedback else {}, ev.attributes.get("answers"))
     res = conn.execute(
         update(invitations)
         .where(invitations.c.id == inv, invitations.c.status == "pending")
-        .values(status="responded", responded_at=ev.occurred_at, response_id=ev.id)
+        .values(status="responded", responded_at=ev.occurred_at, response_id=ev.id, **scores)
     )
-    return bool(res.rowcount)
+    if not res.rowcount:
+        return False
+    from hub.console.live import publish
+
+    store = conn.execute(select(invitations.c.store).where(invitations.c.id == inv)).scalar()
+    publish(conn, now or ev.received_at, "surveys", store=store, ref=inv)
+    return True
 
 
 class _Safe(dict[str, str]):

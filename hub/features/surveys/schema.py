@@ -1,8 +1,9 @@
-"""The surveys feature's tables (created by migration ``0006_surveys``, ``0016_survey_outbox_key``)."""
+"""The surveys feature's tables (created by migrations ``0006_surveys``, ``0016_survey_outbox_key``,
+``0018_survey_console``)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, String, Table, Text
+from sqlalchemy import Column, Index, SmallInteger, String, Table, Text
 
 from hub.store.schema import Doc, UTCDateTime, metadata
 
@@ -20,6 +21,9 @@ UNSENT_STATUSES = ("expired", "cancelled", "failed")
 #: unreachable, opted_out, excluded_open_case, stale) and ``detail`` says it in words.
 #: ``status``: ``pending`` (sent or to be sent, not answered), ``responded``, ``suppressed``, or one
 #: of :data:`UNSENT_STATUSES` (with the ``reason`` and ``detail`` of what happened at send time).
+#: ``opened_at``: the first time the survey page was opened. ``nps`` / ``csat`` / ``ces`` and
+#: ``scores`` (answers by question id; ``true`` for a free text) are copied from the response when
+#: it is stored, for the console's charts and filters; its words stay in the touchpoint.
 invitations = Table(
     "survey_invitations",
     metadata,
@@ -44,7 +48,15 @@ invitations = Table(
     Column("response_id", String(36)),
     Column("outbox_key", String(255)),
     Column("doc", Doc, nullable=False),
+    Column("opened_at", UTCDateTime()),
+    Column("nps", SmallInteger),
+    Column("csat", SmallInteger),
+    Column("ces", SmallInteger),
+    Column("scores", Doc),
     Index("ix_survey_invitations_customer_send", "customer_id", "send_at"),
     Index("ix_survey_invitations_created", "created_at"),
     Index("ix_survey_invitations_outbox_key", "outbox_key"),
+    Index("ix_survey_invitations_store_created", "store", "created_at"),  # the console (0018)
+    Index("ix_survey_invitations_responded", "responded_at"),
+    Index("ix_survey_invitations_store_responded", "store", "responded_at"),
 )

@@ -247,6 +247,11 @@ def router(rt: Runtime, feature: SurveysFeature) -> APIRouter:
         inv = await invitation(token)
         if isinstance(inv, HTMLResponse):
             return inv
+        if inv["opened_at"] is None:
+            try:  # the console's funnel counts opened invitations; the page never fails for it
+                await run_in_threadpool(_mark_opened, rt, inv["id"])
+            except Exception:
+                log.warning("survey page: recording that invitation %s was opened failed", inv["id"], exc_info=True)
         return HTMLResponse(form_page(inv, token, {}, {}))
 
     @api.post("/s/{token}", response_class=HTMLResponse, responses=PAGE_ANSWERS)
@@ -286,6 +291,16 @@ def router(rt: Runtime, feature: SurveysFeature) -> APIRouter:
         )
 
     return api
+
+
+def _mark_opened(rt: Runtime, invitation_id: str) -> None:
+    """The first time the page of an invitation is shown (``opened_at``)."""
+    with rt.store.begin() as conn:
+        conn.execute(
+            update(invitations)
+            .where(invitations.c.id == invitation_id, invitations.c.opened_at.is_(None))
+            .values(opened_at=rt.clock())
+        )
 
 
 def _store(rt: Runtime, feature: SurveysFeature, inv: dict[str, Any], answers: dict[str, Any], opt_out: bool) -> bool:
