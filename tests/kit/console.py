@@ -551,3 +551,17 @@ def answering(client: TestClient) -> TestClient:
     into the test: a walk over every route reports all the failures at once."""
     client._transport.raise_server_exceptions = False  # type: ignore[attr-defined]
     return client
+
+
+def filters_of(route: ConsoleRoute, page: str) -> list[str]:
+    """The filter parameters of a page: those its route declares, and the fields of its GET forms
+    (a page may read ``request.query_params`` itself)."""
+    names = list(route.query)
+    for form in re.findall(r"<form\b([^>]*)>(.*?)</form>", page, flags=re.S | re.I):
+        attrs, body = form
+        if re.search(r"method=[\"']?post", attrs, flags=re.I):
+            continue
+        for name in re.findall(r"<(?:input|select|textarea)\b[^>]*\bname=[\"']([^\"']+)", body, flags=re.I):
+            if name not in names and name not in ("csrf", "login_csrf", "next", "lang"):
+                names.append(name)
+    return names
