@@ -63,7 +63,8 @@ class StoreConfig(_Section):
     #: personal data in plain text. Quarantined records always keep theirs, for replay.
     keep_raw_payloads: bool = False
     #: days a quarantined record (its raw payload, personal data included) is kept for replay; older
-    #: ones are deleted by the hourly ``quarantine-retention`` job of ``cxhub run`` (docs/privacy.md)
+    #: ones are deleted by the hourly ``quarantine-retention`` job of ``cxhub run`` (docs/privacy.md).
+    #: Deprecated: ``privacy.retention.quarantine`` says it (and wins when both are given)
     quarantine_retention_days: int = Field(default=30, ge=1, le=3650)
     echo: bool = False
     pool_size: int = Field(default=5, ge=1, le=100)

@@ -48,10 +48,10 @@ CLASSES = ("raw_payloads", "touchpoints", "survey_answers", "identities", "audit
 
 def retention_seconds(config: Config) -> dict[str, float | None]:
     """Each class's retention in seconds (None: forever), the deprecated
-    ``store.quarantine_retention_days`` standing in for an unset ``quarantine``."""
+    ``store.quarantine_retention_days`` standing in for a ``quarantine`` not given."""
     r = config.raw.privacy.retention
     out: dict[str, float | None] = {name: getattr(r, name) for name in CLASSES}
-    if out["quarantine"] is None:
+    if "quarantine" not in r.model_fields_set:  # not given (``forever`` is given: kept forever)
         out["quarantine"] = config.raw.store.quarantine_retention_days * 86400.0
     return out
 
@@ -95,7 +95,7 @@ class PurgeReport:
             if not n:
                 continue
             cls, _, rest = key.partition(".")
-            if cls not in CLASSES or not rest:
+            if cls not in CLASSES or rest.count(".") != 1:  # "<table>.<action>" of the default class
                 cls, rest = default_class, key
             bucket = self.counts.setdefault(cls, {})
             bucket[rest] = bucket.get(rest, 0) + int(n)

@@ -58,10 +58,12 @@ def config(db: str, *, privacy: dict[str, Any] | None = None) -> dict[str, Any]:
     return cfg
 
 
-def checkout(receipt: str, *, phone: str, openid: str, member: str, total: str = "60.00") -> dict[str, Any]:
+def checkout(
+    receipt: str, *, phone: str, openid: str, member: str, total: str = "60.00", paid_at: str | None = None
+) -> dict[str, Any]:
     return {
         "receipt": receipt,
-        "paid_at": "2026-11-02T10:00:00+08:00",
+        "paid_at": paid_at or "2026-11-02T10:00:00+08:00",
         "store": "S001",
         "brand": "cxmart",
         "channel": "pos",
