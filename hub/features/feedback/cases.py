@@ -32,7 +32,7 @@ from hub.features.feedback.links import LinkSigner
 from hub.features.feedback.recovery import RecoverySurvey
 from hub.features.feedback.render import case_summary, order_of, render_message
 from hub.features.feedback.routing import CaseRouter, RouteFacts
-from hub.features.feedback.schema import OPEN_STATES, case_events, case_touchpoints, cases
+from hub.features.feedback.schema import OPEN_STATES, case_events, case_topics, case_touchpoints, cases
 from hub.features.feedback.sla import add_business_time
 from hub.features.feedback.verdicts import store_topics
 from hub.model import EventKind, TouchpointEvent
@@ -253,6 +253,10 @@ class CaseService:
         case = dict(row)
         case_id = case["id"]
         conn.execute(case_touchpoints.insert(), {"touchpoint_id": ev.id, "case_id": case_id, "added_at": now})
+        bad = sorted({t.topic for t in verdict.topics if t.polarity == "negative"})
+        if bad:
+            rows = [{"case_id": case_id, "topic": t[:64], "store": ev.org.store, "opened_at": now} for t in bad]
+            conn.execute(case_topics.insert(), rows)
         self.audit(conn, case_id, "opened", "system", "system", now, {"severity": severity, "reasons": verdict.reasons})
         # the console's live pages hear of it in this transaction: the row commits with the case
         publish(conn, now, "cases", store=ev.org.store, ref=str(case_id), status="new", action="opened")

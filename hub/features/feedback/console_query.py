@@ -24,7 +24,6 @@ from sqlalchemy import (
     Select,
     and_,
     case,
-    exists,
     false,
     func,
     or_,
@@ -35,8 +34,7 @@ from sqlalchemy import (
 
 from hub.console.scope import OrgTree, Principal
 from hub.features.feedback.config import FeedbackConfig
-from hub.features.feedback.schema import OPEN_STATES, cases
-from hub.features.feedback.verdicts import feedback_topics
+from hub.features.feedback.schema import OPEN_STATES, case_topics, cases
 
 #: the ``state`` filter: which statuses it keeps (None: all)
 STATES: dict[str, tuple[str, ...] | None] = {
@@ -268,10 +266,7 @@ def _where(
     if f.severity:
         where.append(cases.c.severity == f.severity)
     if f.topic:
-        ft = feedback_topics.c
-        where.append(
-            exists().where(ft.touchpoint_id == cases.c.touchpoint_id, ft.topic == f.topic, ft.polarity == "negative")
-        )
+        where.append(cases.c.id.in_(select(case_topics.c.case_id).where(case_topics.c.topic == f.topic)))
     if with_state:
         statuses = STATES[f.state]
         if f.sla:  # an SLA state is a state of open cases
@@ -363,14 +358,13 @@ def sla_counts(
 
 def top_topics(conn: Connection, principal: Principal, since: datetime, *, limit: int = 10) -> list[tuple[str, int]]:
     """The negative topics of the cases opened since ``since`` in scope, most frequent first."""
-    ft = feedback_topics.c
+    topic = case_topics.c.topic
     n = func.count().label("n")
     q = (
-        select(ft.topic, n)
-        .select_from(cases.join(feedback_topics, ft.touchpoint_id == cases.c.touchpoint_id))
-        .where(principal.clause(cases.c.store), cases.c.opened_at >= since, ft.polarity == "negative")
-        .group_by(ft.topic)
-        .order_by(n.desc(), ft.topic)
+        select(topic, n)
+        .where(principal.clause(case_topics.c.store), case_topics.c.opened_at >= since)
+        .group_by(topic)
+        .order_by(n.desc(), topic)
         .limit(limit)
     )
     return [(str(topic), int(count)) for topic, count in conn.execute(q)]

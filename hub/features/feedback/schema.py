@@ -70,5 +70,19 @@ case_events = Table(
     Index("ix_case_events_case", "case_id", "id"),
 )
 
+#: the negative topics of a case (of the touchpoint that opened it), with the case's store and
+#: opening time: the console's topic filter and the week's top topics, by index rather than inside
+#: each case's JSON (migration 0019)
+case_topics = Table(
+    "case_topics",
+    metadata,
+    Column("case_id", BigId, ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True),
+    Column("topic", String(64), primary_key=True),
+    Column("store", String(128)),
+    Column("opened_at", UTCDateTime(), nullable=False),
+    Index("ix_case_topics_topic", "topic", "case_id"),
+    Index("ix_case_topics_opened", "opened_at", "store"),
+)
+
 #: the statuses of a case whose SLA clock still runs
 OPEN_STATES = ("new", "acknowledged")

@@ -9,13 +9,16 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from kit.console import ConsoleKit, console  # noqa: F401  (the fixture)
+from kit import console as console_kit
+from kit.console import ConsoleKit
 from sqlalchemy import select
 
 from hub.console.schema import console_audit, console_feed
 from hub.features.feedback.cases import CaseService
 from hub.features.feedback.schema import case_events, cases
 from hub.features.feedback.verdicts import feedback_labels
+
+console = console_kit.console  # the fixture
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -309,7 +312,9 @@ def test_one_tap_acknowledge_on_the_board_row(console: ConsoleKit) -> None:
     client = console.user("store_manager", "S002")
     board = client.get("/console/cases")
     assert f'hx-post="/console/cases/{ids["S002"]}/ack"' in board.text
-    r = post(client, f"/console/cases/{ids['S002']}/ack", **{"HX-Request": "true", "HX-Target": f"case-row-{ids['S002']}"})
+    r = post(
+        client, f"/console/cases/{ids['S002']}/ack", **{"HX-Request": "true", "HX-Target": f"case-row-{ids['S002']}"}
+    )
     assert r.status_code == 200 and r.text.strip().startswith(f'<tr id="case-row-{ids["S002"]}"')
     assert 'data-status="acknowledged"' in r.text and "hx-post" not in r.text
     # a refused one-tap answers JSON (htmx swaps nothing)
@@ -388,7 +393,7 @@ def test_a_script_in_the_review_is_escaped_everywhere(console: ConsoleKit) -> No
 
 
 def test_exports_are_masked_audited_and_open_in_excel(console: ConsoleKit) -> None:
-    console.ingest_review(1, store="S001", text="=HYPERLINK(\"http://x\") 很差 13812345678")
+    console.ingest_review(1, store="S001", text='=HYPERLINK("http://x") 很差 13812345678')
     client = console.user("store_manager", "S001", login="exporter")
     r = client.get("/console/cases.csv")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
