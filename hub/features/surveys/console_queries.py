@@ -4,15 +4,17 @@ invitation was not sent, the scores over time, the answers and the invitations b
 Every query starts from :func:`scoped` (the principal's stores, then the page's filters) on
 ``survey_invitations``, whose indexes serve each of them: ``(store, created_at)`` / ``created_at``
 for the funnel and the invitations, ``(store, responded_at)`` / ``responded_at`` for the scores and
-the answers (a response's scores are copied onto its invitation when it is stored, so no query
-reads a touchpoint's JSON except the page of answers shown, by primary key).
+the answers. A response's scores are copied onto its invitation when it is stored and the send
+time when its message goes, so the funnel and the charts read those indexes alone on PostgreSQL
+(they INCLUDE the columns counted), and no query reads a touchpoint's JSON except the page of
+answers shown, by primary key.
 
 The funnel of a period (invitations created in it):
 
 - eligible: a survey rule fired on the transaction (every invitation row, whatever was decided);
 - invited: decided to send (``scheduled`` / ``deferred``);
-- sent: its message went out (answered, opened, or its outbox message ``sent``), and not found
-  unsendable at send time;
+- sent: its message was handed to its platform (``sent_at``, stamped by the send-time check; or
+  it was opened or answered), and not found unsendable since (expired, cancelled, failed);
 - opened: the customer opened the survey page (or answered);
 - answered: a response names it.
 
@@ -29,11 +31,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, exists, false, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, false, func, or_, select
 
 from hub.features.surveys.schema import SENT_DECISIONS, UNSENT_STATUSES, invitations
 from hub.features.surveys.stats import ces, csat, nps
-from hub.store.schema import outbox
 
 if TYPE_CHECKING:
     from hub.console.scope import OrgTree, Principal
@@ -254,10 +255,6 @@ def scoped(me: Principal, f: Filters) -> list[ColumnElement[bool]]:
     return conds
 
 
-def _message_sent() -> ColumnElement[bool]:
-    return exists().where(outbox.c.key == invitations.c.outbox_key, outbox.c.status == "sent")
-
-
 def stage_clause(stage: str | None) -> ColumnElement[bool] | None:
     """The invitations of one step of the funnel (or of a reason's group)."""
     c = invitations.c
@@ -277,9 +274,9 @@ def stage_clause(stage: str | None) -> ColumnElement[bool] | None:
     if stage == "opened":
         return and_(invited, live, seen)
     if stage == "sent":
-        return and_(invited, or_(c.status == "responded", and_(c.status == "pending", or_(seen, _message_sent()))))
-    # waiting: invited, still pending, its message not out yet
-    return and_(invited, c.status == "pending", c.opened_at.is_(None), ~_message_sent())
+        return and_(invited, live, or_(seen, c.sent_at.is_not(None)))
+    # waiting: invited, still pending, its message not handed to its platform yet
+    return and_(invited, c.status == "pending", c.opened_at.is_(None), c.sent_at.is_(None))
 
 
 # ---------------------------------------------------------------- the funnel
@@ -290,14 +287,14 @@ def funnel(conn: Connection, me: Principal, f: Filters) -> dict[str, Any]:
     c = invitations.c
     where = [*scoped(me, f), c.created_at >= f.since, c.created_at < f.until]
     opened = c.opened_at.is_not(None)
+    sent = c.sent_at.is_not(None)
     q = (
-        select(c.decision, c.status, c.reason, opened.label("opened"), func.count().label("n"))
+        select(c.decision, c.status, c.reason, opened.label("opened"), sent.label("sent"), func.count().label("n"))
         .where(*where)
-        .group_by(c.decision, c.status, c.reason, opened)
+        .group_by(c.decision, c.status, c.reason, opened, sent)
     )
     counts = dict.fromkeys(("eligible", "invited", "sent", "opened", "answered"), 0)
     reasons: dict[tuple[str, str], int] = {}
-    pending_seen = 0
     for row in conn.execute(q):
         n = int(row.n)
         counts["eligible"] += n
@@ -310,24 +307,10 @@ def funnel(conn: Connection, me: Principal, f: Filters) -> dict[str, Any]:
             key = ("unsent", row.reason or row.status)
             reasons[key] = reasons.get(key, 0) + n
             continue
-        if row.status == "responded":
-            counts["answered"] += n
-            counts["opened"] += n
-        elif row.opened:
-            counts["opened"] += n
-            pending_seen += n
-    out_only = conn.execute(
-        select(func.count())
-        .select_from(invitations.join(outbox, outbox.c.key == c.outbox_key))
-        .where(
-            *where,
-            c.decision.in_(SENT_DECISIONS),
-            c.status == "pending",
-            c.opened_at.is_(None),
-            outbox.c.status == "sent",
-        )
-    ).scalar_one()
-    counts["sent"] = counts["answered"] + pending_seen + int(out_only)
+        seen = row.status == "responded" or bool(row.opened)
+        counts["answered"] += n if row.status == "responded" else 0
+        counts["opened"] += n if seen else 0
+        counts["sent"] += n if seen or row.sent else 0
     unsent = sum(n for (kind, _), n in reasons.items() if kind == "unsent")
     waiting = counts["invited"] - unsent - counts["sent"]
     if waiting > 0:

@@ -21,9 +21,13 @@ UNSENT_STATUSES = ("expired", "cancelled", "failed")
 #: unreachable, opted_out, excluded_open_case, stale) and ``detail`` says it in words.
 #: ``status``: ``pending`` (sent or to be sent, not answered), ``responded``, ``suppressed``, or one
 #: of :data:`UNSENT_STATUSES` (with the ``reason`` and ``detail`` of what happened at send time).
-#: ``opened_at``: the first time the survey page was opened. ``nps`` / ``csat`` / ``ces`` and
+#: ``sent_at``: when the message was first handed to its platform (the send-time check let it
+#: through). ``opened_at``: the first time the survey page was opened. ``nps`` / ``csat`` / ``ces`` and
 #: ``scores`` (answers by question id; ``true`` for a free text) are copied from the response when
 #: it is stored, for the console's charts and filters; its words stay in the touchpoint.
+_FUNNEL = ["decision", "status", "reason", "opened_at", "sent_at", "channel", "questionnaire"]
+_SCORES = ["status", "nps", "csat", "ces", "channel", "questionnaire"]
+
 invitations = Table(
     "survey_invitations",
     metadata,
@@ -48,15 +52,17 @@ invitations = Table(
     Column("response_id", String(36)),
     Column("outbox_key", String(255)),
     Column("doc", Doc, nullable=False),
+    Column("sent_at", UTCDateTime()),
     Column("opened_at", UTCDateTime()),
     Column("nps", SmallInteger),
     Column("csat", SmallInteger),
     Column("ces", SmallInteger),
     Column("scores", Doc),
     Index("ix_survey_invitations_customer_send", "customer_id", "send_at"),
-    Index("ix_survey_invitations_created", "created_at"),
+    # the console's funnel and scores read these alone on PostgreSQL (0018)
+    Index("ix_survey_invitations_created", "created_at", postgresql_include=[*_FUNNEL, "store"]),
     Index("ix_survey_invitations_outbox_key", "outbox_key"),
-    Index("ix_survey_invitations_store_created", "store", "created_at"),  # the console (0018)
-    Index("ix_survey_invitations_responded", "responded_at"),
-    Index("ix_survey_invitations_store_responded", "store", "responded_at"),
+    Index("ix_survey_invitations_store_created", "store", "created_at", postgresql_include=_FUNNEL),
+    Index("ix_survey_invitations_responded", "responded_at", postgresql_include=[*_SCORES, "store"]),
+    Index("ix_survey_invitations_store_responded", "store", "responded_at", postgresql_include=_SCORES),
 )

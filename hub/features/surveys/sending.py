@@ -122,6 +122,8 @@ class SurveySendCheck:
                     .values(send_at=until, detail=_join(inv["detail"], detail))
                 )
                 return Defer(until, detail)
+        if inv["sent_at"] is None:  # the console's funnel: handed to the platform (after_dead undoes it)
+            conn.execute(update(invitations).where(invitations.c.id == inv["id"]).values(sent_at=now))
         return None
 
     # ------------------------------------------------------------ after a dead message
@@ -173,6 +175,7 @@ class SurveySendCheck:
                 destination=chosen.channel.destination,
                 outbox_key=key,
                 send_at=now,
+                sent_at=None,  # not sent until the next channel's message goes
                 detail=_join(inv["detail"], detail),
                 doc=doc,
             )
