@@ -27,15 +27,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from hub.errors import ConnectorError, RetriableError
 from hub.ingest import IngestResult
-from hub.runtime import Runtime
 from hub.store import Store, locks
 from hub.store.cursors import load_state, reset_state
+
+if TYPE_CHECKING:  # (the console reads the pause flags below without the runtime: no cycle)
+    from hub.runtime import Runtime
 
 log = logging.getLogger("cxhub.sync")
 

@@ -74,7 +74,7 @@ def _age(now: datetime, then: datetime | None) -> float | None:
     return None if then is None else max(0.0, (now - then).total_seconds())
 
 
-def source_rows(app: ConsoleApp, conn: Connection) -> list[dict[str, Any]]:
+def source_rows(app: ConsoleApp) -> list[dict[str, Any]]:
     """One row per configured source, for the connectors page (one small query per source: a
     deployment has tens of sources, each query reads an index)."""
     from hub.sync import last_run, paused
@@ -82,7 +82,24 @@ def source_rows(app: ConsoleApp, conn: Connection) -> list[dict[str, Any]]:
     rt = app.rt
     now = _now(app)
     since = now - WINDOW
-    open_q = dict(
+    # the kv flags first: on SQLite a second connection would wait for the one below
+    pulls = {n for n, spec in rt.config.sources.items() if issubclass(spec.cls, PullSource)}
+    pauses = {n: paused(rt.store, n) for n in pulls}
+    lasts = {n: last_run(rt.store, n) for n in pulls}
+    with rt.store.connect() as conn:
+        return _source_rows(app, conn, now, since, pauses, lasts)
+
+
+def _source_rows(
+    app: ConsoleApp,
+    conn: Connection,
+    now: datetime,
+    since: datetime,
+    pauses: Mapping[str, dict[str, Any] | None],
+    lasts: Mapping[str, dict[str, Any] | None],
+) -> list[dict[str, Any]]:
+    rt = app.rt
+    open_q: dict[str, int] = dict(
         conn.execute(
             select(quarantine.c.source, func.count()).where(quarantine.c.status == "open").group_by(quarantine.c.source)
         ).all()
@@ -105,7 +122,7 @@ def source_rows(app: ConsoleApp, conn: Connection) -> list[dict[str, Any]]:
         last: dict[str, Any] | None = None
         if pull:
             cursor_at = conn.execute(select(source_state.c.updated_at).where(source_state.c.source == name)).scalar()
-            last = last_run(rt.store, name)
+            last = lasts.get(name)
         else:
             newest_in = conn.execute(select(func.max(inbox.c.received_at)).where(inbox.c.source == name)).scalar()
             last = {"at": newest_in.isoformat(), "ok": True, "outcome": ""} if newest_in else None
@@ -126,7 +143,7 @@ def source_rows(app: ConsoleApp, conn: Connection) -> list[dict[str, Any]]:
                 "quarantined_24h": bad,
                 "error_rate": (bad / received) if received else None,
                 "open_quarantine": int(open_q.get(name, 0)),
-                "paused": paused(rt.store, name) if pull else None,
+                "paused": pauses.get(name) if pull else None,
             }
         )
     return rows
@@ -207,15 +224,15 @@ def router(app: ConsoleApp) -> APIRouter:
 
     @r.get("/connectors", response_class=HTMLResponse)
     def connectors(request: Request, me: Principal = Depends(app.guard("ops.read"))) -> HTMLResponse:
+        sources = source_rows(app)
         with app.rt.store.connect() as conn:
-            sources = source_rows(app, conn)
             destinations = destination_rows(app, conn)
         return app.render(request, me, "connectors.html", sources=sources, destinations=destinations)
 
     @r.get("/api/connectors")
     def connectors_json(me: Principal = Depends(app.guard("ops.read"))) -> dict[str, Any]:
+        sources = source_rows(app)
         with app.rt.store.connect() as conn:
-            sources = source_rows(app, conn)
             destinations = destination_rows(app, conn)
         for s in sources:
             s["last_at"] = s["last_at"].isoformat() if s["last_at"] else None
@@ -304,7 +321,7 @@ def router(app: ConsoleApp) -> APIRouter:
             more=more,
             next_before=rows[-1]["id"] if more and rows else None,
             source=source or "",
-            status=status or "",
+            q_status=status or "",  # (``status`` is the response's)
             sources=sorted(app.rt.config.sources),
             statuses=QUARANTINE_STATUSES,
             limit=limit,

@@ -27,7 +27,7 @@ ROWS = [
         "openid": "oAbCdEfGhIjKlMn",
         "amount": Decimal("12.50"),
     },
-    {"at": None, "text": "=HYPERLINK(\"http://evil\")", "openid": "", "amount": 3},
+    {"at": None, "text": '=HYPERLINK("http://evil")', "openid": "", "amount": 3},
 ]
 MASKS = {"openid": lambda v: mask_identity("openid", v)}
 
@@ -98,7 +98,7 @@ def test_cells(value: object, shown: object) -> None:
 
 
 def test_disposition_has_an_ascii_fallback() -> None:
-    assert disposition("客户 S001.csv").startswith('attachment; filename="___S001.csv"; filename*=UTF-8\'\'')
+    assert disposition("客户 S001.csv").startswith("attachment; filename=\"___S001.csv\"; filename*=UTF-8''")
 
 
 # -------------------------------------------------------------------- the pages' exports
