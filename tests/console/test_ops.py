@@ -16,6 +16,7 @@ from sqlalchemy import func, insert, select, update
 
 from hub.console.schema import console_audit, console_feed
 from hub.runner import Leadership, build_scheduler
+from hub.sdk.testing import FakeClock
 from hub.store import Store
 from hub.store.schema import inbox as inbox_table
 from hub.store.schema import outbox, quarantine, touchpoints
@@ -297,3 +298,27 @@ def test_the_hourly_chart_and_the_error_rate_read_indexes(pg_store: Store) -> No
     assert "ix_touchpoints_store_occurred" in plans["manager"]
     assert "ix_touchpoints_kind_occurred" in plans["hq"]
     assert "ix_inbox_source_received" in plans["received"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("console", ["postgresql"], indirect=True)
+def test_the_pages_on_postgresql(console: ConsoleKit, clock: FakeClock) -> None:
+    """The hour buckets (date_trunc), the connectors' counts and the customer page on the real store."""
+    clock.set(NOW)
+    console.ingest_review(1, store="S002")
+    console.ingest("reviews", "generic_review", {**BAD, "mobile": "13812345678"})
+    admin = console.user("admin")
+    html = admin.get("/console/tiles/touchpoints-hourly").text
+    options = json.loads(re.search(r'id="chart-touchpoints-hourly">(.*?)</script>', html, re.S).group(1))  # type: ignore[union-attr]
+    assert options["series"][0]["data"][-2] == 1 and options["xAxis"]["data"][-2] == "10:00"
+    stats = admin.get("/console/api/connectors").json()
+    reviews = next(s for s in stats["sources"] if s["name"] == "reviews")
+    assert (reviews["received"], reviews["quarantined_24h"], reviews["open_quarantine"]) == (2, 1, 1)
+    assert reviews["lag"] == 3600.0
+    page = admin.get("/console/quarantine")
+    assert page.status_code == 200 and "138****5678" in page.text
+    with console.rt.store.connect() as conn:
+        cid = conn.execute(select(touchpoints.c.customer_id)).scalar()
+    assert console.user("store_manager", "S002").get(f"/console/customers/{cid}").status_code == 200
+    assert console.user("store_manager", "S001").get(f"/console/customers/{cid}").status_code == 404
+    assert console.user("store_manager", "S002").get("/console/customers?q=M001").status_code == 200
