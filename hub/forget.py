@@ -166,8 +166,9 @@ def as_text(col: Any) -> ColumnElement[str]:
 
 
 def find_customers(conn: Connection, vault: Vault, lookup: Lookup, namespaces: Iterable[str]) -> list[str]:
-    """The customers ``lookup`` names, with every customer merged into them; :class:`ForgetError`
-    when there is none. ``namespaces``: the identity namespaces an openid may be in."""
+    """The customers ``lookup`` names, with every customer merged into them (none: a phone number
+    or an openid no customer has; an unknown customer id is a :class:`ForgetError`).
+    ``namespaces``: the identity namespaces an openid may be in."""
     i = identities.c
     found: set[str] = set()
     if lookup.phone:
@@ -175,8 +176,6 @@ def find_customers(conn: Connection, vault: Vault, lookup: Lookup, namespaces: I
         for ns in ("phone", "mobile"):
             q = select(i.customer_id).where(i.namespace == ns, i.value == vault.hash(ns, plain))
             found.update(conn.execute(q).scalars())
-        if not found:
-            raise ForgetError("no customer has this phone number")
     elif lookup.openid:
         value = lookup.openid.strip()
         for ns in sorted(set(namespaces) - SENSITIVE_NAMESPACES):
@@ -184,8 +183,6 @@ def find_customers(conn: Connection, vault: Vault, lookup: Lookup, namespaces: I
             if lookup.scope:
                 q = q.where(i.scope == lookup.scope.strip())
             found.update(conn.execute(q).scalars())
-        if not found:
-            raise ForgetError("no customer has this id" + (" in this scope" if lookup.scope else ""))
     else:
         cid = (lookup.customer or "").strip()
         row = conn.execute(select(customers.c.id, customers.c.merged_into).where(customers.c.id == cid)).first()
@@ -327,15 +324,17 @@ def forget_rows(
     features: Sequence[Feature],
     *,
     reference: str,
+    also: Sequence[str] = (),
 ) -> dict[str, int]:
     """Delete or anonymise every row of customers ``ids`` (merged ones included by the caller),
     in ``conn``'s transaction: the features' rows first (they may read the touchpoints), then the
-    core's. Counts per ``"<table>.<action>"``."""
+    core's. ``also``: more values naming the person in raw data (the phone number or openid asked
+    for, which may sit in a quarantined record of no customer). Counts per ``"<table>.<action>"``."""
     counts: dict[str, int] = {}
-    if not ids:
-        return counts
     ids = list(ids)
-    values = _values(conn, vault, ids)
+    values = sorted(set(_values(conn, vault, ids)) | {v for v in also if v})
+    if not values:
+        return counts
     searchable = [v for v in values if len(v) >= _MIN_SEARCH]
     t = touchpoints.c
     tp_keys: list[tuple[str, str, str]] = []
@@ -343,7 +342,7 @@ def forget_rows(
         tp_keys += [
             tuple(r) for r in conn.execute(select(t.id, t.source, t.external_id).where(t.customer_id.in_(list(chunk))))
         ]
-    for feature in features:
+    for feature in features if ids else ():
         add(counts, feature.forget(conn, ids, now))
     # raw payloads of their touchpoints (the inbox row stays: it is the dedup key)
     keys = [(s, e) for _, s, e in tp_keys]
@@ -481,7 +480,12 @@ def forget(
     reference = new_reference()
     with transaction(store, dry_run=dry_run) as conn:
         ids = find_customers(conn, vault, lookup, namespaces)
-        counts = forget_rows(conn, vault, ids, now, features, reference=reference)
+        # a phone number no customer has may still sit in raw records (every one quarantined)
+        asked = [phone_number(lookup.phone)] if lookup.phone else []
+        counts = forget_rows(conn, vault, ids, now, features, reference=reference, also=asked)
+        if not ids and not counts:
+            what = "phone number" if lookup.phone else "id" + (" in this scope" if lookup.scope else "")
+            raise ForgetError(f"no customer has this {what}, and no stored record holds it")
         report = ForgetReport(reference, lookup.by, len(ids), counts, dry_run)
         if not dry_run:
             detail = {"by": lookup.by, "via": via, "customers": len(ids), "counts": dict(sorted(counts.items()))}

@@ -200,3 +200,18 @@ def test_a_merged_customer_is_forgotten_with_its_survivor(hub: PrivacyHub) -> No
         assert conn.execute(select(customers.c.id).where(customers.c.merged_into == cid)).first() is None
     for value in ("13500000009", "oANOTHER0000001", "oANOTHER0000002", "MEMBER-NEW-9", cid, absorbed[0]):
         assert tables_holding(hub.rt.store, value) == {}, value
+
+
+def test_a_phone_only_in_quarantined_records_is_forgotten_too(hub: PrivacyHub) -> None:
+    from kit.privacy import checkout
+
+    lost = "13300000003"
+    bad = checkout("Q9", phone=lost, openid="oLOST0000000003", member="MEMBER-LOST-3", total="not a number")
+    assert hub.ingest("pos", bad, key="receipt").quarantined == 1
+    assert "quarantine.payload" in tables_holding(hub.rt.store, lost)
+    report = forget_in(hub.rt, Lookup(phone=lost), actor="admin")
+    assert report.customers == 0 and report.counts["quarantine.deleted"] == 1
+    assert tables_holding(hub.rt.store, lost) == {} and tables_holding(hub.rt.store, "oLOST0000000003") == {}
+    with pytest.raises(ForgetError, match="no customer has this id"):  # an openid is looked up in identities only
+        forget_in(hub.rt, Lookup(openid="oLOST0000000003"), actor="admin")
+    assert tables_holding(hub.rt.store, PHONE)  # nobody else's records
