@@ -44,11 +44,11 @@ and how they are forgotten, through ``privacy``: ``"module"`` with two functions
 
 - ``purge(conn, now, retention) -> dict[str, int]``: one bounded batch of the rows older than their
   data class's retention (``retention.cutoff("survey_answers")``, at most ``retention.batch`` rows
-  per class), deleted or anonymised; returns counts keyed ``"<class>.<table>"``. The core calls it
+  per class), deleted or anonymised; returns counts keyed ``"<class>.<table>.<action>"``. The core calls it
   again, each time in a new transaction, until it returns nothing or the run's batches are spent;
 - ``forget(conn, customer_ids, now) -> dict[str, int]``: delete or anonymise every row of these
   customers (``cxhub privacy forget``), in the caller's transaction, before the core deletes their
-  touchpoints, identities and customers rows; returns counts keyed by table;
+  touchpoints, identities and customers rows; returns counts keyed ``"<table>.<action>"``;
 
 or override :meth:`Feature.purge` and :meth:`Feature.forget`.
 """
@@ -147,7 +147,7 @@ class Feature:
 
     def purge(self, conn: Connection, now: datetime, retention: Retention) -> dict[str, int]:
         """Delete or anonymise one bounded batch of this feature's rows older than their data
-        class's retention, inside ``conn``'s transaction; counts keyed ``"<class>.<table>"``. The
+        class's retention, inside ``conn``'s transaction; counts keyed ``"<class>.<table>.<action>"``. The
         default calls the ``purge`` function of the ``privacy`` module, if any."""
         if not self.privacy:
             return {}
@@ -155,7 +155,7 @@ class Feature:
 
     def forget(self, conn: Connection, customer_ids: Sequence[str], now: datetime) -> dict[str, int]:
         """Delete or anonymise every row of these customers (the right to be forgotten), inside
-        ``conn``'s transaction; counts keyed by table. The default calls the ``forget`` function of
+        ``conn``'s transaction; counts keyed ``"<table>.<action>"``. The default calls the ``forget`` function of
         the ``privacy`` module, if any."""
         if not self.privacy:
             return {}
