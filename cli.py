@@ -90,9 +90,9 @@ def check(config: ConfigOpt = None) -> None:
         err.print(f"{len(found)} error(s)", highlight=False)
         raise typer.Exit(1) from None
     remember(cfg.secret_values())
-    from hub.operator import exposure_warning
+    from hub.operator import console_cookie_warning, exposure_warning
 
-    warnings = [*cfg.warnings, *filter(None, [exposure_warning(cfg.raw)])]
+    warnings = [*cfg.warnings, *filter(None, [exposure_warning(cfg.raw), console_cookie_warning(cfg.raw)])]
     for w in warnings:  # works, but will surprise someone: said, not failed
         err.print(f"[yellow]![/] {escape(redact(w))}", highlight=False, soft_wrap=True)
     console.print(

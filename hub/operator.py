@@ -64,6 +64,22 @@ def exposure_warning(raw: RawConfig) -> str | None:
     return None
 
 
+def console_cookie_warning(raw: RawConfig) -> str | None:
+    """What ``cxhub check`` says when the console's cookies would cross a network in the clear: they
+    are marked Secure only when ``server.public_url`` is https."""
+    from urllib.parse import urlsplit
+
+    if not raw.console.enabled:
+        return None
+    url = urlsplit(raw.server.public_url)
+    if url.scheme != "https" and not is_loopback(url.hostname or ""):
+        return (
+            f"server.public_url {raw.server.public_url!r} is not https: the console's session cookies "
+            "are not marked Secure and travel in the clear; serve it behind TLS and give the https URL"
+        )
+    return None
+
+
 def operator_guard(raw: RawConfig) -> Callable[[Request], None]:
     """A FastAPI dependency that lets only operators through (see the module's rule)."""
 

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+#: the largest row id a page's cursor (``before``) may name: a database's 64-bit integer
+MAX_ROW_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)

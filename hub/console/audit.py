@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
-from hub.console import NavItem
+from hub.console import MAX_ROW_ID, NavItem
 from hub.console.schema import console_audit
 from hub.console.scope import Principal
 
@@ -101,7 +101,7 @@ def router(app: ConsoleApp) -> APIRouter:
         action: str = Query("", max_length=64),
         since: str = Query("", max_length=10),
         until: str = Query("", max_length=10),
-        before: int | None = Query(None, ge=1),
+        before: int | None = Query(None, ge=1, le=MAX_ROW_ID),
         limit: int = Query(PAGE, ge=1, le=MAX_PAGE),
         me: Principal = Depends(app.guard("audit.read")),
     ) -> HTMLResponse:
@@ -125,7 +125,7 @@ def router(app: ConsoleApp) -> APIRouter:
         action: str = Query("", max_length=64),
         since: str = Query("", max_length=10),
         until: str = Query("", max_length=10),
-        before: int | None = Query(None, ge=1),
+        before: int | None = Query(None, ge=1, le=MAX_ROW_ID),
         limit: int = Query(PAGE, ge=1, le=MAX_PAGE),
         me: Principal = Depends(app.guard("audit.read")),
     ) -> dict[str, Any]:

@@ -52,6 +52,15 @@ class FeedEvent:
         return b"id: %d\nevent: %s\ndata: %s\n\n" % (self.id, self.topic.encode(), body)
 
 
+def hears(principal: Principal, ev: FeedEvent) -> bool:
+    """Whether a page of ``principal`` gets ``ev``: an event of a store goes to those who may see
+    the store; an event of no store (a source, the quarantine, the outbox) to those who see the
+    whole organisation's data or run its connectors."""
+    if ev.store is not None:
+        return principal.sees_store(ev.store)
+    return principal.can("ops.read") or principal.sees_store(None)
+
+
 class FeedReader:
     """One per process: polls the feed and fans it out to the open event streams."""
 
@@ -90,7 +99,7 @@ class FeedReader:
                 events = []
             for ev in events:
                 for principal, queue in list(self._subscribers):
-                    if principal.sees_store(ev.store) and queue.qsize() < 1000:
+                    if hears(principal, ev) and queue.qsize() < 1000:
                         queue.put_nowait(ev)
             await asyncio.sleep(self.poll_seconds)
         self._task = None

@@ -31,7 +31,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from hub.console import NavItem
+from hub.console import MAX_ROW_ID, NavItem
 from hub.console.accounts import audit
 from hub.console.live import publish
 from hub.console.scope import Principal
@@ -295,7 +295,7 @@ def router(app: ConsoleApp) -> APIRouter:
         request: Request,
         source: str | None = Query(None, max_length=64),
         status: str | None = Query("open", max_length=16),
-        before: int | None = Query(None, ge=1),
+        before: int | None = Query(None, ge=1, le=MAX_ROW_ID),
         limit: int = Query(PAGE),
         me: Principal = Depends(app.guard("ops.read")),
     ) -> HTMLResponse:

@@ -197,3 +197,15 @@ def test_demo_runs_end_to_end_as_a_subprocess(tmp_path: Path) -> None:
     # the time it reports is the whole demo's (before, the last steps' alone: 0.7 s of 6.8 s)
     reported = float(re.search(r"demo finished in ([0-9.]+)s", res.stdout).group(1))  # type: ignore[union-attr]
     assert wall * 0.5 <= reported <= wall, (reported, wall)
+
+
+def test_check_warns_of_console_cookies_in_the_clear(setup: Path) -> None:
+    """Cookies are Secure only on an https public URL: plain http beyond this machine is said."""
+    text = setup.read_text()
+    setup.write_text(text.replace("server: {port: 0}", "server: {port: 0, public_url: 'http://cx.example.cn'}"))
+    res = cx("check", "-c", str(setup))
+    assert res.exit_code == 0 and "not marked Secure" in res.output and "1 warning(s)" in res.output
+    for url in ("https://cx.example.cn", "http://127.0.0.1:8080"):
+        setup.write_text(text.replace("server: {port: 0}", f"server: {{port: 0, public_url: '{url}'}}"))
+        res = cx("check", "-c", str(setup))
+        assert res.exit_code == 0 and "not marked Secure" not in res.output, res.output

@@ -60,6 +60,7 @@ def test_every_login_makes_a_new_session_id(console: ConsoleKit) -> None:
 # -- brute force --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("console", ["sqlite", "postgresql"], indirect=True)
 def test_a_login_is_throttled_after_its_failures(console: ConsoleKit, clock: Any) -> None:
     limit = console.rt.config.raw.console.login_attempts
     login = console.add_user("admin")
@@ -144,6 +145,7 @@ def test_the_csrf_header_of_htmx_is_accepted(console: ConsoleKit) -> None:
 # -- sessions that end --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("console", ["sqlite", "postgresql"], indirect=True)
 def test_logout_everywhere_ends_the_other_browsers(console: ConsoleKit) -> None:
     login = console.add_user("store_manager", "S001")
     laptop, phone = console.login(login), console.login(login)

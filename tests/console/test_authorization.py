@@ -226,7 +226,8 @@ def test_an_api_token_of_another_store_reaches_no_s001_object(world: World) -> N
 
 
 def test_the_live_feed_reaches_only_the_stores_in_scope(world: World) -> None:
-    """``GET /console/events``: a change at S001 reaches its manager and HQ, not S002's staff."""
+    """``GET /console/events``: a change at S001 reaches its manager and HQ, not S002's staff; a
+    change of no store reaches HQ and the integrator, no store's staff."""
     from hub.console.live import FeedReader, publish
 
     kit = world.kit
@@ -255,6 +256,7 @@ def test_the_live_feed_reaches_only_the_stores_in_scope(world: World) -> None:
         with kit.rt.store.begin() as conn:
             publish(conn, kit.rt.store.clock(), "cases", store="S001", ref=f"case:{world.theirs.case_ids[0]}")
             publish(conn, kit.rt.store.clock(), "cases", store="S002", ref=f"case:{world.mine.case_ids[0]}")
+            publish(conn, kit.rt.store.clock(), "quarantine", ref="source:pos", replayed=3)
         await asyncio.sleep(0.5)
         for t in tasks:
             t.cancel()
@@ -265,8 +267,9 @@ def test_the_live_feed_reaches_only_the_stores_in_scope(world: World) -> None:
     assert all("S001" not in e for e in got["s002"] + got["agent"]), got
     assert len(got["s002"]) == 1 and len(got["agent"]) == 1, got
     assert len(got["s001"]) == 1 and "S001" in got["s001"][0], got
-    assert len(got["hq"]) == 2, got
-    assert got["integrator"] == [], got
+    # an event of no store (the quarantine of a source) goes to HQ and to the integrator who runs it
+    assert len(got["hq"]) == 3, got
+    assert len(got["integrator"]) == 1 and "quarantine" in got["integrator"][0], got
 
 
 def test_the_walk_finds_a_route_that_ignores_the_scope(world: World) -> None:

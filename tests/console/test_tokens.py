@@ -61,6 +61,7 @@ def test_unknown_tokens_are_401(console: ConsoleKit, header: str) -> None:
     assert "error" in r.json()
 
 
+@pytest.mark.parametrize("console", ["sqlite", "postgresql"], indirect=True)
 def test_a_revoked_token_is_401(console: ConsoleKit) -> None:
     tid, token, _ = token_for(console, "store_manager", "S001")
     client = console.client()
@@ -93,6 +94,7 @@ def test_a_disabled_users_token_is_401(console: ConsoleKit) -> None:
     assert console.client().get("/console/api/cases", headers=bearer(token)).status_code == 401
 
 
+@pytest.mark.parametrize("console", ["sqlite", "postgresql"], indirect=True)
 def test_last_use_is_written_at_most_once_a_minute(console: ConsoleKit, clock: Any) -> None:
     tid, token, _ = token_for(console, "store_manager", "S001")
     client = console.client()

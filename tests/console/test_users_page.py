@@ -95,6 +95,7 @@ def test_a_bad_user_is_refused_with_the_reason(
     assert '<code class="secret">' not in r.text
 
 
+@pytest.mark.parametrize("console", ["sqlite", "postgresql"], indirect=True)
 def test_a_platform_only_user_has_no_password(console: ConsoleKit, admin: TestClient) -> None:
     r = post(admin, "/console/users", login="ding-only", role="agent", unit="S003", platform_only="1")
     assert r.status_code == 200 and '<code class="secret">' not in r.text
@@ -111,6 +112,7 @@ def test_a_platform_only_user_has_no_password(console: ConsoleKit, admin: TestCl
     assert post(admin, f"/console/users/{uid}/unlink", provider="dingtalk", subject="union-123").status_code == 404
 
 
+@pytest.mark.parametrize("console", ["sqlite", "postgresql"], indirect=True)
 def test_disable_enable_reset_and_end_sessions(console: ConsoleKit, admin: TestClient) -> None:
     login = console.add_user("store_manager", "S002")
     uid = Accounts(console.rt.store).require_user(login).id
