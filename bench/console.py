@@ -5,13 +5,16 @@ the real migrations and, through COPY: 1M touchpoints (reviews, purchases, surve
 survey answers with their invitations, 10k cases over 200 stores in an org of 4 regions and 20
 districts, 100k customers. Starts ``cxhub run`` on it, signs in 20 users of every role and scope
 (httpx async clients, each its own session), and has them walk every GET route of the console that
-their role may read (found from the app, not listed here) for ``--seconds``. Meanwhile a store
+their role may read (found from the app, not listed here) for ``--seconds``, each pausing a think
+time between two requests (``--think``, mean 1 s, uniform between half and one and a half of it:
+a person reading a page; ``--think 0`` fires requests back to back, a saturation test whose
+latency is the queue of 20 clients over the process's throughput). Meanwhile a store
 manager's browser-like client holds ``/console/events`` open, and a negative review is POSTed to
 ``/hooks/reviews`` every 2 s: the live latency is the time from the POST to the ``cases`` event.
 
 Prints p50 / p95 / p99 per route (goal: p95 < 200 ms) and the live latency (target: < 2 s).
 
-Run: ``.venv/bin/python bench/console.py [--small] [--seconds 60] [--keep]``
+Run: ``.venv/bin/python bench/console.py [--small] [--seconds 60] [--think 1.0] [--keep]``
 (``--small``: 50k touchpoints, 5k answers, 1k cases; a couple of minutes.)
 """
 
@@ -412,6 +415,7 @@ async def user_loop(
     until: float,
     samples: dict[str, list[float]],
     errors: dict[str, list[str]],
+    think: float,
 ) -> None:
     rng = random.Random(login)
     client = await sign_in(base, login)
@@ -430,6 +434,8 @@ async def user_loop(
                 samples[route.path].append(ms)
                 if r.status_code >= 300:
                     errors[route.path].append(f"{r.status_code} {login} {url}")
+                if think > 0:
+                    await asyncio.sleep(think * rng.uniform(0.5, 1.5))
     finally:
         await client.aclose()
 
@@ -441,17 +447,24 @@ async def live_loop(base: str, login: str, store: str, until: float, out: list[f
     hook = Webhook(WEBHOOK_SECRET)
     client = await sign_in(base, login)
     n = 0
+    run = int(time.time())  # review ids new in every run, also on a database kept from an earlier one
     async with client.stream("GET", "/console/events", timeout=None) as stream:
         if stream.status_code != 200:
             await stream.aread()
             raise SystemExit(f"/console/events: {stream.status_code} {stream.headers.get('location')} {client.cookies}")
-        lines = stream.aiter_lines()
-        await anext(lines)  # retry:
+        events: asyncio.Queue[str] = asyncio.Queue()
+
+        async def read() -> None:  # on its own task: a wait that times out must not end the stream
+            async for line in stream.aiter_lines():
+                if line.startswith("data:") and '"topic":"cases"' in line.replace(" ", "") and store in line:
+                    await events.put(line)
+
+        reader = asyncio.create_task(read())
         await asyncio.sleep(1.0)
         while time.monotonic() < until:
             n += 1
             at = datetime.now(UTC)
-            body = json.dumps(review(10_000_000 + n, store, f"冷柜坏了，酸奶是温的 live{n}", 1, at, f"LIVE{n}"))
+            body = json.dumps(review(run * 1000 + n, store, f"冷柜坏了，酸奶是温的 live{n}", 1, at, f"LIVE{n}"))
             msg_id = f"live-{uuid.uuid4()}"
             sig = hook.sign(msg_id, at, body)
             headers = {
@@ -460,20 +473,21 @@ async def live_loop(base: str, login: str, store: str, until: float, out: list[f
                 "webhook-signature": sig,
                 "content-type": "application/json",
             }
+            while not events.empty():  # events of earlier posts that came after their wait
+                events.get_nowait()
             t = time.perf_counter()
             async with httpx.AsyncClient(base_url=base, timeout=30) as poster:
                 r = await poster.post("/hooks/reviews", content=body, headers=headers)
                 assert r.status_code < 300, (r.status_code, r.text)
             try:
-                async with asyncio.timeout(10):
-                    while True:
-                        line = await anext(lines)
-                        if line.startswith("data:") and '"topic":"cases"' in line.replace(" ", "") and store in line:
-                            out.append((time.perf_counter() - t) * 1000)
-                            break
+                await asyncio.wait_for(events.get(), timeout=10)
+                out.append((time.perf_counter() - t) * 1000)
             except TimeoutError:
+                if reader.done():
+                    raise SystemExit(f"/console/events ended: {reader.exception()!r}") from None
                 out.append(float("inf"))
             await asyncio.sleep(2.0)
+        reader.cancel()
     await client.aclose()
 
 
@@ -503,12 +517,14 @@ async def solo(
 
 
 async def load(
-    base: str, cfg_path: Path, seconds: float
+    base: str, cfg_path: Path, seconds: float, think: float, exclude: str | None
 ) -> tuple[dict[str, list[float]], dict[str, list[str]], list[float], dict[str, list[float]]]:
     from hub.console.scope import Principal
 
     users = make_users(cfg_path)
     routes, tree, objects = routes_and_objects(cfg_path)
+    if exclude:
+        routes = [r for r in routes if not re.search(exclude, r.path)]
     alone = await solo(base, users, routes, tree, objects)
     samples: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, list[str]] = defaultdict(list)
@@ -517,10 +533,13 @@ async def load(
     tasks = []
     for login, role, unit in users:
         p = Principal.of(tree, user_id=0, login=login, display_name=login, role=role, unit=unit)
-        tasks.append(user_loop(base, login, p, routes, objects, until, samples, errors))
+        tasks.append(user_loop(base, login, p, routes, objects, until, samples, errors, think))
     live_login = next(login for login, role, unit in users if role == "store_manager" and unit == "S0001")
     tasks.append(live_loop(base, live_login, "S0001", until, live))
-    print(f"load: {len(users)} users + 1 live page for {seconds:.0f} s over {len(routes)} GET routes")
+    print(
+        f"load: {len(users)} users (think time {think:g} s) + 1 live page for {seconds:.0f} s "
+        f"over {len(routes)} GET routes"
+    )
     await asyncio.gather(*tasks)
     return samples, errors, live, alone
 
@@ -536,6 +555,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--small", action="store_true", help="50k touchpoints, 5k answers, 1k cases")
     ap.add_argument("--seconds", type=float, default=None, help="load duration (default 60, 30 with --small)")
+    ap.add_argument("--reuse", action="store_true", help="reuse the database an earlier --keep run left")
+    ap.add_argument("--exclude", default=None, help="leave out the routes whose path matches this regex")
+    ap.add_argument("--think", type=float, default=1.0, help="mean seconds a user waits between requests (0: none)")
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards (cxhub_bench_console)")
     args = ap.parse_args()
     size = (50_000, 5_000, 1_000, 10_000) if args.small else (1_000_000, 100_000, 10_000, 100_000)
@@ -544,8 +566,10 @@ def main() -> None:
 
     db = "cxhub_bench_console"
     with psycopg.connect(ADMIN_URL, autocommit=True) as pg:
-        pg.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        pg.execute(f'CREATE DATABASE "{db}"')
+        reuse = args.reuse and pg.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
+        if not reuse:
+            pg.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            pg.execute(f'CREATE DATABASE "{db}"')
     url = f"postgresql://postgres@127.0.0.1:5432/{db}"
     folder = Path(tempfile.mkdtemp(prefix="cxhub-bench-console-"))
     port = free_port()
@@ -558,7 +582,10 @@ def main() -> None:
         store = Store(url)
         store.migrate()
         store.dispose()
-        seed(cfg_path, touchpoints_n=size[0], answers_n=size[1], cases_n=size[2], customers_n=size[3])
+        if reuse:
+            print(f"data: reusing the database {db} of an earlier --keep run")
+        else:
+            seed(cfg_path, touchpoints_n=size[0], answers_n=size[1], cases_n=size[2], customers_n=size[3])
         log = open(folder / "cxhub.log", "wb")  # noqa: SIM115 (lives as long as the process)
         proc = subprocess.Popen(
             [
@@ -587,9 +614,15 @@ def main() -> None:
                 raise SystemExit(f"cxhub run did not start; see {folder / 'cxhub.log'}")
             time.sleep(0.5)
         load_avg = Path("/proc/loadavg").read_text().split()[:3]
-        samples, errors, live, alone = asyncio.run(load(base, cfg_path, seconds))
+        samples, errors, live, alone = asyncio.run(load(base, cfg_path, seconds, args.think, args.exclude))
         print(f"\nmachine: {os.cpu_count()} cores, load average before the run {' '.join(load_avg)}")
-        print(f"data: {size[0]:,} touchpoints, {size[1]:,} survey answers, {size[2]:,} cases, 200 stores\n")
+        print(f"data: {size[0]:,} touchpoints, {size[1]:,} survey answers, {size[2]:,} cases, 200 stores")
+        every = [x for v in samples.values() for x in v]
+        print(
+            f"all routes: {len(every):,} requests, {len(every) / seconds:.0f}/s, p50 {pct(every, 50):.0f} ms, "
+            f"p95 {pct(every, 95):.0f} ms, p99 {pct(every, 99):.0f} ms; "
+            f"routes over 200 ms at p95: {sum(1 for v in samples.values() if pct(v, 95) > 200)}\n"
+        )
         print("| route | alone p50 ms | n (20 users) | p50 ms | p95 ms | p99 ms | 3xx/4xx/5xx |")
         print("|---|---|---|---|---|---|---|")
         for path in sorted(set(samples) | set(alone)):
@@ -614,7 +647,7 @@ def main() -> None:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        if not args.keep:
+        if not (args.keep or args.reuse):
             with psycopg.connect(ADMIN_URL, autocommit=True) as pg:
                 pg.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 

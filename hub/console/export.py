@@ -21,12 +21,21 @@ Datetimes are written in ``zone`` (the config's timezone), ``%Y-%m-%d %H:%M:%S``
 
 Rows beyond ``max_rows`` (default :data:`MAX_ROWS`) are left out and the last line says so: an
 export is a report, not a dump of the store; callers scope and filter the query as the page does.
+
+An export is the one thing a page asks for that costs whole CPU seconds (10,000 cases as Excel:
+about a second of Python), and a thread that holds the interpreter for that long makes every other
+request of the process wait its turn at each database round trip. So a process writes
+:data:`AT_ONCE` exports at a time (the others wait for their turn, up to :data:`WAIT_SECONDS`,
+then answer 503), and an export gives the interpreter away every :data:`YIELD_EVERY` rows: the
+pages of the other users stay fast while a download is written.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -56,10 +65,35 @@ MAX_ROWS = 100_000
 CSV_MEDIA = "text/csv; charset=utf-8"
 XLSX_MEDIA = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: exports a process writes at the same time
+AT_ONCE = 1
+#: how long an export waits for its turn before it answers 503
+WAIT_SECONDS = 60.0
+#: rows an export writes between two pauses that let the other requests run
+YIELD_EVERY = 25
+_turns = threading.BoundedSemaphore(AT_ONCE)
 
 
 class ExportError(ValueError):
     """An export the console cannot make (an unknown format); the page answers 400 with it."""
+
+
+class ExportBusy(RuntimeError):
+    """Every export slot of the process stayed taken for :data:`WAIT_SECONDS`."""
+
+
+class _Turn:
+    """Holds one of the process's export slots, from the first row to the last."""
+
+    def __init__(self) -> None:
+        if not _turns.acquire(timeout=WAIT_SECONDS):
+            raise ExportBusy("other exports are being written; try again in a minute")
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            _turns.release()
 
 
 def query_rows(store: Store, stmt: Executable, *, chunk: int = 1000) -> Iterator[dict[str, Any]]:
@@ -114,6 +148,8 @@ def _cells(
         if n >= max_rows:
             yield [f"… more than {max_rows} rows matched; narrow the filters"]
             return
+        if n % YIELD_EVERY == YIELD_EVERY - 1:
+            time.sleep(0.0001)  # a pause that hands the interpreter to the other requests' threads
         yield [cell(row.get(key), zone=zone, mask=masks.get(key)) for key, _ in columns]
 
 
@@ -137,25 +173,35 @@ def csv_response(
     zone: ZoneInfo | None = None,
     masks: Mapping[str, Mask] | None = None,
     max_rows: int = MAX_ROWS,
+    turn: _Turn | None = None,
 ) -> StreamingResponse:
-    """A streamed CSV download of ``rows`` (``filename`` gets ``.csv`` when it lacks it)."""
+    """A streamed CSV download of ``rows`` (``filename`` gets ``.csv`` when it lacks it); ``turn``:
+    the export slot taken by the caller, or one taken here (:class:`ExportBusy` when none frees)."""
     if not filename.endswith(".csv"):
         filename += ".csv"
+    turn = turn or _Turn()  # taken before the answer starts, so that a busy process can still say 503
 
     def body() -> Iterator[bytes]:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\r\n")
-        yield "\ufeff".encode()
-        for i, line in enumerate(_cells(columns, rows, zone, masks or {}, max_rows)):
-            writer.writerow(line)
-            if i % 200 == 0 or buf.tell() > 64 * 1024:
+        try:
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\r\n")
+            yield "\ufeff".encode()
+            for i, line in enumerate(_cells(columns, rows, zone, masks or {}, max_rows)):
+                writer.writerow(line)
+                if i % 200 == 0 or buf.tell() > 64 * 1024:
+                    yield buf.getvalue().encode("utf-8")
+                    buf.seek(0)
+                    buf.truncate()
+            if buf.tell():
                 yield buf.getvalue().encode("utf-8")
-                buf.seek(0)
-                buf.truncate()
-        if buf.tell():
-            yield buf.getvalue().encode("utf-8")
+        finally:
+            turn.release()
 
-    return StreamingResponse(body(), media_type=CSV_MEDIA, headers=_headers(filename))
+    try:
+        return StreamingResponse(body(), media_type=CSV_MEDIA, headers=_headers(filename))
+    except BaseException:
+        turn.release()
+        raise
 
 
 def xlsx_bytes(
@@ -200,12 +246,18 @@ def xlsx_response(
     masks: Mapping[str, Mask] | None = None,
     max_rows: int = MAX_ROWS,
     sheet: str = "export",
+    turn: _Turn | None = None,
 ) -> Response:
     """An Excel download of ``rows`` (``filename`` gets ``.xlsx`` when it lacks it). Call it in a
-    thread (a sync route, or ``run_in_threadpool``): the workbook is written before it is sent."""
+    thread (a sync route, or ``run_in_threadpool``): the workbook is written before it is sent.
+    ``turn`` as for :func:`csv_response`."""
     if not filename.endswith(".xlsx"):
         filename += ".xlsx"
-    data = xlsx_bytes(columns, rows, zone=zone, masks=masks, max_rows=max_rows, sheet=sheet)
+    turn = turn or _Turn()
+    try:
+        data = xlsx_bytes(columns, rows, zone=zone, masks=masks, max_rows=max_rows, sheet=sheet)
+    finally:
+        turn.release()
     return Response(data, media_type=XLSX_MEDIA, headers=_headers(filename))
 
 
@@ -233,22 +285,32 @@ def export_response(
 ) -> Response:
     """Audit the export (``action``, ``target``, ``detail`` plus the format: ids and filters only,
     never personal data), then answer with the CSV or Excel file in the config's timezone. An
-    unknown ``fmt`` is a 400 (:class:`~hub.console.app.ConsoleDenied`). Call from a sync route."""
+    unknown ``fmt`` is a 400 (:class:`~hub.console.app.ConsoleDenied`), no free export slot within
+    :data:`WAIT_SECONDS` a 503 (not audited: nothing left). Call from a sync route."""
     from hub.console.app import ConsoleDenied
 
     try:
         check_format(fmt)
     except ExportError as exc:
         raise ConsoleDenied(400, str(exc)) from None
-    app.audit(principal, action, target, {**(detail or {}), "format": fmt}, store=store)
+    try:
+        turn = _Turn()
+    except ExportBusy as exc:
+        raise ConsoleDenied(503, str(exc)) from None
+    try:
+        app.audit(principal, action, target, {**(detail or {}), "format": fmt}, store=store)
+    except BaseException:
+        turn.release()
+        raise
     if fmt == "csv":
-        return csv_response(filename, columns, rows, zone=app.zone, masks=masks, max_rows=max_rows)
-    return xlsx_response(filename, columns, rows, zone=app.zone, masks=masks, max_rows=max_rows)
+        return csv_response(filename, columns, rows, zone=app.zone, masks=masks, max_rows=max_rows, turn=turn)
+    return xlsx_response(filename, columns, rows, zone=app.zone, masks=masks, max_rows=max_rows, turn=turn)
 
 
 __all__ = [
     "FORMATS",
     "MAX_ROWS",
+    "ExportBusy",
     "ExportColumn",
     "ExportError",
     "Mask",

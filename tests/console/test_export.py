@@ -172,3 +172,39 @@ def test_the_quarantine_export_needs_ops_read_and_is_masked(console: ConsoleKit)
     text = r.content.decode("utf-8-sig")
     assert "13812345678" not in text and "138****5678" in text
     assert [a["action"] for a in _exports(console)] == ["export.quarantine"]
+
+
+def test_a_process_writes_one_export_at_a_time_and_says_503_when_busy(
+    console: ConsoleKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second download waits for the first; one that waits too long is a 503 with a message, not
+    audited, and the slot is free again once the first is written."""
+    from hub.console import export
+
+    console.ingest_review(1, store="S001", text="回电 13912345678", member="M777")
+    cid = _customer_of(console, "S001")
+    client = console.user("admin")
+    monkeypatch.setattr(export, "WAIT_SECONDS", 0.05)
+    held = export._Turn()  # another download being written
+    try:
+        r = client.get(f"/console/customers/{cid}/touchpoints.csv", headers={"accept": "application/json"})
+        assert r.status_code == 503 and "try again" in r.json()["error"]
+        assert _exports(console) == []
+    finally:
+        held.release()
+    for fmt in ("csv", "xlsx", "csv"):  # each one gives its slot back, streamed or not
+        r = client.get(f"/console/customers/{cid}/touchpoints.{fmt}")
+        assert r.status_code == 200, r.text
+    assert len(_exports(console)) == 3
+
+
+def test_an_export_pauses_for_the_other_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows are written in runs of YIELD_EVERY with a pause between: the interpreter goes to the
+    other requests' threads during a long download."""
+    from hub.console import export
+
+    pauses: list[float] = []
+    monkeypatch.setattr(export.time, "sleep", pauses.append)
+    rows = [{"text": f"r{i}"} for i in range(export.YIELD_EVERY * 4)]
+    lines = list(export._cells([("text", "t")], rows, None, {}, 10**6))
+    assert len(lines) == len(rows) + 1 and len(pauses) == 4
