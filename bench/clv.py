@@ -4,9 +4,12 @@ scoring at scale on PostgreSQL.
 1. **CDNOW** (tests/data/cdnow, 23,570 customers, 1997-01..1998-06): calibrate on weeks 1-39,
    predict weeks 40-78; the total of repeat transactions against the actual, per-customer MAE
    against the naive baseline (the calibration rate carried forward), AUC of "no purchase in the
-   holdout" against the RFM-score baseline. The same figures for lifetimes (the reference
-   library), in the same run, when ``--lifetimes-python`` names a Python that has it (a venv of
-   its own: it pins old pandas and is not a dependency of cxhub).
+   holdout" against the RFM-score baseline, for cxhub's BG/NBD and the candidates measured beside
+   it (Pareto/NBD, MBG/NBD; the one chosen by the calibration's log-likelihood), on the whole data
+   (days) and on Fader & Hardie's 1/10 sample (weeks). The same figures for lifetimes'
+   BetaGeoFitter when ``--lifetimes-python`` names a Python that has it (a venv of its own: it pins
+   old pandas and is not a dependency of cxhub; it also ships the 1/10 sample), and for
+   pymc-marketing's three models when ``--pymc-python`` names one with pymc-marketing.
 2. **Planted effect**: synthetic customers where those with breached cases churn more
    (:func:`hub.features.customers.evaluation.planted_effect`), through the real ingest and
    scoring on SQLite; the AUC of the risk score for the planted at-risk customers.
