@@ -276,4 +276,4 @@ def test_screenshots_of_the_main_pages(browser: Any, served: tuple[ConsoleKit, s
         browser.save_screenshot(str(shots / f"{name}.png"))
         taken.append(name)
     assert taken == list(pages), taken
-    assert all((shots / f"{name}.png").stat().st_size > 10_000 for name in ["login", *taken])
+    assert all((shots / f"{name}.png").stat().st_size > 6_000 for name in ["login", *taken])  # drawn, not blank
