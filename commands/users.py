@@ -6,6 +6,7 @@ API tokens (``users token create / revoke / list``). See docs/console.md."""
 
 import json
 import sys
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -38,6 +39,13 @@ def register(app: typer.Typer) -> None:
             return accounts.require_user(login)
         except AccountError as exc:
             raise fail(str(exc)) from None
+
+    @contextmanager
+    def the_user(config, login: str):  # type: ignore[no-untyped-def]
+        """The runtime, the accounts and LOGIN's account (a clear error when there is none)."""
+        with runtime(config, features=()) as rt:
+            accounts = accounts_of(rt)
+            yield rt, accounts, user_of(accounts, login)
 
     @users_app.command("add")
     def users_add(
@@ -140,9 +148,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"{len(users)} user(s)", highlight=False)
 
     def set_disabled(login: str, disabled: bool, config) -> None:  # type: ignore[no-untyped-def]
-        with runtime(config, features=()) as rt:
-            accounts = accounts_of(rt)
-            user = user_of(accounts, login)
+        with the_user(config, login) as (_rt, accounts, user):
             accounts.set_disabled(user.id, disabled, actor=ACTOR)
         console.print(f"{login} {'disabled (sessions ended)' if disabled else 'enabled'}", highlight=False)
 
@@ -169,9 +175,7 @@ def register(app: typer.Typer) -> None:
         from hub.console.accounts import AccountError
 
         given = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
-        with runtime(config, features=()) as rt:
-            accounts = accounts_of(rt)
-            user = user_of(accounts, login)
+        with the_user(config, login) as (_rt, accounts, user):
             try:
                 new = accounts.reset_password(user.id, actor=ACTOR, password=given)
             except AccountError as exc:
@@ -197,9 +201,7 @@ def register(app: typer.Typer) -> None:
         """Let a platform account sign in as this user (or, with --unlink, no longer)."""
         from hub.console.accounts import AccountError
 
-        with runtime(config, features=()) as rt:
-            accounts = accounts_of(rt)
-            user = user_of(accounts, login)
+        with the_user(config, login) as (rt, accounts, user):
             try:
                 if unlink:
                     if not accounts.unlink(user.id, provider, subject, actor=ACTOR):
@@ -218,9 +220,7 @@ def register(app: typer.Typer) -> None:
         """End every session of a user (their browsers must sign in again)."""
         from hub.console.accounts import audit
 
-        with runtime(config, features=()) as rt:
-            accounts = accounts_of(rt)
-            user = user_of(accounts, login)
+        with the_user(config, login) as (rt, accounts, user):
             n = accounts.end_all_sessions(user.id)
             with rt.store.begin() as conn:
                 audit(conn, rt.clock(), ACTOR, "user.logout_all", f"user:{login}", {"sessions": n})
@@ -237,9 +237,7 @@ def register(app: typer.Typer) -> None:
         """Create an API token for LOGIN; the token is printed once (the store keeps only its hash)."""
         from hub.console.accounts import AccountError
 
-        with runtime(config, features=()) as rt:
-            accounts = accounts_of(rt)
-            user = user_of(accounts, login)
+        with the_user(config, login) as (_rt, accounts, user):
             try:
                 tid, token = accounts.create_token(user.id, name, days or None, actor=ACTOR)
             except AccountError as exc:
