@@ -160,10 +160,16 @@ def run_demo(console: Console, *, config_path: Path | None = None, workdir: Path
         os.environ["CXHUB_DEMO_WECHAT_URL"] = wechat.base_url
         _run(console, config_path or DEMO_CONFIG, workdir, robot, wechat)
     console.rule()
+    env = f"CXHUB_STORE_URL=sqlite:///{(workdir / 'cxhub.db').resolve()} CXHUB_DEMO_DIR={workdir} CXHUB_SECRET_KEY=..."
     console.print(
         f"demo finished in {time.monotonic() - started:.1f}s; store: {workdir / 'cxhub.db'}; "
-        f"try: CXHUB_STORE_URL=sqlite:///{(workdir / 'cxhub.db').resolve()} "
-        f"CXHUB_DEMO_DIR={workdir} CXHUB_SECRET_KEY=... cxhub events -c config/demo.yaml"
+        f"try: {env} cxhub events -c config/demo.yaml",
+        soft_wrap=True,
+    )
+    console.print(
+        f"the web console on this store: {env} cxhub users add me --role admin -c config/demo.yaml, then the "
+        "same with cxhub run -c config/demo.yaml, and open http://127.0.0.1:8080/console",
+        soft_wrap=True,
     )
 
 

@@ -193,6 +193,7 @@ def test_demo_runs_end_to_end_as_a_subprocess(tmp_path: Path) -> None:
     wall = time.monotonic() - started
     assert res.returncode == 0, res.stdout + res.stderr
     assert "What was stored" in res.stdout and "transaction" in res.stdout
+    assert "http://127.0.0.1:8080/console" in res.stdout  # where to go next
     assert "Traceback" not in res.stdout + res.stderr
     # the time it reports is the whole demo's (before, the last steps' alone: 0.7 s of 6.8 s)
     reported = float(re.search(r"demo finished in ([0-9.]+)s", res.stdout).group(1))  # type: ignore[union-attr]
