@@ -21,6 +21,7 @@ not sent (:func:`release_held`) so that nobody waits for the lease.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +33,8 @@ from hub.outbox.messages import message_from_dict
 from hub.outbox.tables import outbox_batches
 from hub.sdk.connector import OutboundMessage
 from hub.store.schema import outbox
+
+log = logging.getLogger("cxhub.outbox")
 
 
 @dataclass
@@ -60,6 +63,32 @@ _CLAIMED_COLUMNS = (
 def _claimed(row: Any, batch_key: str | None) -> Claimed:
     msg = row.message if isinstance(row.message, dict) else json.loads(row.message)
     return Claimed(row.id, row.key, row.destination, message_from_dict(msg), row.attempts, row.last_error, batch_key)
+
+
+def _readable(
+    conn: Connection, rows: Sequence[tuple[Any, str | None]], now: datetime, worker_id: str
+) -> dict[int, Claimed]:
+    """The claimed rows as messages. A row that cannot be read back (recipients sealed with a secret
+    key this process does not have, a document edited by hand) would fail every pump that claims
+    it, and the rows behind it with it: it is marked ``dead`` with the reason instead (``cxhub
+    outbox retry --dead`` sends it again once the cause is fixed) and leaves its digest."""
+    out: dict[int, Claimed] = {}
+    bad: dict[int, str] = {}
+    for r, bk in rows:
+        try:
+            out[r.id] = _claimed(r, bk)
+        except Exception as exc:  # whatever the row holds, it must not stop the others
+            bad[r.id] = f"unreadable message, not sent: {exc}"[:500]
+    for oid, why in bad.items():
+        log.error("outbox row %d to %s: %s", oid, next(r.destination for r, _ in rows if r.id == oid), why)
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == oid, outbox.c.locked_by == worker_id)
+            .values(status="dead", last_error=why, locked_by=None, locked_until=None, updated_at=now)
+        )
+    if bad:
+        conn.execute(delete(outbox_batches).where(outbox_batches.c.outbox_id.in_(list(bad))))
+    return out
 
 
 def _due(now: datetime) -> Any:
@@ -135,7 +164,7 @@ def claim(
         rows = [(r, r.batch_key) for r in conn.execute(q)]
     if not rows:
         return []
-    out = {r.id: _claimed(r, bk) for r, bk in rows}
+    out = _readable(conn, rows, now, worker_id)
     if any(c.batch_key for c in out.values()):
         _complete_batches(conn, now, out, worker_id, lease)
     return [out[i] for i in sorted(out)]
@@ -171,8 +200,7 @@ def _complete_batches(
             .values(**_claiming(worker_id, lease, now))
             .returning(*_CLAIMED_COLUMNS)
         ).all()
-        for r in got:
-            out[r.id] = _claimed(r, bk)
+        out.update(_readable(conn, [(r, bk) for r in got], now, worker_id))
         if {r.id for r in got} != missing:  # incomplete: give back what this worker holds of it
             mine = [out.pop(i) for i in sorted(mids) if i in out]
             _unclaim(conn, mine, worker_id, now)

@@ -209,3 +209,36 @@ def test_a_killed_workers_claims_are_delivered_by_another_process_within_one_lea
     assert statuses(pg_store) == ["sent"] * 10
     assert fake.keys() == {f"k-{i}": 1 for i in range(10)}  # each shown once (k-0 went twice on the wire)
     assert took < 30, f"took {took:.1f}s"  # a functional bound (lease 15 s + heartbeat + poll); the figure is in bench/
+
+
+def test_a_message_that_cannot_be_read_is_dead_with_its_reason_and_does_not_stop_the_others(
+    store: Store, clock: FakeClock
+) -> None:
+    """Recipients sealed with a secret key this process does not have (the key changed): the row
+    would fail every claim, and the rows behind it with it. It goes dead with the reason, the
+    others are claimed, and a retry after the fix makes it due again."""
+    import json as _json
+
+    from sqlalchemy import update
+
+    from hub.outbox import retry
+    from hub.privacy import Sealer
+
+    put(store, clock, "app", msgs(3))
+    before = rows(store)
+    first, msg = before[0]["id"], dict(before[0]["message"])
+    token = Sealer(b"a key of another deployment").seal(_json.dumps(["13800000000"]))
+    unknown = token.replace(token.split(":")[1], "00000000", 1)  # a key id no process here has
+    with store.begin() as conn:
+        conn.execute(update(outbox).where(outbox.c.id == first).values(message={**msg, "to": unknown}))
+        claimed = leases.claim(
+            conn, now=clock(), worker_id="w", lease=timedelta(seconds=15), destinations=["app"], limit=10
+        )
+    assert [c.id for c in claimed] == [r["id"] for r in before][1:]
+    dead = rows(store)[0]
+    assert dead["status"] == "dead" and dead["locked_by"] is None
+    assert "unreadable message, not sent" in dead["last_error"] and "00000000" in dead["last_error"]
+    assert "13800000000" not in dead["last_error"]
+    with store.begin() as conn:
+        assert retry(conn, now=clock(), dead=True) == 1
+    assert rows(store)[0]["status"] == "pending"
