@@ -193,7 +193,7 @@ class ConsoleApp:
             role_label=(lambda r: self.catalogue.t(locale, f"role.{r}")),
             **ctx,
         )
-        return HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
+        return HTMLResponse(page, status_code=status)
 
     def audit(
         self,
@@ -329,7 +329,7 @@ def build_core_router(app: ConsoleApp) -> APIRouter:
             return response
         sid, _ = await run_in_threadpool(app.accounts.start_session, user)
         target = f"{PREFIX}/password" if user.must_change_password else nxt
-        redirect = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+        redirect = RedirectResponse(target, status_code=303)
         app.set_session_cookie(redirect, sid)
         redirect.delete_cookie(LOGIN_CSRF_COOKIE, path=PREFIX)
         return redirect
@@ -339,7 +339,7 @@ def build_core_router(app: ConsoleApp) -> APIRouter:
         sid = request.cookies.get(COOKIE, "")
         if sid:
             await run_in_threadpool(app.accounts.end_session, sid)
-        response = RedirectResponse(f"{PREFIX}/login", status_code=303, headers=SECURITY_HEADERS)
+        response = RedirectResponse(f"{PREFIX}/login", status_code=303)
         response.delete_cookie(COOKIE, path=PREFIX)
         return response
 
@@ -347,7 +347,7 @@ def build_core_router(app: ConsoleApp) -> APIRouter:
     async def logout_all(me: Principal = Depends(any_user)) -> Response:
         n = await run_in_threadpool(app.accounts.end_all_sessions, me.user_id)
         await run_in_threadpool(app.audit, me, "logout.all", f"user:{me.login}", {"sessions": n})
-        response = RedirectResponse(f"{PREFIX}/login", status_code=303, headers=SECURITY_HEADERS)
+        response = RedirectResponse(f"{PREFIX}/login", status_code=303)
         response.delete_cookie(COOKIE, path=PREFIX)
         return response
 
@@ -392,7 +392,7 @@ def build_core_router(app: ConsoleApp) -> APIRouter:
             raise ConsoleDenied(404, app.t(me, "error.not_found"))
         if not me.can(found.permission):
             raise ConsoleDenied(403, app.t(me, "error.forbidden"))
-        return HTMLResponse(found.render(app, me), headers=SECURITY_HEADERS)  # tiles render escaped
+        return HTMLResponse(found.render(app, me))  # tiles render escaped
 
     @router.get("/events")
     async def events(me: Principal = Depends(app.guard(None))) -> StreamingResponse:

@@ -44,7 +44,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hub.console.accounts import PROVIDERS, audit
-from hub.console.app import PREFIX, SECURITY_HEADERS, client_address, safe_next
+from hub.console.app import PREFIX, client_address, safe_next
 
 if TYPE_CHECKING:
     from hub.config import OAuthProviderConfig
@@ -285,7 +285,7 @@ def router(app: ConsoleApp) -> APIRouter:
         expires = int(app.rt.store.clock().timestamp()) + STATE_SECONDS
         state = signer.sign(provider, nonce, safe_next(next), expires)
         target = platform.authorize(cfg, cfg.auth_url or platform.auth_url, _callback(public, provider), state)
-        response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+        response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             STATE_COOKIE,
             nonce,
@@ -351,7 +351,7 @@ def router(app: ConsoleApp) -> APIRouter:
         with app.rt.store.begin() as conn:
             audit(conn, now, user.login, "login.ok", f"user:{user.login}", {"via": provider, "address": address})
         target = f"{PREFIX}/password" if user.must_change_password else nxt
-        response = RedirectResponse(safe_next(target), status_code=303, headers=SECURITY_HEADERS)
+        response = RedirectResponse(safe_next(target), status_code=303)
         app.set_session_cookie(response, sid)
         response.delete_cookie(STATE_COOKIE, path=f"{PREFIX}/oauth")
         return response

@@ -106,7 +106,7 @@ def timeline_item(row: Any) -> dict[str, Any]:
 
 
 def router(app: ConsoleApp) -> APIRouter:
-    from hub.console.app import SECURITY_HEADERS, ConsoleDenied
+    from hub.console.app import ConsoleDenied
     from hub.console.overview import add_nav_once
 
     r = APIRouter(prefix="/console", include_in_schema=False)
@@ -185,7 +185,7 @@ def router(app: ConsoleApp) -> APIRouter:
     ) -> Response:
         cust = load(me, customer_id)
         if cust["id"] != customer_id:
-            return RedirectResponse(f"/console/customers/{cust['id']}", status_code=303, headers=SECURITY_HEADERS)
+            return RedirectResponse(f"/console/customers/{cust['id']}", status_code=303)
         cid = cust["id"]
         with app.rt.store.connect() as conn:
             ids = (
@@ -255,7 +255,7 @@ def router(app: ConsoleApp) -> APIRouter:
             t=lambda key, **kw: app.t(me, key, **kw), shown=shown, failed=failed
         )
         if request.headers.get("hx-request"):
-            return HTMLResponse(html, headers=SECURITY_HEADERS)
+            return HTMLResponse(html)
         return app.render(request, me, "customer_revealed.html", cust=cust, fragment=Markup(html))  # noqa: S704
 
     @r.get("/customers/{customer_id}/touchpoints.{fmt}")

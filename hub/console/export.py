@@ -160,9 +160,7 @@ def disposition(filename: str) -> str:
 
 
 def _headers(filename: str) -> dict[str, str]:
-    from hub.console.app import SECURITY_HEADERS
-
-    return {**SECURITY_HEADERS, "Content-Disposition": disposition(filename)}
+    return {"Content-Disposition": disposition(filename)}
 
 
 def csv_response(

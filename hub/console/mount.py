@@ -63,12 +63,11 @@ def install_console(fastapi_app: FastAPI, rt: Runtime) -> ConsoleApp:
     async def denied(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ConsoleDenied)
         if wants_json(request) or (request.method != "GET" and request.headers.get("hx-request")):
-            return JSONResponse({"error": exc.message}, status_code=exc.status, headers=SECURITY_HEADERS)
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
         if exc.login:
             return RedirectResponse(
                 f"{PREFIX}/login?next={quote(str(request.url.path), safe='/')}",
                 status_code=303,
-                headers=SECURITY_HEADERS,
             )
         principal = getattr(request.state, "principal", None)
         if exc.status == 403 and principal is None:
@@ -76,7 +75,7 @@ def install_console(fastapi_app: FastAPI, rt: Runtime) -> ConsoleApp:
             if principal is not None and request.url.path != f"{PREFIX}/password":
                 user = await run_in_threadpool(app.accounts.get_user, principal.user_id)
                 if user.must_change_password:
-                    return RedirectResponse(f"{PREFIX}/password", status_code=303, headers=SECURITY_HEADERS)
+                    return RedirectResponse(f"{PREFIX}/password", status_code=303)
         return app.render(request, principal, "error.html", status=exc.status, message=exc.message)
 
     fastapi_app.add_exception_handler(ConsoleDenied, denied)

@@ -199,7 +199,7 @@ def _quarantine_query(source: str | None, status: str | None) -> Any:
 
 
 def router(app: ConsoleApp) -> APIRouter:
-    from hub.console.app import SECURITY_HEADERS, ConsoleDenied
+    from hub.console.app import ConsoleDenied
 
     r = APIRouter(prefix="/console", include_in_schema=False)
     from hub.console.overview import add_nav_once, install_tiles
@@ -211,8 +211,8 @@ def router(app: ConsoleApp) -> APIRouter:
     def back(request: Request, to: str) -> Response:
         """After an action: htmx reloads the page, a plain form follows a redirect."""
         if request.headers.get("hx-request"):
-            return Response(status_code=204, headers={**SECURITY_HEADERS, "HX-Refresh": "true"})
-        return RedirectResponse(f"/console{to}", status_code=303, headers=SECURITY_HEADERS)
+            return Response(status_code=204, headers={"HX-Refresh": "true"})
+        return RedirectResponse(f"/console{to}", status_code=303)
 
     def pull_source(me: Principal, name: str) -> str:
         spec = app.rt.config.sources.get(name)

@@ -28,7 +28,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 
-from hub.console.app import PREFIX, SECURITY_HEADERS, ConsoleApp, ConsoleDenied, wants_json
+from hub.console.app import PREFIX, ConsoleApp, ConsoleDenied, wants_json
 from hub.console.export import export_response
 from hub.console.scope import ROLE_PERMISSIONS, Principal
 from hub.features.feedback.cases import TRANSITIONS, CaseNotFound, CaseService
@@ -273,7 +273,7 @@ def _iso(value: Any) -> Any:
 
 
 def _json(data: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(_iso(data), status_code=status, headers=SECURITY_HEADERS)
+    return JSONResponse(_iso(data), status_code=status)
 
 
 def _params(request: Request) -> dict[str, str]:
@@ -419,7 +419,7 @@ def build_router(app: ConsoleApp, service: CaseService) -> APIRouter:
             return _json({"case": cc.row(case, cc.now()), "message": cc.t(me, key)})
         if request.headers.get("hx-request") and request.headers.get("hx-target", "").startswith("case-row-"):
             return app.render(request, me, "feedback_case_row.html", c=cc.row(case, cc.now()), message=cc.t(me, key))
-        return RedirectResponse(f"{PREFIX}/cases/{case['id']}?done={key}", status_code=303, headers=SECURITY_HEADERS)
+        return RedirectResponse(f"{PREFIX}/cases/{case['id']}?done={key}", status_code=303)
 
     @router.post("/cases/{case_id}/{action}")
     async def case_action(request: Request, case_id: str, action: str, me: Principal = Depends(act)) -> Response:

@@ -32,7 +32,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import select
 
-from hub.console.app import PREFIX, SECURITY_HEADERS, ConsoleDenied
+from hub.console.app import PREFIX, ConsoleDenied
 from hub.console.export import query_rows
 from hub.console.scope import Principal
 from hub.features.surveys import console_queries as cq
@@ -191,7 +191,7 @@ def _iso(value: Any) -> Any:
 
 
 def _json(data: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(_iso(data), status_code=status, headers=SECURITY_HEADERS)
+    return JSONResponse(_iso(data), status_code=status)
 
 
 class SurveyPages:
