@@ -73,14 +73,14 @@ def _readable(
     it, and the rows behind it with it: it is marked ``dead`` with the reason instead (``cxhub
     outbox retry --dead`` sends it again once the cause is fixed) and leaves its digest."""
     out: dict[int, Claimed] = {}
-    bad: dict[int, str] = {}
+    bad: dict[int, tuple[str, str]] = {}
     for r, bk in rows:
         try:
             out[r.id] = _claimed(r, bk)
         except Exception as exc:  # whatever the row holds, it must not stop the others
-            bad[r.id] = f"unreadable message, not sent: {exc}"[:500]
-    for oid, why in bad.items():
-        log.error("outbox row %d to %s: %s", oid, next(r.destination for r, _ in rows if r.id == oid), why)
+            bad[r.id] = (r.destination, f"unreadable message, not sent: {exc}"[:500])
+    for oid, (destination, why) in bad.items():
+        log.error("outbox row %d to %s: %s", oid, destination, why)
         conn.execute(
             update(outbox)
             .where(outbox.c.id == oid, outbox.c.locked_by == worker_id)
