@@ -41,6 +41,8 @@ class ArrowBatch:
     numeric: frozenset[str] = frozenset()
     rejected: list[Rejected] = field(default_factory=list)
     payloads: list[dict[str, Any]] | None = None
+    #: keys records hold outside the columns: none, a SQL row is its columns
+    opaque: frozenset[str] = frozenset()
 
 
 _PARAM = re.compile(r":c(\d+)\b")

@@ -75,6 +75,8 @@ class ColumnarBatch(Protocol):
     def received_at(self) -> datetime: ...
     @property
     def payloads(self) -> list[dict[str, Any]] | None: ...
+    @property
+    def opaque(self) -> frozenset[str] | None: ...
 
 
 def columnar_plan(source: PullSource, mapping: CompiledMapping, ingestor: Ingestor) -> tuple[VectorMapping | None, str]:
@@ -142,7 +144,10 @@ class PreparedColumnar:
 
 
 def _copy_text(values: pl.Series) -> pl.Series:
-    """Text for PostgreSQL's COPY text format (backslash, tab, newline, carriage return escaped)."""
+    """Text for PostgreSQL's COPY text format (backslash, tab, newline, carriage return escaped).
+    A column with none of them (most: JSON text has no raw control characters) is kept as it is."""
+    if not values.str.contains(r"[\\\t\n\r]").any():
+        return values
     return (
         values.str.replace_all("\\", "\\\\", literal=True)
         .str.replace_all("\t", "\\t", literal=True)
@@ -169,7 +174,9 @@ class ColumnarIngest:
     def prepare(
         self, source: str, mapping: CompiledMapping, vm: VectorMapping, batch: ColumnarBatch
     ) -> PreparedColumnar:
-        records = ArrowRecords(batch.table, batch.children, batch.present, batch.numeric, batch.payloads)
+        records = ArrowRecords(
+            batch.table, batch.children, batch.present, batch.numeric, batch.payloads, getattr(batch, "opaque", None)
+        )
         n = batch.table.num_rows
         ids = typing.cast(pl.Series, pl.from_arrow(batch.ids)).cast(pl.String)
         usable = ids.is_not_null()
@@ -462,13 +469,11 @@ class ColumnarIngest:
                 "touchpoint_id": frame["touchpoint_id"],
             }
         )
-        data = _copy_bytes(text_frame)
-        cols = list(text_frame.columns)
         from psycopg.errors import UniqueViolation
 
         try:
             with conn.begin_nested():
-                _copy(conn, "inbox", cols, data)
+                _copy(conn, "inbox", text_frame)
             return None
         except Exception as exc:  # a key stored already: through a staging table
             if not isinstance(getattr(exc, "orig", exc), UniqueViolation) and not isinstance(exc, UniqueViolation):
@@ -480,7 +485,7 @@ class ColumnarIngest:
                 "touchpoint_id varchar(36)) ON COMMIT DELETE ROWS"
             )
         )
-        _copy(conn, "cxhub_inbox_stage", cols, data)
+        _copy(conn, "cxhub_inbox_stage", text_frame)
         res = conn.execute(
             text(
                 "INSERT INTO inbox (source, external_id, received_at, status, touchpoint_id) "
@@ -541,7 +546,7 @@ class ColumnarIngest:
                 )
             )
         if frames:
-            _copy(conn, "touchpoints", [*cols, "doc"], _copy_bytes(pl.concat(frames)))
+            _copy(conn, "touchpoints", pl.concat(frames))
 
     # ------------------------------------------------------------ the stream
 
@@ -652,7 +657,7 @@ def _write_frame(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
             out[name] = _copy_time(col)
         else:
             out[name] = _copy_text(col.cast(pl.String))
-    _copy(conn, table, list(frame.columns), _copy_bytes(pl.DataFrame(out)))
+    _copy(conn, table, pl.DataFrame(out))
 
 
 def _copy_one(value: str) -> str:
@@ -663,19 +668,32 @@ def _copy_stamp(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
 
 
-def _copy_bytes(frame: pl.DataFrame) -> bytes:
+#: rows of COPY text formatted at a time: a batch's text is never whole in memory
+COPY_CHUNK_ROWS = 2000
+
+
+def _copy_chunks(frame: pl.DataFrame) -> Iterator[memoryview]:
+    """``frame`` (every column COPY text already) as COPY text, ``COPY_CHUNK_ROWS`` rows at a time."""
     buf = io.BytesIO()
-    frame.write_csv(buf, separator="\t", quote_style="never", include_header=False, null_value="\\N")
-    return buf.getvalue()
+    for start in range(0, frame.height, COPY_CHUNK_ROWS):
+        buf.seek(0)
+        buf.truncate()
+        frame.slice(start, COPY_CHUNK_ROWS).write_csv(
+            buf, separator="\t", quote_style="never", include_header=False, null_value="\\N"
+        )
+        yield buf.getbuffer()
 
 
-def _copy(conn: Connection, table: str | Table, columns: list[str], data: bytes) -> None:
+def _copy(conn: Connection, table: str | Table, frame: pl.DataFrame) -> None:
+    """COPY ``frame``'s rows (COPY text per column) into ``table``, its columns by name."""
     raw = conn.connection.driver_connection
     assert raw is not None
     name = table if isinstance(table, str) else table.name
-    collist = ", ".join(f'"{c}"' for c in columns)
+    collist = ", ".join(f'"{c}"' for c in frame.columns)
     with raw.cursor() as cur, cur.copy(f"COPY {name} ({collist}) FROM STDIN") as copy:
-        copy.write(data)
+        for chunk in _copy_chunks(frame):
+            copy.write(chunk)
+            chunk.release()
 
 
 class _Prefetch(Iterator[Any]):

@@ -41,6 +41,8 @@ class RowColumns:
     present: dict[str, pa.Array] = field(default_factory=dict)
     numeric: frozenset[str] = frozenset()
     rejected: list[Rejected] = field(default_factory=list)
+    #: keys with nested values (objects, lists) that are no column, a child's as ``child.key``
+    opaque: frozenset[str] = frozenset()
 
 
 class Mixed(Exception):
@@ -89,7 +91,8 @@ def _flat(row: Mapping[str, Any], skip: Collection[str], prefix: str = "") -> di
     return out
 
 
-def _table(rows: list[Mapping[str, Any]], skip: Collection[str]) -> tuple[pa.Table, set[str]]:
+def _table(rows: list[Mapping[str, Any]], skip: Collection[str]) -> tuple[pa.Table, set[str], set[str]]:
+    """The columns of ``rows`` (but ``skip``), the numeric ones, and the keys left out (nested values)."""
     if any(isinstance(v, dict) for r in rows for v in r.values()):
         rows = [_flat(r, skip) for r in rows]
     names: dict[str, None] = {}
@@ -100,17 +103,19 @@ def _table(rows: list[Mapping[str, Any]], skip: Collection[str]) -> tuple[pa.Tab
     arrays = []
     kept = []
     numeric = set()
+    opaque = set()
     for name in names:
         col = _column([r.get(name) for r in rows])
         if col is None:
+            opaque.add(name)
             continue  # nested values: read by the row path when a mapping needs them
         arrays.append(col[0])
         kept.append(name)
         if col[1]:
             numeric.add(name)
     if not kept:
-        return pa.table({"__empty": pa.nulls(len(rows))}), numeric
-    return pa.Table.from_arrays(arrays, names=kept), numeric
+        return pa.table({"__empty": pa.nulls(len(rows))}), numeric, opaque
+    return pa.Table.from_arrays(arrays, names=kept), numeric, opaque
 
 
 def from_rows(batch: Batch, list_fields: Collection[str]) -> RowColumns | None:
@@ -120,7 +125,7 @@ def from_rows(batch: Batch, list_fields: Collection[str]) -> RowColumns | None:
     if not all(isinstance(p, dict) for p in payloads):
         return None
     try:
-        table, numeric = _table(payloads, list_fields)
+        table, numeric, opaque = _table(payloads, list_fields)
         children: dict[str, pa.Table] = {}
         present: dict[str, pa.Array] = {}
         for name in list_fields:
@@ -137,10 +142,11 @@ def from_rows(batch: Batch, list_fields: Collection[str]) -> RowColumns | None:
                 flags.append(True)
                 rows.extend(value)
                 parents.extend([i] * len(value))
-            child, child_numeric = _table(rows, ())
+            child, child_numeric, child_opaque = _table(rows, ())
             children[name] = child.append_column("__row", pa.array(parents, pa.int32()))
             present[name] = pa.array(flags, pa.bool_())
             numeric |= {f"{name}.{c}" for c in child_numeric}
+            opaque |= {f"{name}.{c}" for c in child_opaque}
     except Mixed:
         return None
     received = batch.records[0].received_at if batch.records else datetime.now().astimezone()
@@ -155,4 +161,5 @@ def from_rows(batch: Batch, list_fields: Collection[str]) -> RowColumns | None:
         present=present,
         numeric=frozenset(numeric),
         rejected=list(batch.rejected),
+        opaque=frozenset(opaque),
     )

@@ -45,6 +45,8 @@ from hub.privacy import PHONE_PATTERN
 _CANONICAL_DECIMAL = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
 #: what JSON text needs escaped that the vectorised escaping below does not cover
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
+#: what JSON text needs escaped at all
+_NEEDS_ESCAPE = r'[\\"\x00-\x1f]'
 
 
 class Unsupported(Exception):
@@ -67,6 +69,18 @@ class ArrowRecords:
     present: dict[str, pa.Array] = field(default_factory=dict)
     numeric: frozenset[str] = frozenset()
     payloads: list[dict[str, Any]] | None = None
+    #: the keys records hold that are no column (nested values), a child's as ``child.key``; None:
+    #: not known, any key may be held outside the columns
+    opaque: frozenset[str] | None = None
+
+    def opaque_of(self, child: str | None = None) -> frozenset[str] | None:
+        """The opaque keys of the records (with the nested lists) or of a child's elements."""
+        if self.opaque is None:
+            return None
+        if child is None:
+            return frozenset(c for c in self.opaque if "." not in c) | frozenset(self.children)
+        prefix = child + "."
+        return frozenset(c[len(prefix) :] for c in self.opaque if c.startswith(prefix))
 
     def numeric_of(self, child: str | None = None) -> frozenset[str]:
         """The numeric columns of the records (``numeric`` names a child's as ``child.column``)."""
@@ -170,7 +184,10 @@ def _json_str(expr: pl.Expr) -> pl.Expr:
 
 
 def json_text(values: pl.Series) -> pl.Series:
-    """JSON string literals of a text column (control characters escaped the slow way, rarely)."""
+    """JSON string literals of a text column (control characters escaped the slow way, rarely).
+    A column with nothing to escape (most: codes, names, ids) is only quoted."""
+    if not values.str.contains(_NEEDS_ESCAPE).any():
+        return pl.select(pl.concat_str([pl.lit('"'), pl.lit(values), pl.lit('"')])).to_series()
     out = pl.select(_json_str(pl.lit(values))).to_series()
     odd = values.str.contains(_CONTROL).fill_null(False)
     if odd.any():
@@ -196,10 +213,19 @@ class Leaf:
     default_frag: str | None
     default_bad: bool
 
-    def evaluate(self, table: pa.Table, numeric: frozenset[str], rows: Callable[[], list[dict[str, Any]]]) -> Frag:
+    def evaluate(
+        self,
+        table: pa.Table,
+        numeric: frozenset[str],
+        rows: Callable[[], list[dict[str, Any]]],
+        opaque: frozenset[str] | None = None,
+    ) -> Frag:
+        """``opaque``: the keys the records hold outside the columns (None: not known)."""
         n = table.num_rows
         spec = self.spec
-        if spec.is_const:
+        if spec.is_const or (self.column is not None and opaque is not None and self._absent(table, opaque)):
+            # a constant, or a key no record holds (the source has no such column): the row
+            # path's own value of a record without it, once
             frag, bad = self._one({})
             return Frag(pl.repeat(frag, n, dtype=pl.String, eager=True), pl.repeat(bad, n, eager=True))
         if self.column is None or self.column not in table.column_names:
@@ -215,6 +241,15 @@ class Leaf:
         if fast is not None:
             return fast
         return self._distinct(arr, self.column in numeric)
+
+    def _absent(self, table: pa.Table, opaque: frozenset[str]) -> bool:
+        """No record holds the path's first key: not a column, not flattened, not opaque."""
+        keys = self.spec.keys or ()
+        if not keys:
+            return False
+        first = keys[0]
+        names = table.column_names
+        return first not in names and first not in opaque and not any(c.startswith(first + ".") for c in names)
 
     # the fragment and flag of one record's value (``data``) through the row path's own code
     def _one(self, data: dict[str, Any]) -> tuple[str | None, bool]:
@@ -554,10 +589,11 @@ def _map(vm: VectorMapping, records: ArrowRecords) -> Mapped:
     n = table.num_rows
     numeric = records.numeric_of()
     rows = records.all_payloads
+    opaque = records.opaque_of()
     bad = pl.repeat(False, n, eager=True)
     frags: dict[str, pl.Series] = {}
     for target, leaf in vm.leaves.items():
-        f = leaf.evaluate(table, numeric, rows)
+        f = leaf.evaluate(table, numeric, rows, opaque)
         frags[target] = f.frag
         bad = bad | f.bad
     filtered = pl.repeat(False, n, eager=True)
@@ -582,10 +618,10 @@ def _map(vm: VectorMapping, records: ArrowRecords) -> Mapped:
     # identities: the plain values; blank ones are no identity
     idents: list[tuple[str, pl.Series, pl.Series | None]] = []
     for il in vm.identities:
-        plain, ibad = _identity_values(il.leaf, table, numeric, rows)
+        plain, ibad = _identity_values(il.leaf, table, numeric, rows, opaque)
         scopes = None
         if il.scope is not None:  # a value without its app (or too long a one): the row path's reason
-            scopes, sbad = _identity_values(il.scope, table, numeric, rows)
+            scopes, sbad = _identity_values(il.scope, table, numeric, rows, opaque)
             unscoped = plain.is_not_null() & (scopes.is_null() | (scopes.str.len_chars() > 128).fill_null(False))
             ibad = ibad | sbad | unscoped
         idents.append((il.namespace, plain, scopes))
@@ -684,10 +720,14 @@ def _occurred(frag: pl.Series) -> pl.Series:
 
 
 def _identity_values(
-    leaf: Leaf, table: pa.Table, numeric: frozenset[str], rows: Callable[[], list[dict[str, Any]]]
+    leaf: Leaf,
+    table: pa.Table,
+    numeric: frozenset[str],
+    rows: Callable[[], list[dict[str, Any]]],
+    opaque: frozenset[str] | None,
 ) -> tuple[pl.Series, pl.Series]:
     """The plain identity value of each record (null: none) and the rows the row path must decide."""
-    f = leaf.evaluate(table, numeric, rows)
+    f = leaf.evaluate(table, numeric, rows, opaque)
     value = _decode_json_strings(f.frag)
     blank = value.is_null() | (value == "").fill_null(True)
     value = pl.select(pl.when(pl.lit(blank)).then(None).otherwise(pl.lit(value))).to_series()
@@ -728,7 +768,7 @@ def _items(lst: ListLeaves, records: ArrowRecords, n: int) -> tuple[pl.Series, p
         bad = bad | pl.Series(odd, dtype=pl.Boolean)
     frags: dict[str, pl.Series] = {}
     for name, leaf in lst.leaves.items():
-        f = leaf.evaluate(body, child_numeric, rows)
+        f = leaf.evaluate(body, child_numeric, rows, records.opaque_of(lst.field))
         frags[f"item.{name}"] = f.frag
         bad = bad | f.bad
     obj, _ = _obj(OrderItem, "item", frags, m)

@@ -8,12 +8,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
+import polars as pl
 import pyarrow as pa
 import pytest
 
 from hub.columnar import ArrowRecords, Unsupported, compile_vector
 from hub.columnar.engine import plan, touchpoint_ids
 from hub.columnar.records import from_rows
+from hub.columnar.vector import json_text
 from hub.mapping import CompiledMapping, load_mapping_text
 from hub.model import touchpoint_id
 from hub.sdk.connector import Batch, RawRecord
@@ -173,3 +175,78 @@ def test_a_phone_number_in_a_text_attribute_goes_to_the_row_path() -> None:
     mapped = compile_vector(m).map(ArrowRecords(table, {"lines": lines}, numeric=frozenset({"total"})))
     # a mobile number: the row path; a longer run of digits (an order number) is none
     assert mapped.status.to_list() == ["row", "ok", "ok"]
+
+
+def _absent_mapping() -> CompiledMapping:
+    return _mapping(
+        MAPPING
+        + "  order.currency: {path: currency, default: CNY}\n"
+        + "  attributes.channel_code: {path: meta.code}\n"
+        + "  attributes.region: {path: region, required: true}\n"
+    )
+
+
+def test_a_key_no_record_holds_is_the_row_paths_value_once() -> None:
+    """A SQL batch is its columns: a path to a column the query does not have is missing in every
+    record, and takes the row path's value of a record without it (the default, or a flag when it
+    is required), without building any record as a dict."""
+    m = _absent_mapping()
+    records = _records()
+    records.opaque = frozenset()  # as a SQL batch: every key is a column
+    mapped = compile_vector(m).map(records)
+    assert records.payloads is None  # nothing was read record by record
+    # region is required and no record has it: every record is the row path's to decide
+    assert mapped.status.to_list() == ["row"] * 4
+    without_required = _mapping(MAPPING + "  order.currency: {path: currency, default: CNY}\n")
+    records = _records()
+    records.opaque = frozenset()
+    mapped = compile_vector(without_required).map(records)
+    assert records.payloads is None
+    assert mapped.status.to_list() == ["ok", "ok", "row", "row"]
+    payload = records.payload(0)
+    ev = without_required.apply(payload, source="s", external_id="A", received_at=datetime(2026, 3, 1, tzinfo=UTC))
+    assert ev is not None and ev.order is not None and ev.order.currency == "CNY"
+    assert '"currency":"CNY"' in mapped.tail[0]
+
+
+def test_a_key_held_outside_the_columns_is_read_per_record() -> None:
+    """Row records keep nested objects out of the columns (``opaque``): a path into one is the row
+    path's, record by record, and an unknown layout (``opaque`` None) is too."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    m = _mapping(MAPPING + "  attributes.tag: {path: meta, default: none}\n")
+    batch = Batch(
+        [
+            RawRecord(
+                "s",
+                str(i),
+                {
+                    "order_no": str(i),
+                    "paid_at": datetime(2026, 1, 1, 8),
+                    "store": "S1",
+                    "meta": {"k": i},
+                    "lines": [],
+                },
+                now,
+            )
+            for i in range(2)
+        ],
+        {},
+    )
+    cols = from_rows(batch, ["lines"])
+    assert cols is not None and "meta" in cols.opaque
+    for layout in (cols.opaque, None):
+        records = ArrowRecords(cols.table, cols.children, cols.present, cols.numeric, cols.payloads, layout)
+        mapped = compile_vector(m).map(records)
+        assert mapped.status.to_list() == ["ok", "ok"]
+        for i, payload in enumerate(cols.payloads):
+            ev = m.apply(payload, source="s", external_id=str(i), received_at=now)
+            assert ev is not None and ev.attributes["tag"] == {"k": i}
+            assert f'"tag":{{"k":{i}}}' in mapped.tail[i]
+
+
+def test_json_text_is_jsons_own_string_literal() -> None:
+    plain = ["S001", "门店 1", "", None]
+    odd = ['a"b', "c\\d", "e\nf", "g\x01h", "tab\there", "\u2028", None]
+    for values in (plain, odd, plain + odd):
+        out = json_text(pl.Series(values, dtype=pl.String)).to_list()
+        assert out == [None if v is None else orjson.dumps(v).decode() for v in values]
