@@ -15,7 +15,7 @@ from pydantic import Field
 
 from hub.errors import ConnectorError
 from hub.sdk.connector import Batch, ConnectorOptions, PullSource, RawRecord, Rejected, utcnow
-from hub.sdk.expressions import compile_expression
+from hub.sdk.expressions import compile_expression, plain_path
 
 #: 19 digits in a row: an integer that may not fit 64 bits, which orjson would read as a float
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
@@ -32,6 +32,37 @@ class JsonlOptions(ConnectorOptions):
         default=True,
         description="ingest as Arrow columns (vectorised mapping, COPY) when the mapping allows; false: row by row",
     )
+
+
+class Lines:
+    """One batch of a file's lines as read (blank lines left out), before they are parsed: what
+    the row read parses line by line and the columnar read in one go."""
+
+    def __init__(self, source: JsonlSource, received_at: datetime):
+        self.source = source
+        self.received_at = received_at
+        self.lines: list[bytes] = []
+        #: each line's ``file:offset``, what a rejected line is known by
+        self.refs: list[str] = []
+        self.state: dict[str, Any] = {}
+
+    def batch(self) -> Batch:
+        """The lines parsed one by one: records and rejected lines with their reasons."""
+        records: list[RawRecord] = []
+        rejected: list[Rejected] = []
+        for line, ref in zip(self.lines, self.refs, strict=True):
+            self.source._parse(line, ref, records, rejected, self.received_at)
+        return Batch(records, self.state, rejected)
+
+    def payloads(self) -> list[Any]:
+        """Each line as the row read parses it (every line here is JSON: the columns were read)."""
+        out: list[Any] = []
+        for line in self.lines:
+            records: list[RawRecord] = []
+            rejected: list[Rejected] = []
+            self.source._parse(line, "", records, rejected, self.received_at)
+            out.append(records[0].payload if records else rejected[0].payload)
+        return out
 
 
 class JsonlSource(PullSource):
@@ -51,6 +82,8 @@ class JsonlSource(PullSource):
         super().__init__(*args, **kwargs)
         try:
             self._id = compile_expression(self.options.id_path)
+            #: the keys of a plain ``a.b`` id path (read from the columns), else None
+            self._id_keys = plain_path(self.options.id_path)
         except ValueError as exc:
             raise ConnectorError(f"id_path: {exc}", target=self.name) from None
 
@@ -85,15 +118,28 @@ class JsonlSource(PullSource):
         return total
 
     def read(self, state: dict[str, Any] | None, *, full: bool = False) -> Iterator[Batch]:
+        for chunk in self._chunks(state, full=full):
+            yield chunk.batch()
+
+    def read_arrow(self, state: dict[str, Any] | None, *, full: bool = False) -> Iterator[Any]:
+        """The batches of :meth:`read`, each parsed straight into Arrow columns by pyarrow's JSON
+        reader (:class:`JsonlColumns`) when it reads the lines exactly as the row read does, else
+        the row read's :class:`Batch` (a line that is not JSON, a field whose type changes from
+        line to line, numbers that could be integers or floats: see :mod:`connectors.jsonl_arrow`)."""
+        from connectors.jsonl_arrow import columns_of
+
+        for chunk in self._chunks(state, full=full):
+            columns = columns_of(chunk, self._id_keys)
+            yield columns if columns is not None else chunk.batch()
+
+    def _chunks(self, state: dict[str, Any] | None, *, full: bool) -> Iterator[Lines]:
         offsets: dict[str, int] = {} if full or not state else dict(state.get("files", {}))
         for f in self._files():
             key = f.name
             start = offsets.get(key, 0)
             if f.stat().st_size < start:  # truncated or replaced: read it again; dedup absorbs repeats
                 start = 0
-            records: list[RawRecord] = []
-            rejected: list[Rejected] = []
-            now = utcnow()  # one receipt time per batch, as the sql source
+            chunk = Lines(self, utcnow())  # one receipt time per batch, as the sql source
             with f.open("rb") as fh:
                 fh.seek(start)
                 pos = start
@@ -101,16 +147,19 @@ class JsonlSource(PullSource):
                     if not line.endswith(b"\n"):
                         break  # still being written
                     line_start, pos = pos, pos + len(line)
-                    ref = f"{key}:{line_start}"
-                    self._parse(line, ref, records, rejected, now)
-                    if len(records) + len(rejected) >= self.options.batch_size:
+                    if line.isspace():
+                        continue  # a blank line is no record
+                    chunk.refs.append(f"{key}:{line_start}")
+                    chunk.lines.append(line)
+                    if len(chunk.lines) >= self.options.batch_size:
                         offsets[key] = pos
-                        yield Batch(records, {"files": dict(offsets)}, rejected)
-                        records, rejected = [], []
-                        now = utcnow()
+                        chunk.state = {"files": dict(offsets)}
+                        yield chunk
+                        chunk = Lines(self, utcnow())
                 offsets[key] = pos
-            if records or rejected or offsets.get(key) != start:
-                yield Batch(records, {"files": dict(offsets)}, rejected)
+            if chunk.lines or offsets.get(key) != start:
+                chunk.state = {"files": dict(offsets)}
+                yield chunk
 
     def _parse(self, line: bytes, ref: str, records: list[RawRecord], rejected: list[Rejected], now: datetime) -> None:
         stripped = line.strip()

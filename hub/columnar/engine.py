@@ -38,7 +38,7 @@ from pydantic import AwareDatetime
 from sqlalchemy import Connection, Table, text
 
 from hub.columnar.identities import resolve_columns
-from hub.columnar.records import from_rows
+from hub.columnar.records import from_nested, from_rows
 from hub.columnar.vector import ArrowRecords, Mapped, Unsupported, VectorMapping, _adapter, compile_vector, json_text
 from hub.identity import Key
 from hub.ingest import Ingestor, IngestResult, PreparedBatch, _event_row, quarantine_row, rejected_rows
@@ -175,7 +175,13 @@ class ColumnarIngest:
         self, source: str, mapping: CompiledMapping, vm: VectorMapping, batch: ColumnarBatch
     ) -> PreparedColumnar:
         records = ArrowRecords(
-            batch.table, batch.children, batch.present, batch.numeric, batch.payloads, getattr(batch, "opaque", None)
+            batch.table,
+            batch.children,
+            batch.present,
+            batch.numeric,
+            batch.payloads,
+            getattr(batch, "opaque", None),
+            getattr(batch, "load_payloads", None),
         )
         n = batch.table.num_rows
         ids = typing.cast(pl.Series, pl.from_arrow(batch.ids)).cast(pl.String)
@@ -572,7 +578,13 @@ class ColumnarIngest:
         try:
             for item in reader:
                 commit: Callable[..., IngestResult]
-                columns = from_rows(item, lists) if isinstance(item, Batch) else item
+                columns: Any = item
+                if getattr(item, "nested", False):  # nested columns (JSON lines): laid out as row records are
+                    columns = from_nested(item, lists)
+                    if columns is None:
+                        item = item.row_batch()
+                if isinstance(item, Batch):
+                    columns = from_rows(item, lists)
                 if columns is None:  # the row path takes this batch whole
                     log.debug("%s: a batch of %d records by the row path", source, len(item.records))
                     prepared: Any = self.ingestor.prepare(source, mapping, item.records, item.rejected)

@@ -9,7 +9,7 @@ do not share a type (a SQLite column holding text and numbers) leaves the batch 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -36,13 +36,15 @@ class RowColumns:
     ids: pa.Array
     state: dict[str, Any]
     received_at: datetime
-    payloads: list[dict[str, Any]]
+    #: the records as the source read them (None: ``load_payloads`` reads them when needed)
+    payloads: list[dict[str, Any]] | None
     children: dict[str, pa.Table] = field(default_factory=dict)
     present: dict[str, pa.Array] = field(default_factory=dict)
     numeric: frozenset[str] = frozenset()
     rejected: list[Rejected] = field(default_factory=list)
     #: keys with nested values (objects, lists) that are no column, a child's as ``child.key``
     opaque: frozenset[str] = frozenset()
+    load_payloads: Callable[[], list[Any]] | None = None
 
 
 class Mixed(Exception):
@@ -163,3 +165,84 @@ def from_rows(batch: Batch, list_fields: Collection[str]) -> RowColumns | None:
         rejected=list(batch.rejected),
         opaque=frozenset(opaque),
     )
+
+
+def from_nested(batch: Any, list_fields: Collection[str]) -> RowColumns | None:
+    """A batch parsed into nested Arrow columns (a JSON-lines source's ``JsonlColumns``) laid out
+    as :func:`from_rows` lays out the same records: objects flattened to dotted columns (the object
+    itself opaque), each of the mapping's lists a child table, other lists opaque. None when a
+    list field is not a list of objects in every record that has it (the row path's rule)."""
+    import pyarrow.compute as pc
+
+    table: pa.Table = batch.table
+    n = table.num_rows
+    children: dict[str, pa.Table] = {}
+    present: dict[str, pa.Array] = {}
+    opaque: set[str] = set()
+    for name in list_fields:
+        if name not in table.column_names:
+            children[name] = pa.table({"__empty": pa.nulls(0), "__row": pa.array([], pa.int32())})
+            present[name] = pa.array([False] * n, pa.bool_())
+            continue
+        col = table.column(name).combine_chunks()
+        if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
+            if col.null_count != len(col):
+                return None
+            children[name] = pa.table({"__empty": pa.nulls(0), "__row": pa.array([], pa.int32())})
+            present[name] = pa.array([False] * n, pa.bool_())
+            table = table.drop_columns([name])
+            continue
+        elements = pc.list_flatten(col)
+        parents = pc.list_parent_indices(col)
+        if pa.types.is_null(elements.type) and len(elements) == 0:
+            child = pa.table({"__empty": pa.nulls(0)})
+        elif not pa.types.is_struct(elements.type) or elements.null_count:
+            return None  # elements that are not objects
+        else:
+            child, child_opaque = _flatten(pa.Table.from_struct_array(elements))
+            opaque |= {f"{name}.{c}" for c in child_opaque}
+        children[name] = child.append_column("__row", parents.cast(pa.int32()))
+        present[name] = col.is_valid()
+        table = table.drop_columns([name])
+    table, top_opaque = _flatten(table)
+    opaque |= top_opaque
+    if table.num_columns == 0:
+        table = pa.table({"__empty": pa.nulls(n)})
+    return RowColumns(
+        table=table,
+        ids=batch.ids,
+        state=batch.state,
+        received_at=batch.received_at,
+        payloads=None,
+        children=children,
+        present=present,
+        numeric=frozenset(),
+        rejected=list(batch.rejected),
+        opaque=frozenset(opaque),
+        load_payloads=batch.load_payloads,
+    )
+
+
+def _flatten(table: pa.Table) -> tuple[pa.Table, set[str]]:
+    """Objects as dotted columns (``store.code``; the object itself opaque, as ``_flat`` keeps it
+    whole), lists opaque and out of the columns, all-null columns as text."""
+    opaque: set[str] = set()
+    while True:
+        names = table.column_names
+        structs = [c for c in names if pa.types.is_struct(table.schema.field(c).type)]
+        lists = [
+            c
+            for c in names
+            if pa.types.is_list(table.schema.field(c).type) or pa.types.is_large_list(table.schema.field(c).type)
+        ]
+        if lists:
+            opaque |= set(lists)
+            table = table.drop_columns(lists)
+        if not structs:
+            break
+        opaque |= set(structs)
+        table = table.flatten()  # one level: a.b, with the object's nulls
+    for i, f in enumerate(table.schema):
+        if pa.types.is_null(f.type):
+            table = table.set_column(i, f.name, pa.nulls(table.num_rows, pa.string()))
+    return table, opaque

@@ -72,13 +72,17 @@ class ArrowRecords:
     #: the keys records hold that are no column (nested values), a child's as ``child.key``; None:
     #: not known, any key may be held outside the columns
     opaque: frozenset[str] | None = None
+    #: reads the records as the row path does, when ``payloads`` is None (a JSON-lines batch)
+    loader: Callable[[], list[Any]] | None = None
 
     def opaque_of(self, child: str | None = None) -> frozenset[str] | None:
         """The opaque keys of the records (with the nested lists) or of a child's elements."""
         if self.opaque is None:
             return None
-        if child is None:
-            return frozenset(c for c in self.opaque if "." not in c) | frozenset(self.children)
+        if child is None:  # a child's keys are named child.key; a flattened object's are dotted too
+            return frozenset(c for c in self.opaque if c.split(".", 1)[0] not in self.children) | frozenset(
+                self.children
+            )
         prefix = child + "."
         return frozenset(c[len(prefix) :] for c in self.opaque if c.startswith(prefix))
 
@@ -91,6 +95,8 @@ class ArrowRecords:
 
     def all_payloads(self) -> list[dict[str, Any]]:
         """Every record as the row path reads it (built once, in bulk, when the source has none)."""
+        if self.payloads is None and self.loader is not None:
+            self.payloads = self.loader()
         if self.payloads is None:
             recs = _py_row(self.table, self.numeric_of())
             for name, child in self.children.items():
@@ -109,8 +115,8 @@ class ArrowRecords:
 
     def payload(self, i: int) -> dict[str, Any]:
         """Record ``i`` as the row path reads it: a dict, with each nested list as a list of dicts."""
-        if self.payloads is not None:
-            return self.payloads[i]
+        if self.payloads is not None or self.loader is not None:
+            return self.all_payloads()[i]
         rec = _py_row(self.table.slice(i, 1), self.numeric_of())[0]
         for name, child in self.children.items():
             if name in self.present and not self.present[name][i].as_py():
@@ -243,13 +249,11 @@ class Leaf:
         return self._distinct(arr, self.column in numeric)
 
     def _absent(self, table: pa.Table, opaque: frozenset[str]) -> bool:
-        """No record holds the path's first key: not a column, not flattened, not opaque."""
-        keys = self.spec.keys or ()
-        if not keys:
-            return False
-        first = keys[0]
-        names = table.column_names
-        return first not in names and first not in opaque and not any(c.startswith(first + ".") for c in names)
+        """No record holds the path. The columns hold every key of the records but ``opaque``
+        ones (objects kept whole, lists), and an object's keys as dotted columns: a path none
+        of whose prefixes is a column or opaque, or that goes on through flattened objects to a
+        key none of them has, is in no record."""
+        return path_absent(self.spec.keys or (), table.column_names, opaque)
 
     # the fragment and flag of one record's value (``data``) through the row path's own code
     def _one(self, data: dict[str, Any]) -> tuple[str | None, bool]:
@@ -597,7 +601,12 @@ def _map(vm: VectorMapping, records: ArrowRecords) -> Mapped:
         frags[target] = f.frag
         bad = bad | f.bad
     filtered = pl.repeat(False, n, eager=True)
-    if vm.when is not None:
+    keep_mask = None
+    if vm.mapping.when_text is not None:
+        keep_mask = vector_when(vm.mapping.when_text, table, records.opaque_of(), numeric)
+    if keep_mask is not None:
+        filtered = ~keep_mask
+    elif vm.when is not None:
         payloads = records.all_payloads()
         keep = []
         odd = []
@@ -697,6 +706,119 @@ def _map(vm: VectorMapping, records: ArrowRecords) -> Mapped:
     return Mapped(status, out["head"], out["tail"], columns, idents)
 
 
+def vector_when(
+    expression: str, table: pa.Table, opaque: frozenset[str] | None, numeric: frozenset[str] = frozenset()
+) -> pl.Series | None:
+    """``expression`` (a mapping's ``when``) for every record at once: which records it keeps, as
+    the row path's JMESPath would decide them; None when the expression has a form this does not
+    evaluate (then it runs per record). Evaluated: comparisons of a plain path with a text, number
+    or boolean literal (``status != 'VOID'``, ``total > `0```), and ``&&``, ``||``, ``!`` of them.
+    ``opaque`` as for :meth:`Leaf.evaluate`: with None, a path that is no column is not evaluated;
+    ``numeric`` columns (decimals as text) are not evaluated."""
+    import jmespath
+
+    try:
+        node = typing.cast(dict[str, Any], jmespath.compile(expression).parsed)
+    except Exception:  # compiled once already by the mapping: not expected
+        return None
+    try:
+        expr = _when_node(node, table, opaque, numeric)
+    except _NotVector:
+        return None
+    return pl.select(expr.fill_null(False)).to_series() if table.num_rows else pl.Series([], dtype=pl.Boolean)
+
+
+class _NotVector(Exception):
+    pass
+
+
+_ORDER_OPS = {"lt": "__lt__", "gt": "__gt__", "lte": "__le__", "gte": "__ge__"}
+
+
+def _when_node(
+    node: dict[str, Any], table: pa.Table, opaque: frozenset[str] | None, numeric: frozenset[str]
+) -> pl.Expr:
+    """A boolean expression (null: false) of the JMESPath ``node`` over ``table``'s columns."""
+    kind = node["type"]
+    if kind in ("and_expression", "or_expression"):
+        a, b = (_when_node(c, table, opaque, numeric).fill_null(False) for c in node["children"])
+        return (a & b) if kind == "and_expression" else (a | b)
+    if kind == "not_expression":
+        (inner,) = node["children"]
+        return ~_when_node(inner, table, opaque, numeric).fill_null(False)
+    if kind != "comparator":
+        raise _NotVector
+    left, right = node["children"]
+    op = node["value"]
+    if left["type"] == "literal" and right["type"] != "literal":
+        left, right = right, left
+        op = {"lt": "gt", "gt": "lt", "lte": "gte", "gte": "lte"}.get(op, op)
+    keys = plain_path_of(left)
+    if keys is None or right["type"] != "literal":
+        raise _NotVector
+    literal = right["value"]
+    name = ".".join(keys)
+    n = table.num_rows
+    if name in numeric:
+        raise _NotVector  # Decimals on the row path
+    if name in table.column_names:
+        values: pl.Series = pl.from_arrow(table[name])  # type: ignore[assignment]
+    elif opaque is not None and path_absent(keys, table.column_names, opaque):
+        values = pl.repeat(None, n, dtype=pl.String, eager=True)  # absent, or an object / list: no scalar
+    else:
+        raise _NotVector
+    dtype = values.dtype
+    is_text = dtype == pl.String
+    is_bool = dtype == pl.Boolean
+    is_number = dtype.is_numeric()
+    lit_text = isinstance(literal, str)
+    lit_bool = isinstance(literal, bool)
+    lit_number = isinstance(literal, int | float) and not lit_bool
+    if not (lit_text or lit_bool or lit_number):
+        raise _NotVector  # null, lists, objects
+    if dtype.is_float() and bool(values.is_nan().any()):
+        raise _NotVector  # NaN orders above every number in Polars, and compares false in Python
+    col = pl.lit(values)
+    if op in ("eq", "ne"):
+        # JMESPath equality: the same type and value (1 is not true, "1" is not 1); null equals no literal
+        same = (is_text and lit_text) or (is_bool and lit_bool) or (is_number and lit_number)
+        eq = (col == pl.lit(literal)).fill_null(False) if same else pl.repeat(False, n)
+        return ~eq if op == "ne" else eq
+    if op in _ORDER_OPS:
+        # ordering of two numbers or two texts; null when a side is neither (a text against a
+        # number raises per record: those are the row path's)
+        if (is_text and lit_text) or (is_number and lit_number):
+            return typing.cast(pl.Expr, getattr(col, _ORDER_OPS[op])(pl.lit(literal)))
+        if values.null_count() == n or is_bool:
+            return pl.repeat(None, n, dtype=pl.Boolean)
+    raise _NotVector
+
+
+def path_absent(keys: tuple[str, ...], names: list[str], opaque: frozenset[str]) -> bool:
+    """Whether no record holds the path ``keys`` (see :meth:`Leaf._absent`)."""
+    if not keys:
+        return False
+    for j in range(1, len(keys) + 1):
+        prefix = ".".join(keys[:j])
+        if prefix in names:
+            return False  # a column: its values decide
+        flattened = any(c.startswith(prefix + ".") for c in names)
+        if prefix in opaque and not flattened:
+            return False  # an object kept whole or a list: the row path reads into it
+        if not flattened:
+            return True  # no record has this key
+    return False
+
+
+def plain_path_of(node: dict[str, Any]) -> tuple[str, ...] | None:
+    """The keys of a JMESPath node that is a plain ``a.b.c`` path."""
+    if node["type"] == "field":
+        return (node["value"],)
+    if node["type"] == "subexpression" and all(c["type"] == "field" for c in node["children"]):
+        return tuple(c["value"] for c in node["children"])
+    return None
+
+
 def _unjson(frag: pl.Series | None, n: int) -> pl.Series:
     """The text of JSON string fragments (the typed columns beside the document)."""
     if frag is None:
@@ -745,7 +867,7 @@ def _items(lst: ListLeaves, records: ArrowRecords, n: int) -> tuple[pl.Series, p
     body = child.drop_columns(["__row"])
     m = body.num_rows
     child_numeric = records.numeric_of(lst.field)
-    if records.payloads is not None:  # the elements as the source read them
+    if records.payloads is not None or records.loader is not None:  # the elements as the source read them
 
         def rows() -> list[dict[str, Any]]:
             return [el for p in records.all_payloads() if isinstance(p.get(lst.field), list) for el in p[lst.field]]

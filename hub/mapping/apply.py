@@ -43,6 +43,8 @@ class CompiledMapping:
     lists: list[ListSpec] = field(default_factory=list)
     identities: list[IdentitySpec] = field(default_factory=list)
     fixtures_path: Path | None = None
+    #: the ``when`` expression as written (the columnar path evaluates simple ones on columns)
+    when_text: str | None = None
     #: the generated document builder (made by compile_mapping, else on first use) and its source
     _build: Builder | None = field(default=None, repr=False, compare=False)
     builder_source: str = field(default="", repr=False, compare=False)

@@ -238,7 +238,9 @@ def compile_mapping(
     if not isinstance(fields_raw, dict):
         error(("fields",), "fields must map target field -> spec")
         fields_raw = {}
-    compiled = CompiledMapping(name=mname, file=lines.file, kind=None, when=when)
+    compiled = CompiledMapping(
+        name=mname, file=lines.file, kind=None, when=when, when_text=None if when is None else str(data["when"])
+    )
     for top in ("kind", "channel"):
         if top in data:
             if top in fields_raw:

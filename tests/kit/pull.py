@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Column,
     DateTime,
@@ -23,6 +24,8 @@ from sqlalchemy import (
     create_engine,
     text,
 )
+
+from hub.privacy import Vault
 
 SECRET = b"test-secret-key"
 
@@ -273,3 +276,56 @@ def pos_options(url: str, schema: str | None = None, *, mode: str = "children", 
         base["line_columns"] = LINE_COLUMNS
     base.update(extra)
     return base
+
+
+# ---------------------------------------------------------------- comparing two stores
+
+
+def store_snapshot(store: Any) -> dict[str, Any]:
+    """What the store holds, free of what differs by nature between two runs (receipt times,
+    random customer ids, encryption nonces): customers as the partition of touchpoints and
+    identities they make."""
+    vault = Vault(SECRET)
+    with store.engine.connect() as conn:
+        tps = conn.execute(
+            text("SELECT external_id, kind, channel, occurred_at, store, customer_id, doc FROM touchpoints")
+        ).all()
+        idents = conn.execute(text("SELECT namespace, scope, value, customer_id, contact FROM identities")).all()
+        inbox = conn.execute(text("SELECT external_id, status, touchpoint_id FROM inbox")).all()
+        quarantine = conn.execute(text("SELECT external_id, stage, reason, payload FROM quarantine")).all()
+    docs = {}
+    groups: dict[str | None, set[str]] = {}
+    for ext, kind, channel, occurred, store_code, cid, doc in tps:
+        parsed = doc if isinstance(doc, dict) else orjson.loads(doc)
+        assert parsed["customer"]["customer_id"] == cid
+        parsed.pop("received_at")
+        parsed["customer"].pop("customer_id")
+        attrs = parsed.get("attributes") or {}
+        if attrs.get("sealed_phones"):  # encrypted with a fresh nonce each time: compared in clear
+            attrs["sealed_phones"] = [vault.decrypt(t) for t in attrs["sealed_phones"]]
+        docs[ext] = (kind, channel, occurred, store_code, parsed)
+        groups.setdefault(cid, set()).add("tp:" + ext)
+    for ns, scope, value, cid, _contact in idents:
+        groups.setdefault(cid, set()).add(f"id:{ns}:{scope}:{value}")
+    contacts = {(ns, scope, value): (vault.decrypt(c) if c else None) for ns, scope, value, _, c in idents}
+
+    def payload(p: Any) -> Any:
+        return p if not isinstance(p, str) else orjson.loads(p)
+
+    return {
+        "touchpoints": docs,
+        "customers": sorted(sorted(g) for cid, g in groups.items() if cid is not None),
+        "contacts": contacts,
+        "inbox": sorted(inbox),
+        "quarantine": sorted(
+            (e or "", s, r, orjson.dumps(payload(p), option=orjson.OPT_SORT_KEYS)) for e, s, r, p in quarantine
+        ),
+    }
+
+
+def reset_store(store: Any) -> None:
+    from hub.store.schema import metadata
+
+    with store.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())

@@ -19,16 +19,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from kit.databases import temporary_postgres_database
-from kit.pull import SECRET, SourceDb, engine_for
+from kit.pull import SECRET, SourceDb, engine_for, reset_store, store_snapshot
 from kit.runtime import build_runtime
 from sqlalchemy import Column, DateTime, Integer, MetaData, Numeric, String, Table, text
 
-from hub.privacy import Vault
 from hub.store import Store
 from hub.sync import run_sync
 
@@ -146,53 +144,6 @@ def _insert(db: SourceDb, orders: Table, lines: Table, wave: list[dict[str, Any]
     eng.dispose()
 
 
-def _snapshot(store: Store) -> dict[str, Any]:
-    """What the store holds, free of what differs by nature between two runs (receipt times,
-    random customer ids, encryption nonces): customers as the partition of touchpoints and
-    identities they make."""
-    vault = Vault(SECRET)
-    with store.engine.connect() as conn:
-        tps = conn.execute(
-            text("SELECT external_id, kind, channel, occurred_at, store, customer_id, doc FROM touchpoints")
-        ).all()
-        idents = conn.execute(text("SELECT namespace, scope, value, customer_id, contact FROM identities")).all()
-        inbox = conn.execute(text("SELECT external_id, status, touchpoint_id FROM inbox")).all()
-        quarantine = conn.execute(text("SELECT external_id, stage, reason, payload FROM quarantine")).all()
-    docs = {}
-    groups: dict[str | None, set[str]] = {}
-    for ext, kind, channel, occurred, store_code, cid, doc in tps:
-        parsed = doc if isinstance(doc, dict) else orjson.loads(doc)
-        assert parsed["customer"]["customer_id"] == cid
-        parsed.pop("received_at")
-        parsed["customer"].pop("customer_id")
-        docs[ext] = (kind, channel, occurred, store_code, parsed)
-        groups.setdefault(cid, set()).add("tp:" + ext)
-    for ns, scope, value, cid, _contact in idents:
-        groups.setdefault(cid, set()).add(f"id:{ns}:{scope}:{value}")
-    contacts = {(ns, scope, value): (vault.decrypt(c) if c else None) for ns, scope, value, _, c in idents}
-
-    def payload(p: Any) -> Any:
-        return p if not isinstance(p, str) else orjson.loads(p)
-
-    return {
-        "touchpoints": docs,
-        "customers": sorted(sorted(g) for cid, g in groups.items() if cid is not None),
-        "contacts": contacts,
-        "inbox": sorted(inbox),
-        "quarantine": sorted(
-            (e or "", s, r, orjson.dumps(payload(p), option=orjson.OPT_SORT_KEYS)) for e, s, r, p in quarantine
-        ),
-    }
-
-
-def _reset(store: Store) -> None:
-    from hub.store.schema import metadata
-
-    with store.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
-
-
 @pytest.fixture(scope="module")
 def pg_stores() -> Iterator[tuple[str, str]]:
     with temporary_postgres_database() as a, temporary_postgres_database() as b:
@@ -268,7 +219,7 @@ def test_row_and_columnar_paths_store_the_same(
                 }
                 rt = build_runtime(cfg, path=tmp_path / "cxhub.yaml", features=())
                 try:
-                    _reset(rt.store)
+                    reset_store(rt.store)
                     if columnar:  # the waves are in the source already
                         run_sync(rt, "pos")
                     else:
@@ -295,7 +246,7 @@ def test_row_and_columnar_paths_store_the_same(
                 rt = build_runtime(cfg, path=tmp_path / "cxhub.yaml", features=())
                 try:
                     run_sync(rt, "pos")
-                    snaps.append(_snapshot(rt.store))
+                    snaps.append(store_snapshot(rt.store))
                 finally:
                     rt.close()
         finally:
