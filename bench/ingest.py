@@ -1,7 +1,10 @@
 """Ingest throughput: synthetic checkouts (3 items each) through mapping + identity + store.
 
     python bench/ingest.py [--records 200000] [--batch 2000] [--backend sqlite|postgresql|both]
-                           [--input jsonl|generator] [--no-floor]
+                           [--input jsonl|generator] [--row] [--no-floor]
+
+``--row``: the jsonl source with ``columnar: false`` (its batches parsed line by line and mapped
+record by record), to compare the two paths of the same code in one run.
 
 Each backend runs in its own process so that its peak RSS is its own. PostgreSQL uses a throwaway
 database on 127.0.0.1:5432. Prints events/s and peak RSS per backend, and on PostgreSQL the store
@@ -104,11 +107,11 @@ def stages(n: int = 5000, repeat: int = 3) -> dict[str, float]:
     return out
 
 
-def run_one(url: str, n: int, batch: int, sequential: bool = False, source: str = "jsonl") -> dict:
+def run_one(url: str, n: int, batch: int, sequential: bool = False, source: str = "jsonl", row: bool = False) -> dict:
     import gc
 
     if source == "jsonl":
-        return _run_sync(url, n, batch)
+        return _run_sync(url, n, batch, columnar=not row)
     from hub.ingest import Ingestor
     from hub.mapping import load_mapping_file, preset_path
     from hub.sdk.connector import Batch, RawRecord
@@ -144,7 +147,7 @@ def run_one(url: str, n: int, batch: int, sequential: bool = False, source: str 
     return _figures(stored, seconds, cpu, server)
 
 
-def _run_sync(url: str, n: int, batch: int) -> dict:
+def _run_sync(url: str, n: int, batch: int, columnar: bool = True) -> dict:
     """``cxhub sync pos`` of a JSON-lines drop of the checkouts, written before the clock starts:
     the jsonl connector reads and parses it, then mapping, identity and store as a sync runs them."""
     import gc
@@ -168,7 +171,7 @@ def _run_sync(url: str, n: int, batch: int) -> dict:
                 "pos": {
                     "connector": "jsonl",
                     "mapping": "retail_checkout",
-                    "options": {"path": str(drop), "id_path": "receipt_no", "batch_size": batch},
+                    "options": {"path": str(drop), "id_path": "receipt_no", "batch_size": batch, "columnar": columnar},
                 }
             },
         }
@@ -223,6 +226,9 @@ def main() -> None:
     )
     ap.add_argument("--sequential", action="store_true", help="with --input generator: Ingestor.ingest per batch")
     ap.add_argument(
+        "--row", action="store_true", help="with --input jsonl: the row path (the source's columnar: false)"
+    )
+    ap.add_argument(
         "--no-floor",
         dest="floor",
         action="store_false",
@@ -234,13 +240,14 @@ def main() -> None:
         print(json.dumps(stages()))
         return
     if args.child:
-        print(json.dumps(run_one(args.child, args.records, args.batch, args.sequential, args.input)))
+        print(json.dumps(run_one(args.child, args.records, args.batch, args.sequential, args.input, args.row)))
         return
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"{args.records} checkouts x 3 items, batches of {args.batch}, "
         + (
-            "`cxhub sync` of a JSON-lines drop (jsonl connector)"
+            "`cxhub sync` of a JSON-lines drop (jsonl connector, "
+            + ("row path, columnar: false)" if args.row else "columnar)")
             if args.input == "jsonl"
             else "records generated in Python as the clock runs, "
             + ("Ingestor.ingest per batch" if args.sequential else "Ingestor.ingest_stream")
@@ -300,6 +307,8 @@ def _child(url: str, args: argparse.Namespace) -> dict:
     cmd += ["--input", args.input]
     if args.sequential:
         cmd.append("--sequential")
+    if args.row:
+        cmd.append("--row")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
