@@ -141,6 +141,10 @@ class PreparedColumnar:
     fallback: PreparedBatch
     fallback_index: dict[str, int]
     rejected: list[Rejected] = field(default_factory=list)
+    #: the batch's identity keys looked up ahead (while the batch before committed) and what was found
+    prefetched: tuple[frozenset[Key], dict[Key, str]] | None = None
+    #: set by the commit: the identities it stored, or None when the row path's resolver ran
+    created: dict[Key, str] | None = None
 
 
 def _copy_text(values: pl.Series) -> pl.Series:
@@ -295,6 +299,40 @@ class ColumnarIngest:
             rejected=list(batch.rejected),
         )
 
+    def look_ahead(self, batch: PreparedColumnar) -> None:
+        """Look the batch's identity keys up now, on a connection of its own, while the batch
+        before it commits: the commit then skips that query (:func:`resolve_columns`). What the
+        batch before creates is added by :meth:`carry` once it has committed."""
+        if self.store.engine.dialect.name != "postgresql" or batch.fallback_index or not batch.identities:
+            return
+        keys: set[Key] = set()
+        for ns, values, scopes in batch.identities:
+            for v, sc in zip(values.to_list(), scopes.to_list(), strict=True):
+                if v is not None:
+                    keys.add((ns, sc or "", v))
+        if not keys:
+            return
+        with self.store.engine.connect() as conn:
+            found = self.ingestor.identity._lookup(conn, list(keys))
+            conn.rollback()
+        batch.prefetched = (frozenset(keys), found)
+
+    @staticmethod
+    def carry(before: PreparedColumnar | None, batch: PreparedColumnar) -> None:
+        """Add to ``batch``'s keys looked up ahead what the committed batch ``before`` created; when
+        ``before`` went through the row path's resolver (it may have merged customers), the look
+        ahead is dropped and the commit looks the keys up itself."""
+        if batch.prefetched is None or before is None:
+            return
+        if before.created is None:
+            batch.prefetched = None
+            return
+        keys, found = batch.prefetched
+        for k in keys:
+            cid = before.created.get(k)
+            if cid is not None:
+                found[k] = cid
+
     def _received(self, at: datetime) -> str:
         found = self._received_json.get(at)
         if found is None:
@@ -374,8 +412,19 @@ class ColumnarIngest:
         contacts = dict(batch.contacts)
         contacts.update(fb.contacts)
         resolved = None
+        created: dict[Key, str] = {}
         if not fb_events:
-            resolved = resolve_columns(conn, self.ingestor.identity, cols, contacts, now, _write_frame)
+            resolved = resolve_columns(
+                conn,
+                self.ingestor.identity,
+                cols,
+                contacts,
+                now,
+                _write_frame,
+                prefetched=batch.prefetched,
+                created=created,
+            )
+        batch.created = created if resolved is not None else None
         if resolved is None:
             light = (
                 [
@@ -574,6 +623,7 @@ class ColumnarIngest:
         reader = _Prefetch(iter(batches), prefetch)
         pool = ThreadPoolExecutor(1, thread_name_prefix="cxhub-columnar-write")
         flight: Future[IngestResult] | None = None
+        in_flight: PreparedColumnar | None = None  # the columnar batch committing, if it is one
         lists = [lst.field for lst in vm.lists]
         try:
             for item in reader:
@@ -599,8 +649,13 @@ class ColumnarIngest:
                     )
                     commit = self.commit
                 if flight is not None:
+                    if commit == self.commit and in_flight is not None:
+                        self.look_ahead(prepared)  # while the batch before commits
                     done, flight = flight, None
                     yield done.result()
+                    if commit == self.commit:
+                        self.carry(in_flight, prepared)
+                in_flight = prepared if commit == self.commit else None
                 flight = pool.submit(commit, prepared, item.state)
             if flight is not None:
                 done, flight = flight, None

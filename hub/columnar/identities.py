@@ -34,11 +34,16 @@ def resolve_columns(
     contacts: dict[Key, str],
     now: datetime,
     write: Any,
+    *,
+    prefetched: tuple[frozenset[Key], dict[Key, str]] | None = None,
+    created: dict[Key, str] | None = None,
 ) -> list[str | None] | None:
     """The customer of each event (None: an event without identities), or None when the row
     path's resolver must take the batch. ``columns``: per namespace, each event's value (hashed
     for sensitive namespaces; None: none) and scope (None: none). ``write(conn, table, frame)``:
-    the COPY writer."""
+    the COPY writer. ``prefetched``: keys looked up beforehand and the customers found for them
+    (with what earlier batches of this stream created): the lookup is skipped when they cover the
+    batch. ``created``: filled with the identities this call stored, when it succeeds."""
     n = len(columns[0][1]) if columns else 0
     per_event: list[list[Key]] = [[] for _ in range(n)]
     for ns, values, scopes in columns:
@@ -48,7 +53,10 @@ def resolve_columns(
     wanted = {k for keys in per_event for k in keys}
     if not wanted:
         return [None] * n
-    known = resolver._lookup(conn, list(wanted))
+    if prefetched is not None and wanted <= prefetched[0]:
+        known = {k: prefetched[1][k] for k in wanted if k in prefetched[1]}
+    else:
+        known = resolver._lookup(conn, list(wanted))
     new_customers: list[str] = []
     new_keys: dict[Key, str] = {}
     out: list[str | None] = []
@@ -109,6 +117,8 @@ def resolve_columns(
         if not _unique_violation(exc):
             raise
         return None
+    if created is not None:
+        created.update(new_keys)
     return out
 
 

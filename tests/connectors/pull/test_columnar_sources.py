@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
-from kit.pull import SECRET, engine_for
+from kit.pull import SECRET, engine_for, reset_store
 from kit.runtime import build_runtime
 from sqlalchemy import text
 
@@ -128,3 +128,81 @@ def test_a_jsonl_drop_ingested_as_columns_stores_what_the_row_path_stores(
     assert "records as columns, 2 of them decided by the row path" in caplog.text  # c3 and c4
     assert out[0][0]["stored"] == 3 and out[0][0]["quarantined"] == 3 and out[0][0]["duplicates"] == 1
     assert out[1][1]["c1"]["org"]["store"] == "S1" and out[1][1]["c5"]["attributes"]["tags"] == ["x"]
+
+
+@pytest.mark.postgres
+def test_identities_are_looked_up_ahead_while_the_batch_before_commits(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch's identity keys are looked up while the batch before it commits, with what that
+    batch created added: later batches find the customers earlier ones made without a query in
+    their own transaction. A batch that merges customers (the row path's resolver) drops the
+    next batch's look-ahead, which then looks its keys up itself: the store ends as the row path's."""
+    from hub.identity import IdentityResolver
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    lines = [
+        {"id": "1", "at": "2026-01-01T10:00:00", "m": "M1", "p": "13800000001"},
+        {"id": "2", "at": "2026-01-01T10:00:00", "m": "M2"},
+        {"id": "3", "at": "2026-01-01T10:00:00", "m": "M1"},  # made by batch 1, which is committing
+        {"id": "4", "at": "2026-01-01T10:00:00", "m": "M3"},
+        {"id": "5", "at": "2026-01-01T10:00:00", "m": "M2", "p": "13800000001"},  # M1's phone: a merge
+        {"id": "6", "at": "2026-01-01T10:00:00", "m": "M4"},
+        {"id": "7", "at": "2026-01-01T10:00:00", "m": "M3", "p": "13900000009"},  # after the merge
+        {"id": "8", "at": "2026-01-01T10:00:00", "m": "M1"},
+    ]
+    (drop / "a.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(
+        "name: m\nkind: transaction\nfields:\n  occurred_at: {path: at, type: datetime, required: true}\n"
+        "  customer.identities: {member_id: m, phone: p}\n"
+    )
+    in_commit: list[str] = []
+    lookup = IdentityResolver._lookup
+
+    def counting(self: IdentityResolver, conn: Any, keys: list[Any]) -> dict[Any, str]:
+        import threading
+
+        in_commit.append(threading.current_thread().name)
+        return lookup(self, conn, keys)
+
+    monkeypatch.setattr(IdentityResolver, "_lookup", counting)
+    partitions = []
+    for columnar, url in ((False, f"sqlite:///{tmp_path / 'row.db'}"), (True, pg_url)):
+        cfg = {
+            "secret_key": SECRET.decode(),
+            "store": {"url": url},
+            "sources": {
+                "drop": {
+                    "connector": "jsonl",
+                    "mapping": str(mapping),
+                    "options": {"path": str(drop), "id_path": "id", "batch_size": 2, "columnar": columnar},
+                }
+            },
+        }
+        rt = build_runtime(cfg, path=tmp_path / "cxhub.yaml", features=())
+        try:
+            reset_store(rt.store)
+            in_commit.clear()
+            assert run_sync(rt, "drop").stored == 8
+            with rt.store.engine.connect() as conn:
+                merged = dict(conn.execute(text("SELECT id, merged_into FROM customers")).all())
+
+                groups: dict[str, set[str]] = {}
+                for ext, cid in conn.execute(text("SELECT external_id, customer_id FROM touchpoints")).all():
+                    while merged.get(cid):  # a merged customer's touchpoints belong to the survivor
+                        cid = merged[cid]
+                    groups.setdefault(cid, set()).add(ext)
+            partitions.append(sorted(sorted(g) for g in groups.values()))
+            if columnar:
+                # batches 2-4 looked their keys up ahead on the main thread; in the writer's
+                # transactions only batch 1 (nothing committing before it), the merge (the row
+                # path's resolver) and the batch after the merge asked
+                writer = [t for t in in_commit if "columnar-write" in t]
+                ahead = [t for t in in_commit if "columnar-write" not in t]
+                assert len(ahead) == 3 and len(writer) == 3, in_commit
+        finally:
+            rt.close()
+    assert partitions[0] == partitions[1]
+    assert ["1", "2", "3", "5", "8"] in partitions[1]
