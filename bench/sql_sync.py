@@ -1,6 +1,6 @@
 """SQL pull benchmark: POS orders + order lines in PostgreSQL -> a PostgreSQL cxhub store.
 
-    .venv/bin/python bench/sql_sync.py [--orders 333334] [--batch-size 20000] [--rounds 3] [--row]
+    .venv/bin/python bench/sql_sync.py [--orders 333334] [--batch-size 5000] [--rounds 3] [--row]
                                        [--incremental 10000] [--skip-dlt] [--mode children|joined]
                                        [--read-only [--repeat N]] [--profile FILE]
 
@@ -483,7 +483,12 @@ def read_only(src: str, args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--orders", type=int, default=333_334)
-    ap.add_argument("--batch-size", type=int, default=10_000, help="records per batch (the sql source's batch_size)")
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=5_000,
+        help="orders per batch (the sql source's batch_size; 5,000 keeps RSS under 350 MB)",
+    )
     ap.add_argument("--rounds", type=int, default=3, help="each contender this many times, in turn; medians")
     ap.add_argument("--incremental", type=int, default=10_000, help="new orders for the incremental pass (0: none)")
     ap.add_argument("--row", action="store_true", help="also measure cxhub's row path (columnar: false)")
