@@ -40,6 +40,7 @@ from hub.mapping import CompiledMapping
 from hub.mapping.specs import MISSING, FieldSpec
 from hub.model import Customer, Feedback, Order, OrderItem, Org, TouchpointEvent
 from hub.privacy import PHONE_PATTERN
+from hub.sdk.expressions import plain_keys
 
 #: PostgreSQL's numeric text that ``str(Decimal(text))`` gives back unchanged
 _CANONICAL_DECIMAL = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
@@ -753,7 +754,7 @@ def _when_node(
     if left["type"] == "literal" and right["type"] != "literal":
         left, right = right, left
         op = {"lt": "gt", "gt": "lt", "lte": "gte", "gte": "lte"}.get(op, op)
-    keys = plain_path_of(left)
+    keys = plain_keys(left)
     if keys is None or right["type"] != "literal":
         raise _NotVector
     literal = right["value"]
@@ -808,15 +809,6 @@ def path_absent(keys: tuple[str, ...], names: list[str], opaque: frozenset[str])
         if not flattened:
             return True  # no record has this key
     return False
-
-
-def plain_path_of(node: dict[str, Any]) -> tuple[str, ...] | None:
-    """The keys of a JMESPath node that is a plain ``a.b.c`` path."""
-    if node["type"] == "field":
-        return (node["value"],)
-    if node["type"] == "subexpression" and all(c["type"] == "field" for c in node["children"]):
-        return tuple(c["value"] for c in node["children"])
-    return None
 
 
 def _unjson(frag: pl.Series | None, n: int) -> pl.Series:

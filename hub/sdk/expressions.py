@@ -24,7 +24,7 @@ Getter = Callable[[Any], Any]
 
 def _fast_getter(parsed: dict[str, Any]) -> Getter | None:
     """A plain ``a.b.c`` path becomes chained dict lookups: the common case, 10x faster."""
-    keys = _plain_keys(parsed)
+    keys = plain_keys(parsed)
     if keys is None:
         return None
     if len(keys) == 1:
@@ -48,7 +48,7 @@ def _fast_getter(parsed: dict[str, Any]) -> Getter | None:
     return get
 
 
-def _plain_keys(parsed: dict[str, Any]) -> tuple[str, ...] | None:
+def plain_keys(parsed: dict[str, Any]) -> tuple[str, ...] | None:
     """The keys of a plain ``a.b.c`` path, or None for any other expression."""
     if parsed["type"] == "field":
         return (parsed["value"],)
@@ -76,7 +76,7 @@ def compile_expression(expression: str) -> Getter:
 @cache
 def plain_path(expression: str) -> tuple[str, ...] | None:
     """The keys of ``expression`` when it is a plain ``a.b.c`` path (what mappings inline), else None."""
-    return _plain_keys(_parse(expression))
+    return plain_keys(_parse(expression))
 
 
 # JMESPath evaluation without jmespath's per-call costs. ``ParsedResult.search`` builds a
@@ -129,7 +129,7 @@ def _compile_node(node: dict[str, Any]) -> Getter:
 
         return get_field
     if kind == "subexpression":
-        keys = _plain_keys(node)
+        keys = plain_keys(node)
         if keys is not None:
 
             def fields(value: Any) -> Any:
@@ -220,7 +220,7 @@ def _compile_equality(node: dict[str, Any]) -> Getter:
     left_node, right_node = node["children"]
     # ``path == 'text'`` (or != ): with a string on one side, jmespath's equality is Python's ``==``
     if right_node["type"] == "literal" and isinstance(right_node["value"], str):
-        keys = _plain_keys(left_node)
+        keys = plain_keys(left_node)
         if keys is not None:
             literal = right_node["value"]
             if len(keys) == 1:
