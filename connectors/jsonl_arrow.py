@@ -12,8 +12,9 @@ line by line as always. Read as columns:
 - a field of floating-point numbers is kept only when none of its values is integral or infinite:
   pyarrow reads ``1`` and ``1.5`` of one field both as floats, where the row read keeps ``1`` an
   integer, and ``1e20`` too;
-- integers beyond 64 bits, and field names with a dot (flattened names would be ambiguous),
-  keep the row read.
+- integers beyond 64 bits, field names with a dot (flattened names would be ambiguous), bytes
+  that are not UTF-8, a byte-order mark and two objects on one line keep the row read, which
+  quarantines them or reads them its own way.
 
 The id (a plain ``id_path``) is read from its column; a line without a usable id is rejected with
 the row read's reason.
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from connectors.jsonl import Lines
+
+
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass
@@ -64,6 +68,8 @@ def columns_of(chunk: Lines, id_keys: tuple[str, ...] | None) -> JsonlColumns | 
 
     if not chunk.lines or id_keys is None:
         return None
+    if any(line.lstrip().startswith(_BOM) for line in chunk.lines):
+        return None  # pyarrow skips a byte-order mark that the line read refuses
     data = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in chunk.lines)
     try:
         table = pj.read_json(io.BytesIO(data))
@@ -73,9 +79,10 @@ def columns_of(chunk: Lines, id_keys: tuple[str, ...] | None) -> JsonlColumns | 
                 io.BytesIO(data),
                 parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error"),
             )
+        table.validate(full=True)  # pyarrow's reader takes bytes that are not UTF-8 into its strings
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if table.num_rows != len(chunk.lines) or not _exact(table):
+    if table.num_rows != len(chunk.lines) or not _exact(table):  # two objects on one line, ...
         return None
     ids = _ids(table, id_keys)
     if ids is None:

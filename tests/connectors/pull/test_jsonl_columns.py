@@ -123,6 +123,9 @@ ODD_LINES = st.sampled_from(
         b'{"receipt_no": "R8", "a.b": 1, "paid_at": "2026-01-01 10:00:00"}',
         b'{"receipt_no": "R7", "receipt_no": "R6", "paid_at": "2026-01-01 10:00:00"}',
         b'{"receipt_no": "R5", "paid_at": "2026-01-01 10:00:00", "total": 123456789012345678901234}',
+        b'{"receipt_no": "R4", "paid_at": "2026-01-01 10:00:00", "note": "\xff\xfe"}',
+        b'\xef\xbb\xbf{"receipt_no": "R3", "paid_at": "2026-01-01 10:00:00"}',
+        b'{"receipt_no": "R2", "paid_at": "2026-01-01 10:00:00"} {"receipt_no": "R1"}',
     ]
 )
 LINES = st.lists(st.one_of(RECORD.map(lambda r: orjson.dumps(r)), ODD_LINES), min_size=1, max_size=12)
@@ -197,6 +200,9 @@ def _lines(tmp_path: Path, text: bytes) -> Lines:
         (b'{"id": "1", "a.b": 1}\n', "a dotted key"),
         (b'{"id": 1.5}\n', "an id that is a float"),
         (b'{"id": true}\n', "an id that is a boolean"),
+        (b'{"id": "1", "x": "a\xffb"}\n', "bytes that are not UTF-8"),
+        (b'\xef\xbb\xbf{"id": "1"}\n', "a byte-order mark, which the line read refuses"),
+        (b'{"id": "1"} {"id": "2"}\n', "two objects on one line"),
     ],
 )
 def test_what_keeps_the_line_read(tmp_path: Path, text: bytes, why: str) -> None:
