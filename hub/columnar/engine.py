@@ -37,7 +37,7 @@ import pyarrow as pa
 from pydantic import AwareDatetime
 from sqlalchemy import Connection, Table, text
 
-from hub.columnar.identities import resolve_columns
+from hub.columnar.identities import IdentityColumns, event_keys, resolve_columns
 from hub.columnar.records import from_nested, from_rows
 from hub.columnar.vector import ArrowRecords, Mapped, Unsupported, VectorMapping, _adapter, compile_vector, json_text
 from hub.identity import Key
@@ -162,6 +162,15 @@ def _copy_text(values: pl.Series) -> pl.Series:
 
 def _copy_time(values: pl.Series) -> pl.Series:
     return values.dt.convert_time_zone("UTC").dt.to_string("%Y-%m-%d %H:%M:%S%.6f+00")
+
+
+def _identity_lists(batch: PreparedColumnar, mask: pl.Series | None = None) -> IdentityColumns:
+    """The batch's identity columns as lists (only the rows ``mask`` keeps, when given)."""
+    if mask is None:
+        return [(ns, values.to_list(), scopes.to_list()) for ns, values, scopes in batch.identities]
+    return [
+        (ns, values.filter(mask).to_list(), scopes.filter(mask).to_list()) for ns, values, scopes in batch.identities
+    ]
 
 
 class ColumnarIngest:
@@ -305,11 +314,7 @@ class ColumnarIngest:
         batch before creates is added by :meth:`carry` once it has committed."""
         if self.store.engine.dialect.name != "postgresql" or batch.fallback_index or not batch.identities:
             return
-        keys: set[Key] = set()
-        for ns, values, scopes in batch.identities:
-            for v, sc in zip(values.to_list(), scopes.to_list(), strict=True):
-                if v is not None:
-                    keys.add((ns, sc or "", v))
+        keys = {k for per_event in event_keys(_identity_lists(batch)) for k in per_event}
         if not keys:
             return
         with self.store.engine.connect() as conn:
@@ -328,9 +333,8 @@ class ColumnarIngest:
             batch.prefetched = None
             return
         keys, found = batch.prefetched
-        for k in keys:
-            cid = before.created.get(k)
-            if cid is not None:
+        for k, cid in before.created.items():
+            if k in keys:
                 found[k] = cid
 
     def _received(self, at: datetime) -> str:
@@ -401,14 +405,7 @@ class ColumnarIngest:
             save_state(conn, source, state, now)
         # identities: one set-based resolution for the batch (the row path's resolver when it merges)
         keep = ok["index"].to_list()
-        if all_fresh:
-            cols = [(ns, values.to_list(), scopes.to_list()) for ns, values, scopes in batch.identities]
-        else:
-            mask = batch.ok["index"].is_in(ok["index"].implode())
-            cols = [
-                (ns, values.filter(mask).to_list(), scopes.filter(mask).to_list())
-                for ns, values, scopes in batch.identities
-            ]
+        cols = _identity_lists(batch, None if all_fresh else batch.ok["index"].is_in(ok["index"].implode()))
         contacts = dict(batch.contacts)
         contacts.update(fb.contacts)
         resolved = None

@@ -27,10 +27,24 @@ class _Merge(Exception):
     """The batch merges customers (or raced another writer): the row path's resolver decides."""
 
 
+IdentityColumns = list[tuple[str, list[str | None], list[str | None]]]
+
+
+def event_keys(columns: IdentityColumns) -> list[list[Key]]:
+    """Each event's identity keys, from per-namespace columns of values and scopes (None: none)."""
+    n = len(columns[0][1]) if columns else 0
+    per_event: list[list[Key]] = [[] for _ in range(n)]
+    for ns, values, scopes in columns:
+        for keys, v, sc in zip(per_event, values, scopes, strict=True):
+            if v is not None:
+                keys.append((ns, sc or "", v))
+    return per_event
+
+
 def resolve_columns(
     conn: Connection,
     resolver: IdentityResolver,
-    columns: list[tuple[str, list[str | None], list[str | None]]],
+    columns: IdentityColumns,
     contacts: dict[Key, str],
     now: datetime,
     write: Any,
@@ -44,12 +58,8 @@ def resolve_columns(
     the COPY writer. ``prefetched``: keys looked up beforehand and the customers found for them
     (with what earlier batches of this stream created): the lookup is skipped when they cover the
     batch. ``created``: filled with the identities this call stored, when it succeeds."""
-    n = len(columns[0][1]) if columns else 0
-    per_event: list[list[Key]] = [[] for _ in range(n)]
-    for ns, values, scopes in columns:
-        for keys, v, sc in zip(per_event, values, scopes, strict=True):
-            if v is not None:
-                keys.append((ns, sc or "", v))
+    per_event = event_keys(columns)
+    n = len(per_event)
     wanted = {k for keys in per_event for k in keys}
     if not wanted:
         return [None] * n
