@@ -14,6 +14,7 @@ import orjson
 from pydantic import Field
 
 from hub.errors import ConnectorError
+from hub.sdk.columns import ColumnBatch
 from hub.sdk.connector import Batch, ConnectorOptions, PullSource, RawRecord, Rejected, utcnow
 from hub.sdk.expressions import compile_expression, plain_path
 
@@ -121,7 +122,7 @@ class JsonlSource(PullSource):
         for chunk in self._chunks(state, full=full):
             yield chunk.batch()
 
-    def read_arrow(self, state: dict[str, Any] | None, *, full: bool = False) -> Iterator[Any]:
+    def read_arrow(self, state: dict[str, Any] | None, *, full: bool = False) -> Iterator[ColumnBatch | Batch]:
         """The batches of :meth:`read`, each parsed straight into Arrow columns by pyarrow's JSON
         reader (:class:`JsonlColumns`) when it reads the lines exactly as the row read does, else
         the row read's :class:`Batch` (a line that is not JSON, a field whose type changes from

@@ -23,10 +23,10 @@ the row read's reason.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from hub.sdk.columns import ColumnBatch
 from hub.sdk.connector import Batch, Rejected
 
 if TYPE_CHECKING:
@@ -38,27 +38,21 @@ if TYPE_CHECKING:
 _BOM = b"\xef\xbb\xbf"
 
 
-@dataclass
-class JsonlColumns:
+@dataclass(kw_only=True)
+class JsonlColumns(ColumnBatch):
     """A batch of JSON lines as Arrow columns: ``table`` holds the objects as parsed (nested
     objects as structs, lists as lists); the hub flattens them and splits the mapping's lists."""
 
-    table: pa.Table
-    ids: pa.Array
-    state: dict[str, Any]
-    received_at: datetime
     lines: Lines
-    rejected: list[Rejected] = field(default_factory=list)
-    #: the hub flattens ``table`` (see :func:`hub.columnar.records.from_nested`)
-    nested: bool = True
+    nested: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if self.load_payloads is None:  # each line as the row read parses it (for the row path's records)
+            self.load_payloads = self.lines.payloads
 
     def row_batch(self) -> Batch:
         """The lines parsed one by one, as :meth:`JsonlSource.read` gives them."""
         return self.lines.batch()
-
-    def load_payloads(self) -> list[Any]:
-        """Each line as the row read parses it (for the records the row path decides)."""
-        return self.lines.payloads()
 
 
 def columns_of(chunk: Lines, id_keys: tuple[str, ...] | None) -> JsonlColumns | None:
@@ -98,7 +92,9 @@ def columns_of(chunk: Lines, id_keys: tuple[str, ...] | None) -> JsonlColumns | 
             rejected.append(
                 Rejected(ref, payloads[i], f"{ref}: id_path {chunk.source.options.id_path!r} gives no usable id")
             )
-    return JsonlColumns(table, ids, chunk.state, chunk.received_at, chunk, rejected)
+    return JsonlColumns(
+        table=table, ids=ids, state=chunk.state, received_at=chunk.received_at, lines=chunk, rejected=rejected
+    )
 
 
 def _has(schema: Any, test: Any) -> bool:

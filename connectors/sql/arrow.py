@@ -12,37 +12,18 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from connectors.sql.values import _before, encode_cursor
 from hub.errors import PermanentError, RetriableError
+from hub.sdk.columns import ColumnBatch
 from hub.sdk.connector import Batch, Rejected, utcnow
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from connectors.sql.source import SqlSource
-
-
-@dataclass
-class ArrowBatch:
-    """A batch of records as Arrow columns (what the hub's columnar ingest takes)."""
-
-    table: pa.Table
-    ids: pa.Array
-    state: dict[str, Any]
-    received_at: datetime
-    children: dict[str, pa.Table] = field(default_factory=dict)
-    present: dict[str, pa.Array] = field(default_factory=dict)
-    #: numeric columns (as text): the record's by name, a child's as ``child.name``
-    numeric: frozenset[str] = frozenset()
-    rejected: list[Rejected] = field(default_factory=list)
-    payloads: list[dict[str, Any]] | None = None
-    #: keys records hold outside the columns: none, a SQL row is its columns
-    opaque: frozenset[str] = frozenset()
 
 
 _PARAM = re.compile(r":c(\d+)\b")
@@ -84,7 +65,7 @@ def _normalise(table: pa.Table) -> tuple[pa.Table, frozenset[str]]:
     return pa.Table.from_arrays(cols, names=names), frozenset(numeric)
 
 
-def read_arrow(source: SqlSource, state: dict[str, Any] | None, *, full: bool = False) -> Iterator[ArrowBatch | Batch]:
+def read_arrow(source: SqlSource, state: dict[str, Any] | None, *, full: bool = False) -> Iterator[ColumnBatch | Batch]:
     """The source's batches as Arrow (ADBC), or its row batches where ADBC does not fit."""
     if adbc_reason(source) is not None:
         yield from source.read(state, full=full)
@@ -181,7 +162,7 @@ def _last_cursor(table: pa.Table, numeric: frozenset[str], cursor: list[str]) ->
     return [Decimal(last[c]) if c in numeric and last[c] is not None else last[c] for c in cursor]
 
 
-def _make(source: SqlSource, table: pa.Table, numeric: frozenset[str], child_conn: Any) -> ArrowBatch:
+def _make(source: SqlSource, table: pa.Table, numeric: frozenset[str], child_conn: Any) -> ColumnBatch:
     import pyarrow.compute as pc
 
     opts = source.options
@@ -196,7 +177,17 @@ def _make(source: SqlSource, table: pa.Table, numeric: frozenset[str], child_con
             rec = payload_of(table, children, numeric, i)
             missing = [c for c in opts.id if rec.get(c) is None or rec.get(c) == ""]
             rejected.append(Rejected(None, rec, f"id column(s) {missing} empty: the row has no usable id"))
-    return ArrowBatch(table, ids, {}, utcnow(), children, {}, numeric, rejected)
+    # a SQL row is its columns: no key is held outside them
+    return ColumnBatch(
+        table=table,
+        ids=ids,
+        state={},
+        received_at=utcnow(),
+        children=children,
+        numeric=numeric,
+        rejected=rejected,
+        opaque=frozenset(),
+    )
 
 
 def payload_of(table: pa.Table, children: dict[str, pa.Table], numeric: frozenset[str], i: int) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from connectors.sql.rows import Rows, _dicts_of, _fold_children, _group_fold, _p
 from connectors.sql.values import _before, _initial_value, _shift_iso_text, decode_cursor, encode_cursor
 from hub.errors import ConfigError, PermanentError, RetriableError
 from hub.sdk.collector import gc_paused
+from hub.sdk.columns import ColumnBatch
 from hub.sdk.connector import Batch, PullSource, RawRecord, Rejected, utcnow
 
 _ROW_VALUE_DIALECTS = {"postgresql", "mysql", "mariadb", "sqlite"}
@@ -228,7 +229,7 @@ class SqlSource(PullSource):
 
     # ------------------------------------------------------------ reading
 
-    def read_arrow(self, state: dict[str, Any] | None, *, full: bool = False) -> Iterator[Any]:
+    def read_arrow(self, state: dict[str, Any] | None, *, full: bool = False) -> Iterator[ColumnBatch | Batch]:
         """The batches as Arrow columns (PostgreSQL, through ADBC's binary COPY), or as row batches
         where ADBC does not fit (``connectors.sql.arrow.adbc_reason``)."""
         from connectors.sql.arrow import read_arrow

@@ -29,11 +29,10 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 import polars as pl
-import pyarrow as pa
 from pydantic import AwareDatetime
 from sqlalchemy import Connection, Table, text
 
@@ -45,38 +44,13 @@ from hub.ingest import Ingestor, IngestResult, PreparedBatch, _event_row, quaran
 from hub.mapping import CompiledMapping
 from hub.model import TOUCHPOINT_NAMESPACE, TouchpointEvent
 from hub.privacy import SENSITIVE_NAMESPACES
+from hub.sdk.columns import ColumnBatch
 from hub.sdk.connector import Batch, PullSource, RawRecord, Rejected
 from hub.store import bulk_insert_ignore
 from hub.store.cursors import save_state
 from hub.store.schema import inbox, quarantine, touchpoints
 
 log = logging.getLogger("cxhub.columnar")
-
-
-class ColumnarBatch(Protocol):
-    """What a columnar pull source yields per batch (``PullSource.read_arrow``; the fields of
-    :class:`hub.columnar.vector.ArrowRecords`, and the batch's ids, state and rejects)."""
-
-    @property
-    def table(self) -> pa.Table: ...
-    @property
-    def children(self) -> dict[str, pa.Table]: ...
-    @property
-    def present(self) -> dict[str, pa.Array]: ...
-    @property
-    def numeric(self) -> frozenset[str]: ...
-    @property
-    def ids(self) -> pa.Array: ...
-    @property
-    def state(self) -> dict[str, Any]: ...
-    @property
-    def rejected(self) -> list[Rejected]: ...
-    @property
-    def received_at(self) -> datetime: ...
-    @property
-    def payloads(self) -> list[dict[str, Any]] | None: ...
-    @property
-    def opaque(self) -> frozenset[str] | None: ...
 
 
 def columnar_plan(source: PullSource, mapping: CompiledMapping, ingestor: Ingestor) -> tuple[VectorMapping | None, str]:
@@ -184,17 +158,15 @@ class ColumnarIngest:
 
     # ------------------------------------------------------------ the CPU half
 
-    def prepare(
-        self, source: str, mapping: CompiledMapping, vm: VectorMapping, batch: ColumnarBatch
-    ) -> PreparedColumnar:
+    def prepare(self, source: str, mapping: CompiledMapping, vm: VectorMapping, batch: ColumnBatch) -> PreparedColumnar:
         records = ArrowRecords(
             batch.table,
             batch.children,
             batch.present,
             batch.numeric,
             batch.payloads,
-            getattr(batch, "opaque", None),
-            getattr(batch, "load_payloads", None),
+            batch.opaque,
+            batch.load_payloads,
         )
         n = batch.table.num_rows
         ids = typing.cast(pl.Series, pl.from_arrow(batch.ids)).cast(pl.String)
@@ -607,7 +579,7 @@ class ColumnarIngest:
         source: str,
         mapping: CompiledMapping,
         vm: VectorMapping,
-        batches: Iterable[ColumnarBatch | Batch],
+        batches: Iterable[ColumnBatch | Batch],
         *,
         prefetch: int = 1,
     ) -> Generator[IngestResult, None, None]:
@@ -626,7 +598,7 @@ class ColumnarIngest:
             for item in reader:
                 commit: Callable[..., IngestResult]
                 columns: Any = item
-                if getattr(item, "nested", False):  # nested columns (JSON lines): laid out as row records are
+                if isinstance(item, ColumnBatch) and item.nested:  # (JSON lines): laid out as row records are
                     columns = from_nested(item, lists)
                     if columns is None:
                         item = item.row_batch()

@@ -9,15 +9,15 @@ do not share a type (a SQLite column holding text and numbers) leaves the batch 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 
-from hub.sdk.connector import Batch, Rejected
+from hub.sdk.columns import ColumnBatch
+from hub.sdk.connector import Batch
 
 _TYPES: dict[type, pa.DataType] = {
     str: pa.string(),
@@ -26,25 +26,6 @@ _TYPES: dict[type, pa.DataType] = {
     float: pa.float64(),
     date: pa.date32(),
 }
-
-
-@dataclass
-class RowColumns:
-    """A row batch as columns (it satisfies :class:`hub.columnar.engine.ColumnarBatch`)."""
-
-    table: pa.Table
-    ids: pa.Array
-    state: dict[str, Any]
-    received_at: datetime
-    #: the records as the source read them (None: ``load_payloads`` reads them when needed)
-    payloads: list[dict[str, Any]] | None
-    children: dict[str, pa.Table] = field(default_factory=dict)
-    present: dict[str, pa.Array] = field(default_factory=dict)
-    numeric: frozenset[str] = frozenset()
-    rejected: list[Rejected] = field(default_factory=list)
-    #: keys with nested values (objects, lists) that are no column, a child's as ``child.key``
-    opaque: frozenset[str] = frozenset()
-    load_payloads: Callable[[], list[Any]] | None = None
 
 
 class Mixed(Exception):
@@ -120,7 +101,7 @@ def _table(rows: list[Mapping[str, Any]], skip: Collection[str]) -> tuple[pa.Tab
     return pa.Table.from_arrays(arrays, names=kept), numeric, opaque
 
 
-def from_rows(batch: Batch, list_fields: Collection[str]) -> RowColumns | None:
+def from_rows(batch: Batch, list_fields: Collection[str]) -> ColumnBatch | None:
     """``batch`` as columns, or None when the row path must take it (a column of mixed types, a
     nested list that is not a list of objects)."""
     payloads = [r.payload for r in batch.records]
@@ -153,7 +134,7 @@ def from_rows(batch: Batch, list_fields: Collection[str]) -> RowColumns | None:
         return None
     received = batch.records[0].received_at if batch.records else datetime.now().astimezone()
     ids = pa.array([r.external_id for r in batch.records], pa.string())
-    return RowColumns(
+    return ColumnBatch(
         table=table,
         ids=ids,
         state=batch.state,
@@ -167,7 +148,7 @@ def from_rows(batch: Batch, list_fields: Collection[str]) -> RowColumns | None:
     )
 
 
-def from_nested(batch: Any, list_fields: Collection[str]) -> RowColumns | None:
+def from_nested(batch: ColumnBatch, list_fields: Collection[str]) -> ColumnBatch | None:
     """A batch parsed into nested Arrow columns (a JSON-lines source's ``JsonlColumns``) laid out
     as :func:`from_rows` lays out the same records: objects flattened to dotted columns (the object
     itself opaque), each of the mapping's lists a child table, other lists opaque. None when a
@@ -208,7 +189,7 @@ def from_nested(batch: Any, list_fields: Collection[str]) -> RowColumns | None:
     opaque |= top_opaque
     if table.num_columns == 0:
         table = pa.table({"__empty": pa.nulls(n)})
-    return RowColumns(
+    return ColumnBatch(
         table=table,
         ids=batch.ids,
         state=batch.state,

@@ -19,6 +19,8 @@ Every connector is one class, declared by class attributes: ``kind`` (its entry-
   to resume from once the batch is committed. The hub commits a batch and its state in one
   transaction, so the state must be a JSON-serialisable dict and resuming from it must neither skip
   nor (beyond a deliberate overlap) repeat records. ``None`` or ``full=True``: from the beginning.
+  A source that can read Arrow columns also sets ``columnar = True`` and yields
+  :class:`ColumnBatch` objects from ``read_arrow`` (same arguments, same state rules).
 - :class:`PushSource`: ``handle(request: InboundRequest) -> PushResult``. The platform POSTs to
   ``/hooks/{source}``; verify the request first (raise :class:`SignatureError`, nothing is stored),
   then parse it into records plus the exact :class:`Reply` the platform expects. The hub commits
@@ -144,6 +146,7 @@ if TYPE_CHECKING:
         wx_signature,
     )
     from hub.sdk.collector import gc_paused
+    from hub.sdk.columns import ColumnBatch
     from hub.sdk.connector import (
         Batch,
         Button,
@@ -253,6 +256,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "hub.sdk.durations": ("Duration", "parse_duration"),
     "hub.sdk.collector": ("gc_paused",),
+    "hub.sdk.columns": ("ColumnBatch",),
     "hub.sdk.expressions": ("Getter", "compile_expression"),
     "hub.errors": (
         "ConfigError",
@@ -275,6 +279,7 @@ _SUBMODULES = frozenset(
     {
         "callbacks",
         "collector",
+        "columns",
         "connector",
         "destination",
         "durations",
@@ -294,6 +299,7 @@ __all__ = [
     "Batch",
     "Button",
     "Clock",
+    "ColumnBatch",
     "ConfigError",
     "Connector",
     "ConnectorContext",

@@ -16,7 +16,7 @@ from kit.runtime import build_runtime
 from sqlalchemy import text
 
 from connectors.sql import SqlOptions, SqlSource
-from connectors.sql.arrow import ArrowBatch
+from hub.sdk import ColumnBatch
 from hub.sync import run_sync
 
 
@@ -49,7 +49,7 @@ def test_the_sql_source_reads_postgresql_into_arrow(pg_url: str) -> None:
         rows = list(source.read(None))
     finally:
         source.close()
-    assert all(isinstance(b, ArrowBatch) for b in arrow)
+    assert all(isinstance(b, ColumnBatch) for b in arrow)
     assert [b.table.num_rows for b in arrow] == [3, 3, 1]
     # the same cursor states, ids and rejects (with their reason and payload) as the row read
     assert [b.state for b in arrow] == [b.state for b in rows]
