@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import (
@@ -26,6 +27,9 @@ from sqlalchemy import (
 )
 
 from hub.privacy import Vault
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
 
 SECRET = b"test-secret-key"
 
@@ -329,3 +333,17 @@ def reset_store(store: Any) -> None:
     with store.begin() as conn:
         for table in reversed(metadata.sorted_tables):
             conn.execute(table.delete())
+
+
+def source_runtime(
+    tmp_path: Path, store_url: str, name: str, connector: str, mapping: Path, options: dict[str, Any]
+) -> Runtime:
+    """A runtime (no features) storing into ``store_url`` with one source ``name``."""
+    from kit.runtime import build_runtime
+
+    cfg = {
+        "secret_key": SECRET.decode(),
+        "store": {"url": store_url},
+        "sources": {name: {"connector": connector, "mapping": str(mapping), "options": options}},
+    }
+    return build_runtime(cfg, path=tmp_path / "cxhub.yaml", features=())

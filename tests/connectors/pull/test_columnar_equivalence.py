@@ -23,8 +23,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from kit.databases import temporary_postgres_database
-from kit.pull import SECRET, SourceDb, engine_for, reset_store, store_snapshot
-from kit.runtime import build_runtime
+from kit.pull import SourceDb, engine_for, reset_store, source_runtime, store_snapshot
 from sqlalchemy import Column, DateTime, Integer, MetaData, Numeric, String, Table, text
 
 from hub.store import Store
@@ -206,18 +205,7 @@ def test_row_and_columnar_paths_store_the_same(
         snaps = []
         try:
             for columnar, store_url in zip((False, True), stores, strict=True):
-                cfg = {
-                    "secret_key": SECRET.decode(),
-                    "store": {"url": store_url},
-                    "sources": {
-                        "pos": {
-                            "connector": "sql",
-                            "mapping": str(mapping),
-                            "options": {**options, "columnar": columnar},
-                        }
-                    },
-                }
-                rt = build_runtime(cfg, path=tmp_path / "cxhub.yaml", features=())
+                rt = source_runtime(tmp_path, store_url, "pos", "sql", mapping, {**options, "columnar": columnar})
                 try:
                     reset_store(rt.store)
                     if columnar:  # the waves are in the source already
@@ -232,18 +220,7 @@ def test_row_and_columnar_paths_store_the_same(
             _insert(source_db, orders, lines, waves[1], 100)
             snaps = []
             for columnar, store_url in zip((False, True), stores, strict=True):
-                cfg = {
-                    "secret_key": SECRET.decode(),
-                    "store": {"url": store_url},
-                    "sources": {
-                        "pos": {
-                            "connector": "sql",
-                            "mapping": str(mapping),
-                            "options": {**options, "columnar": columnar},
-                        }
-                    },
-                }
-                rt = build_runtime(cfg, path=tmp_path / "cxhub.yaml", features=())
+                rt = source_runtime(tmp_path, store_url, "pos", "sql", mapping, {**options, "columnar": columnar})
                 try:
                     run_sync(rt, "pos")
                     snaps.append(store_snapshot(rt.store))

@@ -11,8 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
-from kit.pull import SECRET, engine_for, reset_store
-from kit.runtime import build_runtime
+from kit.pull import engine_for, reset_store, source_runtime
 from sqlalchemy import text
 
 from connectors.sql import SqlOptions, SqlSource
@@ -98,18 +97,8 @@ def test_a_jsonl_drop_ingested_as_columns_stores_what_the_row_path_stores(
     )
     out = []
     for columnar in (False, True):
-        cfg = {
-            "secret_key": SECRET.decode(),
-            "store": {"url": f"sqlite:///{tmp_path / f'{columnar}.db'}"},
-            "sources": {
-                "drop": {
-                    "connector": "jsonl",
-                    "mapping": str(mapping),
-                    "options": {"path": str(drop), "id_path": "id", "columnar": columnar},
-                }
-            },
-        }
-        rt = build_runtime(cfg, path=tmp_path / "cxhub.yaml", features=())
+        options = {"path": str(drop), "id_path": "id", "columnar": columnar}
+        rt = source_runtime(tmp_path, f"sqlite:///{tmp_path / f'{columnar}.db'}", "drop", "jsonl", mapping, options)
         try:
             result = run_sync(rt, "drop")
             with rt.store.engine.connect() as conn:
@@ -170,18 +159,8 @@ def test_identities_are_looked_up_ahead_while_the_batch_before_commits(
     monkeypatch.setattr(IdentityResolver, "_lookup", counting)
     partitions = []
     for columnar, url in ((False, f"sqlite:///{tmp_path / 'row.db'}"), (True, pg_url)):
-        cfg = {
-            "secret_key": SECRET.decode(),
-            "store": {"url": url},
-            "sources": {
-                "drop": {
-                    "connector": "jsonl",
-                    "mapping": str(mapping),
-                    "options": {"path": str(drop), "id_path": "id", "batch_size": 2, "columnar": columnar},
-                }
-            },
-        }
-        rt = build_runtime(cfg, path=tmp_path / "cxhub.yaml", features=())
+        options = {"path": str(drop), "id_path": "id", "batch_size": 2, "columnar": columnar}
+        rt = source_runtime(tmp_path, url, "drop", "jsonl", mapping, options)
         try:
             reset_store(rt.store)
             in_commit.clear()

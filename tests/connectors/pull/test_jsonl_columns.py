@@ -19,8 +19,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from kit.pull import SECRET, reset_store, store_snapshot
-from kit.runtime import build_runtime
+from kit.pull import reset_store, source_runtime, store_snapshot
 
 from connectors.jsonl import JsonlOptions, JsonlSource, Lines
 from connectors.jsonl_arrow import JsonlColumns, columns_of
@@ -132,18 +131,8 @@ LINES = st.lists(st.one_of(RECORD.map(lambda r: orjson.dumps(r)), ODD_LINES), mi
 
 
 def _sync(tmp_path: Path, drop: Path, mapping: Path, store: str, columnar: bool, batch_size: int) -> Any:
-    cfg = {
-        "secret_key": SECRET.decode(),
-        "store": {"url": store},
-        "sources": {
-            "drop": {
-                "connector": "jsonl",
-                "mapping": str(mapping),
-                "options": {"path": str(drop), "id_path": "receipt_no", "batch_size": batch_size, "columnar": columnar},
-            }
-        },
-    }
-    rt = build_runtime(cfg, path=tmp_path / "cxhub.yaml", features=())
+    options = {"path": str(drop), "id_path": "receipt_no", "batch_size": batch_size, "columnar": columnar}
+    rt = source_runtime(tmp_path, store, "drop", "jsonl", mapping, options)
     try:
         reset_store(rt.store)
         run_sync(rt, "drop")
