@@ -1,10 +1,16 @@
 """Ingest throughput: synthetic checkouts (3 items each) through mapping + identity + store.
 
     python bench/ingest.py [--records 200000] [--batch 2000] [--backend sqlite|postgresql|both]
-                           [--input jsonl|generator] [--row] [--no-floor]
+                           [--input jsonl|generator|push] [--concurrency 200] [--row] [--no-floor]
 
-``--row``: the jsonl source with ``columnar: false`` (its batches parsed line by line and mapped
-record by record), to compare the two paths of the same code in one run.
+``--row``: the row path of the same code (the jsonl source with ``columnar: false``, its batches
+parsed line by line and mapped record by record; pushes with bursts never taken as columns), to
+compare the two paths in one run.
+
+``--input push``: each checkout is one push, as the webhook receiver hands them to the store: its
+JSON body parsed with orjson and submitted to the group-commit writer by one of ``--concurrency``
+requests in flight on one event loop (the receiver's ``DirectTransport``), each awaiting its
+commit. Bursts of at least ``hub.columnar.bursts.COLUMNAR_MIN`` records are stored as columns.
 
 Each backend runs in its own process so that its peak RSS is its own. PostgreSQL uses a throwaway
 database on 127.0.0.1:5432. Prints events/s and peak RSS per backend, and on PostgreSQL the store
@@ -112,6 +118,8 @@ def run_one(url: str, n: int, batch: int, sequential: bool = False, source: str 
 
     if source == "jsonl":
         return _run_sync(url, n, batch, columnar=not row)
+    if source == "push":
+        return _run_push(url, n, batch, columnar=not row)
     from hub.ingest import Ingestor
     from hub.mapping import load_mapping_file, preset_path
     from hub.sdk.connector import Batch, RawRecord
@@ -189,6 +197,53 @@ def _run_sync(url: str, n: int, batch: int, columnar: bool = True) -> dict:
     return _figures(result.stored, seconds, cpu, server)
 
 
+def _run_push(url: str, n: int, concurrency: int, columnar: bool = True) -> dict:
+    """Every checkout as one push through the group-commit writer, ``concurrency`` in flight."""
+    import asyncio
+    import gc
+
+    import orjson
+
+    from hub.group_commit import GroupCommitWriter
+    from hub.ingest import Ingestor
+    from hub.mapping import load_mapping_file, preset_path
+    from hub.sdk.connector import RawRecord, utcnow
+    from hub.store import Store
+
+    bodies = [orjson.dumps(r) for r in records(n)]  # the requests' bodies, before the clock starts
+    store = Store(url)
+    store.migrate()
+    mapping = load_mapping_file(preset_path("retail_checkout"))  # type: ignore[arg-type]
+    writer = GroupCommitWriter(Ingestor(store, b"bench-secret"), max_batch=concurrency)
+    if not columnar:
+        writer.bursts.columnar_min = n + 1
+    gc.freeze()  # as cxhub's CLI does at start (cli.main)
+    stored = 0
+
+    async def request(queue: list[bytes]) -> None:
+        nonlocal stored
+        while queue:
+            payload = orjson.loads(queue.pop())
+            rec = RawRecord("pos", payload["receipt_no"], payload, utcnow())
+            await asyncio.wrap_future(writer.submit("pos", mapping, [rec]))
+            stored += 1
+
+    async def drive() -> None:
+        queue = bodies[::-1]
+        await asyncio.gather(*(request(queue) for _ in range(concurrency)))
+
+    s0 = _server_cpu(store)
+    t0, c0 = time.perf_counter(), time.process_time()
+    asyncio.run(drive())
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    server = _server_cpu(store) - s0
+    writer.close()
+    with store.engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT count(*) FROM touchpoints").scalar_one()
+    store.dispose()
+    return _figures(stored, seconds, cpu, server)
+
+
 def _figures(stored: int, seconds: float, cpu: float, server: float) -> dict:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
@@ -219,14 +274,18 @@ def main() -> None:
     ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     ap.add_argument(
         "--input",
-        choices=["jsonl", "generator"],
+        choices=["jsonl", "generator", "push"],
         default="jsonl",
         help="jsonl: `cxhub sync` of a JSON-lines drop written before the clock starts (default); "
-        "generator: records built in Python while the clock runs, fed to the Ingestor directly",
+        "generator: records built in Python while the clock runs, fed to the Ingestor directly; "
+        "push: one push per checkout through the receiver's group-commit writer",
     )
+    ap.add_argument("--concurrency", type=int, default=200, help="with --input push: requests in flight")
     ap.add_argument("--sequential", action="store_true", help="with --input generator: Ingestor.ingest per batch")
     ap.add_argument(
-        "--row", action="store_true", help="with --input jsonl: the row path (the source's columnar: false)"
+        "--row",
+        action="store_true",
+        help="the row path: with --input jsonl the source's columnar: false; with --input push no burst as columns",
     )
     ap.add_argument(
         "--no-floor",
@@ -240,13 +299,21 @@ def main() -> None:
         print(json.dumps(stages()))
         return
     if args.child:
-        print(json.dumps(run_one(args.child, args.records, args.batch, args.sequential, args.input, args.row)))
+        batch = args.concurrency if args.input == "push" else args.batch
+        print(json.dumps(run_one(args.child, args.records, batch, args.sequential, args.input, args.row)))
         return
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"{args.records} checkouts x 3 items, batches of {args.batch}, "
         + (
-            "`cxhub sync` of a JSON-lines drop (jsonl connector, "
+            f"{args.records} checkouts x 3 items, one push each, {args.concurrency} in flight through the "
+            + ("group-commit writer (row path)" if args.row else "group-commit writer (bursts as columns)")
+            if args.input == "push"
+            else f"{args.records} checkouts x 3 items, batches of {args.batch}, "
+        )
+        + (
+            ""
+            if args.input == "push"
+            else "`cxhub sync` of a JSON-lines drop (jsonl connector, "
             + ("row path, columnar: false)" if args.row else "columnar)")
             if args.input == "jsonl"
             else "records generated in Python as the clock runs, "
@@ -304,7 +371,7 @@ def main() -> None:
 
 def _child(url: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", url, "--records", str(args.records), "--batch", str(args.batch)]
-    cmd += ["--input", args.input]
+    cmd += ["--input", args.input, "--concurrency", str(args.concurrency)]
     if args.sequential:
         cmd.append("--sequential")
     if args.row:

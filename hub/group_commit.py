@@ -10,6 +10,9 @@ batch's work; records are sorted by id in each batch so that concurrent batches 
 in the same order (a retry of the same push in two batches waits, it does not deadlock). SQLite
 has one writer at a time anyway: one thread.
 
+A batch of thousands of records (bulk pushes) is stored through the columnar path
+(:class:`hub.columnar.bursts.BurstIngest`), with the row path's results.
+
 When a batch fails, its requests are retried one by one, so that one bad record only fails its
 own request (503: the platform retries), never its neighbours.
 """
@@ -23,6 +26,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from hub.columnar.bursts import BurstIngest
 from hub.ingest import Ingestor, IngestResult
 from hub.mapping import CompiledMapping
 from hub.sdk.connector import RawRecord, Rejected
@@ -46,6 +50,7 @@ class GroupCommitWriter:
         self, ingestor: Ingestor, *, max_batch: int = 200, writers: int | None = None, name: str = "cxhub-group-commit"
     ):
         self.ingestor = ingestor
+        self.bursts = BurstIngest(ingestor)
         self.max_batch = max_batch
         self.writers = writers or (1 if ingestor.store.is_sqlite else 2)
         self._name = name
@@ -114,7 +119,7 @@ class GroupCommitWriter:
     def _commit(self, jobs: list[_Job]) -> None:
         first = jobs[0]
         try:
-            result = self.ingestor.ingest(
+            result = self.bursts.ingest(
                 first.source,
                 first.mapping,
                 sorted((r for j in jobs for r in j.records), key=lambda r: r.external_id),

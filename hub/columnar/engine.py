@@ -119,6 +119,10 @@ class PreparedColumnar:
     prefetched: tuple[frozenset[Key], dict[Key, str]] | None = None
     #: set by the commit: the identities it stored, or None when the row path's resolver ran
     created: dict[Key, str] | None = None
+    #: each record's receipt time (batch order), when they differ; None: all ``received_at``
+    received: pl.Series | None = None
+    #: the batch index of each of ``filtered``
+    filtered_index: list[int] = field(default_factory=list)
 
 
 def _copy_text(values: pl.Series) -> pl.Series:
@@ -181,13 +185,23 @@ class ColumnarIngest:
         row_idx = (first & (status == "row")).arg_true().to_list()
         ext_all = ids.to_list()
         payload_of = records.all_payloads().__getitem__ if len(row_idx) > 16 else records.payload
+        times = (
+            typing.cast(pl.Series, pl.from_arrow(batch.received)).dt.convert_time_zone("UTC")
+            if batch.received is not None
+            else None
+        )
+        time_list = times.to_list() if times is not None else None
         fallback = self.ingestor.prepare(
             source,
             mapping,
-            [RawRecord(source, ext_all[i], payload_of(i), batch.received_at) for i in row_idx],
+            [
+                RawRecord(source, ext_all[i], payload_of(i), time_list[i] if time_list else batch.received_at)
+                for i in row_idx
+            ],
         )
         fallback_index = {ext_all[i]: i for i in row_idx}
-        filtered = [ext_all[i] for i in (first & (status == "filtered")).arg_true().to_list()]
+        filtered_index = (first & (status == "filtered")).arg_true().to_list()
+        filtered = [ext_all[i] for i in filtered_index]
         # identities: hashed once per distinct value
         sel = ok_mask.arg_true()
         exts = ids.gather(sel)
@@ -232,7 +246,12 @@ class ColumnarIngest:
             if pieces
             else pl.repeat("[]", len(ext_list), dtype=pl.String, eager=True)
         )
-        received = self._received(batch.received_at)
+        if times is None:
+            received: pl.Series | str = self._received(batch.received_at)
+        else:  # each record's own receipt time
+            ok_times = times.gather(sel)
+            as_json = {t: self._received(t) for t in ok_times.unique().to_list()}
+            received = ok_times.replace_strict(list(as_json), list(as_json.values()), return_dtype=pl.String)
         id_col = tids
         src_json = orjson.dumps(source).decode()
         head = mapped.head.gather(sel)
@@ -247,7 +266,9 @@ class ColumnarIngest:
                     pl.lit(json_text(exts)),
                     pl.lit(","),
                     pl.lit(head),
-                    pl.lit(f',"received_at":{received},"customer":{{"identities":'),
+                    pl.lit(',"received_at":'),
+                    pl.lit(received),
+                    pl.lit(',"customer":{"identities":'),
                     pl.lit(ident_arrays),
                     pl.lit(',"customer_id":'),
                 ]
@@ -278,6 +299,8 @@ class ColumnarIngest:
             fallback=fallback,
             fallback_index=fallback_index,
             rejected=list(batch.rejected),
+            received=times,
+            filtered_index=filtered_index,
         )
 
     def look_ahead(self, batch: PreparedColumnar) -> None:
@@ -349,6 +372,16 @@ class ColumnarIngest:
                 ),
             }
         )
+        if batch.received is not None:  # each record's own receipt time
+            inbox_frame = inbox_frame.with_columns(
+                received_at=pl.concat(
+                    [
+                        batch.received.gather(ok["index"]),
+                        batch.received.gather(batch.filtered_index),
+                        pl.Series([r[2] for r in fb.inbox_rows], dtype=pl.Datetime("us", "UTC")),
+                    ]
+                )
+            )
         fresh = self._claim_inbox(conn, source, batch.received_at, inbox_frame)
         all_fresh = fresh is None
         if fresh is not None:
@@ -438,7 +471,9 @@ class ColumnarIngest:
                 "kind": ok["kind"],
                 "channel": ok["channel"],
                 "occurred_at": ok["occurred_at"],
-                "received_at": pl.repeat(batch.received_at, ok.height, eager=True).dt.convert_time_zone("UTC")
+                "received_at": batch.received.gather(ok["index"])
+                if batch.received is not None
+                else pl.repeat(batch.received_at, ok.height, eager=True).dt.convert_time_zone("UTC")
                 if ok.height
                 else pl.Series([], dtype=pl.Datetime("us", "UTC")),
                 "customer_id": cids,
@@ -466,20 +501,22 @@ class ColumnarIngest:
     def _claim_inbox(
         self, conn: Connection, source: str, received_at: datetime, frame: pl.DataFrame
     ) -> set[str] | None:
-        """Insert the batch's inbox rows; the external ids inserted, or None when all of them were."""
+        """Insert the batch's inbox rows; the external ids inserted, or None when all of them were.
+        ``frame``: external_id, status, touchpoint_id and, when the records' differ, received_at."""
         if frame.height == 0:
             return None
+        each = "received_at" in frame.columns
         if conn.dialect.name != "postgresql":
             rows = [
                 {
                     "source": source,
-                    "external_id": e,
-                    "received_at": received_at,
-                    "status": s,
-                    "touchpoint_id": t,
+                    "external_id": r[0],
+                    "received_at": r[3] if each else received_at,
+                    "status": r[1],
+                    "touchpoint_id": r[2],
                     "payload": None,
                 }
-                for e, s, t in frame.iter_rows()
+                for r in frame.iter_rows()
             ]
             inserted = bulk_insert_ignore(conn, inbox, rows, ["source", "external_id"], ["external_id"])
             got = {r[0] for r in inserted}
@@ -488,7 +525,9 @@ class ColumnarIngest:
             {
                 "source": pl.repeat(_copy_one(source), frame.height, dtype=pl.String, eager=True),
                 "external_id": _copy_text(frame["external_id"]),
-                "received_at": pl.repeat(_copy_stamp(received_at), frame.height, dtype=pl.String, eager=True),
+                "received_at": _copy_time(frame["received_at"])
+                if each
+                else pl.repeat(_copy_stamp(received_at), frame.height, dtype=pl.String, eager=True),
                 "status": frame["status"],
                 "touchpoint_id": frame["touchpoint_id"],
             }

@@ -133,6 +133,8 @@ def from_rows(batch: Batch, list_fields: Collection[str]) -> ColumnBatch | None:
     except Mixed:
         return None
     received = batch.records[0].received_at if batch.records else datetime.now().astimezone()
+    times = [r.received_at for r in batch.records]
+    each = pa.array(times, pa.timestamp("us", tz="UTC")) if any(t != received for t in times) else None
     ids = pa.array([r.external_id for r in batch.records], pa.string())
     return ColumnBatch(
         table=table,
@@ -145,6 +147,7 @@ def from_rows(batch: Batch, list_fields: Collection[str]) -> ColumnBatch | None:
         numeric=frozenset(numeric),
         rejected=list(batch.rejected),
         opaque=frozenset(opaque),
+        received=each,
     )
 
 

@@ -31,7 +31,9 @@ class ColumnBatch:
     decimals as text (a child's as ``child.column``); ``payloads``: the records as the row path
     reads them, when the source has them at hand; ``load_payloads``: reads them on demand (else
     the hub rebuilds them from the columns); ``opaque``: the keys records hold outside the columns
-    (nested values), a child's as ``child.key``; None: not known, any key may be."""
+    (nested values), a child's as ``child.key``; None: not known, any key may be. ``received``:
+    each record's receipt time (a timestamp with a time zone) when they differ (records pushed one
+    by one); None: every record's is ``received_at``."""
 
     table: pa.Table
     ids: pa.Array
@@ -44,6 +46,7 @@ class ColumnBatch:
     payloads: list[dict[str, Any]] | None = None
     load_payloads: Callable[[], list[Any]] | None = None
     opaque: frozenset[str] | None = None
+    received: pa.Array | None = None
 
     #: True: ``table`` holds the records as parsed (objects as structs, every list a list column);
     #: the hub flattens it, or takes :meth:`row_batch` when it cannot lay it out as rows would be

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 from prometheus_client import Counter, Gauge
 
+from hub.columnar.bursts import BurstIngest
 from hub.errors import RetriableError
 from hub.sdk.connector import RawRecord, Rejected
 from hub.store import dumps
@@ -344,6 +345,7 @@ class IngestWorker:
         self.rt = rt
         self.cfg = cfg or rt.config.raw.transport
         self.name = name
+        self.bursts = BurstIngest(rt.ingestor)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -503,7 +505,7 @@ class IngestWorker:
         spec = self.rt.config.sources.get(source)
         if spec is None or spec.mapping is None:
             raise LookupError(f"no source {source!r} with a mapping in this worker's config")
-        return self.rt.ingestor.ingest(source, spec.mapping, records, rejected=rejected)
+        return self.bursts.ingest(source, spec.mapping, records, rejected=rejected)
 
     async def _failed(self, js: JetStreamContext, item: _Item, exc: Exception) -> None:
         delivered = item.msg.metadata.num_delivered

@@ -12,10 +12,9 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from hub.columnar import ArrowRecords, Unsupported, compile_vector
 from hub.columnar.engine import plan, touchpoint_ids
 from hub.columnar.records import from_rows
-from hub.columnar.vector import json_text
+from hub.columnar.vector import ArrowRecords, Unsupported, compile_vector, json_text
 from hub.mapping import CompiledMapping, load_mapping_text
 from hub.model import touchpoint_id
 from hub.sdk.connector import Batch, RawRecord

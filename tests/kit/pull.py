@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -285,29 +285,39 @@ def pos_options(url: str, schema: str | None = None, *, mode: str = "children", 
 # ---------------------------------------------------------------- comparing two stores
 
 
-def store_snapshot(store: Any) -> dict[str, Any]:
-    """What the store holds, free of what differs by nature between two runs (receipt times,
-    random customer ids, encryption nonces): customers as the partition of touchpoints and
-    identities they make."""
+def _utc(value: datetime | str) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite gives naive UTC text to a raw query)."""
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def store_snapshot(store: Any, *, receipts: bool = False) -> dict[str, Any]:
+    """What the store holds, free of what differs by nature between two runs (random customer
+    ids, encryption nonces, and receipt times unless ``receipts``): customers as the partition of
+    touchpoints and identities they make."""
     vault = Vault(SECRET)
+    received = ", received_at" if receipts else ""
     with store.engine.connect() as conn:
         tps = conn.execute(
-            text("SELECT external_id, kind, channel, occurred_at, store, customer_id, doc FROM touchpoints")
+            text(f"SELECT external_id, kind, channel, occurred_at, store, customer_id, doc{received} FROM touchpoints")
         ).all()
         idents = conn.execute(text("SELECT namespace, scope, value, customer_id, contact FROM identities")).all()
-        inbox = conn.execute(text("SELECT external_id, status, touchpoint_id FROM inbox")).all()
+        inbox = conn.execute(text(f"SELECT external_id, status, touchpoint_id{received} FROM inbox")).all()
         quarantine = conn.execute(text("SELECT external_id, stage, reason, payload FROM quarantine")).all()
     docs = {}
     groups: dict[str | None, set[str]] = {}
-    for ext, kind, channel, occurred, store_code, cid, doc in tps:
+    for ext, kind, channel, occurred, store_code, cid, doc, *at in tps:
         parsed = doc if isinstance(doc, dict) else orjson.loads(doc)
         assert parsed["customer"]["customer_id"] == cid
-        parsed.pop("received_at")
+        received_at = parsed.pop("received_at")
+        if receipts:
+            assert datetime.fromisoformat(received_at) == _utc(at[0])
+            parsed["received_at"] = received_at
         parsed["customer"].pop("customer_id")
         attrs = parsed.get("attributes") or {}
         if attrs.get("sealed_phones"):  # encrypted with a fresh nonce each time: compared in clear
             attrs["sealed_phones"] = [vault.decrypt(t) for t in attrs["sealed_phones"]]
-        docs[ext] = (kind, channel, occurred, store_code, parsed)
+        docs[ext] = (kind, channel, _utc(occurred), store_code, parsed)
         groups.setdefault(cid, set()).add("tp:" + ext)
     for ns, scope, value, cid, _contact in idents:
         groups.setdefault(cid, set()).add(f"id:{ns}:{scope}:{value}")
@@ -320,7 +330,7 @@ def store_snapshot(store: Any) -> dict[str, Any]:
         "touchpoints": docs,
         "customers": sorted(sorted(g) for cid, g in groups.items() if cid is not None),
         "contacts": contacts,
-        "inbox": sorted(inbox),
+        "inbox": sorted((*r[:3], _utc(r[3])) if receipts else tuple(r) for r in inbox),
         "quarantine": sorted(
             (e or "", s, r, orjson.dumps(payload(p), option=orjson.OPT_SORT_KEYS)) for e, s, r, p in quarantine
         ),
