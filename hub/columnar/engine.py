@@ -25,6 +25,7 @@ import logging
 import queue
 import threading
 import typing
+from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ import polars as pl
 from pydantic import AwareDatetime
 from sqlalchemy import Connection, Table, text
 
-from hub.columnar.identities import IdentityColumns, event_keys, resolve_columns
+from hub.columnar.identities import IdentityColumns, resolve_columns
 from hub.columnar.records import from_nested, from_rows
 from hub.columnar.vector import ArrowRecords, Mapped, Unsupported, VectorMapping, _adapter, compile_vector, json_text
 from hub.identity import Key
@@ -115,10 +116,6 @@ class PreparedColumnar:
     fallback: PreparedBatch
     fallback_index: dict[str, int]
     rejected: list[Rejected] = field(default_factory=list)
-    #: the batch's identity keys looked up ahead (while the batch before committed) and what was found
-    prefetched: tuple[frozenset[Key], dict[Key, str]] | None = None
-    #: set by the commit: the identities it stored, or None when the row path's resolver ran
-    created: dict[Key, str] | None = None
     #: each record's receipt time (batch order), when they differ; None: all ``received_at``
     received: pl.Series | None = None
     #: the batch index of each of ``filtered``
@@ -303,35 +300,6 @@ class ColumnarIngest:
             filtered_index=filtered_index,
         )
 
-    def look_ahead(self, batch: PreparedColumnar) -> None:
-        """Look the batch's identity keys up now, on a connection of its own, while the batch
-        before it commits: the commit then skips that query (:func:`resolve_columns`). What the
-        batch before creates is added by :meth:`carry` once it has committed."""
-        if self.store.engine.dialect.name != "postgresql" or batch.fallback_index or not batch.identities:
-            return
-        keys = {k for per_event in event_keys(_identity_lists(batch)) for k in per_event}
-        if not keys:
-            return
-        with self.store.engine.connect() as conn:
-            found = self.ingestor.identity._lookup(conn, list(keys))
-            conn.rollback()
-        batch.prefetched = (frozenset(keys), found)
-
-    @staticmethod
-    def carry(before: PreparedColumnar | None, batch: PreparedColumnar) -> None:
-        """Add to ``batch``'s keys looked up ahead what the committed batch ``before`` created; when
-        ``before`` went through the row path's resolver (it may have merged customers), the look
-        ahead is dropped and the commit looks the keys up itself."""
-        if batch.prefetched is None or before is None:
-            return
-        if before.created is None:
-            batch.prefetched = None
-            return
-        keys, found = batch.prefetched
-        for k, cid in before.created.items():
-            if k in keys:
-                found[k] = cid
-
     def _received(self, at: datetime) -> str:
         found = self._received_json.get(at)
         if found is None:
@@ -382,7 +350,8 @@ class ColumnarIngest:
                     ]
                 )
             )
-        fresh = self._claim_inbox(conn, source, batch.received_at, inbox_frame)
+        # in key order: two writers claiming the same keys wait for each other, never deadlock
+        fresh = self._claim_inbox(conn, source, batch.received_at, inbox_frame.sort("external_id"))
         all_fresh = fresh is None
         if fresh is not None:
             result.duplicates += inbox_frame.height - len(fresh)
@@ -414,7 +383,6 @@ class ColumnarIngest:
         contacts = dict(batch.contacts)
         contacts.update(fb.contacts)
         resolved = None
-        created: dict[Key, str] = {}
         if not fb_events:
             resolved = resolve_columns(
                 conn,
@@ -423,10 +391,7 @@ class ColumnarIngest:
                 contacts,
                 now,
                 _write_frame,
-                prefetched=batch.prefetched,
-                created=created,
             )
-        batch.created = created if resolved is not None else None
         if resolved is None:
             light = (
                 [
@@ -625,17 +590,18 @@ class ColumnarIngest:
         """Ingest ``batches`` in order, each with its state in one transaction; one result per batch.
 
         Reading runs ahead in a thread (at most ``prefetch`` batches waiting: back-pressure), and
-        batch N commits in a writer thread while batch N+1 is mapped. A failed commit raises here
-        and nothing after it is committed; if reading or mapping fails, the batch in flight is
-        committed and yielded first."""
+        batches commit in writer threads while the next one is mapped. On PostgreSQL two columnar
+        batches are written at once, each in its own transaction, and commit in order
+        (:meth:`_commit_ordered`): the store's two backends work side by side. A failed commit
+        raises here and nothing after it is committed; if reading or mapping fails, the batches
+        in flight are committed and yielded first."""
         reader = _Prefetch(iter(batches), prefetch)
-        pool = ThreadPoolExecutor(1, thread_name_prefix="cxhub-columnar-write")
-        flight: Future[IngestResult] | None = None
-        in_flight: PreparedColumnar | None = None  # the columnar batch committing, if it is one
+        depth = WRITERS if self.store.engine.dialect.name == "postgresql" else 1
+        pool = ThreadPoolExecutor(depth, thread_name_prefix="cxhub-columnar-write")
+        flights: deque[_Flight] = deque()
         lists = [lst.field for lst in vm.lists]
         try:
             for item in reader:
-                commit: Callable[..., IngestResult]
                 columns: Any = item
                 if isinstance(item, ColumnBatch) and item.nested:  # (JSON lines): laid out as row records are
                     columns = from_nested(item, lists)
@@ -643,42 +609,134 @@ class ColumnarIngest:
                         item = item.row_batch()
                 if isinstance(item, Batch):
                     columns = from_rows(item, lists)
-                if columns is None:  # the row path takes this batch whole
+                if columns is None:  # the row path takes this batch whole, after what is in flight
                     log.debug("%s: a batch of %d records by the row path", source, len(item.records))
-                    prepared: Any = self.ingestor.prepare(source, mapping, item.records, item.rejected)
-                    commit = self.ingestor.commit
-                else:
-                    prepared = self.prepare(source, mapping, vm, columns)
-                    log.debug(
-                        "%s: a batch of %d records as columns, %d of them decided by the row path",
-                        source,
-                        prepared.read,
-                        len(prepared.fallback_index),
-                    )
-                    commit = self.commit
-                if flight is not None:
-                    if commit == self.commit and in_flight is not None:
-                        self.look_ahead(prepared)  # while the batch before commits
-                    done, flight = flight, None
-                    yield done.result()
-                    if commit == self.commit:
-                        self.carry(in_flight, prepared)
-                in_flight = prepared if commit == self.commit else None
-                flight = pool.submit(commit, prepared, item.state)
-            if flight is not None:
-                done, flight = flight, None
-                yield done.result()
+                    row_batch = self.ingestor.prepare(source, mapping, item.records, item.rejected)
+                    while flights:
+                        yield from self._landed(flights)
+                    flight = _Flight(None, item.state, None, row=True)
+                    flight.future = pool.submit(self.ingestor.commit, row_batch, item.state)
+                    flights.append(flight)
+                    continue
+                prepared = self.prepare(source, mapping, vm, columns)
+                log.debug(
+                    "%s: a batch of %d records as columns, %d of them decided by the row path",
+                    source,
+                    prepared.read,
+                    len(prepared.fallback_index),
+                )
+                while flights and (len(flights) >= depth or flights[-1].row):
+                    yield from self._landed(flights)
+                flight = _Flight(prepared, item.state, flights[-1] if flights else None)
+                flight.future = pool.submit(self._commit_ordered, flight)
+                flights.append(flight)
+            while flights:
+                yield from self._landed(flights)
         except Exception:
-            if flight is not None:
-                done, flight = flight, None
-                yield done.result()
+            while flights:  # what was mapped before the failure is committed and yielded first
+                yield from self._landed(flights)
             raise
         finally:
             reader.close()
-            if flight is not None:
+            for flight in flights:
                 with contextlib.suppress(Exception):
-                    flight.result()
+                    flight.future.result()
             pool.shutdown(wait=True)
+
+    def _commit_ordered(self, flight: _Flight) -> IngestResult | None:
+        """Write ``flight``'s batch in a transaction of its own, then commit it once the batch
+        before it has committed; None when it must be committed again on its own (the batch
+        before failed, or the two waited on each other's rows: see :func:`_lock_conflict`).
+
+        Two batches in flight may store the same keys (a record, a new identity): the second
+        waits in PostgreSQL for the first to end, then takes the path for keys stored already.
+        Each transaction waits for a lock at most ``LOCK_WAIT_MS``: should the first ever wait on
+        a row the second holds while the second waits for the first's commit here, the first's
+        wait ends, both roll back, and :meth:`_landed` commits them again one after the other."""
+        batch = flight.prepared
+        assert batch is not None
+        try:
+            with self.store.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {LOCK_WAIT_MS}")
+                result = self._commit_in(conn, batch, None)
+                if flight.before is not None:
+                    flight.before.done.wait()
+                    if not flight.before.committed:
+                        raise _Again
+                if flight.state is not None:  # the cursor row last: the batch before wrote it first
+                    save_state(conn, batch.source, flight.state, self.ingestor.clock())
+            flight.committed = True
+            return result
+        except _Again:
+            return None
+        except Exception as exc:
+            if _lock_conflict(exc):
+                log.info("%s: a batch waited on the batch beside it; committing it again alone", batch.source)
+                return None
+            raise
+        finally:
+            flight.done.set()
+
+    def _landed(self, flights: deque[_Flight]) -> Iterator[IngestResult]:
+        """The result of the oldest batch in flight (committed again alone if it has to be)."""
+        flight = flights.popleft()
+        try:
+            result = flight.future.result()
+        except Exception:
+            # failed: the batches after it roll back (they wait for its commit), and none is
+            # committed again
+            for later in flights:
+                with contextlib.suppress(Exception):
+                    later.future.result()
+            flights.clear()
+            raise
+        if result is not None:
+            yield result
+            return
+        # rolled back: so are the batches after it (they wait for its commit); once they have
+        # ended, each is committed again, in order, alone
+        again = [flight, *flights]
+        flights.clear()
+        for later in again[1:]:
+            with contextlib.suppress(Exception):
+                later.future.result()
+        for one in again:
+            assert one.prepared is not None
+            yield self.commit(one.prepared, one.state)
+
+
+#: columnar batches written at once on PostgreSQL, each in its own transaction, committed in order
+WRITERS = 2
+#: the longest a columnar batch written beside another waits for a lock before both are committed
+#: again one after the other (ms)
+LOCK_WAIT_MS = 5000
+
+
+class _Again(Exception):
+    """The batch before this one did not commit: this one is rolled back and committed again."""
+
+
+def _lock_conflict(exc: BaseException) -> bool:
+    """A lock wait that timed out or a deadlock (SQLSTATE 55P03, 40P01)."""
+    from psycopg import errors
+
+    orig = getattr(exc, "orig", exc)
+    return isinstance(orig, errors.LockNotAvailable | errors.DeadlockDetected)
+
+
+@dataclass(eq=False)
+class _Flight:
+    """A batch being committed by a writer thread."""
+
+    prepared: PreparedColumnar | None
+    state: dict[str, Any] | None
+    #: the batch committing before this one (this one commits after it)
+    before: _Flight | None
+    row: bool = False
+    future: Future[Any] = field(default_factory=Future)
+    done: threading.Event = field(default_factory=threading.Event)
+    committed: bool = False
 
 
 def touchpoint_ids(source: str, external_ids: list[str]) -> pl.Series:

@@ -48,25 +48,17 @@ def resolve_columns(
     contacts: dict[Key, str],
     now: datetime,
     write: Any,
-    *,
-    prefetched: tuple[frozenset[Key], dict[Key, str]] | None = None,
-    created: dict[Key, str] | None = None,
 ) -> list[str | None] | None:
     """The customer of each event (None: an event without identities), or None when the row
     path's resolver must take the batch. ``columns``: per namespace, each event's value (hashed
     for sensitive namespaces; None: none) and scope (None: none). ``write(conn, table, frame)``:
-    the COPY writer. ``prefetched``: keys looked up beforehand and the customers found for them
-    (with what earlier batches of this stream created): the lookup is skipped when they cover the
-    batch. ``created``: filled with the identities this call stored, when it succeeds."""
+    the COPY writer."""
     per_event = event_keys(columns)
     n = len(per_event)
     wanted = {k for keys in per_event for k in keys}
     if not wanted:
         return [None] * n
-    if prefetched is not None and wanted <= prefetched[0]:
-        known = {k: prefetched[1][k] for k in wanted if k in prefetched[1]}
-    else:
-        known = resolver._lookup(conn, list(wanted))
+    known = resolver._lookup(conn, list(wanted))
     new_customers: list[str] = []
     new_keys: dict[Key, str] = {}
     out: list[str | None] = []
@@ -105,7 +97,7 @@ def resolve_columns(
                     ),
                 )
             if new_keys:
-                keys = list(new_keys)
+                keys = sorted(new_keys)  # one order for every writer: two inserting the same keys never deadlock
                 write(
                     conn,
                     identities,
@@ -127,8 +119,6 @@ def resolve_columns(
         if not _unique_violation(exc):
             raise
         return None
-    if created is not None:
-        created.update(new_keys)
     return out
 
 

@@ -120,13 +120,13 @@ def test_a_jsonl_drop_ingested_as_columns_stores_what_the_row_path_stores(
 
 
 @pytest.mark.postgres
-def test_identities_are_looked_up_ahead_while_the_batch_before_commits(
+def test_two_batches_in_flight_share_new_customers_and_merge_as_the_row_path_does(
     pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each batch's identity keys are looked up while the batch before it commits, with what that
-    batch created added: later batches find the customers earlier ones made without a query in
-    their own transaction. A batch that merges customers (the row path's resolver) drops the
-    next batch's look-ahead, which then looks its keys up itself: the store ends as the row path's."""
+    """On PostgreSQL two batches are written at once, each in its own transaction, committed in
+    order. A customer the first creates that the second meets again (the second waits for the
+    first's commit, then finds it), and a merge (the row path's resolver), end as the row path's
+    store: the same customers, partitioned alike."""
     from hub.identity import IdentityResolver
 
     drop = tmp_path / "drop"
@@ -147,13 +147,13 @@ def test_identities_are_looked_up_ahead_while_the_batch_before_commits(
         "name: m\nkind: transaction\nfields:\n  occurred_at: {path: at, type: datetime, required: true}\n"
         "  customer.identities: {member_id: m, phone: p}\n"
     )
-    in_commit: list[str] = []
+    writers: list[str] = []
     lookup = IdentityResolver._lookup
 
     def counting(self: IdentityResolver, conn: Any, keys: list[Any]) -> dict[Any, str]:
         import threading
 
-        in_commit.append(threading.current_thread().name)
+        writers.append(threading.current_thread().name)
         return lookup(self, conn, keys)
 
     monkeypatch.setattr(IdentityResolver, "_lookup", counting)
@@ -163,7 +163,7 @@ def test_identities_are_looked_up_ahead_while_the_batch_before_commits(
         rt = source_runtime(tmp_path, url, "drop", "jsonl", mapping, options)
         try:
             reset_store(rt.store)
-            in_commit.clear()
+            writers.clear()
             assert run_sync(rt, "drop").stored == 8
             with rt.store.engine.connect() as conn:
                 merged = dict(conn.execute(text("SELECT id, merged_into FROM customers")).all())
@@ -174,14 +174,94 @@ def test_identities_are_looked_up_ahead_while_the_batch_before_commits(
                         cid = merged[cid]
                     groups.setdefault(cid, set()).add(ext)
             partitions.append(sorted(sorted(g) for g in groups.values()))
-            if columnar:
-                # batches 2-4 looked their keys up ahead on the main thread; in the writer's
-                # transactions only batch 1 (nothing committing before it), the merge (the row
-                # path's resolver) and the batch after the merge asked
-                writer = [t for t in in_commit if "columnar-write" in t]
-                ahead = [t for t in in_commit if "columnar-write" not in t]
-                assert len(ahead) == 3 and len(writer) == 3, in_commit
+            if columnar:  # both writer threads wrote batches
+                assert {t for t in writers if "columnar-write" in t} == {
+                    "cxhub-columnar-write_0",
+                    "cxhub-columnar-write_1",
+                }, writers
         finally:
             rt.close()
     assert partitions[0] == partitions[1]
     assert ["1", "2", "3", "5", "8"] in partitions[1]
+
+
+def _drop_of(tmp_path: Path, n: int) -> tuple[Path, Path]:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    lines = [{"id": str(i), "at": "2026-01-01T10:00:00", "m": f"M{i % 3}"} for i in range(n)]
+    (drop / "a.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(
+        "name: m\nkind: transaction\nfields:\n  occurred_at: {path: at, type: datetime, required: true}\n"
+        "  customer.identities: {member_id: m}\n"
+    )
+    return drop, mapping
+
+
+@pytest.mark.postgres
+def test_a_batch_that_waited_on_the_one_beside_it_is_committed_again_alone(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock wait that times out (or a deadlock) between the two batches in flight rolls back
+    that batch and the one after it; both are committed again, in order, one at a time."""
+    from psycopg import errors
+
+    from hub.columnar.engine import ColumnarIngest
+
+    drop, mapping = _drop_of(tmp_path, 8)
+    commit_in = ColumnarIngest._commit_in
+    calls: list[int] = []
+
+    def conflicting(self: ColumnarIngest, conn: Any, batch: Any, state: Any) -> Any:
+        calls.append(batch.read)
+        if len(calls) == 2:  # the second batch, beside the first
+            raise errors.LockNotAvailable("canceling statement due to lock timeout")
+        return commit_in(self, conn, batch, state)
+
+    monkeypatch.setattr(ColumnarIngest, "_commit_in", conflicting)
+    rt = source_runtime(
+        tmp_path, pg_url, "drop", "jsonl", mapping, {"path": str(drop), "id_path": "id", "batch_size": 2}
+    )
+    try:
+        reset_store(rt.store)
+        result = run_sync(rt, "drop")
+        assert result.stored == 8
+        with rt.store.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM touchpoints")).scalar_one() == 8
+            assert conn.execute(text("SELECT count(DISTINCT customer_id) FROM touchpoints")).scalar_one() == 3
+        assert run_sync(rt, "drop").stored == 0  # the cursor is the last batch's
+    finally:
+        rt.close()
+
+
+@pytest.mark.postgres
+def test_a_failed_commit_stops_the_sync_and_nothing_after_it_is_committed(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub.columnar.engine import ColumnarIngest
+
+    drop, mapping = _drop_of(tmp_path, 8)
+    commit_in = ColumnarIngest._commit_in
+    calls: list[int] = []
+
+    def failing(self: ColumnarIngest, conn: Any, batch: Any, state: Any) -> Any:
+        calls.append(batch.read)
+        if len(calls) == 2:
+            raise RuntimeError("the store refused the batch")
+        return commit_in(self, conn, batch, state)
+
+    monkeypatch.setattr(ColumnarIngest, "_commit_in", failing)
+    rt = source_runtime(
+        tmp_path, pg_url, "drop", "jsonl", mapping, {"path": str(drop), "id_path": "id", "batch_size": 2}
+    )
+    try:
+        reset_store(rt.store)
+        with pytest.raises(RuntimeError, match="refused"):
+            run_sync(rt, "drop")
+        with rt.store.engine.connect() as conn:
+            stored = sorted(r[0] for r in conn.execute(text("SELECT external_id FROM touchpoints")))
+        assert stored == ["0", "1"]  # the batch before; not the one after, written beside it
+        monkeypatch.setattr(ColumnarIngest, "_commit_in", commit_in)
+        assert run_sync(rt, "drop").stored == 6  # resumed from the first batch's cursor
+    finally:
+        rt.close()
