@@ -619,6 +619,7 @@ class ColumnarIngest:
                     flights.append(flight)
                     continue
                 prepared = self.prepare(source, mapping, vm, columns)
+                state, item, columns = item.state, None, None  # the columns are not needed any more
                 log.debug(
                     "%s: a batch of %d records as columns, %d of them decided by the row path",
                     source,
@@ -627,7 +628,7 @@ class ColumnarIngest:
                 )
                 while flights and (len(flights) >= depth or flights[-1].row):
                     yield from self._landed(flights)
-                flight = _Flight(prepared, item.state, flights[-1] if flights else None)
+                flight = _Flight(prepared, state, flights[-1] if flights else None)
                 flight.future = pool.submit(self._commit_ordered, flight)
                 flights.append(flight)
             while flights:
@@ -660,9 +661,10 @@ class ColumnarIngest:
                 if conn.dialect.name == "postgresql":
                     conn.exec_driver_sql(f"SET LOCAL lock_timeout = {LOCK_WAIT_MS}")
                 result = self._commit_in(conn, batch, None)
-                if flight.before is not None:
-                    flight.before.done.wait()
-                    if not flight.before.committed:
+                before, flight.before = flight.before, None  # no chain of every batch before it
+                if before is not None:
+                    before.done.wait()
+                    if not before.committed:
                         raise _Again
                 if flight.state is not None:  # the cursor row last: the batch before wrote it first
                     save_state(conn, batch.source, flight.state, self.ingestor.clock())
@@ -692,6 +694,7 @@ class ColumnarIngest:
             flights.clear()
             raise
         if result is not None:
+            flight.prepared = None
             yield result
             return
         # rolled back: so are the batches after it (they wait for its commit); once they have
