@@ -313,7 +313,15 @@ class ColumnarIngest:
         with self.store.begin() as conn:
             return self._commit_in(conn, batch, state)
 
-    def _commit_in(self, conn: Connection, batch: PreparedColumnar, state: dict[str, Any] | None) -> IngestResult:
+    def _commit_in(
+        self,
+        conn: Connection,
+        batch: PreparedColumnar,
+        state: dict[str, Any] | None,
+        before_hooks: Callable[[], None] | None = None,
+    ) -> IngestResult:
+        """The database half, in ``conn``'s transaction; ``before_hooks`` runs once the batch is
+        written and before the features' hooks see it."""
         source = batch.source
         result = IngestResult(read=batch.read, duplicates=batch.duplicates + batch.fallback.duplicates)
         now = self.ingestor.clock()
@@ -449,6 +457,8 @@ class ColumnarIngest:
         fb_rows = [_event_row(ev, fb.docs.get(ev.external_id)) for _, ev in fb_events]
         self._write_touchpoints(conn, tp, fb_rows)
         result.stored = ok.height + len(fb_events)
+        if before_hooks is not None:
+            before_hooks()
         hooks = self.ingestor.hooks
         if hooks and result.stored:
             from hub.ingest import IngestContext
@@ -645,9 +655,10 @@ class ColumnarIngest:
             pool.shutdown(wait=True)
 
     def _commit_ordered(self, flight: _Flight) -> IngestResult | None:
-        """Write ``flight``'s batch in a transaction of its own, then commit it once the batch
-        before it has committed; None when it must be committed again on its own (the batch
-        before failed, or the two waited on each other's rows: see :func:`_lock_conflict`).
+        """Write ``flight``'s batch in a transaction of its own, then, once the batch before it
+        has committed, run the features' hooks and commit; None when it must be committed again on
+        its own (the batch before failed, or the two waited on each other's rows: see
+        :func:`_lock_conflict`).
 
         Two batches in flight may store the same keys (a record, a new identity): the second
         waits in PostgreSQL for the first to end, then takes the path for keys stored already.
@@ -660,12 +671,17 @@ class ColumnarIngest:
             with self.store.begin() as conn:
                 if conn.dialect.name == "postgresql":
                     conn.exec_driver_sql(f"SET LOCAL lock_timeout = {LOCK_WAIT_MS}")
-                result = self._commit_in(conn, batch, None)
                 before, flight.before = flight.before, None  # no chain of every batch before it
-                if before is not None:
-                    before.done.wait()
-                    if not before.committed:
-                        raise _Again
+
+                def after_before() -> None:
+                    # the features' hooks (caps, cases, locks per customer) see the batch before
+                    # committed, as one writer would show it to them
+                    if before is not None:
+                        before.done.wait()
+                        if not before.committed:
+                            raise _Again
+
+                result = self._commit_in(conn, batch, None, after_before)
                 if flight.state is not None:  # the cursor row last: the batch before wrote it first
                     save_state(conn, batch.source, flight.state, self.ingestor.clock())
             flight.committed = True
