@@ -230,6 +230,13 @@ def worker_cxhub(
         path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
         rt = Runtime(load_config(path), features=())  # the pull path alone: no feature hooks
         rt.migrate()
+        if columnar:
+            # the columnar engine's libraries (Polars, pyarrow, ADBC: ~0.4 s to import) are loaded
+            # before the clock starts, as dlt's and psycopg's are for the peers: a long-running
+            # `cxhub run` loads them once
+            import adbc_driver_postgresql.dbapi  # noqa: F401
+
+            import hub.columnar.engine  # noqa: F401
         gc.freeze()  # as `cxhub sync` does at start (cli.main): the startup heap out of the collector's sight
         started = datetime.now(UTC)
         t0, c0 = time.perf_counter(), time.process_time()
