@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,8 @@ def test_two_batches_in_flight_share_new_customers_and_merge_as_the_row_path_doe
     assert ["1", "2", "3", "5", "8"] in partitions[1]
 
 
-def _drop_of(tmp_path: Path, n: int) -> tuple[Path, Path]:
+def _drop_runtime(tmp_path: Path, pg_url: str, n: int) -> Any:
+    """A runtime syncing ``n`` JSON lines (three members among them) in batches of two into ``pg_url``."""
     drop = tmp_path / "drop"
     drop.mkdir()
     lines = [{"id": str(i), "at": "2026-01-01T10:00:00", "m": f"M{i % 3}"} for i in range(n)]
@@ -175,7 +177,28 @@ def _drop_of(tmp_path: Path, n: int) -> tuple[Path, Path]:
         "name: m\nkind: transaction\nfields:\n  occurred_at: {path: at, type: datetime, required: true}\n"
         "  customer.identities: {member_id: m}\n"
     )
-    return drop, mapping
+    rt = source_runtime(
+        tmp_path, pg_url, "drop", "jsonl", mapping, {"path": str(drop), "id_path": "id", "batch_size": 2}
+    )
+    reset_store(rt.store)
+    return rt
+
+
+def _second_commit_raises(monkeypatch: pytest.MonkeyPatch, error: Exception) -> Callable[..., Any]:
+    """Make the second batch's commit raise ``error`` before it writes; returns the real method."""
+    from hub.columnar.engine import ColumnarIngest
+
+    commit_in = ColumnarIngest._commit_in
+    calls: list[int] = []
+
+    def second_fails(self: ColumnarIngest, conn: Any, batch: Any, *rest: Any) -> Any:
+        calls.append(batch.read)
+        if len(calls) == 2:  # the second batch, written beside the first
+            raise error
+        return commit_in(self, conn, batch, *rest)
+
+    monkeypatch.setattr(ColumnarIngest, "_commit_in", second_fails)
+    return commit_in
 
 
 @pytest.mark.postgres
@@ -186,26 +209,10 @@ def test_a_batch_that_waited_on_the_one_beside_it_is_committed_again_alone(
     that batch and the one after it; both are committed again, in order, one at a time."""
     from psycopg import errors
 
-    from hub.columnar.engine import ColumnarIngest
-
-    drop, mapping = _drop_of(tmp_path, 8)
-    commit_in = ColumnarIngest._commit_in
-    calls: list[int] = []
-
-    def conflicting(self: ColumnarIngest, conn: Any, batch: Any, state: Any, *rest: Any) -> Any:
-        calls.append(batch.read)
-        if len(calls) == 2:  # the second batch, beside the first
-            raise errors.LockNotAvailable("canceling statement due to lock timeout")
-        return commit_in(self, conn, batch, state, *rest)
-
-    monkeypatch.setattr(ColumnarIngest, "_commit_in", conflicting)
-    rt = source_runtime(
-        tmp_path, pg_url, "drop", "jsonl", mapping, {"path": str(drop), "id_path": "id", "batch_size": 2}
-    )
+    _second_commit_raises(monkeypatch, errors.LockNotAvailable("canceling statement due to lock timeout"))
+    rt = _drop_runtime(tmp_path, pg_url, 8)
     try:
-        reset_store(rt.store)
-        result = run_sync(rt, "drop")
-        assert result.stored == 8
+        assert run_sync(rt, "drop").stored == 8
         with rt.store.engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM touchpoints")).scalar_one() == 8
             assert conn.execute(text("SELECT count(DISTINCT customer_id) FROM touchpoints")).scalar_one() == 3
@@ -220,22 +227,9 @@ def test_a_failed_commit_stops_the_sync_and_nothing_after_it_is_committed(
 ) -> None:
     from hub.columnar.engine import ColumnarIngest
 
-    drop, mapping = _drop_of(tmp_path, 8)
-    commit_in = ColumnarIngest._commit_in
-    calls: list[int] = []
-
-    def failing(self: ColumnarIngest, conn: Any, batch: Any, state: Any, *rest: Any) -> Any:
-        calls.append(batch.read)
-        if len(calls) == 2:
-            raise RuntimeError("the store refused the batch")
-        return commit_in(self, conn, batch, state, *rest)
-
-    monkeypatch.setattr(ColumnarIngest, "_commit_in", failing)
-    rt = source_runtime(
-        tmp_path, pg_url, "drop", "jsonl", mapping, {"path": str(drop), "id_path": "id", "batch_size": 2}
-    )
+    commit_in = _second_commit_raises(monkeypatch, RuntimeError("the store refused the batch"))
+    rt = _drop_runtime(tmp_path, pg_url, 8)
     try:
-        reset_store(rt.store)
         with pytest.raises(RuntimeError, match="refused"):
             run_sync(rt, "drop")
         with rt.store.engine.connect() as conn:
@@ -251,10 +245,7 @@ def test_a_failed_commit_stops_the_sync_and_nothing_after_it_is_committed(
 def test_the_features_hooks_of_a_batch_see_the_batch_before_it_committed(pg_url: str, tmp_path: Path) -> None:
     """Two batches are written at once, but a batch's hooks (survey caps, cases) run only once the
     batch before it has committed: they see the store as a single writer would leave it."""
-    drop, mapping = _drop_of(tmp_path, 12)
-    rt = source_runtime(
-        tmp_path, pg_url, "drop", "jsonl", mapping, {"path": str(drop), "id_path": "id", "batch_size": 2}
-    )
+    rt = _drop_runtime(tmp_path, pg_url, 12)
     seen: list[tuple[int, int]] = []
 
     def hook(ctx: Any, events: list[Any]) -> None:
@@ -264,7 +255,6 @@ def test_the_features_hooks_of_a_batch_see_the_batch_before_it_committed(pg_url:
 
     rt.ingestor.hooks.append(hook)
     try:
-        reset_store(rt.store)
         assert run_sync(rt, "drop").stored == 12
     finally:
         rt.close()
