@@ -39,7 +39,16 @@ from sqlalchemy import Connection, Table, text
 
 from hub.columnar.identities import IdentityColumns, resolve_columns
 from hub.columnar.records import from_nested, from_rows
-from hub.columnar.vector import ArrowRecords, Mapped, Unsupported, VectorMapping, _adapter, compile_vector, json_text
+from hub.columnar.vector import (
+    ArrowRecords,
+    Mapped,
+    Unsupported,
+    VectorMapping,
+    _adapter,
+    compile_vector,
+    const,
+    json_text,
+)
 from hub.identity import Key
 from hub.ingest import Ingestor, IngestResult, PreparedBatch, _event_row, quarantine_row, rejected_rows
 from hub.mapping import CompiledMapping
@@ -208,9 +217,7 @@ class ColumnarIngest:
         ident_cols: list[tuple[str, pl.Series, pl.Series]] = []
         for ns, plain, scoped in mapped.identities:
             values = plain.gather(sel)
-            scopes = (
-                scoped.gather(sel) if scoped is not None else pl.repeat(None, len(values), dtype=pl.String, eager=True)
-            )
+            scopes = scoped.gather(sel) if scoped is not None else const(None, len(values), pl.String)
             if ns in SENSITIVE_NAMESPACES:
                 uniq = values.drop_nulls().unique().to_list()
                 hashed = {}
@@ -241,7 +248,7 @@ class ColumnarIngest:
                 pl.concat_str([pl.lit("["), pl.concat_str(pieces, separator=",", ignore_nulls=True), pl.lit("]")])
             ).to_series()
             if pieces
-            else pl.repeat("[]", len(ext_list), dtype=pl.String, eager=True)
+            else const("[]", len(ext_list), pl.String)
         )
         if times is None:
             received: pl.Series | str = self._received(batch.received_at)
@@ -439,14 +446,14 @@ class ColumnarIngest:
         tp = pl.DataFrame(
             {
                 "id": ok["id"],
-                "source": pl.repeat(source, ok.height, dtype=pl.String, eager=True),
+                "source": const(source, ok.height, pl.String),
                 "external_id": ok["external_id"],
                 "kind": ok["kind"],
                 "channel": ok["channel"],
                 "occurred_at": ok["occurred_at"],
                 "received_at": batch.received.gather(ok["index"])
                 if batch.received is not None
-                else pl.repeat(batch.received_at, ok.height, eager=True).dt.convert_time_zone("UTC")
+                else const(batch.received_at, ok.height).dt.convert_time_zone("UTC")
                 if ok.height
                 else pl.Series([], dtype=pl.Datetime("us", "UTC")),
                 "customer_id": cids,
@@ -498,11 +505,11 @@ class ColumnarIngest:
             return None if len(got) == frame.height else got
         text_frame = pl.DataFrame(
             {
-                "source": pl.repeat(_copy_one(source), frame.height, dtype=pl.String, eager=True),
+                "source": const(_copy_one(source), frame.height, pl.String),
                 "external_id": _copy_text(frame["external_id"]),
                 "received_at": _copy_time(frame["received_at"])
                 if each
-                else pl.repeat(_copy_stamp(received_at), frame.height, dtype=pl.String, eager=True),
+                else const(_copy_stamp(received_at), frame.height, pl.String),
                 "status": frame["status"],
                 "touchpoint_id": frame["touchpoint_id"],
             }

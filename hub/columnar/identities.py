@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Connection
 
+from hub.columnar.vector import const
 from hub.identity import IdentityResolver, Key
 from hub.model import uuid_text
 from hub.store.schema import customers, identities
@@ -91,8 +92,8 @@ def resolve_columns(
                     pl.DataFrame(
                         {
                             "id": new_customers,
-                            "created_at": pl.repeat(now, len(new_customers), eager=True),
-                            "opted_out": pl.repeat(False, len(new_customers), eager=True),
+                            "created_at": const(now, len(new_customers)),
+                            "opted_out": const(False, len(new_customers)),
                         }
                     ),
                 )
@@ -108,7 +109,7 @@ def resolve_columns(
                             "value": [k[2] for k in keys],
                             "customer_id": [new_keys[k] for k in keys],
                             "contact": [vault.encrypt(k[0], contacts[k]) if k in contacts else None for k in keys],
-                            "first_seen": pl.repeat(now, len(keys), eager=True),
+                            "first_seen": const(now, len(keys)),
                         },
                         schema_overrides={"contact": pl.String},
                     ),
