@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("cxhub.ingest")
 
 #: the fewest records a burst has for the columnar path to pay (bench/bursts.py: its fixed cost per
-#: batch, ~200 Polars queries, is paid back from a few thousand records on)
-COLUMNAR_MIN = 4000
+#: batch, ~150 Polars queries, is paid back from about 2,000 records on)
+COLUMNAR_MIN = 2000
 
 
 class BurstIngest:
