@@ -48,22 +48,19 @@ class BurstIngest:
 
     def vector(self, mapping: CompiledMapping) -> VectorMapping | None:
         """The mapping's vector form (compiled once), or None when the row path must map it."""
-        if self.ingestor.keep_raw:
+        if self.ingestor.keep_raw:  # the row path, known without loading the engine
             return None
         found = self._plans.get(id(mapping))
         if found is not None and found[0] is mapping:
             return found[1]
-        from hub.columnar.engine import ColumnarIngest
-        from hub.columnar.vector import Unsupported, compile_vector
+        from hub.columnar.engine import ColumnarIngest, mapping_plan
 
         with self._lock:
             if self._columnar is None:
                 self._columnar = ColumnarIngest(self.ingestor)
-            try:
-                vm: VectorMapping | None = compile_vector(mapping)
-            except Unsupported as exc:
-                log.info("pushes mapped by %r take the row path: %s", mapping.name, exc)
-                vm = None
+            vm, why = mapping_plan(mapping, keep_raw=self.ingestor.keep_raw)
+            if vm is None:
+                log.info("pushes mapped by %r take the row path: %s", mapping.name, why)
             self._plans[id(mapping)] = (mapping, vm)
         return vm
 

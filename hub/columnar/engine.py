@@ -76,6 +76,12 @@ def plan(
         return None, f"the {getattr(connector, 'kind', '?')} connector hands over records one at a time"
     if options is not None and getattr(options, "columnar", True) is False:
         return None, "columnar: false in the source's options"
+    return mapping_plan(mapping, keep_raw=keep_raw)
+
+
+def mapping_plan(mapping: CompiledMapping | None, *, keep_raw: bool) -> tuple[VectorMapping | None, str]:
+    """The vector form of ``mapping``, or None and why its records take the row path (whatever
+    hands them over: a pull source, a burst of pushes)."""
     if keep_raw:
         return None, "store.keep_raw_payloads keeps each raw payload, which the row path writes"
     if mapping is None:
