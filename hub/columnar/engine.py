@@ -662,9 +662,7 @@ class ColumnarIngest:
             raise
         finally:
             reader.close()
-            for flight in flights:
-                with contextlib.suppress(Exception):
-                    flight.future.result()
+            _settle(flights)
             pool.shutdown(wait=True)
 
     def _commit_ordered(self, flight: _Flight) -> IngestResult | None:
@@ -717,9 +715,7 @@ class ColumnarIngest:
         except Exception:
             # failed: the batches after it roll back (they wait for its commit), and none is
             # committed again
-            for later in flights:
-                with contextlib.suppress(Exception):
-                    later.future.result()
+            _settle(flights)
             flights.clear()
             raise
         if result is not None:
@@ -729,10 +725,8 @@ class ColumnarIngest:
         # rolled back: so are the batches after it (they wait for its commit); once they have
         # ended, each is committed again, in order, alone
         again = [flight, *flights]
+        _settle(flights)
         flights.clear()
-        for later in again[1:]:
-            with contextlib.suppress(Exception):
-                later.future.result()
         for one in again:
             assert one.prepared is not None
             yield self.commit(one.prepared, one.state)
@@ -743,6 +737,13 @@ WRITERS = 2
 #: the longest a columnar batch written beside another waits for a lock before both are committed
 #: again one after the other (ms)
 LOCK_WAIT_MS = 5000
+
+
+def _settle(flights: Iterable[_Flight]) -> None:
+    """Wait until each batch in ``flights`` has committed or rolled back (its outcome is its own)."""
+    for flight in flights:
+        with contextlib.suppress(Exception):
+            flight.future.result()
 
 
 class _Again(Exception):
