@@ -218,15 +218,12 @@ def _run_push(url: str, n: int, concurrency: int, columnar: bool = True) -> dict
     if not columnar:
         writer.bursts.columnar_min = n + 1
     gc.freeze()  # as cxhub's CLI does at start (cli.main)
-    stored = 0
 
     async def request(queue: list[bytes]) -> None:
-        nonlocal stored
         while queue:
             payload = orjson.loads(queue.pop())
             rec = RawRecord("pos", payload["receipt_no"], payload, utcnow())
             await asyncio.wrap_future(writer.submit("pos", mapping, [rec]))
-            stored += 1
 
     async def drive() -> None:
         queue = bodies[::-1]

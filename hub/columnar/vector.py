@@ -610,7 +610,7 @@ def _map(vm: VectorMapping, records: ArrowRecords) -> Mapped:
     filtered = const(False, n)
     keep_mask = None
     if vm.mapping.when_text is not None:
-        keep_mask = vector_when(vm.mapping.when_text, table, records.opaque_of(), numeric)
+        keep_mask = vector_when(vm.mapping.when_text, table, opaque, numeric)
     if keep_mask is not None:
         filtered = ~keep_mask
     elif vm.when is not None:
