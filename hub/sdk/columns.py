@@ -3,8 +3,8 @@
 A pull source that can read columns (``columnar = True``, a ``read_arrow(state, *, full=False)``
 method) hands the hub :class:`ColumnBatch` objects instead of :class:`hub.sdk.Batch` ones (a
 ``Batch`` among them is taken by the row path); the hub maps them with the mapping's vector form
-and writes them with ``COPY``. The fields say what the
-hub may assume about the records, so the columns and the row path read the same values.
+and writes them with ``COPY``. The fields say what the hub may assume about the records, so the
+columns and the row path read the same values.
 """
 
 from __future__ import annotations
