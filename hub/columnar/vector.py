@@ -21,6 +21,7 @@ Exactly the row path's results, by construction:
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -210,7 +211,106 @@ def json_text(values: pl.Series) -> pl.Series:
     return out
 
 
+# ---------------------------------------------------------------- the columns of a batch
+
+
+class _Cols:
+    """One table of a batch (the records, or a nested list's elements) for the fused queries.
+
+    Mapping a batch builds Polars *expressions* over this table rather than computing each step
+    at once: every eager step on a Series is a query of its own, with ~0.1-0.3 ms of thread-pool
+    round trips, and a mapping has dozens of steps per field. So a batch runs a handful of queries:
+    one that asks what the data holds (:meth:`probe`: does a column need JSON escaping, is every
+    decimal canonical), one per nested list, and one that builds every output column
+    (:meth:`select`). Values only the row path's code computes (per distinct value, per record)
+    are computed in Python and join the table as columns of their own (:meth:`add`)."""
+
+    def __init__(
+        self,
+        table: pa.Table,
+        numeric: frozenset[str],
+        opaque: frozenset[str] | None,
+        rows: Callable[[], list[dict[str, Any]]],
+    ):
+        self.table = table
+        self.n = table.num_rows
+        self.numeric = numeric
+        self.opaque = opaque
+        self.rows = rows
+        self._series: dict[str, pl.Series] = {}
+        self._extra: list[pl.Series] = []
+        self._probes: list[pl.Expr] = []
+        self.found: dict[str, Any] = {}
+
+    def series(self, name: str) -> pl.Series:
+        """The Arrow column ``name`` as a Polars Series (converted once)."""
+        found = self._series.get(name)
+        if found is None:
+            found = self._series[name] = typing.cast(pl.Series, pl.from_arrow(self.table[name])).alias(name)
+        return found
+
+    def col(self, name: str) -> pl.Expr:
+        """The Arrow column ``name`` in the expressions."""
+        self.series(name)
+        return pl.col(name)
+
+    def add(self, values: pl.Series) -> pl.Expr:
+        """A column computed outside the expressions, in the expressions."""
+        name = f"\x00cxhub{len(self._extra)}"
+        self._extra.append(values.alias(name))
+        return pl.col(name)
+
+    def probe(self, expr: pl.Expr) -> str:
+        """A scalar the plan needs before it builds its expressions; read from :attr:`found`
+        under the returned key after :meth:`run_probes`."""
+        name = f"\x00probe{len(self._probes)}"
+        self._probes.append(expr.alias(name))
+        return name
+
+    def run_probes(self) -> None:
+        if self._probes:
+            self.found.update(self._frame().select(self._probes).row(0, named=True))
+            self._probes = []
+
+    def _frame(self) -> pl.DataFrame:
+        # a column of the table's height first: a frame of constants alone would have one row
+        return pl.DataFrame([const(None, self.n, pl.Null).alias("\x00height"), *self._series.values(), *self._extra])
+
+    def lazy(self, *stages: dict[str, pl.Expr]) -> pl.LazyFrame:
+        """The columns of ``stages`` (each may read the ones before; constants broadcast to the
+        table's height) as one query, keeping the last stage's columns."""
+        frame = self._frame().lazy()
+        for stage in stages:
+            frame = frame.with_columns(**stage)
+        return frame.select(list(stages[-1]))
+
+    def select(self, *stages: dict[str, pl.Expr]) -> pl.DataFrame:
+        return self.lazy(*stages).collect()
+
+
+def _quoted(text: pl.Expr) -> pl.Expr:
+    return pl.concat_str([pl.lit('"'), text, pl.lit('"')])
+
+
 # ---------------------------------------------------------------- one field
+
+
+@dataclass
+class Built:
+    """One field of every row of a batch: its JSON fragment, the rows the row path decides, and
+    the value itself when it is at hand without decoding the fragment.
+
+    A ``str`` / None fragment is the same for every row (a constant; None: missing), and a
+    ``bool`` flag likewise: they join the JSON text as text, not as a column."""
+
+    frag: pl.Expr | str | None
+    bad: pl.Expr | bool
+    #: the value where the fragment is not null: a text field's text, a time's UTC time
+    plain: pl.Expr | None = None
+
+
+#: computes a field once the probes it asked for have run
+Build = Callable[[], Built]
 
 
 @dataclass
@@ -226,34 +326,35 @@ class Leaf:
     default_frag: str | None
     default_bad: bool
 
-    def evaluate(
-        self,
-        table: pa.Table,
-        numeric: frozenset[str],
-        rows: Callable[[], list[dict[str, Any]]],
-        opaque: frozenset[str] | None = None,
-    ) -> Frag:
-        """``opaque``: the keys the records hold outside the columns (None: not known)."""
-        n = table.num_rows
+    def plan(self, c: _Cols) -> Build:
+        """How the field is computed over ``c``: a vectorised form where one fits the column's type,
+        else the row path's own code (once per distinct value, or per record)."""
         spec = self.spec
-        if spec.is_const or (self.column is not None and opaque is not None and self._absent(table, opaque)):
+        if spec.is_const or (self.column is not None and c.opaque is not None and self._absent(c.table, c.opaque)):
             # a constant, or a key no record holds (the source has no such column): the row
             # path's own value of a record without it, once
             frag, bad = self._one({})
-            return Frag(const(frag, n, pl.String), const(bad, n))
-        if self.column is None or self.column not in table.column_names:
+            text = orjson.loads(frag) if frag is not None else None
+            built = Built(frag, bad, pl.lit(text if isinstance(text, str) else None, pl.String))
+            return lambda: built
+        if self.column is None or self.column not in c.table.column_names:
             # templates, expressions, paths into values that are not columns (a list, a key no
             # record has): the row path's own value, per record
-            return self._per_record(rows())
-        arr = (
-            table[self.column].combine_chunks()
-            if isinstance(table[self.column], pa.ChunkedArray)
-            else table[self.column]
-        )
-        fast = None if spec.lookup is not None else self._fast(arr, self.column in numeric)
+            f = self._per_record(c.rows())
+            per_record = Built(c.add(f.frag), c.add(f.bad))
+            return lambda: per_record
+        numeric = self.column in c.numeric
+        fast = None if spec.lookup is not None else self._fast(c, self.column, numeric)
         if fast is not None:
             return fast
-        return self._distinct(arr, self.column in numeric)
+        return lambda: self._slow(c, numeric)
+
+    def _slow(self, c: _Cols, numeric: bool) -> Built:
+        assert self.column is not None
+        column = c.table[self.column]
+        arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        f = self._distinct(arr, numeric)
+        return Built(c.add(f.frag), c.add(f.bad))
 
     def _absent(self, table: pa.Table, opaque: frozenset[str]) -> bool:
         """No record holds the path. The columns hold every key of the records but ``opaque``
@@ -305,96 +406,105 @@ class Leaf:
             bads.append(bad)
         return Frag(pl.Series(frags, dtype=pl.String), pl.Series(bads, dtype=pl.Boolean))
 
-    def _missing(self, is_null: pl.Series) -> tuple[pl.Series, pl.Series]:
-        """Fragments and flags where the value is missing (null / blank): default, required, omitted."""
-        spec = self.spec
-        if spec.default is not MISSING:
-            frag, bad = self.default_frag, self.default_bad
-        elif spec.required:
-            frag, bad = None, True
-        else:
-            frag, bad = None, False
-        return const(frag, len(is_null), pl.String), is_null & bad
-
-    def _fast(self, arr: pa.Array, numeric: bool) -> Frag | None:
-        """The vectorised forms, each only where it gives what the row path gives; None: none fits."""
+    def _fast(self, c: _Cols, name: str, numeric: bool) -> Build | None:
+        """The vectorised forms, each only where it gives what the row path gives; None: none fits.
+        Each gives a null fragment where the value is null."""
         kind = self.spec.type
         target = _target_kind(self.adapter)
-        t = arr.type
-        s: pl.Series = pl.from_arrow(arr)  # type: ignore[assignment]
+        t = c.table.schema.field(name).type
         if pa.types.is_string(t) or pa.types.is_large_string(t):
             if numeric and kind in ("decimal", "str", "json") and target in ("decimal", "str", "any"):
                 # PostgreSQL numeric text: Decimal(text) prints as the text when canonical
-                ok = s.str.contains(_CANONICAL_DECIMAL).fill_null(True)
-                if not ok.all():
-                    return None
-                missing = s.is_null()
-                frag = pl.concat_str([pl.lit('"'), pl.lit(s), pl.lit('"')], ignore_nulls=False)
-                frag_s = pl.select(frag).to_series()
-                return self._combine(frag_s, missing)
+                col = c.col(name)
+                canonical = c.probe(col.str.contains(_CANONICAL_DECIMAL).fill_null(True).all())
+
+                def decimal() -> Built:
+                    if not c.found[canonical]:
+                        return self._slow(c, True)
+                    return self._combine(_quoted(col), col)
+
+                return decimal
             if numeric:
                 return None
             if kind in ("str", "json") and target in ("str", "any"):
-                return self._combine(json_text(s), s.is_null())
+                col = c.col(name)
+                escape = c.probe(col.str.contains(_NEEDS_ESCAPE).any())
+
+                def text() -> Built:
+                    # most columns (codes, names, ids) have nothing to escape and are only quoted;
+                    # a control character is escaped by the row path's JSON (rarely)
+                    if not c.found[escape]:
+                        return self._combine(_quoted(col), col, col)
+                    built = self._combine(_json_str(col), col, col)
+                    built.bad = _or(built.bad, col.str.contains(_CONTROL).fill_null(False))
+                    return built
+
+                return text
             return None
         if pa.types.is_integer(t) and not numeric:
+            col = c.col(name)
             if kind in ("int", "json") and target in ("int", "any", "decimal_int"):
-                frag_s = s.cast(pl.String)
-                return self._combine(frag_s, s.is_null())
-            if kind in ("str",) and target in ("str", "any"):
-                return self._combine(
-                    pl.select(pl.concat_str([pl.lit('"'), pl.lit(s.cast(pl.String)), pl.lit('"')])).to_series(),
-                    s.is_null(),
-                )
-            if kind in ("decimal", "int") and target == "decimal":
-                return self._combine(
-                    pl.select(pl.concat_str([pl.lit('"'), pl.lit(s.cast(pl.String)), pl.lit('"')])).to_series(),
-                    s.is_null(),
-                )
+                return lambda: self._combine(col.cast(pl.String), col)
+            if (kind == "str" and target in ("str", "any")) or (kind in ("decimal", "int") and target == "decimal"):
+                return lambda: self._combine(_quoted(col.cast(pl.String)), col, col.cast(pl.String))
             return None
         if pa.types.is_timestamp(t) and kind == "datetime" and target == "datetime" and self.spec.fmt is None:
+            col = c.col(name)
             if t.tz is None:
                 zone = self.spec.tz.key
-                utc = s.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null").dt.convert_time_zone(
+                utc = col.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null").dt.convert_time_zone(
                     "UTC"
                 )
-                gap = utc.is_null() & s.is_not_null()
+                gap: pl.Expr | bool = utc.is_null() & col.is_not_null()  # a local time that does not exist
             else:
-                utc = s.dt.convert_time_zone("UTC")
-                gap = const(False, len(s))
-            frag_s = iso_utc(utc)
-            frag_s = pl.select(pl.concat_str([pl.lit('"'), pl.lit(frag_s), pl.lit('"')])).to_series()
-            out = self._combine(frag_s, s.is_null())
-            return Frag(out.frag, out.bad | gap)
+                utc = col.dt.convert_time_zone("UTC")
+                gap = False
+
+            def aware() -> Built:
+                # the UTC time itself beside the text, in the unit the typed column holds
+                built = self._combine(_quoted(iso_utc(utc)), col, utc if t.unit == "us" else None)
+                built.bad = _or(built.bad, gap)
+                return built
+
+            return aware
         if pa.types.is_timestamp(t) and kind == "json" and target == "any" and t.tz is None:
-            frag_s = iso_naive(s)
-            return self._combine(
-                pl.select(pl.concat_str([pl.lit('"'), pl.lit(frag_s), pl.lit('"')])).to_series(), s.is_null()
-            )
+            col = c.col(name)
+            return lambda: self._combine(_quoted(iso_naive(col)), col)
         if pa.types.is_boolean(t) and kind in ("bool", "json") and target in ("bool", "any"):
-            frag_s = pl.select(pl.when(pl.lit(s)).then(pl.lit("true")).otherwise(pl.lit("false"))).to_series()
-            return self._combine(frag_s, s.is_null())
+            col = c.col(name)
+            return lambda: self._combine(pl.when(col).then(pl.lit("true")).when(~col).then(pl.lit("false")), col)
         return None
 
-    def _combine(self, frag: pl.Series, missing: pl.Series) -> Frag:
-        if not missing.any():
-            return Frag(frag, const(False, len(frag)))
-        dfrag, dbad = self._missing(missing)
-        out = pl.select(pl.when(pl.lit(missing)).then(pl.lit(dfrag)).otherwise(pl.lit(frag))).to_series()
-        return Frag(out, dbad)
+    def _combine(self, frag: pl.Expr, col: pl.Expr, plain: pl.Expr | None = None) -> Built:
+        """``frag`` (null where ``col`` is) where the value is missing: the default, a flag when it
+        is required (or its default does not validate), or no fragment."""
+        spec = self.spec
+        missing = col.is_null()
+        if spec.default is not MISSING:
+            out = pl.when(missing).then(pl.lit(self.default_frag, pl.String)).otherwise(frag)
+            return Built(out, missing if self.default_bad else False)
+        return Built(frag, missing if spec.required else False, plain)
 
 
-def iso_utc(utc: pl.Series) -> pl.Series:
+def _or(a: pl.Expr | bool, b: pl.Expr | bool) -> pl.Expr | bool:
+    if a is False:
+        return b
+    if b is False:
+        return a
+    return pl.lit(True) if a is True or b is True else typing.cast(pl.Expr, a) | b
+
+
+def iso_utc(utc: pl.Expr) -> pl.Expr:
     """``2026-01-01T00:00:01Z`` / ``...01.500000Z``: how the event's JSON writes an aware time."""
     whole = utc.dt.to_string("%Y-%m-%dT%H:%M:%SZ")
     frac = utc.dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ")
-    return pl.select(pl.when(pl.lit(utc).dt.microsecond() == 0).then(pl.lit(whole)).otherwise(pl.lit(frac))).to_series()
+    return pl.when(utc.dt.microsecond() == 0).then(whole).otherwise(frac)
 
 
-def iso_naive(ts: pl.Series) -> pl.Series:
+def iso_naive(ts: pl.Expr) -> pl.Expr:
     whole = ts.dt.to_string("%Y-%m-%dT%H:%M:%S")
     frac = ts.dt.to_string("%Y-%m-%dT%H:%M:%S%.6f")
-    return pl.select(pl.when(pl.lit(ts).dt.microsecond() == 0).then(pl.lit(whole)).otherwise(pl.lit(frac))).to_series()
+    return pl.when(ts.dt.microsecond() == 0).then(whole).otherwise(frac)
 
 
 def _target_kind(adapter: TypeAdapter[Any]) -> str:
@@ -573,144 +683,227 @@ def _rows_of(table: pa.Table, numeric: frozenset[str]) -> Callable[[], list[dict
 _TOP_ORDER = ("kind", "channel", "occurred_at")
 
 
-def _obj(model: type[BaseModel], prefix: str, frags: dict[str, pl.Series], n: int) -> tuple[pl.Expr, pl.Expr]:
+#: a field's fragments: an expression, or the same text for every row (None: missing in every row)
+Fragment = pl.Expr | str | None
+
+
+def _concat(parts: list[pl.Expr | str]) -> pl.Expr:
+    """The text of ``parts`` joined per row (null where an expression is), adjacent constant texts
+    joined first: a literal in ``concat_str`` is a column of its own."""
+    merged: list[pl.Expr | str] = []
+    for p in parts:
+        if isinstance(p, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += p
+        else:
+            merged.append(p)
+    if len(merged) == 1 and isinstance(merged[0], str):
+        return pl.lit(merged[0])
+    return pl.concat_str([pl.lit(p) if isinstance(p, str) else p for p in merged])
+
+
+def _or_default(frag: Fragment, default: str) -> pl.Expr | str:
+    if frag is None:
+        return default
+    return frag if isinstance(frag, str) else frag.fill_null(pl.lit(default))
+
+
+def _obj(model: type[BaseModel], prefix: str, frags: dict[str, Fragment]) -> tuple[pl.Expr, pl.Expr | bool]:
     """The JSON object of a submodel (every field, defaults where missing) and whether any of its
     fields was written (an optional submodel is null otherwise)."""
-    parts: list[pl.Expr] = [pl.lit("{")]
-    written: pl.Expr = pl.lit(False)
-    first = True
-    for name in model.model_fields:
+    parts: list[pl.Expr | str] = ["{"]
+    written: pl.Expr | bool = False
+    for i, name in enumerate(model.model_fields):
         key = f"{prefix}.{name}"
         default = _default_json(model, name)
-        if key in frags:
-            value = pl.lit(frags[key])
-            written = written | value.is_not_null()
-            value = value.fill_null(pl.lit(default if default is not None else "null"))
-        else:
-            value = pl.lit(default if default is not None else "null")
-        parts.append(pl.lit(("" if first else ",") + orjson.dumps(name).decode() + ":"))
-        parts.append(value)
-        first = False
-    parts.append(pl.lit("}"))
-    return pl.concat_str(parts), written
+        parts.append(("" if i == 0 else ",") + orjson.dumps(name).decode() + ":")
+        frag = frags.get(key)
+        if isinstance(frag, pl.Expr):
+            written = _or(written, frag.is_not_null())
+        elif frag is not None:
+            written = True
+        parts.append(_or_default(frag, default if default is not None else "null"))
+    parts.append("}")
+    return _concat(parts), written
+
+
+def _python_when(
+    when: Callable[[Any], Any], rows: list[dict[str, Any]], c: _Cols, bads: list[pl.Expr | bool]
+) -> pl.Expr:
+    """A ``when`` the vector forms do not evaluate, per record; a record it raises on is the row
+    path's (which raises it). Which records it keeps, as a column of ``c``."""
+    keep = []
+    odd = []
+    for r in rows:
+        try:
+            keep.append(bool(when(r)))
+            odd.append(False)
+        except Exception:  # the row path raises it: let it
+            keep.append(True)
+            odd.append(True)
+    bads.append(c.add(pl.Series(odd, dtype=pl.Boolean)))
+    return c.add(pl.Series(keep, dtype=pl.Boolean))
+
+
+def _any(bads: list[pl.Expr | bool]) -> pl.Expr:
+    exprs = [b for b in bads if isinstance(b, pl.Expr)]
+    if any(b is True for b in bads):
+        return pl.lit(True)
+    return pl.any_horizontal(exprs) if exprs else pl.lit(False)
 
 
 def _map(vm: VectorMapping, records: ArrowRecords) -> Mapped:
     table = records.table
     n = table.num_rows
-    numeric = records.numeric_of()
-    rows = records.all_payloads
-    opaque = records.opaque_of()
-    bad = const(False, n)
-    frags: dict[str, pl.Series] = {}
-    for target, leaf in vm.leaves.items():
-        f = leaf.evaluate(table, numeric, rows, opaque)
-        frags[target] = f.frag
-        bad = bad | f.bad
-    filtered = const(False, n)
-    keep_mask = None
-    if vm.mapping.when_text is not None:
-        keep_mask = vector_when(vm.mapping.when_text, table, opaque, numeric)
-    if keep_mask is not None:
-        filtered = ~keep_mask
+    c = _Cols(table, records.numeric_of(), records.opaque_of(), records.all_payloads)
+    # what each field needs to know of the data, asked in one query
+    plans = {target: leaf.plan(c) for target, leaf in vm.leaves.items()}
+    ident_plans = [
+        (il.namespace, il.leaf.plan(c), il.scope.plan(c) if il.scope is not None else None) for il in vm.identities
+    ]
+    keep = _when_expr(vm.mapping.when_text, c) if vm.mapping.when_text is not None else None
+    c.run_probes()
+    # the query's first stage: each field's fragments, computed once for every place that reads them
+    fields: dict[str, pl.Expr] = {}
+    bads: list[pl.Expr | bool] = []
+    frags: dict[str, Fragment] = {}
+    built: dict[str, Built] = {}
+    for target, build in plans.items():
+        b = built[target] = build()
+        bads.append(b.bad)
+        if isinstance(b.frag, pl.Expr) and not b.frag.meta.is_column() and not b.frag.meta.is_literal():
+            fields[f"frag:{target}"] = b.frag
+            frags[target] = pl.col(f"frag:{target}")
+        else:
+            frags[target] = b.frag
+    filtered: pl.Expr | bool = False
+    if keep is not None:
+        filtered = ~keep
     elif vm.when is not None:
-        payloads = records.all_payloads()
-        keep = []
-        odd = []
-        for p in payloads:
-            try:
-                keep.append(bool(vm.when(p)))
-                odd.append(False)
-            except Exception:  # the row path raises it: let it
-                keep.append(True)
-                odd.append(True)
-        filtered = ~pl.Series(keep, dtype=pl.Boolean)
-        bad = bad | pl.Series(odd, dtype=pl.Boolean)
-    # nested lists: one JSON array per record
+        filtered = ~_python_when(vm.when, records.all_payloads(), c, bads)
+    # nested lists: one JSON array per record, each a query of its own
     for lst in vm.lists:
-        arr, lbad = _items(lst, records, n)
-        frags[lst.target] = arr
-        bad = bad | lbad
-    # identities: the plain values; blank ones are no identity
-    idents: list[tuple[str, pl.Series, pl.Series | None]] = []
-    for il in vm.identities:
-        plain, ibad = _identity_values(il.leaf, table, numeric, rows, opaque)
-        scopes = None
-        if il.scope is not None:  # a value without its app (or too long a one): the row path's reason
-            scopes, sbad = _identity_values(il.scope, table, numeric, rows, opaque)
-            unscoped = plain.is_not_null() & (scopes.is_null() | (scopes.str.len_chars() > 128).fill_null(False))
-            ibad = ibad | sbad | unscoped
-        idents.append((il.namespace, plain, scopes))
-        bad = bad | ibad
-    # the event's JSON, in the model's field order, split around the customer id
+        arrays, flagged = _items(lst, records, n)
+        frags[lst.target] = c.add(arrays)
+        bads.append(c.add(flagged))
+    # the second: identities (the plain values; blank ones are no identity), the document's JSON
+    # split around the customer id, the typed columns beside it
+    out: dict[str, pl.Expr] = {}
+    checks: list[pl.Expr | bool] = []
+    for k, (_, value_plan, scope_plan) in enumerate(ident_plans):
+        value_built = value_plan()
+        value, odd = _text_of(value_built)
+        value = pl.when(value == "").then(pl.lit(None, pl.String)).otherwise(value)
+        out[f"ident{k}"] = value
+        ident = pl.col(f"ident{k}")
+        bads += [value_built.bad, odd]
+        checks.append((ident.str.len_chars() > 512).fill_null(False))
+        if scope_plan is not None:  # a value without its app (or too long a one): the row path's reason
+            scope_built = scope_plan()
+            scope, sodd = _text_of(scope_built)
+            out[f"scope{k}"] = pl.when(scope == "").then(pl.lit(None, pl.String)).otherwise(scope)
+            scoped = pl.col(f"scope{k}")
+            bads += [scope_built.bad, sodd]
+            checks += [
+                (scoped.str.len_chars() > 512).fill_null(False),
+                ident.is_not_null() & (scoped.is_null() | (scoped.str.len_chars() > 128).fill_null(False)),
+            ]
     kind = frags["kind"]
-    bad = bad | kind.is_null() | frags["occurred_at"].is_null()
-    org, _ = _obj(Org, "org", frags, n)
-    order_parts = None
+    occurred = frags["occurred_at"]
+    for f in (kind, occurred):
+        bads.append(f.is_null() if isinstance(f, pl.Expr) else f is None)
+    org, _ = _obj(Org, "org", frags)
+    order: pl.Expr | str = "null"
     if any(k.startswith("order.") for k in frags):
-        order_obj, written = _obj(Order, "order", frags, n)
-        order_parts = pl.when(written).then(order_obj).otherwise(pl.lit("null"))
+        order_obj, written = _obj(Order, "order", frags)
+        order = order_obj if written is True else pl.when(written).then(order_obj).otherwise(pl.lit("null"))
     attrs = [(k.split(".", 1)[1], v) for k, v in frags.items() if k.startswith("attributes.")]
     for _, v in attrs:  # a phone number inside a text attribute: the row path masks it and seals it
-        bad = bad | v.str.contains(PHONE_PATTERN).fill_null(False)
-    attr_expr: pl.Expr
+        if isinstance(v, pl.Expr):
+            bads.append(v.str.contains(PHONE_PATTERN).fill_null(False))
+        elif v is not None and re.search(PHONE_PATTERN, v):
+            bads.append(True)
+    attr: pl.Expr | str = "{}"
     if attrs:
-        pieces = [pl.concat_str([pl.lit(orjson.dumps(name).decode() + ":"), pl.lit(v)]) for name, v in attrs]
-        attr_expr = pl.concat_str([pl.lit("{"), pl.concat_str(pieces, separator=",", ignore_nulls=True), pl.lit("}")])
-    else:
-        attr_expr = pl.lit("{}")
-    top = {}
-    for name in ("channel",):
-        d = _default_json(TouchpointEvent, name)
-        top[name] = pl.lit(frags[name]).fill_null(pl.lit(d)) if name in frags else pl.lit(d)
-    cust_rest = []
-    for name in ("name", "member_level"):
-        d = _default_json(Customer, name) or "null"
-        key = f"customer.{name}"
-        cust_rest.append(pl.lit(frags[key]).fill_null(pl.lit(d)) if key in frags else pl.lit(d))
-    head_parts: list[pl.Expr] = [
-        pl.lit('"kind":'),
-        pl.lit(kind),
-        pl.lit(',"channel":'),
-        top["channel"],
-        pl.lit(',"occurred_at":'),
-        pl.lit(frags["occurred_at"]),
-    ]
-    tail_parts: list[pl.Expr] = [
-        pl.lit(',"name":'),
-        cust_rest[0],
-        pl.lit(',"member_level":'),
-        cust_rest[1],
-        pl.lit('},"org":'),
-        org,
-        pl.lit(',"order":'),
-        order_parts if order_parts is not None else pl.lit("null"),
-        pl.lit(',"feedback":null,"attributes":'),
-        attr_expr,
-        pl.lit(',"raw_ref":null}'),
-    ]
-    out = pl.select(
-        head=pl.concat_str(head_parts),
-        tail=pl.concat_str(tail_parts),
+        pieces = [_concat([orjson.dumps(name).decode() + ":", v]) for name, v in attrs if v is not None]
+        attr = _concat(["{", pl.concat_str(pieces, separator=",", ignore_nulls=True), "}"]) if pieces else "{}"
+    head = _concat(
+        [
+            '"kind":',
+            _or_default(kind, "null"),
+            ',"channel":',
+            _or_default(frags.get("channel"), _default_json(TouchpointEvent, "channel") or "null"),
+            ',"occurred_at":',
+            _or_default(occurred, "null"),
+        ]
     )
-    status = pl.select(
-        pl.when(pl.lit(filtered) & ~pl.lit(bad))
+    cust = [
+        _or_default(frags.get(f"customer.{name}"), _default_json(Customer, name) or "null")
+        for name in ("name", "member_level")
+    ]
+    tail = _concat(
+        [
+            ',"name":',
+            cust[0],
+            ',"member_level":',
+            cust[1],
+            '},"org":',
+            org,
+            ',"order":',
+            order,
+            ',"feedback":null,"attributes":',
+            attr,
+            ',"raw_ref":null}',
+        ]
+    )
+    typed = {
+        t: _text_of(built[t]) if t in built else (pl.lit(None, pl.String), False)
+        for t in ("kind", "channel", "org.store")
+    }
+    for _, odd in typed.values():
+        bads.append(odd)
+    occurred_plain = built["occurred_at"].plain
+    out |= {
+        "head": head,
+        "tail": tail,
+        "kind": typed["kind"][0],
+        "channel": typed["channel"][0],
+        "store": typed["org.store"][0],
+        "occurred_at": occurred_plain
+        if occurred_plain is not None
+        else (occurred if isinstance(occurred, pl.Expr) else pl.lit(occurred, pl.String))
+        .str.strip_chars('"')
+        .str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_unit="us", time_zone="UTC", strict=False),
+    }
+    bad = _any(bads + checks)
+    status = {
+        "status": pl.when(_any([filtered]) & ~bad)
         .then(pl.lit("filtered"))
-        .when(pl.lit(bad))
+        .when(bad)
         .then(pl.lit("row"))
         .otherwise(pl.lit("ok"))
-    ).to_series()
-    kinds = kind.str.strip_chars('"')
-    channel = frags.get("channel")
-    columns = pl.DataFrame(
-        {
-            "kind": kinds,
-            "channel": _unjson(channel, n),
-            "occurred_at": _occurred(frags["occurred_at"]),
-            "store": _unjson(frags.get("org.store"), n),
-        }
-    )
-    return Mapped(status, out["head"], out["tail"], columns, idents)
+    }
+    # the third: the outcome of each record
+    frame = c.select(fields, out, status | {k: pl.col(k) for k in out})
+    columns = pl.DataFrame([frame["kind"], frame["channel"], frame["occurred_at"], frame["store"]])
+    idents = [
+        (ns, frame[f"ident{k}"], frame[f"scope{k}"] if scope_plan is not None else None)
+        for k, (ns, _, scope_plan) in enumerate(ident_plans)
+    ]
+    return Mapped(frame["status"], frame["head"], frame["tail"], columns, idents)
+
+
+def _text_of(built: Built) -> tuple[pl.Expr, pl.Expr | bool]:
+    """The text of a field of JSON strings (JSON null: null), and the rows whose fragment has an
+    escape to decode (rare in codes, names and ids: those records are the row path's)."""
+    if built.plain is not None:
+        return built.plain, False
+    frag = built.frag
+    if not isinstance(frag, pl.Expr):
+        text = orjson.loads(frag) if frag is not None else None
+        return pl.lit(text if isinstance(text, str) else None, pl.String), False
+    plain = frag.str.strip_prefix('"').str.strip_suffix('"')
+    text = pl.when(frag == "null").then(pl.lit(None, pl.String)).otherwise(plain)
+    return text, frag.str.contains("\\", literal=True).fill_null(False)
 
 
 def vector_when(
@@ -720,8 +913,17 @@ def vector_when(
     the row path's JMESPath would decide them; None when the expression has a form this does not
     evaluate (then it runs per record). Evaluated: comparisons of a plain path with a text, number
     or boolean literal (``status != 'VOID'``, ``total > `0```), and ``&&``, ``||``, ``!`` of them.
-    ``opaque`` as for :meth:`Leaf.evaluate`: with None, a path that is no column is not evaluated;
+    ``opaque`` as for :meth:`Leaf.plan`: with None, a path that is no column is not evaluated;
     ``numeric`` columns (decimals as text) are not evaluated."""
+    c = _Cols(table, numeric, opaque, list)
+    keep = _when_expr(expression, c)
+    if keep is None:
+        return None
+    return c.select({"keep": keep})["keep"]
+
+
+def _when_expr(expression: str, c: _Cols) -> pl.Expr | None:
+    """:func:`vector_when` as an expression over ``c`` (null: false)."""
     import jmespath
 
     try:
@@ -729,10 +931,9 @@ def vector_when(
     except Exception:  # compiled once already by the mapping: not expected
         return None
     try:
-        expr = _when_node(node, table, opaque, numeric)
+        return _when_node(node, c).fill_null(False)
     except _NotVector:
         return None
-    return pl.select(expr.fill_null(False)).to_series() if table.num_rows else pl.Series([], dtype=pl.Boolean)
 
 
 class _NotVector(Exception):
@@ -742,17 +943,15 @@ class _NotVector(Exception):
 _ORDER_OPS = {"lt": "__lt__", "gt": "__gt__", "lte": "__le__", "gte": "__ge__"}
 
 
-def _when_node(
-    node: dict[str, Any], table: pa.Table, opaque: frozenset[str] | None, numeric: frozenset[str]
-) -> pl.Expr:
-    """A boolean expression (null: false) of the JMESPath ``node`` over ``table``'s columns."""
+def _when_node(node: dict[str, Any], c: _Cols) -> pl.Expr:
+    """A boolean expression (null: false) of the JMESPath ``node`` over ``c``'s columns."""
     kind = node["type"]
     if kind in ("and_expression", "or_expression"):
-        a, b = (_when_node(c, table, opaque, numeric).fill_null(False) for c in node["children"])
+        a, b = (_when_node(child, c).fill_null(False) for child in node["children"])
         return (a & b) if kind == "and_expression" else (a | b)
     if kind == "not_expression":
         (inner,) = node["children"]
-        return ~_when_node(inner, table, opaque, numeric).fill_null(False)
+        return ~_when_node(inner, c).fill_null(False)
     if kind != "comparator":
         raise _NotVector
     left, right = node["children"]
@@ -765,16 +964,21 @@ def _when_node(
         raise _NotVector
     literal = right["value"]
     name = ".".join(keys)
-    n = table.num_rows
-    if name in numeric:
+    if name in c.numeric:
         raise _NotVector  # Decimals on the row path
-    if name in table.column_names:
-        values: pl.Series = pl.from_arrow(table[name])  # type: ignore[assignment]
-    elif opaque is not None and path_absent(keys, table.column_names, opaque):
-        values = const(None, n, pl.String)  # absent, or an object / list: no scalar
+    col: pl.Expr
+    if name in c.table.column_names:
+        values = c.series(name)
+        dtype: pl.DataType = values.dtype
+        all_null = values.null_count() == c.n
+        if dtype.is_float() and bool(values.is_nan().any()):
+            raise _NotVector  # NaN orders above every number in Polars, and compares false in Python
+        col = c.col(name)
+    elif c.opaque is not None and path_absent(keys, c.table.column_names, c.opaque):
+        dtype, all_null = pl.String(), True  # absent, or an object / list: no scalar
+        col = pl.lit(None, pl.String)
     else:
         raise _NotVector
-    dtype = values.dtype
     is_text = dtype == pl.String
     is_bool = dtype == pl.Boolean
     is_number = dtype.is_numeric()
@@ -783,21 +987,18 @@ def _when_node(
     lit_number = isinstance(literal, int | float) and not lit_bool
     if not (lit_text or lit_bool or lit_number):
         raise _NotVector  # null, lists, objects
-    if dtype.is_float() and bool(values.is_nan().any()):
-        raise _NotVector  # NaN orders above every number in Polars, and compares false in Python
-    col = pl.lit(values)
     if op in ("eq", "ne"):
         # JMESPath equality: the same type and value (1 is not true, "1" is not 1); null equals no literal
         same = (is_text and lit_text) or (is_bool and lit_bool) or (is_number and lit_number)
-        eq = (col == pl.lit(literal)).fill_null(False) if same else pl.repeat(False, n)
+        eq = (col == pl.lit(literal)).fill_null(False) if same else pl.lit(False)
         return ~eq if op == "ne" else eq
     if op in _ORDER_OPS:
         # ordering of two numbers or two texts; null when a side is neither (a text against a
         # number raises per record: those are the row path's)
         if (is_text and lit_text) or (is_number and lit_number):
             return typing.cast(pl.Expr, getattr(col, _ORDER_OPS[op])(pl.lit(literal)))
-        if values.null_count() == n or is_bool:
-            return pl.repeat(None, n, dtype=pl.Boolean)
+        if all_null or is_bool:
+            return pl.lit(None, pl.Boolean)
     raise _NotVector
 
 
@@ -817,53 +1018,14 @@ def path_absent(keys: tuple[str, ...], names: list[str], opaque: frozenset[str])
     return False
 
 
-def _unjson(frag: pl.Series | None, n: int) -> pl.Series:
-    """The text of JSON string fragments (the typed columns beside the document)."""
-    if frag is None:
-        return const(None, n, pl.String)
-    return _decode_json_strings(frag)
-
-
-def _decode_json_strings(frag: pl.Series) -> pl.Series:
-    plain = frag.str.strip_prefix('"').str.strip_suffix('"')
-    tricky = frag.str.contains("\\", literal=True).fill_null(False) | (frag == "null").fill_null(False)
-    if tricky.any():
-        idx = tricky.arg_true().to_list()
-        fixed = [orjson.loads(v) if v is not None else None for v in frag.gather(idx).to_list()]
-        plain = plain.scatter(idx, [None if v is None else str(v) for v in fixed])
-    return plain
-
-
-def _occurred(frag: pl.Series) -> pl.Series:
-    text = frag.str.strip_chars('"')
-    return text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_unit="us", time_zone="UTC", strict=False)
-
-
-def _identity_values(
-    leaf: Leaf,
-    table: pa.Table,
-    numeric: frozenset[str],
-    rows: Callable[[], list[dict[str, Any]]],
-    opaque: frozenset[str] | None,
-) -> tuple[pl.Series, pl.Series]:
-    """The plain identity value of each record (null: none) and the rows the row path must decide."""
-    f = leaf.evaluate(table, numeric, rows, opaque)
-    value = _decode_json_strings(f.frag)
-    blank = value.is_null() | (value == "").fill_null(True)
-    value = pl.select(pl.when(pl.lit(blank)).then(None).otherwise(pl.lit(value))).to_series()
-    too_long = (value.str.len_chars() > 512).fill_null(False)
-    return value, f.bad | too_long
-
-
 def _items(lst: ListLeaves, records: ArrowRecords, n: int) -> tuple[pl.Series, pl.Series]:
     """Each record's JSON array of items, and the records whose items the row path must decide."""
     child = records.children.get(lst.field)
     present = records.present.get(lst.field)
     if child is None:
         return const(None, n, pl.String), const(False, n)
-    parent = typing.cast(pl.Series, pl.from_arrow(child["__row"].combine_chunks()))
+    parents = typing.cast(pl.Series, pl.from_arrow(child["__row"]))
     body = child.drop_columns(["__row"])
-    m = body.num_rows
     child_numeric = records.numeric_of(lst.field)
     if records.payloads is not None or records.loader is not None:  # the elements as the source read them
 
@@ -872,39 +1034,34 @@ def _items(lst: ListLeaves, records: ArrowRecords, n: int) -> tuple[pl.Series, p
 
     else:
         rows = _rows_of(body, child_numeric)
-    bad = const(False, m)
-    keep = const(True, m)
-    if lst.when is not None:
-        flags = []
-        odd = []
-        for r in rows():
-            try:
-                flags.append(bool(lst.when(r)))
-                odd.append(False)
-            except Exception:
-                flags.append(True)
-                odd.append(True)
-        keep = pl.Series(flags, dtype=pl.Boolean)
-        bad = bad | pl.Series(odd, dtype=pl.Boolean)
-    frags: dict[str, pl.Series] = {}
-    for name, leaf in lst.leaves.items():
-        f = leaf.evaluate(body, child_numeric, rows, records.opaque_of(lst.field))
-        frags[f"item.{name}"] = f.frag
-        bad = bad | f.bad
-    obj, _ = _obj(OrderItem, "item", frags, m)
-    items = pl.select(parent=pl.lit(parent), item=obj, keep=pl.lit(keep), bad=pl.lit(bad))
-    grouped = items.filter(pl.col("keep")).group_by("parent", maintain_order=True).agg(pl.col("item").str.join(","))
-    bad_rows = items.filter(pl.col("bad")).get_column("parent").unique()
-    idx = pl.DataFrame({"parent": pl.arange(0, n, eager=True).cast(parent.dtype)})
-    joined = idx.join(grouped, on="parent", how="left", maintain_order="left")
-    arrays = pl.select(
-        pl.concat_str([pl.lit("["), pl.lit(joined["item"]).fill_null(pl.lit("")), pl.lit("]")])
-    ).to_series()
+    c = _Cols(body, child_numeric, records.opaque_of(lst.field), rows)
+    plans = {name: leaf.plan(c) for name, leaf in lst.leaves.items()}
+    c.run_probes()
+    bads: list[pl.Expr | bool] = []
+    keep = _python_when(lst.when, rows(), c, bads) if lst.when is not None else pl.lit(True)
+    frags: dict[str, Fragment] = {}
+    for name, build in plans.items():
+        b = build()
+        frags[f"item.{name}"] = b.frag
+        bads.append(b.bad)
+    obj, _ = _obj(OrderItem, "item", frags)
+    items = c.lazy({"parent": c.add(parents), "item": obj, "keep": keep, "bad": _any(bads)})
+    grouped = items.group_by("parent").agg(
+        item=pl.col("item").filter(pl.col("keep")).str.join(","), bad=pl.col("bad").any()
+    )
+    records_frame = pl.LazyFrame().select(parent=pl.int_range(0, n, dtype=typing.cast(Any, parents.dtype)))
+    has: pl.Expr = pl.lit(True)
     if present is not None:
-        has = pl.from_arrow(present)
-        arrays = pl.select(pl.when(pl.lit(has)).then(pl.lit(arrays)).otherwise(None)).to_series()
-    flagged = idx["parent"].is_in(bad_rows.implode()) if len(bad_rows) else const(False, n)
-    return arrays, flagged
+        has = pl.lit(typing.cast(pl.Series, pl.from_arrow(present)))
+    out = (
+        records_frame.join(grouped, on="parent", how="left", maintain_order="left")
+        .select(
+            arrays=pl.when(has).then(pl.concat_str([pl.lit("["), pl.col("item").fill_null(pl.lit("")), pl.lit("]")])),
+            flagged=pl.col("bad").fill_null(False),
+        )
+        .collect()
+    )
+    return out["arrays"], out["flagged"]
 
 
 __all__ = ["ArrowRecords", "Mapped", "Unsupported", "VectorMapping", "compile_vector", "json_text"]
