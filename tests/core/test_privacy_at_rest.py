@@ -120,6 +120,21 @@ def test_no_plain_phone_at_rest_and_the_sms_still_reaches_it(tmp_path: Path, sto
         rt.close()
 
 
+def test_identity_hashes_are_hmac_sha256_of_the_normalised_value() -> None:
+    """Stored identities are matched by these hashes: the form must never change."""
+    import hashlib
+    import hmac
+
+    from hub.privacy import normalize
+
+    for secret in (b"k", SECRET.encode(), b"x" * 100):
+        vault = Vault(secret)
+        key = hashlib.sha256(b"cxhub-identity-hash\x00" + secret).digest()
+        for ns, value in (("phone", "+86 138-1234-5678"), ("email", "A@B.cn"), ("member_id", "会员" * 40)):
+            want = hmac.digest(key, f"{ns}\x00{normalize(ns, value)}".encode(), "sha256")[:16].hex()
+            assert vault.hash(ns, value) == "h:" + want
+
+
 def test_a_value_sealed_with_another_key_is_a_clear_error() -> None:
     token = Sealer(b"another-secret-key-of-some-other-deployment").seal('["13812345678"]')
     assert unseal(token) == '["13812345678"]'  # a sealer of that key was made in this process
