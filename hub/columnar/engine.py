@@ -40,11 +40,13 @@ from sqlalchemy import Connection, Table, text
 from hub.columnar.identities import IdentityColumns, resolve_columns
 from hub.columnar.records import from_nested, from_rows
 from hub.columnar.vector import (
+    _CONTROL,
     ArrowRecords,
     Mapped,
     Unsupported,
     VectorMapping,
     _adapter,
+    _json_str,
     compile_vector,
     const,
     json_text,
@@ -185,124 +187,165 @@ class ColumnarIngest:
             batch.load_payloads,
         )
         n = batch.table.num_rows
-        ids = typing.cast(pl.Series, pl.from_arrow(batch.ids)).cast(pl.String)
-        usable = ids.is_not_null()
-        first = ids.is_first_distinct() & usable
-        duplicates = int((usable & ~first).sum())
         mapped: Mapped = vm.map(records)
-        status = mapped.status
-        ok_mask = first & (status == "ok")
-        idx = pl.arange(0, n, eager=True)
-        # the records the row path decides: through its own prepare (mapping, reason, contacts, docs)
-        row_idx = (first & (status == "row")).arg_true().to_list()
-        ext_all = ids.to_list()
-        payload_of = records.all_payloads().__getitem__ if len(row_idx) > 16 else records.payload
         times = (
             typing.cast(pl.Series, pl.from_arrow(batch.received)).dt.convert_time_zone("UTC")
             if batch.received is not None
             else None
         )
-        time_list = times.to_list() if times is not None else None
+        # the batch as one frame; a record counts once, at its id's first record (later: duplicates)
+        frame = pl.DataFrame(
+            [
+                typing.cast(pl.Series, pl.from_arrow(batch.ids)).cast(pl.String).alias("external_id"),
+                mapped.status.alias("status"),
+                mapped.head.alias("head"),
+                mapped.tail.alias("tail"),
+                *mapped.columns.get_columns(),
+                *[values.alias(f"value{k}") for k, (_, values, _) in enumerate(mapped.identities)],
+                *[
+                    (scopes if scopes is not None else const(None, n, pl.String)).alias(f"scope{k}")
+                    for k, (_, _, scopes) in enumerate(mapped.identities)
+                ],
+                *([times.alias("received_at")] if times is not None else []),
+            ]
+        )
+        ext = pl.col("external_id")
+        first = ext.is_first_distinct() & ext.is_not_null()
+        status = pl.col("status")
+        ok = first & (status == "ok")
+        index = pl.int_range(0, pl.len(), dtype=pl.UInt32)
+        sensitive = [k for k, (ns, _, _) in enumerate(mapped.identities) if ns in SENSITIVE_NAMESPACES]
+        # what Python needs (which records go where, the values to hash), in one query
+        found = frame.select(
+            usable=ext.is_not_null().sum(),
+            duplicates=(ext.is_not_null() & ~first).sum(),
+            ok=index.filter(ok).implode(),
+            row=index.filter(first & (status == "row")).implode(),
+            filtered=index.filter(first & (status == "filtered")).implode(),
+            ok_ids=ext.filter(ok).implode(),
+            odd_ids=ext.filter(ok).str.contains(_CONTROL).any(),
+            times=pl.col("received_at").filter(ok).unique().implode() if times is not None else pl.lit(None),
+            **{
+                f"pairs{k}": pl.struct(pl.col(f"value{k}"), pl.col(f"scope{k}"))
+                .filter(ok & pl.col(f"value{k}").is_not_null())
+                .unique()
+                .implode()
+                for k in sensitive
+            },
+        ).row(0, named=True)
+        sel = pl.Series("index", found["ok"], dtype=pl.UInt32)
+        ext_list: list[str] = found["ok_ids"]
+        # the records the row path decides: through its own prepare (mapping, reason, contacts, docs)
+        row_idx: list[int] = found["row"]
+        filtered_index: list[int] = found["filtered"]
+        ext_all = frame["external_id"].gather(row_idx + filtered_index).to_list()
+        payload_of = records.all_payloads().__getitem__ if len(row_idx) > 16 else records.payload
+        time_list = times.gather(row_idx).to_list() if times is not None else None
         fallback = self.ingestor.prepare(
             source,
             mapping,
             [
-                RawRecord(source, ext_all[i], payload_of(i), time_list[i] if time_list else batch.received_at)
-                for i in row_idx
+                RawRecord(source, ext_all[j], payload_of(i), time_list[j] if time_list else batch.received_at)
+                for j, i in enumerate(row_idx)
             ],
         )
-        fallback_index = {ext_all[i]: i for i in row_idx}
-        filtered_index = (first & (status == "filtered")).arg_true().to_list()
-        filtered = [ext_all[i] for i in filtered_index]
-        # identities: hashed once per distinct value
-        sel = ok_mask.arg_true()
-        exts = ids.gather(sel)
-        ext_list = exts.to_list()
-        tids = touchpoint_ids(source, ext_list)
+        fallback_index = {ext_all[j]: i for j, i in enumerate(row_idx)}
+        filtered = ext_all[len(row_idx) :]
+        # identities: hashed once per distinct value, the plain contact kept for encryption
         contacts: dict[Key, str] = {}
-        ident_cols: list[tuple[str, pl.Series, pl.Series]] = []
-        for ns, plain, scoped in mapped.identities:
-            values = plain.gather(sel)
-            scopes = scoped.gather(sel) if scoped is not None else const(None, len(values), pl.String)
-            if ns in SENSITIVE_NAMESPACES:
-                uniq = values.drop_nulls().unique().to_list()
-                hashed = {}
-                for v in uniq:
-                    hashed[v] = v if v.startswith("h:") else self.vault.hash(ns, v)
-                for v, sc in zip(values.to_list(), scopes.to_list(), strict=True):
-                    if v is not None and not v.startswith("h:"):
-                        contacts[(ns, sc or "", hashed[v])] = v
-                if hashed:
-                    values = values.replace_strict(list(hashed), list(hashed.values()), return_dtype=pl.String)
-            ident_cols.append((ns, values, scopes))
-        pieces = [
-            pl.when(pl.lit(values).is_not_null()).then(
-                pl.concat_str(
-                    [
-                        pl.lit(f'{{"namespace":{orjson.dumps(ns).decode()},"value":'),
-                        pl.lit(json_text(values)),
-                        pl.lit(',"scope":'),
-                        pl.lit(json_text(scopes)).fill_null(pl.lit("null")),
-                        pl.lit("}"),
-                    ]
+        hashed: dict[int, dict[str, str]] = {}
+        for k in sensitive:
+            ns = mapped.identities[k][0]
+            hashes = hashed[k] = {}
+            for pair in found[f"pairs{k}"]:
+                v, sc = pair[f"value{k}"], pair[f"scope{k}"]
+                h = hashes.get(v)
+                if h is None:
+                    h = hashes[v] = v if v.startswith("h:") else self.vault.hash(ns, v)
+                if not v.startswith("h:"):
+                    contacts[(ns, sc or "", h)] = v
+        idents: dict[str, pl.Expr] = {}
+        pieces: list[pl.Expr] = []
+        for k, (ns, _, _) in enumerate(mapped.identities):
+            value = pl.col(f"value{k}")
+            if hashed.get(k):
+                value = value.replace(list(hashed[k]), list(hashed[k].values()))
+            idents[f"value{k}"] = value
+            scope = pl.col(f"scope{k}")
+            pieces.append(
+                pl.when(value.is_not_null()).then(
+                    pl.concat_str(
+                        [
+                            pl.lit(f'{{"namespace":{orjson.dumps(ns).decode()},"value":'),
+                            _json_str(value),
+                            pl.lit(',"scope":'),
+                            _json_str(scope).fill_null(pl.lit("null")),
+                            pl.lit("}"),
+                        ]
+                    )
                 )
             )
-            for ns, values, scopes in ident_cols
-        ]
         ident_arrays = (
-            pl.select(
-                pl.concat_str([pl.lit("["), pl.concat_str(pieces, separator=",", ignore_nulls=True), pl.lit("]")])
-            ).to_series()
+            pl.concat_str([pl.lit("["), pl.concat_str(pieces, separator=",", ignore_nulls=True), pl.lit("]")])
             if pieces
-            else const("[]", len(ext_list), pl.String)
+            else pl.lit("[]")
         )
         if times is None:
-            received: pl.Series | str = self._received(batch.received_at)
+            received = pl.lit(self._received(batch.received_at))
         else:  # each record's own receipt time
-            ok_times = times.gather(sel)
-            as_json = {t: self._received(t) for t in ok_times.unique().to_list()}
-            received = ok_times.replace_strict(list(as_json), list(as_json.values()), return_dtype=pl.String)
-        id_col = tids
-        src_json = orjson.dumps(source).decode()
-        head = mapped.head.gather(sel)
-        tail = mapped.tail.gather(sel)
-        cols = mapped.columns[sel]
-        pre = pl.select(
-            pl.concat_str(
-                [
-                    pl.lit('{"id":"'),
-                    pl.lit(id_col),
-                    pl.lit(f'","source":{src_json},"external_id":'),
-                    pl.lit(json_text(exts)),
-                    pl.lit(","),
-                    pl.lit(head),
-                    pl.lit(',"received_at":'),
-                    pl.lit(received),
-                    pl.lit(',"customer":{"identities":'),
-                    pl.lit(ident_arrays),
-                    pl.lit(',"customer_id":'),
-                ]
+            as_json = {t: self._received(t) for t in found["times"]}
+            received = pl.col("received_at").replace_strict(
+                list(as_json), list(as_json.values()), return_dtype=pl.String
             )
-        ).to_series()
-        ok = pl.DataFrame(
-            {
-                "index": idx.gather(sel),
-                "external_id": exts,
-                "id": id_col,
-                "kind": cols["kind"],
-                "channel": cols["channel"],
-                "occurred_at": cols["occurred_at"],
-                "store": cols["store"],
-                "pre": pre,
-                "tail": tail,
-            }
+        # the text of each external id as JSON (a control character, rarely: orjson's escape)
+        ext_json = _json_str(ext)
+        if found["odd_ids"]:
+            ext_json = pl.lit(json_text(pl.Series(ext_list, dtype=pl.String)))
+        digests = pl.Series("digest", _sha1_digests(source, ext_list), dtype=pl.String)
+        src_json = orjson.dumps(source).decode()
+        ok_frame = (
+            frame.lazy()
+            .filter(ok)
+            .with_columns(index=pl.lit(sel), id=_uuid5_text(pl.lit(digests)), **idents)
+            .select(
+                "index",
+                "external_id",
+                "id",
+                "kind",
+                "channel",
+                "occurred_at",
+                "store",
+                pl.concat_str(
+                    [
+                        pl.lit('{"id":"'),
+                        pl.col("id"),
+                        pl.lit(f'","source":{src_json},"external_id":'),
+                        ext_json,
+                        pl.lit(","),
+                        pl.col("head"),
+                        pl.lit(',"received_at":'),
+                        received,
+                        pl.lit(',"customer":{"identities":'),
+                        ident_arrays,
+                        pl.lit(',"customer_id":'),
+                    ]
+                ).alias("pre"),
+                "tail",
+                *idents,
+                *[f"scope{k}" for k in range(len(mapped.identities))],
+            )
+            .collect()
         )
+        ident_cols = [
+            (ns, ok_frame[f"value{k}"], ok_frame[f"scope{k}"]) for k, (ns, _, _) in enumerate(mapped.identities)
+        ]
+        ok_frame = ok_frame.drop([*idents, *[f"scope{k}" for k in range(len(mapped.identities))]])
         return PreparedColumnar(
             source=source,
             received_at=batch.received_at,
-            read=n + len(batch.rejected) - int((~usable).sum()),
-            duplicates=duplicates,
-            ok=ok,
+            read=found["usable"] + len(batch.rejected),
+            duplicates=found["duplicates"],
+            ok=ok_frame,
             identities=ident_cols,
             contacts=contacts,
             filtered=filtered,
@@ -772,38 +815,43 @@ class _Flight:
     committed: bool = False
 
 
-def touchpoint_ids(source: str, external_ids: list[str]) -> pl.Series:
-    """:func:`hub.model.touchpoint_id` of each external id: the SHA-1 per id in C, the UUID text
-    (version 5 and the RFC 4122 variant over the hex digest) assembled by Polars."""
-    prefix = TOUCHPOINT_NAMESPACE.bytes + f"{source}\x1f".encode()
-    sha1 = hashlib.sha1
-    digests = pl.Series(
-        [sha1(prefix + e.encode(), usedforsecurity=False).hexdigest() for e in external_ids], dtype=pl.String
-    )
-    h = pl.col("h")
+def _sha1_digests(source: str, external_ids: list[str]) -> list[str]:
+    """The SHA-1 (hex) of :func:`hub.model.touchpoint_id` for each external id, in C (a hash
+    state of the namespace and source copied per id)."""
+    prefix = hashlib.sha1(TOUCHPOINT_NAMESPACE.bytes + f"{source}\x1f".encode(), usedforsecurity=False)
+    out = []
+    for e in external_ids:
+        h = prefix.copy()
+        h.update(e.encode())
+        out.append(h.hexdigest())
+    return out
+
+
+def _uuid5_text(h: pl.Expr) -> pl.Expr:
+    """The UUID text (version 5, the RFC 4122 variant) of SHA-1 hex digests."""
     variant = h.str.slice(16, 1).replace_strict(
         list("0123456789abcdef"), list("89ab89ab89ab89ab89ab89ab89ab89ab"[:16]), return_dtype=pl.String
     )
-    return (
-        pl.DataFrame({"h": digests})
-        .select(
-            pl.concat_str(
-                [
-                    h.str.slice(0, 8),
-                    pl.lit("-"),
-                    h.str.slice(8, 4),
-                    pl.lit("-5"),
-                    h.str.slice(13, 3),
-                    pl.lit("-"),
-                    variant,
-                    h.str.slice(17, 3),
-                    pl.lit("-"),
-                    h.str.slice(20, 12),
-                ]
-            )
-        )
-        .to_series()
+    return pl.concat_str(
+        [
+            h.str.slice(0, 8),
+            pl.lit("-"),
+            h.str.slice(8, 4),
+            pl.lit("-5"),
+            h.str.slice(13, 3),
+            pl.lit("-"),
+            variant,
+            h.str.slice(17, 3),
+            pl.lit("-"),
+            h.str.slice(20, 12),
+        ]
     )
+
+
+def touchpoint_ids(source: str, external_ids: list[str]) -> pl.Series:
+    """:func:`hub.model.touchpoint_id` of each external id."""
+    digests = pl.Series("digest", _sha1_digests(source, external_ids), dtype=pl.String)
+    return pl.select(_uuid5_text(pl.lit(digests))).to_series()
 
 
 def _write_frame(conn: Connection, table: Table, frame: pl.DataFrame) -> None:

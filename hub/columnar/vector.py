@@ -21,6 +21,7 @@ Exactly the row path's results, by construction:
 
 from __future__ import annotations
 
+import functools
 import re
 import types
 import typing
@@ -170,6 +171,7 @@ _SUBMODELS: dict[str, type[BaseModel]] = {"customer": Customer, "org": Org, "ord
 _MODEL_CHECKED = {"feedback"}
 
 
+@functools.cache
 def _default_json(model: type[BaseModel], name: str) -> str | None:
     """The JSON of the model's default for ``name``; None when the field is required."""
     info = model.model_fields[name]
@@ -335,7 +337,8 @@ class Leaf:
             # path's own value of a record without it, once
             frag, bad = self._one({})
             text = orjson.loads(frag) if frag is not None else None
-            built = Built(frag, bad, pl.lit(text if isinstance(text, str) else None, pl.String))
+            plain = text if isinstance(text, str) and re.search(_CONTROL, text) is None else None
+            built = Built(frag, bad, pl.lit(plain, pl.String) if plain is not None or frag is None else None)
             return lambda: built
         if self.column is None or self.column not in c.table.column_names:
             # templates, expressions, paths into values that are not columns (a list, a key no
@@ -900,7 +903,8 @@ def _text_of(built: Built) -> tuple[pl.Expr, pl.Expr | bool]:
     frag = built.frag
     if not isinstance(frag, pl.Expr):
         text = orjson.loads(frag) if frag is not None else None
-        return pl.lit(text if isinstance(text, str) else None, pl.String), False
+        text = text if isinstance(text, str) else None
+        return pl.lit(text, pl.String), text is not None and re.search(_CONTROL, text) is not None
     plain = frag.str.strip_prefix('"').str.strip_suffix('"')
     text = pl.when(frag == "null").then(pl.lit(None, pl.String)).otherwise(plain)
     return text, frag.str.contains("\\", literal=True).fill_null(False)
