@@ -48,6 +48,8 @@ from hub.sdk.expressions import plain_keys
 _CANONICAL_DECIMAL = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
 #: what JSON text needs escaped that the vectorised escaping below does not cover
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
+#: a local date and time as ISO text in the form both parsers read alike (``datetime.fromisoformat``)
+_ISO_LOCAL = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{3}|\.[0-9]{6})?$"
 #: what JSON text needs escaped at all
 _NEEDS_ESCAPE = r'[\\"\x00-\x1f]'
 
@@ -429,6 +431,23 @@ class Leaf:
                 return decimal
             if numeric:
                 return None
+            if kind == "datetime" and target == "datetime" and self.spec.fmt is None:
+                # ISO local times as text (JSON exports, CSV): parsed here when every one has the
+                # plain form, else each distinct one by the row path's own parser
+                col = c.col(name)
+                plain_form = c.probe(col.str.contains(_ISO_LOCAL).fill_null(True).all())
+
+                def local_text() -> Built:
+                    if not c.found[plain_form]:
+                        return self._slow(c, False)
+                    local = col.str.replace("T", " ", literal=True).str.to_datetime(
+                        "%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=False
+                    )
+                    built = self._local_time(local, col)
+                    built.bad = _or(built.bad, local.is_null() & col.is_not_null())  # no such day: its error
+                    return built
+
+                return local_text
             if kind in ("str", "json") and target in ("str", "any"):
                 col = c.col(name)
                 escape = c.probe(col.str.contains(_NEEDS_ESCAPE).any())
@@ -454,20 +473,12 @@ class Leaf:
         if pa.types.is_timestamp(t) and kind == "datetime" and target == "datetime" and self.spec.fmt is None:
             col = c.col(name)
             if t.tz is None:
-                zone = self.spec.tz.key
-                utc = col.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null").dt.convert_time_zone(
-                    "UTC"
-                )
-                gap: pl.Expr | bool = utc.is_null() & col.is_not_null()  # a local time that does not exist
-            else:
-                utc = col.dt.convert_time_zone("UTC")
-                gap = False
+                return lambda: self._local_time(col, col, t.unit == "us")
 
             def aware() -> Built:
+                utc = col.dt.convert_time_zone("UTC")
                 # the UTC time itself beside the text, in the unit the typed column holds
-                built = self._combine(_quoted(iso_utc(utc)), col, utc if t.unit == "us" else None)
-                built.bad = _or(built.bad, gap)
-                return built
+                return self._combine(_quoted(iso_utc(utc)), col, utc if t.unit == "us" else None)
 
             return aware
         if pa.types.is_timestamp(t) and kind == "json" and target == "any" and t.tz is None:
@@ -477,6 +488,15 @@ class Leaf:
             col = c.col(name)
             return lambda: self._combine(pl.when(col).then(pl.lit("true")).when(~col).then(pl.lit("false")), col)
         return None
+
+    def _local_time(self, local: pl.Expr, col: pl.Expr, micros: bool = True) -> Built:
+        """Naive times ``local`` (from ``col``) in the field's zone: the earlier of an ambiguous
+        time, as the row path's parser; a time that does not exist is the row path's."""
+        utc = local.dt.replace_time_zone(self.spec.tz.key, ambiguous="earliest", non_existent="null")
+        utc = utc.dt.convert_time_zone("UTC")
+        built = self._combine(_quoted(iso_utc(utc)), col, utc if micros else None)
+        built.bad = _or(built.bad, utc.is_null() & local.is_not_null())
+        return built
 
     def _combine(self, frag: pl.Expr, col: pl.Expr, plain: pl.Expr | None = None) -> Built:
         """``frag`` (null where ``col`` is) where the value is missing: the default, a flag when it

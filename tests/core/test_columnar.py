@@ -11,10 +11,13 @@ import orjson
 import polars as pl
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hub.columnar.engine import plan, touchpoint_ids
 from hub.columnar.records import from_rows
 from hub.columnar.vector import ArrowRecords, Unsupported, compile_vector, json_text
+from hub.errors import RecordError
 from hub.mapping import CompiledMapping, load_mapping_text
 from hub.model import touchpoint_id
 from hub.sdk.connector import Batch, RawRecord
@@ -249,3 +252,60 @@ def test_json_text_is_jsons_own_string_literal() -> None:
     for values in (plain, odd, plain + odd):
         out = json_text(pl.Series(values, dtype=pl.String)).to_list()
         assert out == [None if v is None else orjson.dumps(v).decode() for v in values]
+
+
+LOCAL_TIMES = st.sampled_from(
+    [
+        "2026-01-01 10:00:00",
+        "2026-01-01T10:00:00",
+        "2026-07-01 23:59:59.123",
+        "2026-07-01T00:00:00.000001",
+        "2026-03-08 02:30:00",  # New York: a time that does not exist
+        "2026-11-01 01:30:00",  # New York: a time that happens twice
+        "2024-02-29 12:00:00",
+        "2026-02-29 12:00:00",  # no such day
+        "2026-02-30 00:00:00",
+        "1969-12-31 23:59:59.5",  # a fraction the plain form does not have: the row path parses
+        "2026-01-01 10:00:00+08:00",
+        " 2026-01-01 10:00:00",
+        "2026-01-01",
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    zone=st.sampled_from(["Asia/Shanghai", "America/New_York", "UTC"]),
+    times=st.lists(st.one_of(st.none(), LOCAL_TIMES), min_size=1, max_size=12),
+    plain_only=st.booleans(),
+)
+def test_local_times_as_text_are_the_row_paths(zone: str, times: list[str | None], plain_only: bool) -> None:
+    """ISO local times in a text column: parsed by Polars when every one has the plain form, and
+    each record gets the row path's time (or is the row path's, when that one rejects it)."""
+    if plain_only:  # a batch whose times all have the plain form takes the vectorised parse
+        times = [t for t in times if t is None or (t[:1] != " " and len(t) > 10 and "+" not in t and ".5" not in t)]
+    m = load_mapping_text(
+        f"name: t\nkind: transaction\ntimezone: {zone}\n"
+        "fields:\n  occurred_at: {path: at, type: datetime, required: true}\n  org.store: s\n",
+        "t",
+    )
+    mapped = compile_vector(m).map(
+        ArrowRecords(pa.table({"at": pa.array(times, pa.string()), "s": ["x"] * len(times)}))
+    )
+    if plain_only:  # mapped here, not handed to the row path
+        assert all(
+            mapped.status[i] == "ok" for i, t in enumerate(times) if t in ("2026-01-01 10:00:00", "2024-02-29 12:00:00")
+        )
+    received = datetime(2026, 3, 1, tzinfo=UTC)
+    for i, t in enumerate(times):
+        try:
+            ev = m.apply({"at": t, "s": "x"}, source="s", external_id="e", received_at=received)
+        except RecordError:
+            assert mapped.status[i] == "row"  # rejected there: decided there, with its reason
+            continue
+        if mapped.status[i] == "row":
+            continue  # the row path decides it, to the same result
+        assert ev is not None
+        expected = orjson.loads(ev.model_dump_json())["occurred_at"]
+        assert orjson.loads("{" + mapped.head[i] + "}")["occurred_at"] == expected
+        assert mapped.columns["occurred_at"][i] == ev.occurred_at
