@@ -31,6 +31,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
+import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
@@ -46,6 +47,8 @@ from hub.sdk.expressions import plain_keys
 
 #: PostgreSQL's numeric text that ``str(Decimal(text))`` gives back unchanged
 _CANONICAL_DECIMAL = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
+#: ... but for the small ones it prints with an exponent (0.0000001 is 1E-7, 0.0000000 is 0E-7)
+_TINY_DECIMAL = r"^-?0\.0{6}[0-9]"
 #: what JSON text needs escaped that the vectorised escaping below does not cover
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
 #: a local date and time as ISO text in the form both parsers read alike (``datetime.fromisoformat``)
@@ -418,14 +421,19 @@ class Leaf:
         target = _target_kind(self.adapter)
         t = c.table.schema.field(name).type
         if pa.types.is_string(t) or pa.types.is_large_string(t):
-            if numeric and kind in ("decimal", "str", "json") and target in ("decimal", "str", "any"):
-                # PostgreSQL numeric text: Decimal(text) prints as the text when canonical
+            if (numeric and kind in ("decimal", "str", "json") and target in ("decimal", "str", "any")) or (
+                kind == "decimal" and target == "decimal"
+            ):
+                # PostgreSQL numeric text, or a decimal as text (JSON amounts): Decimal(text)
+                # prints as the text when canonical
                 col = c.col(name)
-                canonical = c.probe(col.str.contains(_CANONICAL_DECIMAL).fill_null(True).all())
+                canonical = c.probe(
+                    (col.str.contains(_CANONICAL_DECIMAL) & ~col.str.contains(_TINY_DECIMAL)).fill_null(True).all()
+                )
 
                 def decimal() -> Built:
                     if not c.found[canonical]:
-                        return self._slow(c, True)
+                        return self._slow(c, numeric)
                     return self._combine(_quoted(col), col)
 
                 return decimal
@@ -1048,7 +1056,6 @@ def _items(lst: ListLeaves, records: ArrowRecords, n: int) -> tuple[pl.Series, p
     present = records.present.get(lst.field)
     if child is None:
         return const(None, n, pl.String), const(False, n)
-    parents = typing.cast(pl.Series, pl.from_arrow(child["__row"]))
     body = child.drop_columns(["__row"])
     child_numeric = records.numeric_of(lst.field)
     if records.payloads is not None or records.loader is not None:  # the elements as the source read them
@@ -1069,23 +1076,28 @@ def _items(lst: ListLeaves, records: ArrowRecords, n: int) -> tuple[pl.Series, p
         frags[f"item.{name}"] = b.frag
         bads.append(b.bad)
     obj, _ = _obj(OrderItem, "item", frags)
-    items = c.lazy({"parent": c.add(parents), "item": obj, "keep": keep, "bad": _any(bads)})
-    grouped = items.group_by("parent").agg(
-        item=pl.col("item").filter(pl.col("keep")).str.join(","), bad=pl.col("bad").any()
+    items = c.select({"item": obj, "keep": keep, "bad": _any(bads)})
+    # each record's items joined as segments of the elements in record order (no grouping)
+    rows_of_items = child["__row"].to_numpy()
+    parents = rows_of_items
+    item_text = items["item"].to_arrow()
+    kept = items["keep"].to_numpy()
+    if len(parents) > 1 and bool((parents[1:] < parents[:-1]).any()):
+        order = np.argsort(parents, kind="stable")
+        parents, kept, item_text = parents[order], kept[order], item_text.take(pa.array(order))
+    counts = np.bincount(parents[kept], minlength=n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    joined = pc.binary_join(
+        pa.LargeListArray.from_arrays(pa.array(offsets), item_text.filter(pa.array(kept)).cast(pa.large_string())),
+        pa.scalar(",", pa.large_string()),
     )
-    records_frame = pl.LazyFrame().select(parent=pl.int_range(0, n, dtype=typing.cast(Any, parents.dtype)))
-    has: pl.Expr = pl.lit(True)
+    text = pa.large_string()
+    arrays = pc.binary_join_element_wise(pa.scalar("[", text), joined, pa.scalar("]", text), pa.scalar("", text))
     if present is not None:
-        has = pl.lit(typing.cast(pl.Series, pl.from_arrow(present)))
-    out = (
-        records_frame.join(grouped, on="parent", how="left", maintain_order="left")
-        .select(
-            arrays=pl.when(has).then(pl.concat_str([pl.lit("["), pl.col("item").fill_null(pl.lit("")), pl.lit("]")])),
-            flagged=pl.col("bad").fill_null(False),
-        )
-        .collect()
-    )
-    return out["arrays"], out["flagged"]
+        arrays = pc.if_else(present, arrays, pa.scalar(None, arrays.type))
+    flagged = np.bincount(rows_of_items[items["bad"].to_numpy()], minlength=n) > 0
+    return typing.cast(pl.Series, pl.from_arrow(arrays)).cast(pl.String), pl.Series(flagged, dtype=pl.Boolean)
 
 
 __all__ = ["ArrowRecords", "Mapped", "Unsupported", "VectorMapping", "compile_vector", "json_text"]

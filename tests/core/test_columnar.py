@@ -309,3 +309,25 @@ def test_local_times_as_text_are_the_row_paths(zone: str, times: list[str | None
         expected = orjson.loads(ev.model_dump_json())["occurred_at"]
         assert orjson.loads("{" + mapped.head[i] + "}")["occurred_at"] == expected
         assert mapped.columns["occurred_at"][i] == ev.occurred_at
+
+
+def test_items_are_each_records_in_element_order_whatever_order_the_table_holds() -> None:
+    m = _mapping(
+        "name: t\nkind: transaction\nfields:\n  occurred_at: {path: at, type: datetime}\n  order.id: no\n"
+        "  order.items:\n    each: lines\n    fields:\n      sku: sku\n"
+    )
+    table = pa.table({"no": ["A", "B", "C", "D"], "at": pa.array([datetime(2026, 1, 1, 8)] * 4, pa.timestamp("us"))})
+    lines = pa.table({"sku": ["a1", "b1", "a2", "b2"], "__row": pa.array([0, 1, 0, 1], pa.int32())})
+    present = pa.array([True, True, True, False])
+    mapped = compile_vector(m).map(ArrowRecords(table, {"lines": lines}, present={"lines": present}))
+    orders = [
+        orjson.loads("{" + tail[tail.index('"order":') : tail.index(',"feedback"')] + "}")["order"]
+        for tail in mapped.tail
+    ]
+    assert [[it["sku"] for it in o["items"]] if o["items"] is not None else None for o in orders] == [
+        ["a1", "a2"],
+        ["b1", "b2"],
+        [],  # the list, empty
+        [],  # no list at all: the field's default
+    ]
+    assert mapped.status.to_list() == ["ok"] * 4
