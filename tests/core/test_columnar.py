@@ -331,3 +331,29 @@ def test_items_are_each_records_in_element_order_whatever_order_the_table_holds(
         [],  # no list at all: the field's default
     ]
     assert mapped.status.to_list() == ["ok"] * 4
+
+
+@pytest.mark.parametrize("numeric", [True, False])
+def test_decimals_as_text_print_as_the_row_path_prints_them(numeric: bool) -> None:
+    """PostgreSQL numeric text and JSON amounts: the text itself when Decimal prints it back, the
+    row path's form otherwise (0.0000001 prints as 1E-7)."""
+    m = _mapping(
+        "name: t\nkind: transaction\nfields:\n  occurred_at: {path: at, type: datetime}\n  order.amount: {path: total, type: decimal}\n"
+    )
+    values = ["12.50", "0.000001", "0.0000001", "0.0000000", "-0.00000012", "10.0000001", None]
+    table = pa.table({"at": pa.array([datetime(2026, 1, 1)] * len(values), pa.timestamp("us")), "total": values})
+    mapped = compile_vector(m).map(ArrowRecords(table, numeric=frozenset({"total"} if numeric else ())))
+    for i, v in enumerate(values):
+        raw = Decimal(v) if numeric and v is not None else v
+        ev = m.apply(
+            {"at": datetime(2026, 1, 1), "total": raw},
+            source="s",
+            external_id="e",
+            received_at=datetime(2026, 3, 1, tzinfo=UTC),
+        )
+        assert ev is not None
+        expected = orjson.loads(ev.model_dump_json())["order"]
+        got = orjson.loads(
+            "{" + mapped.tail[i][mapped.tail[i].index('"order":') : mapped.tail[i].index(',"feedback"')] + "}"
+        )["order"]
+        assert got == expected, v
