@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("cxhub.ingest")
 
 #: the fewest records a burst has for the columnar path to pay (bench/bursts.py: its fixed cost per
-#: batch, ~150 Polars queries, is paid back from about 2,000 records on)
-COLUMNAR_MIN = 2000
+#: batch, a few Polars queries and the plan built in Python, is paid back from about 1,000 records)
+COLUMNAR_MIN = 1000
 
 
 class BurstIngest:
