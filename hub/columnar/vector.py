@@ -341,10 +341,8 @@ class Leaf:
             # a constant, or a key no record holds (the source has no such column): the row
             # path's own value of a record without it, once
             frag, bad = self._one({})
-            text = orjson.loads(frag) if frag is not None else None
-            plain = text if isinstance(text, str) and re.search(_CONTROL, text) is None else None
-            built = Built(frag, bad, pl.lit(plain, pl.String) if plain is not None or frag is None else None)
-            return lambda: built
+            constant = Built(frag, bad)  # its text, where a typed column wants it: :func:`_text_of`
+            return lambda: constant
         if self.column is None or self.column not in c.table.column_names:
             # templates, expressions, paths into values that are not columns (a list, a key no
             # record has): the row path's own value, per record

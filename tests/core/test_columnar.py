@@ -357,3 +357,13 @@ def test_decimals_as_text_print_as_the_row_path_prints_them(numeric: bool) -> No
             "{" + mapped.tail[i][mapped.tail[i].index('"order":') : mapped.tail[i].index(',"feedback"')] + "}"
         )["order"]
         assert got == expected, v
+
+
+def test_a_constant_time_is_a_time_in_the_typed_column() -> None:
+    m = _mapping(
+        "name: t\nkind: transaction\nfields:\n  occurred_at: {const: '2026-01-01T08:00:00+08:00', type: datetime}\n  org.store: s\n"
+    )
+    mapped = compile_vector(m).map(ArrowRecords(pa.table({"s": ["x", "y"]}), opaque=frozenset()))
+    assert mapped.status.to_list() == ["ok", "ok"]
+    assert mapped.columns["occurred_at"].to_list() == [datetime(2026, 1, 1, tzinfo=UTC)] * 2
+    assert mapped.columns["kind"].to_list() == ["transaction"] * 2
