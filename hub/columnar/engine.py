@@ -213,13 +213,13 @@ class ColumnarIngest:
         first = ext.is_first_distinct() & ext.is_not_null()
         status = pl.col("status")
         ok = first & (status == "ok")
-        index = pl.int_range(0, pl.len(), dtype=pl.UInt32)
+        index = pl.col("index")
         sensitive = [k for k, (ns, _, _) in enumerate(mapped.identities) if ns in SENSITIVE_NAMESPACES]
         # what Python needs (which records go where, the values to hash), in one query
+        frame = frame.with_row_index("index")
         found = frame.select(
             usable=ext.is_not_null().sum(),
             duplicates=(ext.is_not_null() & ~first).sum(),
-            ok=index.filter(ok).implode(),
             row=index.filter(first & (status == "row")).implode(),
             filtered=index.filter(first & (status == "filtered")).implode(),
             ok_ids=ext.filter(ok).implode(),
@@ -233,7 +233,6 @@ class ColumnarIngest:
                 for k in sensitive
             },
         ).row(0, named=True)
-        sel = pl.Series("index", found["ok"], dtype=pl.UInt32)
         ext_list: list[str] = found["ok_ids"]
         # the records the row path decides: through its own prepare (mapping, reason, contacts, docs)
         row_idx: list[int] = found["row"]
@@ -301,12 +300,11 @@ class ColumnarIngest:
         ext_json = _json_str(ext)
         if found["odd_ids"]:
             ext_json = pl.lit(json_text(pl.Series(ext_list, dtype=pl.String)))
-        digests = pl.Series("digest", _sha1_digests(source, ext_list), dtype=pl.String)
         src_json = orjson.dumps(source).decode()
         ok_frame = (
             frame.lazy()
             .filter(ok)
-            .with_columns(index=pl.lit(sel), id=_uuid5_text(pl.lit(digests)), **idents)
+            .with_columns(id=_touchpoint_ids(source, ext_list), **idents)
             .select(
                 "index",
                 "external_id",
@@ -827,8 +825,10 @@ def _sha1_digests(source: str, external_ids: list[str]) -> list[str]:
     return out
 
 
-def _uuid5_text(h: pl.Expr) -> pl.Expr:
-    """The UUID text (version 5, the RFC 4122 variant) of SHA-1 hex digests."""
+def _touchpoint_ids(source: str, external_ids: list[str]) -> pl.Expr:
+    """:func:`hub.model.touchpoint_id` of each external id: the SHA-1 per id in C, the UUID text
+    (version 5 and the RFC 4122 variant over the hex digest) assembled by Polars."""
+    h = pl.lit(pl.Series("digest", _sha1_digests(source, external_ids), dtype=pl.String))
     variant = h.str.slice(16, 1).replace_strict(
         list("0123456789abcdef"), list("89ab89ab89ab89ab89ab89ab89ab89ab"[:16]), return_dtype=pl.String
     )
@@ -850,8 +850,7 @@ def _uuid5_text(h: pl.Expr) -> pl.Expr:
 
 def touchpoint_ids(source: str, external_ids: list[str]) -> pl.Series:
     """:func:`hub.model.touchpoint_id` of each external id."""
-    digests = pl.Series("digest", _sha1_digests(source, external_ids), dtype=pl.String)
-    return pl.select(_uuid5_text(pl.lit(digests))).to_series()
+    return pl.select(_touchpoint_ids(source, external_ids)).to_series()
 
 
 def _write_frame(conn: Connection, table: Table, frame: pl.DataFrame) -> None:

@@ -520,7 +520,7 @@ def _or(a: pl.Expr | bool, b: pl.Expr | bool) -> pl.Expr | bool:
         return b
     if b is False:
         return a
-    return pl.lit(True) if a is True or b is True else typing.cast(pl.Expr, a) | b
+    return True if a is True or b is True else typing.cast(pl.Expr, a) | b
 
 
 def iso_utc(utc: pl.Expr) -> pl.Expr:
@@ -709,9 +709,6 @@ def _rows_of(table: pa.Table, numeric: frozenset[str]) -> Callable[[], list[dict
     return rows
 
 
-_TOP_ORDER = ("kind", "channel", "occurred_at")
-
-
 #: a field's fragments: an expression, or the same text for every row (None: missing in every row)
 Fragment = pl.Expr | str | None
 
@@ -819,23 +816,10 @@ def _map(vm: VectorMapping, records: ArrowRecords) -> Mapped:
     out: dict[str, pl.Expr] = {}
     checks: list[pl.Expr | bool] = []
     for k, (_, value_plan, scope_plan) in enumerate(ident_plans):
-        value_built = value_plan()
-        value, odd = _text_of(value_built)
-        value = pl.when(value == "").then(pl.lit(None, pl.String)).otherwise(value)
-        out[f"ident{k}"] = value
-        ident = pl.col(f"ident{k}")
-        bads += [value_built.bad, odd]
-        checks.append((ident.str.len_chars() > 512).fill_null(False))
+        ident = _identity_text(value_plan(), f"ident{k}", out, bads, checks)
         if scope_plan is not None:  # a value without its app (or too long a one): the row path's reason
-            scope_built = scope_plan()
-            scope, sodd = _text_of(scope_built)
-            out[f"scope{k}"] = pl.when(scope == "").then(pl.lit(None, pl.String)).otherwise(scope)
-            scoped = pl.col(f"scope{k}")
-            bads += [scope_built.bad, sodd]
-            checks += [
-                (scoped.str.len_chars() > 512).fill_null(False),
-                ident.is_not_null() & (scoped.is_null() | (scoped.str.len_chars() > 128).fill_null(False)),
-            ]
+            scoped = _identity_text(scope_plan(), f"scope{k}", out, bads, checks)
+            checks.append(ident.is_not_null() & (scoped.is_null() | (scoped.str.len_chars() > 128).fill_null(False)))
     kind = frags["kind"]
     occurred = frags["occurred_at"]
     for f in (kind, occurred):
@@ -919,6 +903,19 @@ def _map(vm: VectorMapping, records: ArrowRecords) -> Mapped:
         for k, (ns, _, scope_plan) in enumerate(ident_plans)
     ]
     return Mapped(frame["status"], frame["head"], frame["tail"], columns, idents)
+
+
+def _identity_text(
+    built: Built, name: str, out: dict[str, pl.Expr], bads: list[pl.Expr | bool], checks: list[pl.Expr | bool]
+) -> pl.Expr:
+    """An identity's value (or scope) as the output column ``name`` (blank: none), with the rows
+    the row path decides: an escaped value, one longer than the row path takes."""
+    text, odd = _text_of(built)
+    out[name] = pl.when(text == "").then(pl.lit(None, pl.String)).otherwise(text)
+    column = pl.col(name)
+    bads += [built.bad, odd]
+    checks.append((column.str.len_chars() > 512).fill_null(False))
+    return column
 
 
 def _text_of(built: Built) -> tuple[pl.Expr, pl.Expr | bool]:
