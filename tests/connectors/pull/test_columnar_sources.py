@@ -21,7 +21,12 @@ from hub.sync import run_sync
 
 
 @pytest.mark.postgres
-def test_the_sql_source_reads_postgresql_into_arrow(pg_url: str) -> None:
+@pytest.mark.parametrize("hint", [None, 1], ids=["driver-batches-as-configured", "driver-batches-of-one-row"])
+def test_the_sql_source_reads_postgresql_into_arrow(
+    pg_url: str, hint: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if hint is not None:  # the driver's Arrow batches, whatever their size, make batches of batch_size records
+        monkeypatch.setattr("connectors.sql.arrow.READ_HINT_BYTES", hint)
     eng = engine_for(pg_url)
     with eng.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS col_orders, col_lines"))
