@@ -9,11 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.errors import ConfigError
 from hub.features.feedback.modelops import compare, figures, label_examples
 from hub.features.feedback.sentiment import ModelSentiment, load_analyzer
-from hub.features.feedback.textmodel import SHIPPED, ModelError, TextModel, prepare_text
+from hub.features.feedback.textmodel import (
+    SHIPPED,
+    ModelError,
+    TextModel,
+    batch_features,
+    hash_features,
+    prepare_text,
+)
 from hub.features.feedback.training import Example, held_out, save, seed_examples, train
 from hub.features.feedback.versions import ModelVersions, VersionError, model_folder
 
@@ -100,6 +109,51 @@ def test_batch_equals_one_by_one_and_threads_agree() -> None:
     for t in threads:
         t.join()
     assert all(np.allclose(r, batch) for r in results)
+
+
+# the pieces the features are made of: opinion words, negators, turns (但是), emoji, Latin words, punctuation
+_PIECES = [
+    "好吃",
+    "难吃",
+    "差",
+    "不",
+    "没有",
+    "太慢了",
+    "但是",
+    "虽然",
+    "不过",
+    "服务",
+    "很",
+    "😀",
+    "😡",
+    "👍",
+    "bad",
+    "hao chi",
+    "!",
+    "?",
+    "，",
+    "。",
+    " ",
+    "a",
+    "的",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_PIECES), max_size=12).map("".join), max_size=25))
+def test_a_batch_scores_each_text_as_the_training_features_do(texts: list[str]) -> None:
+    """Scores of a batch (its n-grams hashed at once) equal w·x + b over each text's own features
+    (:func:`hash_features`, what training sees): no n-gram across two texts, none lost, the turn's
+    2-grams where they start."""
+    model = MODEL.model
+    expected = [
+        model.bias + float(np.sum(model.weights[idx].astype(np.float64) * vals))
+        for idx, vals in (hash_features(t, model.bits) for t in texts)
+    ]
+    assert np.allclose(model.scores(texts), expected, rtol=1e-9, atol=1e-9)
+    owner, idx = batch_features(texts, model.bits)  # and each text's own features, no more, no fewer
+    for i, t in enumerate(texts):
+        assert sorted(idx[owner == i].tolist()) == sorted(hash_features(t, model.bits)[0].tolist())
 
 
 def test_probabilities_are_calibrated_on_held_out_reviews() -> None:
