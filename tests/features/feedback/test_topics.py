@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.errors import ConfigError
 from hub.features.feedback.config import FeedbackConfig
 from hub.features.feedback.detection import Detector
 from hub.features.feedback.routing import RouteFacts, rule_matches
 from hub.features.feedback.sentiment import ModelSentiment
-from hub.features.feedback.topics import TopicTagger, load_taxonomy
+from hub.features.feedback.topics import TopicTagger, load_taxonomy, word_pattern
 
 MODEL = ModelSentiment()
 
@@ -88,3 +91,17 @@ def test_routing_by_topic() -> None:
     rule = cfg.routing[0]
     assert rule_matches(rule, RouteFacts(topics=["food_safety", "taste"]))
     assert not rule_matches(rule, RouteFacts(topics=["delivery"]))
+
+
+_ALPHABET = st.sampled_from(list("服务态度员价格贵菜(.)*+?a"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sets(st.text(_ALPHABET, min_size=1, max_size=4), min_size=1, max_size=12), st.text(_ALPHABET, max_size=40))
+def test_the_word_trie_finds_what_the_longest_first_alternation_finds(words: set[str], text: str) -> None:
+    """Words sharing prefixes (服务, 服务员, 服务态度), regex metacharacters: the same matches."""
+    plain = re.compile("|".join(sorted(map(re.escape, words), key=len, reverse=True)))
+    trie = re.compile(word_pattern(words))
+    assert [(m.start(), m.group()) for m in trie.finditer(text)] == [
+        (m.start(), m.group()) for m in plain.finditer(text)
+    ]
