@@ -182,7 +182,8 @@ def hash_features(text: str, bits: int) -> tuple[np.ndarray, np.ndarray]:
 def batch_features(texts: Sequence[str], bits: int) -> tuple[np.ndarray, np.ndarray]:
     """The bucket indices of every feature of every prepared text (what :func:`hash_features`
     gives each text, in another order), and the text each belongs to: the n-grams of all the texts
-    hashed in one pass over their code points, an n-gram kept where it does not cross two texts."""
+    hashed together over their joined code points (:func:`_ngram_hashes`, a few numpy calls per
+    batch), an n-gram kept where it does not cross two texts."""
     n = len(texts)
     lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n)
     owners: list[np.ndarray] = []
@@ -191,37 +192,30 @@ def batch_features(texts: Sequence[str], bits: int) -> tuple[np.ndarray, np.ndar
         codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
         if len(codes):
             owner = np.repeat(np.arange(n, dtype=np.int64), lengths)
-            start = np.cumsum(lengths) - lengths
-            shift = np.uint64(64 - bits)
-            # salt ^ (c0*M0) ^ (c1*M1) ^ ...: the products are shared by the three sizes and the turn
-            x1 = codes * _M[0]
-            x2 = x1[:-1] ^ (codes[1:] * _M[1])
-            x3 = x2[:-1] ^ (codes[2:] * _M[2])
-            in2 = owner[:-1] == owner[1:]
+            in2 = owner[:-1] == owner[1:]  # the n-grams of one text, not across two
             in3 = in2[:-1] & in2[1:]
             owners += [owner, owner[:-1][in2], owner[:-2][in3]]
             parts += [
-                ((_SALT[1] ^ x1) * _MIX) >> shift,
-                ((_SALT[2] ^ x2[in2]) * _MIX) >> shift,
-                ((_SALT[3] ^ x3[in3]) * _MIX) >> shift,
+                _ngram_hashes(codes, 1, bits, _SALT[1]),
+                _ngram_hashes(codes, 2, bits, _SALT[2])[in2],
+                _ngram_hashes(codes, 3, bits, _SALT[3])[in3],
             ]
             turns = np.fromiter((_turn(t) for t in texts), dtype=np.int64, count=n)
             if (turns >= 0).any():  # the 2-grams from the turn on, a second time
                 own2 = owner[:-1]
+                start = np.cumsum(lengths) - lengths
                 after = in2 & (turns[own2] >= 0) & (np.arange(len(own2)) - start[own2] >= turns[own2])
                 owners.append(own2[after])
-                parts.append(((_TURN_SALT ^ x2[after]) * _MIX) >> shift)
+                parts.append(_ngram_hashes(codes, 2, bits, _TURN_SALT)[after])
     sym_owner: list[int] = []
     sym_idx: list[int] = []
-    mask = (1 << bits) - 1
-    crc = zlib.crc32
     for i, text in enumerate(texts):
         for f, _, _ in symbolic(text):
             sym_owner.append(i)
-            sym_idx.append(crc(f.encode()) & mask)
+            sym_idx.append(_crc(f, bits))
     owners.append(np.array(sym_owner, dtype=np.int64))
-    parts.append(np.array(sym_idx, dtype=np.uint64))
-    return np.concatenate(owners), np.concatenate([p.astype(np.int64) for p in parts])
+    parts.append(np.array(sym_idx, dtype=np.int64))
+    return np.concatenate(owners), np.concatenate(parts)
 
 
 @dataclass
