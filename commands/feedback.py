@@ -47,7 +47,7 @@ def _versions(cfg: Any, base: Path | None) -> Any:
 def _print_comparison(result: Any) -> None:
     from rich.table import Table
 
-    table = Table("set", "model", "n", "precision", "recall", "F1(neg)", "false alarms")
+    table = Table("set", "model", "n", "precision", "recall", "F1", "false alarms")
     for name, pair in result.sets.items():
         for who in ("current", "candidate"):
             f = pair[who]
@@ -59,10 +59,20 @@ def _print_comparison(result: Any) -> None:
                 f"{f['precision']:.3f}",
                 f"{f['recall']:.3f}",
                 f"{f['f1']:.3f}",
-                f"{f['false_alarm_rate']:.3f}",
+                f"{f['false_alarm_rate']:.3f}" if "false_alarm_rate" in f else "-",
             )
     commands.console.print(table)
     commands.console.print(("better: " if result.better else "not better: ") + result.why, highlight=False)
+
+
+def _taxonomy(cfg: Any, base: Path | None) -> Any:
+    """The configured topic taxonomy (a relative file is read beside the config)."""
+    from hub.features.feedback.topics import load_taxonomy
+
+    path = Path(cfg.topics.taxonomy) if cfg.topics.taxonomy else None
+    if path is not None and not path.is_absolute() and base is not None:
+        path = base / path
+    return load_taxonomy(path, cfg.topics.extra)
 
 
 def register(app: typer.Typer) -> None:
@@ -213,7 +223,7 @@ def register(app: typer.Typer) -> None:
         versions = _versions(cfg, base)
         with commands.runtime(config, features=with_dependencies(["feedback"])) as rt, rt.store.connect() as conn:
             rows = labels(conn)
-        version, result = train_candidate(versions, rows)
+        version, result = train_candidate(versions, rows, taxonomy=_taxonomy(cfg, base))
         commands.console.print(f"candidate {version} ({len(rows)} staff label(s) in the store)", highlight=False)
         _print_comparison(result)
         if promote and result.better:
@@ -236,7 +246,7 @@ def register(app: typer.Typer) -> None:
         with commands.runtime(config, features=with_dependencies(["feedback"])) as rt, rt.store.connect() as conn:
             rows = labels(conn)
         try:
-            result = evaluate(versions, version, rows)
+            result = evaluate(versions, version, rows, taxonomy=_taxonomy(cfg, base))
         except VersionError as exc:
             raise commands.fail(str(exc)) from None
         _print_comparison(result)

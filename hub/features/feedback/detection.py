@@ -38,7 +38,7 @@ from hub.features.feedback.config import FeedbackConfig, Severity
 from hub.features.feedback.keywords import AlarmKeywords
 from hub.features.feedback.sentiment import ModelSentiment, SentimentAnalyzer
 from hub.features.feedback.textmodel import prepare_text as prepare
-from hub.features.feedback.topics import TopicTag, TopicTagger, load_taxonomy
+from hub.features.feedback.topics import TopicTag, TopicTagger, load_taxonomy, load_word_trust
 from hub.model import Feedback, TouchpointEvent
 from hub.privacy import mask_text
 
@@ -134,7 +134,11 @@ class Detector:
             # topic polarity scores every clause: with an engine that has no batch API, the shipped
             # model does it (a clause per call of snownlp would cost ~10 ms each)
             clauses = self._negative_probabilities if self._batch else ModelSentiment().negative_probabilities
-            self.tagger = TopicTagger(load_taxonomy(path, cfg.topics.extra), clauses)
+            # the topic words staff rejected, learned with the model version in use (topics.json)
+            trust = load_word_trust(getattr(analyzer, "folder", None))
+            self.tagger = TopicTagger(
+                load_taxonomy(path, cfg.topics.extra), clauses, trust.unreliable() if trust else ()
+            )
 
     # ------------------------------------------------------------ text scores
 

@@ -96,3 +96,46 @@ def test_model_commands_need_a_model_folder(tmp_path: Path, monkeypatch) -> None
     assert res.exit_code == 1 and "model_dir is not set" in res.output
     res = CliRunner().invoke(app, ["model", "list"])
     assert res.exit_code == 0 and "* shipped" in res.output
+
+
+def test_model_eval_measures_topics_on_held_back_topic_verdicts(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+    from datetime import UTC, datetime
+
+    from hub.features.feedback.textmodel import SHIPPED
+    from hub.features.feedback.topics import WordTrust
+    from hub.features.feedback.verdicts import record_label
+    from hub.features.feedback.versions import ModelVersions
+    from hub.store import Store
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CXHUB_CONFIG", raising=False)
+    (tmp_path / "cxhub.yaml").write_text(
+        "secret_key: judge-test-secret\n"
+        f'store: {{url: "sqlite:///{tmp_path / "x.db"}"}}\n'
+        "feedback:\n  sentiment: {model_dir: models}\n",
+        encoding="utf-8",
+    )
+    shutil.copytree(SHIPPED, ModelVersions(tmp_path / "models").new_folder("v1"), dirs_exist_ok=True)
+    WordTrust({("facilities", "装修"): [0, 5]}, verdicts=5).save(tmp_path / "models" / "v1")
+    res = CliRunner().invoke(app, ["migrate"])
+    assert res.exit_code == 0, res.output
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    with store.begin() as conn:
+        for i in range(30):
+            record_label(
+                conn,
+                verdict="wrong_topic",
+                text=f"第{i}家：装修很有格调",
+                actor="li",
+                via="cli",
+                now=datetime(2026, 12, 1, tzinfo=UTC),
+                wrong_topics=["facilities"],
+            )
+    store.dispose()
+    res = CliRunner().invoke(app, ["model", "eval", "v1"])
+    assert res.exit_code == 0, res.output
+    # the candidate (v1, 装修 no longer facilities) against the shipped model on 7 held-back verdicts
+    topic_rows = [r for r in res.output.splitlines() if "│ 7 " in r]
+    assert len(topic_rows) == 2, res.output
+    assert "0.500" in topic_rows[0] and "candidate" in topic_rows[1] and topic_rows[1].count("1.000") == 3

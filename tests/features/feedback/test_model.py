@@ -243,3 +243,25 @@ def test_train_candidate_saves_a_version_and_reports_why(tmp_path: Path) -> None
     assert evaluate(versions, version, rows).candidate == version
     with pytest.raises(VersionError):
         evaluate(versions, "nope", rows)
+
+
+def test_train_candidate_learns_the_topic_words_staff_rejected(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    from hub.features.feedback.modelops import TOPIC_SET, topic_verdicts, train_candidate
+    from hub.features.feedback.topics import load_word_trust
+
+    versions = ModelVersions(tmp_path / "models")
+    rows = [
+        {"text": f"第{i}家：装修很有格调", "verdict": "wrong_topic", "topics": {"wrong": ["facilities"], "right": []}}
+        for i in range(40)
+    ] + [{"text": "送餐太慢", "verdict": "not_negative", "negative": False, "topics": {"wrong": [], "right": []}}]
+    learn, back = topic_verdicts(rows)
+    assert len(learn) + len(back) == 40 and back and all(v.wrong == {"facilities"} for v in back)
+    version, result = train_candidate(versions, rows, base=seed_examples(n=300), bits=16)
+    trust = load_word_trust(tmp_path / "models" / version)
+    assert trust is not None and trust.verdicts == len(learn)
+    assert trust.unreliable() == {("facilities", "装修")}
+    topics = result.sets[TOPIC_SET]
+    assert topics["candidate"]["labelled"] == len(back)
+    assert topics["candidate"]["f1"] == 1.0 and topics["current"]["precision"] == 0.5
+    assert "topics" not in result.why  # better topics; the sentiment decides (300 sentences lose)

@@ -105,3 +105,54 @@ def test_the_word_trie_finds_what_the_longest_first_alternation_finds(words: set
     assert [(m.start(), m.group()) for m in trie.finditer(text)] == [
         (m.start(), m.group()) for m in plain.finditer(text)
     ]
+
+
+# ---------------------------------------------------------------- learning from staff's topic verdicts
+
+
+def test_a_word_staff_keep_rejecting_stops_naming_the_topic() -> None:
+    from hub.features.feedback.topics import learn_word_trust
+
+    decor = "装修很有格调，菜也好吃"  # a restaurant's decor: the taxonomy says facilities and hygiene
+    verdicts = [(decor, {"facilities"}), (decor, {"facilities"}), ("酒店装修很新，房间很大", set())]
+    trust = learn_word_trust(tagger(), verdicts)
+    assert trust.counts[("facilities", "装修")] == [1, 2] and trust.counts[("hygiene", "装修")] == [3, 0]
+    assert trust.verdicts == 3 and trust.unreliable() == {("facilities", "装修")}
+    # one rejection is not enough, nor as many rejections as confirmations
+    assert not learn_word_trust(tagger(), verdicts[:1]).unreliable()
+    assert not learn_word_trust(tagger(), [*verdicts, *verdicts[2:] * 2]).unreliable()
+
+
+def test_an_unreliable_word_is_skipped_but_the_topic_is_still_found_by_another() -> None:
+    skipping = TopicTagger(load_taxonomy(), MODEL.negative_probabilities, {("facilities", "装修")})
+    assert {t.topic for t in skipping.tag_many(["装修很有格调"])[0]} == {"hygiene"}
+    [tags] = skipping.tag_many(["装修一般，房间太小了"])
+    assert [(t.topic, t.span) for t in tags if t.topic == "facilities"] == [("facilities", "房间太小了")]
+    assert {t.topic for t in tagger().tag_many(["装修很有格调"])[0]} == {"facilities", "hygiene"}
+
+
+def test_word_trust_round_trips_and_a_bad_file_is_named(tmp_path: Path) -> None:
+    from hub.features.feedback.topics import TRUST_FILE, WordTrust, load_word_trust
+
+    assert load_word_trust(tmp_path) is None and load_word_trust(None) is None
+    WordTrust({("facilities", "装修"): [0, 3], ("price", "钱"): [4, 1]}, verdicts=7).save(tmp_path)
+    loaded = load_word_trust(tmp_path)
+    assert loaded is not None and loaded.verdicts == 7 and loaded.unreliable() == {("facilities", "装修")}
+    (tmp_path / TRUST_FILE).write_text('{"words": [{"topic": "price"}]}', encoding="utf-8")
+    with pytest.raises(ConfigError, match=TRUST_FILE + ".*not a topic word-trust file"):
+        load_word_trust(tmp_path)
+
+
+def test_the_detector_tags_with_the_word_trust_of_the_model_in_use(tmp_path: Path) -> None:
+    import shutil
+
+    from hub.features.feedback.textmodel import SHIPPED
+    from hub.features.feedback.topics import WordTrust
+
+    shutil.copytree(SHIPPED, tmp_path / "v1")
+    WordTrust({("facilities", "装修"): [0, 2]}, verdicts=2).save(tmp_path / "v1")
+    learned = Detector(FeedbackConfig(), ModelSentiment(tmp_path / "v1"))
+    shipped = Detector(FeedbackConfig(), MODEL)
+    assert learned.tagger is not None and shipped.tagger is not None
+    assert learned.tagger.unreliable == {("facilities", "装修")} and not shipped.tagger.unreliable
+    assert {t.topic for t in learned.tagger.tag_many(["装修很有格调"])[0]} == {"hygiene"}
