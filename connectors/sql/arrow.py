@@ -10,14 +10,16 @@ moving back, as the row read's.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from connectors.sql.values import _before, encode_cursor
 from hub.errors import PermanentError, RetriableError
-from hub.sdk.columns import ColumnBatch
+from hub.sdk.columns import ColumnBatch, bytes_value
 from hub.sdk.connector import Batch, Rejected, utcnow
 
 if TYPE_CHECKING:
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from connectors.sql.source import SqlSource
 
 
+log = logging.getLogger("cxhub.sql")
 _PARAM = re.compile(r":c(\d+)\b")
 #: the size of the Arrow batches the driver decodes the header stream into. Its default (16 MB,
 #: ~100,000 POS order headers) held that many rows in memory beside the batch being ingested: with
@@ -52,18 +55,147 @@ def _libpq_url(url: str) -> str:
     return re.sub(r"^postgresql\+\w+://", "postgresql://", url)
 
 
-def _normalise(table: pa.Table) -> tuple[pa.Table, frozenset[str]]:
-    """Extension columns (PostgreSQL numeric as opaque text) as their storage; which were numeric."""
+#: PostgreSQL's built-in range and multirange types (psycopg reads them as ``Range`` objects, whose
+#: text is not PostgreSQL's): a source with one is read through rows
+_RANGE_OIDS = frozenset({3904, 3906, 3908, 3910, 3912, 3926, 4451, 4532, 4533, 4534, 4535, 4536})
+_RANGE_NAMES = frozenset(
+    {"int4range", "numrange", "tsrange", "tstzrange", "daterange", "int8range"}
+    | {"int4multirange", "nummultirange", "tsmultirange", "tstzmultirange", "datemultirange", "int8multirange"}
+)
+
+
+def _pg_type(f: pa.Field) -> str:
+    meta = f.metadata or {}
+    return (meta.get(b"POSTGRESQL:type") or meta.get(b"ADBC:postgresql:typname") or b"").decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """How the columnar read takes a query's columns so that each value is the row read's.
+
+    ``text``: columns the driver hands over in PostgreSQL's binary format (tsvector, inet, point,
+    bit, xml, money, composite types... as opaque bytes): read as PostgreSQL's text instead, which
+    is what psycopg gives for them; ``timetz``: of those, the times with a zone (their text then as
+    Python prints the time, as the row read does); ``rows``: why the source must be read through
+    rows instead (json, arrays of other than text and numbers, ranges), or None."""
+
+    names: tuple[str, ...] = ()
+    text: frozenset[str] = frozenset()
+    timetz: frozenset[str] = frozenset()
+    rows: str | None = None
+
+
+def plan_columns(schema: pa.Schema) -> ColumnPlan:
+    """The :class:`ColumnPlan` of a query's Arrow schema (as ADBC's PostgreSQL driver gives it)."""
+    import pyarrow as pa
+
+    text: set[str] = set()
+    timetz: set[str] = set()
+    rows: list[str] = []
+    for f in schema:
+        t, pg = f.type, _pg_type(f)
+        oid = pg[len("unnamed<oid:") : -1] if pg.startswith("unnamed<oid:") else ""
+        if pg in _RANGE_NAMES or (oid.isdigit() and int(oid) in _RANGE_OIDS):
+            rows.append(f"{f.name} ({pg if not oid else 'a range'})")
+        elif isinstance(t, pa.BaseExtensionType):
+            name = t.extension_name
+            if name == "arrow.json":
+                rows.append(f"{f.name} ({pg or 'json'})")
+            elif name == "arrow.opaque" and pg != "numeric":
+                text.add(f.name)
+                if pg == "timetz":
+                    timetz.add(f.name)
+        elif pa.types.is_list(t) or pa.types.is_large_list(t):
+            v = t.value_type
+            if not (
+                pa.types.is_string(v) or pa.types.is_integer(v) or pa.types.is_floating(v) or pa.types.is_boolean(v)
+            ) or pg in ("_numeric", "_json", "_jsonb"):
+                rows.append(f"{f.name} ({pg or t})")
+        elif pa.types.is_struct(t) or pg == "money" or (pa.types.is_binary(t) and pg not in ("bytea", "")):
+            text.add(f.name)
+    names = schema.names
+    if text and len(set(names)) != len(names):
+        rows.append("columns of the same name, one of them read as text")
+    return ColumnPlan(tuple(names), frozenset(text), frozenset(timetz), ", ".join(rows) or None)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def project(sql: str, alias: str, plan: ColumnPlan) -> str:
+    """``sql`` (``SELECT * FROM (...) alias ...``) selecting the plan's columns, its ``text`` ones as text."""
+    names, text = plan.names, plan.text
+    if not text:
+        return sql
+    head = "SELECT * FROM ("
+    assert sql.startswith(head), sql
+    # format('%s') is the type's output function, the text psycopg reads (a cast to text may differ:
+    # inet's adds the /32)
+    cols = ", ".join(
+        f"CASE WHEN {alias}.{_ident(n)} IS NULL THEN NULL ELSE format('%s', {alias}.{_ident(n)}) END AS {_ident(n)}"
+        if n in text
+        else f"{alias}.{_ident(n)}"
+        for n in names
+    )
+    return f"SELECT {cols} FROM (" + sql[len(head) :]
+
+
+def _normalise(table: pa.Table, timetz: frozenset[str] = frozenset()) -> tuple[pa.Table, frozenset[str]]:
+    """Columns as the row read gives their values: extension columns (PostgreSQL numeric as opaque
+    text) as their storage, uuids as text, intervals as Python prints the timedelta psycopg makes of
+    them (a month is 30 days), times with a zone as Python prints them; which were numeric."""
+    import uuid
+    from datetime import time, timedelta
+
     import pyarrow as pa
 
     numeric = set()
     cols = []
     for f, col in zip(table.schema, table.columns, strict=True):
-        meta = f.metadata or {}
-        if meta.get(b"ADBC:postgresql:typname") == b"numeric" or meta.get(b"POSTGRESQL:type") == b"numeric":
+        pg = _pg_type(f)
+        if pg == "numeric":
             numeric.add(f.name)
         if isinstance(f.type, pa.BaseExtensionType):
-            col = pa.chunked_array([c.storage for c in col.chunks], type=f.type.storage_type)
+            if f.type.extension_name == "arrow.uuid":
+                col = pa.chunked_array(
+                    [
+                        pa.array(
+                            [None if b is None else str(uuid.UUID(bytes=b)) for b in c.storage.to_pylist()], pa.string()
+                        )
+                        for c in col.chunks
+                    ],
+                    type=pa.string(),
+                )
+            else:
+                col = pa.chunked_array([c.storage for c in col.chunks], type=f.type.storage_type)
+        elif pa.types.is_interval(f.type):
+            col = pa.chunked_array(
+                [
+                    pa.array(
+                        [
+                            None
+                            if v is None
+                            else str(timedelta(days=v.months * 30 + v.days, microseconds=v.nanoseconds // 1000))
+                            for v in c.to_pylist()
+                        ],
+                        pa.string(),
+                    )
+                    for c in col.chunks
+                ],
+                type=pa.string(),
+            )
+        elif f.name in timetz:
+
+            def zoned(v: str | None) -> str | None:
+                try:
+                    return None if v is None else str(time.fromisoformat(v))
+                except ValueError:
+                    return v
+
+            col = pa.chunked_array(
+                [pa.array([zoned(v) for v in c.to_pylist()], pa.string()) for c in col.chunks], type=pa.string()
+            )
         cols.append(col)
     names = table.column_names
     return pa.Table.from_arrays(cols, names=names), frozenset(numeric)
@@ -98,30 +230,63 @@ def read_arrow(source: SqlSource, state: dict[str, Any] | None, *, full: bool = 
     except Exception as exc:
         raise RetriableError(f"reading on {source.safe_url} failed: {_first_line(exc)}", target=source.name) from None
     child_conn = None
+    rows_because: str | None = None
     try:
-        cur = conn.cursor()
-        cur.adbc_statement.set_options(**{StatementOptions.BATCH_SIZE_HINT_BYTES.value: str(READ_HINT_BYTES)})
-        try:
-            cur.execute(sql, parameters=tuple(args) if args else None)
-            reader = cur.fetch_record_batch()
-        except Exception as exc:
-            raise _error(source, exc, "reading") from None
-        if opts.children:
-            child_conn = adbc.connect(url)
-        for table in _chunks(reader, opts.batch_size, source):
-            table, numeric = _normalise(table)
-            batch = _make(source, table, numeric, child_conn)
-            last = _last_cursor(table, numeric, opts.cursor)
-            if best is None or _before(best, last):
-                best = last
-            batch.state = {"cursor": encode_cursor(best)}
-            yield batch
+        # the columns' types first (no row is read): some are taken as text, some need the row read
+        plan = plan_columns(_schema(source, conn, sql + " LIMIT 0", args, "reading"))
+        child_plans = {
+            name: plan_columns(
+                _schema(
+                    source,
+                    conn,
+                    f"SELECT * FROM ({child.query.strip().rstrip(';')}) cxhub_child LIMIT 0",
+                    [],
+                    f"reading children {name!r}",
+                )
+            )
+            for name, child in opts.children.items()
+        }
+        rows_because = plan.rows or next((f"{n}: {cp.rows}" for n, cp in child_plans.items() if cp.rows), None)
+        if rows_because is None:
+            cur = conn.cursor()
+            cur.adbc_statement.set_options(**{StatementOptions.BATCH_SIZE_HINT_BYTES.value: str(READ_HINT_BYTES)})
+            try:
+                cur.execute(project(sql, "cxhub_src", plan), parameters=tuple(args) if args else None)
+                reader = cur.fetch_record_batch()
+            except Exception as exc:
+                raise _error(source, exc, "reading") from None
+            if opts.children:
+                child_conn = adbc.connect(url)
+            for table in _chunks(reader, opts.batch_size, source):
+                table, numeric = _normalise(table, plan.timetz)
+                batch = _make(source, table, numeric, child_conn, child_plans)
+                last = _last_cursor(table, numeric, opts.cursor)
+                if best is None or _before(best, last):
+                    best = last
+                batch.state = {"cursor": encode_cursor(best)}
+                yield batch
     finally:
         with contextlib.suppress(Exception):
             conn.close()
         if child_conn is not None:
             with contextlib.suppress(Exception):
                 child_conn.close()
+    if rows_because is not None:
+        log.info("source %s is read through rows, not columns: %s", source.name, rows_because)
+        yield from source.read(state, full=full)
+
+
+def _schema(source: SqlSource, conn: Any, sql: str, args: list[Any], what: str) -> pa.Schema:
+    """The Arrow schema of ``sql`` (a query that returns no row)."""
+    cur = conn.cursor()
+    try:
+        cur.execute(sql, parameters=tuple(args) if args else None)
+        return cur.fetch_arrow_table().schema
+    except Exception as exc:
+        raise _error(source, exc, what) from None
+    finally:
+        with contextlib.suppress(Exception):
+            cur.close()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -168,13 +333,15 @@ def _last_cursor(table: pa.Table, numeric: frozenset[str], cursor: list[str]) ->
     return [Decimal(last[c]) if c in numeric and last[c] is not None else last[c] for c in cursor]
 
 
-def _make(source: SqlSource, table: pa.Table, numeric: frozenset[str], child_conn: Any) -> ColumnBatch:
+def _make(
+    source: SqlSource, table: pa.Table, numeric: frozenset[str], child_conn: Any, plans: dict[str, ColumnPlan]
+) -> ColumnBatch:
     import pyarrow.compute as pc
 
     opts = source.options
     children: dict[str, pa.Table] = {}
     for name, child in opts.children.items():
-        children[name], child_numeric = _children(source, child_conn, name, child, table)
+        children[name], child_numeric = _children(source, child_conn, name, child, table, plans[name])
         numeric = numeric | {f"{name}.{c}" for c in child_numeric}
     ids = _ids(table, numeric, opts.id)
     rejected: list[Rejected] = []
@@ -205,6 +372,8 @@ def payload_of(table: pa.Table, children: dict[str, pa.Table], numeric: frozense
             for k, v in row.items():
                 if prefix + k in numeric and v is not None:
                     row[k] = Decimal(v)
+                elif isinstance(v, bytes):
+                    row[k] = bytes_value(v)
         return rows
 
     rec = plain(table.slice(i, 1).to_pylist(), "")[0]
@@ -241,7 +410,9 @@ def _ids(table: pa.Table, numeric: frozenset[str], id_cols: list[str]) -> pa.Arr
     return pc.binary_join_element_wise(*parts, ":", null_handling="emit_null")
 
 
-def _children(source: SqlSource, conn: Any, name: str, child: Any, header: pa.Table) -> tuple[pa.Table, frozenset[str]]:
+def _children(
+    source: SqlSource, conn: Any, name: str, child: Any, header: pa.Table, plan: ColumnPlan
+) -> tuple[pa.Table, frozenset[str]]:
     """The batch's children of ``name``, with ``__row``: the index of their record in ``header``."""
     import polars as pl
     import pyarrow as pa
@@ -253,7 +424,8 @@ def _children(source: SqlSource, conn: Any, name: str, child: Any, header: pa.Ta
     keys = pc.unique(header[parent_key].combine_chunks().drop_null())
     if len(keys) == 0:
         return pa.table({"__row": pa.array([], pa.int32())}), frozenset()
-    sql = source._child_sql(child).replace("IN :keys", "= ANY(CAST($1 AS {}[]))")
+    sql = project(source._child_sql(child), "cxhub_child", plan)
+    sql = sql.replace("IN :keys", "= ANY(CAST($1 AS {}[]))")
     if pa.types.is_integer(keys.type):
         literal = "{" + ",".join(str(k) for k in keys.to_pylist()) + "}"
         sql = sql.format("bigint")
@@ -271,7 +443,7 @@ def _children(source: SqlSource, conn: Any, name: str, child: Any, header: pa.Ta
     finally:
         with contextlib.suppress(Exception):
             cur.close()
-    rows, numeric = _normalise(rows)
+    rows, numeric = _normalise(rows, plan.timetz)
     if child.key not in rows.column_names:
         raise PermanentError(f"the child query has no column {child.key!r} (columns: {rows.column_names})")
     head = pl.DataFrame({"__key": pl.from_arrow(header[parent_key].combine_chunks())}).with_row_index("__row")

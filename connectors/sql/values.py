@@ -3,12 +3,13 @@ back, and comparing cursors."""
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+
+from hub.sdk.columns import bytes_value
 
 _AS_IS = frozenset({type(None), str, int, float, bool, Decimal, datetime, date})
 
@@ -22,13 +23,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, memoryview):
         value = value.tobytes()
     if isinstance(value, bytes | bytearray):
-        try:
-            return bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            return {"$base64": base64.b64encode(bytes(value)).decode("ascii")}
+        return bytes_value(bytes(value))
     if isinstance(value, uuid.UUID | time | timedelta):
         return str(value)
-    return value
+    if isinstance(value, list | tuple):  # PostgreSQL arrays
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):  # json / jsonb
+        return value
+    # what a driver gives for other types (addresses, ranges...): its text, which JSON can hold
+    return str(value)
 
 
 def encode_cursor(values: Sequence[Any]) -> list[dict[str, Any]]:

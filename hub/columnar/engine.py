@@ -444,8 +444,10 @@ class ColumnarIngest:
         cols = _identity_lists(batch, None if all_fresh else batch.ok["index"].is_in(ok["index"].implode()))
         contacts = dict(batch.contacts)
         contacts.update(fb.contacts)
-        resolved = None
-        if not fb_events:
+        resolved: list[str | None] | None = None
+        if not fb_events and not cols:  # a mapping without identities: no customer
+            resolved = [None] * len(keep)
+        elif not fb_events:
             resolved = resolve_columns(
                 conn,
                 self.ingestor.identity,

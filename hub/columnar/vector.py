@@ -43,6 +43,7 @@ from hub.mapping import CompiledMapping
 from hub.mapping.specs import MISSING, FieldSpec
 from hub.model import Customer, Feedback, Order, OrderItem, Org, TouchpointEvent
 from hub.privacy import PHONE_PATTERN
+from hub.sdk.columns import bytes_value
 from hub.sdk.expressions import plain_keys
 
 #: PostgreSQL's numeric text that ``str(Decimal(text))`` gives back unchanged
@@ -137,10 +138,14 @@ class ArrowRecords:
 def _py_row(table: pa.Table, numeric: frozenset[str]) -> list[dict[str, Any]]:
     rows = table.to_pylist()
     cols = [c for c in table.column_names if c in numeric]
+    raw = [f.name for f in table.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
     for row in rows:
         for c in cols:
             if row[c] is not None:
                 row[c] = _decimal(row[c])
+        for c in raw:
+            if row[c] is not None:
+                row[c] = bytes_value(row[c])
     return rows
 
 
@@ -383,21 +388,30 @@ class Leaf:
             return None, True
 
     def _distinct(self, arr: pa.Array, numeric: bool) -> Frag:
-        """Each distinct value through the row path's code once, spread back over the rows."""
-        enc = pc.dictionary_encode(arr, null_encoding="encode")
+        """Each distinct value through the row path's code once, spread back over the rows (each
+        value, where Arrow cannot tell distinct ones apart: lists)."""
+        if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_struct(arr.type):
+            values: list[Any] = arr.to_pylist()
+            idx: Any = None
+        else:
+            enc = pc.dictionary_encode(arr, null_encoding="encode")
+            values, idx = enc.dictionary.to_pylist(), enc.indices
         keys = self.spec.keys or ("",)
         frags: list[str | None] = []
         bads: list[bool] = []
-        for raw in enc.dictionary.to_pylist():
+        for raw in values:
             if numeric and raw is not None:
                 raw = _decimal(raw)
+            elif isinstance(raw, bytes):  # bytea: its text, or base64 (the row read's form)
+                raw = bytes_value(raw)
             data: Any = raw
             for k in reversed(keys):
                 data = {k: data}
             frag, bad = self._one(data)
             frags.append(frag)
             bads.append(bad)
-        idx = enc.indices
+        if idx is None:
+            return Frag(pl.Series(frags, dtype=pl.String), pl.Series(bads, dtype=pl.Boolean))
         return Frag(
             pl.from_arrow(pc.take(pa.array(frags, pa.string()), idx)),  # type: ignore[arg-type]
             pl.from_arrow(pc.take(pa.array(bads, pa.bool_()), idx)),  # type: ignore[arg-type]

@@ -16,6 +16,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from hub.sdk.connector import Batch, Rejected
 
+
+def bytes_value(value: bytes) -> str | dict[str, str]:
+    """Bytes (a ``bytea`` column) as a record holds them: their UTF-8 text, or ``{"$base64": ...}``."""
+    import base64
+
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"$base64": base64.b64encode(value).decode("ascii")}
+
+
 if TYPE_CHECKING:
     import pyarrow as pa
 

@@ -264,3 +264,127 @@ def test_the_features_hooks_of_a_batch_see_the_batch_before_it_committed(pg_url:
     finally:
         rt.close()
     assert sorted(seen) == [(first, first) for first in range(0, 12, 2)], seen
+
+
+#: PostgreSQL types beyond the plain ones, as an unseen database has them: (type, a value)
+ODD_TYPES = {
+    "tags": ("text[]", "ARRAY['a','b']"),
+    "ints": ("int[]", "ARRAY[1,2]"),
+    "words": ("tsvector", "to_tsvector('simple', 'fast film')"),
+    "price": ("money", "4.99"),
+    "ip": ("inet", "'10.0.0.1'"),
+    "net": ("cidr", "'10.1.0.0/16'"),
+    "loc": ("point", "point(1,2)"),
+    "picture": ("bytea", "'\\x00ff'::bytea"),
+    "label": ("bytea", "convert_to('好','UTF8')"),
+    "dur": ("interval", "interval '1 mon 2 days 03:00'"),
+    "flags": ("bit(4)", "B'1010'"),
+    "xdoc": ("xml", "'<a>1</a>'"),
+    "uid": ("uuid", "'79d86a11-7667-4687-9bff-6296cace63c6'"),
+    "opens": ("timetz", "'09:30+08'"),
+    "mood": ("odd_mood", "'happy'"),
+    "pair": ("odd_pair", "ROW(1,'x')::odd_pair"),
+    "mac": ("macaddr", "'08:00:2b:01:02:03'"),
+}
+
+
+def _odd_tables(pg_url: str, extra: str = "") -> None:
+    cols = ", ".join(f"{n} {t}" for n, (t, _) in ODD_TYPES.items())
+    values = ", ".join(v for _, v in ODD_TYPES.values())
+    eng = engine_for(pg_url)
+    with eng.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS odd_orders, odd_lines; DROP TYPE IF EXISTS odd_mood, odd_pair"))
+        conn.execute(text("CREATE TYPE odd_mood AS ENUM ('sad', 'happy'); CREATE TYPE odd_pair AS (a int, b text)"))
+        conn.execute(text(f"CREATE TABLE odd_orders (id int PRIMARY KEY, at timestamp NOT NULL, {cols}{extra})"))
+        conn.execute(text(f"CREATE TABLE odd_lines (order_id int, {cols})"))
+        conn.execute(text("INSERT INTO odd_orders (id, at) VALUES (2, '2026-01-02')"))  # every odd column null
+        conn.execute(
+            text(f"INSERT INTO odd_orders (id, at, {', '.join(ODD_TYPES)}) VALUES (1, '2026-01-01', {values})")
+        )
+        conn.execute(text(f"INSERT INTO odd_lines (order_id, {', '.join(ODD_TYPES)}) VALUES (1, {values})"))
+        conn.execute(text("INSERT INTO odd_lines (order_id) VALUES (1)"))
+    eng.dispose()
+
+
+def _sync_both(tmp_path: Path, pg_url: str, mapping: Path) -> list[tuple[Any, ...]]:
+    """``odd_orders`` (with its lines) synced by the columnar read and by the row read."""
+    out = []
+    for columnar in (True, False):
+        options = {
+            "url": pg_url,
+            "table": "odd_orders",
+            "cursor": ["at", "id"],
+            "id": ["id"],
+            "columnar": columnar,
+            "children": {"lines": {"query": "SELECT * FROM odd_lines", "key": "order_id", "parent_key": "id"}},
+        }
+        rt = source_runtime(tmp_path, f"sqlite:///{tmp_path / f'{columnar}.db'}", "odd", "sql", mapping, options)
+        try:
+            result = run_sync(rt, "odd")
+            with rt.store.engine.connect() as conn:
+                docs = {}
+                for ext, doc in conn.execute(text("SELECT external_id, doc FROM touchpoints")):
+                    d = orjson.loads(doc) if isinstance(doc, str) else doc
+                    docs[ext] = (d["attributes"], (d["order"] or {}).get("items"))
+                q = sorted(conn.execute(text("SELECT external_id, stage, reason FROM quarantine")).all())
+            out.append((result.summary(), docs, q))
+        finally:
+            rt.close()
+    return out
+
+
+@pytest.mark.postgres
+def test_postgresql_types_beyond_the_plain_ones_arrive_as_the_row_read_gives_them(
+    pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Arrays, tsvector, money, inet, geometric, bytea, interval, bit, xml, uuid, timetz, enums,
+    composites, macaddr, in the records and in their lines: the columnar read stores what the row
+    read stores (the driver's binary forms are read as PostgreSQL's text), and a mapping without
+    identities stores touchpoints without a customer."""
+    caplog.set_level(logging.INFO, logger="cxhub.sql")
+    _odd_tables(pg_url)
+    mapping = tmp_path / "m.yaml"
+    fields = "".join(f"  attributes.{n}: {n}\n" for n in ODD_TYPES)
+    items = "      sku: uid\n      name: label\n      category: opens\n"
+    mapping.write_text(
+        "name: odd\nkind: transaction\nfields:\n  occurred_at: {path: at, type: datetime, required: true}\n"
+        + fields
+        + "  attributes.word_text: {path: words, type: str}\n"
+        + "  order.items:\n    each: lines\n    fields:\n"
+        + items
+    )
+    columnar, row = _sync_both(tmp_path, pg_url, mapping)
+    assert columnar == row
+    assert "read through rows" not in caplog.text  # these stay on the columnar read
+    summary, docs, quarantined = columnar
+    assert summary["stored"] == 2 and not quarantined
+    attrs, items_of_1 = docs["1"]
+    assert attrs["tags"] == ["a", "b"] and attrs["ints"] == [1, 2] and attrs["word_text"] == "'fast':1 'film':2"
+    assert attrs["price"] == "$4.99" and attrs["ip"] == "10.0.0.1" and attrs["net"] == "10.1.0.0/16"
+    assert attrs["picture"] == {"$base64": "AP8="} and attrs["label"] == "好" and attrs["dur"] == "32 days, 3:00:00"
+    assert attrs["uid"] == "79d86a11-7667-4687-9bff-6296cace63c6" and attrs["opens"] == "09:30:00+08:00"
+    assert attrs["pair"] == "(1,x)" and attrs["loc"] == "(1,2)" and attrs["flags"] == "1010"
+    assert items_of_1[0]["sku"] == attrs["uid"] and items_of_1[0]["category"] == "09:30:00+08:00"
+    assert items_of_1[0]["name"] == "好" and items_of_1[1]["sku"] is None
+    assert docs["2"][0] == {}  # every odd column null: no attribute
+
+
+@pytest.mark.postgres
+def test_json_and_range_columns_are_read_through_rows_and_say_so(
+    pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="cxhub.sql")
+    _odd_tables(pg_url, ", doc jsonb DEFAULT '{\"a\": [1, 2]}', stay tstzrange DEFAULT tstzrange('2026-01-01', NULL)")
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(
+        "name: odd\nkind: transaction\nfields:\n  occurred_at: {path: at, type: datetime, required: true}\n"
+        "  attributes.a: doc.a\n  attributes.stay: stay\n  attributes.uid: uid\n"
+    )
+    columnar, row = _sync_both(tmp_path, pg_url, mapping)
+    assert columnar == row
+    assert "source odd is read through rows, not columns: doc (jsonb), stay (a range)" in caplog.text
+    assert columnar[1]["1"][0] == {
+        "a": [1, 2],
+        "stay": "[2026-01-01 00:00:00+00:00, None)",
+        "uid": "79d86a11-7667-4687-9bff-6296cace63c6",
+    }
