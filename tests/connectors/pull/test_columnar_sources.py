@@ -388,3 +388,25 @@ def test_json_and_range_columns_are_read_through_rows_and_say_so(
         "stay": "[2026-01-01 00:00:00+00:00, None)",
         "uid": "79d86a11-7667-4687-9bff-6296cace63c6",
     }
+
+
+def test_a_jsonl_drop_whose_mapping_names_no_customer_is_stored_as_columns(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    lines = [{"id": f"e{i}", "at": f"2026-01-0{i}T10:00:00", "kind": "visit"} for i in range(1, 4)]
+    (drop / "a.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(
+        "name: m\nkind: transaction\nfields:\n  occurred_at: {path: at, type: datetime, required: true}\n"
+        "  attributes.kind: kind\n"
+    )
+    rt = source_runtime(
+        tmp_path, f"sqlite:///{tmp_path / 'c.db'}", "drop", "jsonl", mapping, {"path": str(drop), "id_path": "id"}
+    )
+    try:
+        assert run_sync(rt, "drop").stored == 3
+        with rt.store.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM touchpoints WHERE customer_id IS NULL")).scalar() == 3
+            assert conn.execute(text("SELECT count(*) FROM customers")).scalar() == 0
+    finally:
+        rt.close()
