@@ -76,13 +76,16 @@ class ColumnPlan:
     ``text``: columns the driver hands over in PostgreSQL's binary format (tsvector, inet, point,
     bit, xml, money, composite types... as opaque bytes): read as PostgreSQL's text instead, which
     is what psycopg gives for them; ``timetz``: of those, the times with a zone (their text then as
-    Python prints the time, as the row read does); ``rows``: why the source must be read through
-    rows instead (json, arrays of other than text and numbers, ranges), or None."""
+    Python prints the time, as the row read does); ``json``: json / jsonb columns; ``rows``: why
+    the source must be read through rows instead (arrays of other than text and numbers, ranges),
+    or None."""
 
     names: tuple[str, ...] = ()
     text: frozenset[str] = frozenset()
     timetz: frozenset[str] = frozenset()
     rows: str | None = None
+    #: json / jsonb columns: parsed per record, as psycopg parses them, and left out of the columns
+    json: frozenset[str] = frozenset()
 
 
 def plan_columns(schema: pa.Schema) -> ColumnPlan:
@@ -91,6 +94,7 @@ def plan_columns(schema: pa.Schema) -> ColumnPlan:
 
     text: set[str] = set()
     timetz: set[str] = set()
+    json: set[str] = set()
     rows: list[str] = []
     for f in schema:
         t, pg = f.type, _pg_type(f)
@@ -100,7 +104,7 @@ def plan_columns(schema: pa.Schema) -> ColumnPlan:
         elif isinstance(t, pa.BaseExtensionType):
             name = t.extension_name
             if name == "arrow.json":
-                rows.append(f"{f.name} ({pg or 'json'})")
+                json.add(f.name)
             elif name == "arrow.opaque" and pg != "numeric":
                 text.add(f.name)
                 if pg == "timetz":
@@ -116,7 +120,7 @@ def plan_columns(schema: pa.Schema) -> ColumnPlan:
     names = schema.names
     if text and len(set(names)) != len(names):
         rows.append("columns of the same name, one of them read as text")
-    return ColumnPlan(tuple(names), frozenset(text), frozenset(timetz), ", ".join(rows) or None)
+    return ColumnPlan(tuple(names), frozenset(text), frozenset(timetz), ", ".join(rows) or None, frozenset(json))
 
 
 def _ident(name: str) -> str:
@@ -246,7 +250,13 @@ def read_arrow(source: SqlSource, state: dict[str, Any] | None, *, full: bool = 
             )
             for name, child in opts.children.items()
         }
-        rows_because = plan.rows or next((f"{n}: {cp.rows}" for n, cp in child_plans.items() if cp.rows), None)
+        keys = plan.json & {*opts.cursor, *opts.id, *(c.parent_key or c.key for c in opts.children.values())}
+        keys |= {f"{n}.{c.key}" for n, c in opts.children.items() if c.key in child_plans[n].json}
+        rows_because = (
+            plan.rows
+            or next((f"{n}: {cp.rows}" for n, cp in child_plans.items() if cp.rows), None)
+            or (f"json keys {sorted(keys)}" if keys else None)
+        )
         if rows_because is None:
             cur = conn.cursor()
             cur.adbc_statement.set_options(**{StatementOptions.BATCH_SIZE_HINT_BYTES.value: str(READ_HINT_BYTES)})
@@ -259,7 +269,7 @@ def read_arrow(source: SqlSource, state: dict[str, Any] | None, *, full: bool = 
                 child_conn = adbc.connect(url)
             for table in _chunks(reader, opts.batch_size, source):
                 table, numeric = _normalise(table, plan.timetz)
-                batch = _make(source, table, numeric, child_conn, child_plans)
+                batch = _make(source, table, numeric, child_conn, child_plans, plan.json)
                 last = _last_cursor(table, numeric, opts.cursor)
                 if best is None or _before(best, last):
                     best = last
@@ -334,7 +344,12 @@ def _last_cursor(table: pa.Table, numeric: frozenset[str], cursor: list[str]) ->
 
 
 def _make(
-    source: SqlSource, table: pa.Table, numeric: frozenset[str], child_conn: Any, plans: dict[str, ColumnPlan]
+    source: SqlSource,
+    table: pa.Table,
+    numeric: frozenset[str],
+    child_conn: Any,
+    plans: dict[str, ColumnPlan],
+    json_cols: frozenset[str] = frozenset(),
 ) -> ColumnBatch:
     import pyarrow.compute as pc
 
@@ -343,44 +358,91 @@ def _make(
     for name, child in opts.children.items():
         children[name], child_numeric = _children(source, child_conn, name, child, table, plans[name])
         numeric = numeric | {f"{name}.{c}" for c in child_numeric}
+    # json values are held outside the columns ("opaque"): the records as the row read gives them
+    # (parsed) are built when the mapping reads into them
+    json_all = json_cols | {f"{n}.{c}" for n in children for c in plans[n].json}
     ids = _ids(table, numeric, opts.id)
     rejected: list[Rejected] = []
     if ids.null_count:  # rows without a usable id: quarantined with the row read's reason
         for i in pc.indices_nonzero(pc.is_null(ids)).to_pylist():
-            rec = payload_of(table, children, numeric, i)
+            rec = payload_of(table, children, numeric, i, json_all)
             missing = [c for c in opts.id if rec.get(c) is None or rec.get(c) == ""]
             rejected.append(Rejected(None, rec, f"id column(s) {missing} empty: the row has no usable id"))
-    # a SQL row is its columns: no key is held outside them
+    if not json_all:  # a SQL row is its columns: no key is held outside them
+        return ColumnBatch(
+            table=table,
+            ids=ids,
+            state={},
+            received_at=utcnow(),
+            children=children,
+            numeric=numeric,
+            rejected=rejected,
+            opaque=frozenset(),
+        )
+    full, full_children = table, children
     return ColumnBatch(
-        table=table,
+        table=table.drop_columns(sorted(json_cols)),
         ids=ids,
         state={},
         received_at=utcnow(),
-        children=children,
+        children={n: t.drop_columns(sorted(plans[n].json)) for n, t in children.items()},
         numeric=numeric,
         rejected=rejected,
-        opaque=frozenset(),
+        opaque=json_all,
+        load_payloads=lambda: payloads_of(full, full_children, numeric, json_all),
     )
 
 
-def payload_of(table: pa.Table, children: dict[str, pa.Table], numeric: frozenset[str], i: int) -> dict[str, Any]:
+def _plain_rows(
+    rows: list[dict[str, Any]], prefix: str, numeric: frozenset[str], json_cols: frozenset[str]
+) -> list[dict[str, Any]]:
+    """Values of Arrow rows as the row read gives them: numeric as Decimal, bytea as text or
+    base64, json parsed (with the standard library, as psycopg does)."""
+    import json
+
+    for row in rows:
+        for k, v in row.items():
+            if v is None:
+                continue
+            if prefix + k in numeric:
+                row[k] = Decimal(v)
+            elif prefix + k in json_cols:
+                row[k] = json.loads(v)
+            elif isinstance(v, bytes):
+                row[k] = bytes_value(v)
+    return rows
+
+
+def payload_of(
+    table: pa.Table,
+    children: dict[str, pa.Table],
+    numeric: frozenset[str],
+    i: int,
+    json_cols: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
     """Record ``i`` as the row read gives it: a dict (numeric as Decimal), children as lists of dicts."""
     import pyarrow.compute as pc
 
-    def plain(rows: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
-        for row in rows:
-            for k, v in row.items():
-                if prefix + k in numeric and v is not None:
-                    row[k] = Decimal(v)
-                elif isinstance(v, bytes):
-                    row[k] = bytes_value(v)
-        return rows
-
-    rec = plain(table.slice(i, 1).to_pylist(), "")[0]
+    rec = _plain_rows(table.slice(i, 1).to_pylist(), "", numeric, json_cols)[0]
     for name, child in children.items():
         rows = child.filter(pc.equal(child["__row"], i)).drop_columns(["__row"])
-        rec[name] = plain(rows.to_pylist(), f"{name}.")
+        rec[name] = _plain_rows(rows.to_pylist(), f"{name}.", numeric, json_cols)
     return rec
+
+
+def payloads_of(
+    table: pa.Table, children: dict[str, pa.Table], numeric: frozenset[str], json_cols: frozenset[str]
+) -> list[dict[str, Any]]:
+    """Every record of the batch as the row read gives it (:func:`payload_of`, in one pass)."""
+    recs = _plain_rows(table.to_pylist(), "", numeric, json_cols)
+    for name, child in children.items():
+        for rec in recs:
+            rec[name] = []
+        parents = child["__row"].to_pylist()
+        rows = _plain_rows(child.drop_columns(["__row"]).to_pylist(), f"{name}.", numeric, json_cols)
+        for parent, row in zip(parents, rows, strict=True):
+            recs[parent][name].append(row)
+    return recs
 
 
 def _ids(table: pa.Table, numeric: frozenset[str], id_cols: list[str]) -> pa.Array:

@@ -364,27 +364,73 @@ def test_postgresql_types_beyond_the_plain_ones_arrive_as_the_row_read_gives_the
     assert attrs["picture"] == {"$base64": "AP8="} and attrs["label"] == "好" and attrs["dur"] == "32 days, 3:00:00"
     assert attrs["uid"] == "79d86a11-7667-4687-9bff-6296cace63c6" and attrs["opens"] == "09:30:00+08:00"
     assert attrs["pair"] == "(1,x)" and attrs["loc"] == "(1,2)" and attrs["flags"] == "1010"
-    assert items_of_1[0]["sku"] == attrs["uid"] and items_of_1[0]["category"] == "09:30:00+08:00"
-    assert items_of_1[0]["name"] == "好" and items_of_1[1]["sku"] is None
+    [full] = [i for i in items_of_1 if i["sku"] is not None]
+    assert full["sku"] == attrs["uid"] and full["category"] == "09:30:00+08:00" and full["name"] == "好"
+    assert len(items_of_1) == 2
     assert docs["2"][0] == {}  # every odd column null: no attribute
 
 
 @pytest.mark.postgres
-def test_json_and_range_columns_are_read_through_rows_and_say_so(
+def test_json_columns_are_parsed_as_the_row_read_parses_them(
     pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """json / jsonb in the records and their lines: paths into them, whole values, ``when`` on
+    them and quarantined records hold what the row read gives (parsed JSON, big integers kept)."""
     caplog.set_level(logging.INFO, logger="cxhub.sql")
-    _odd_tables(pg_url, ", doc jsonb DEFAULT '{\"a\": [1, 2]}', stay tstzrange DEFAULT tstzrange('2026-01-01', NULL)")
+    _odd_tables(pg_url, ", doc jsonb, raw json")
+    eng = engine_for(pg_url)
+    with eng.begin() as conn:
+        conn.execute(text("ALTER TABLE odd_lines ADD COLUMN spec jsonb"))
+        conn.execute(
+            text("UPDATE odd_orders SET doc = CAST(:d AS jsonb), raw = CAST(:r AS json) WHERE id = 1"),
+            {"d": '{"a": [1, 2.5], "b": {"c": "好"}}', "r": '[1, "x", null]'},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO odd_orders (id, at, doc) VALUES (3, '2026-01-03', '{\"a\": \"skip\"}'),"
+                " (4, '2026-01-04', '{\"a\": [1], \"bad\": true}');"
+                'UPDATE odd_lines SET spec = \'{"size": "XL", "n": 18446744073709551617}\' WHERE uid IS NOT NULL'
+            )
+        )
+    eng.dispose()
     mapping = tmp_path / "m.yaml"
     mapping.write_text(
-        "name: odd\nkind: transaction\nfields:\n  occurred_at: {path: at, type: datetime, required: true}\n"
-        "  attributes.a: doc.a\n  attributes.stay: stay\n  attributes.uid: uid\n"
+        "name: odd\nkind: transaction\nwhen: \"doc.a != 'skip'\"\nfields:\n"
+        "  occurred_at: {path: at, type: datetime, required: true}\n"
+        "  attributes.a: doc.a\n  attributes.c: doc.b.c\n  attributes.raw: raw\n  attributes.doc: doc\n"
+        "  attributes.bad: {path: doc.bad, type: int}\n"
+        "  order.items:\n    each: lines\n    fields:\n      name: spec.size\n      sku: uid\n"
+        "      category: {path: spec.n, type: str}\n"
     )
     columnar, row = _sync_both(tmp_path, pg_url, mapping)
     assert columnar == row
-    assert "source odd is read through rows, not columns: doc (jsonb), stay (a range)" in caplog.text
+    assert "read through rows" not in caplog.text
+    summary, docs, quarantined = columnar
+    assert summary["stored"] == 2 and summary["filtered"] == 1 and len(quarantined) == 1
+    attrs, items = docs["1"]
+    assert attrs["a"] == [1, 2.5] and attrs["c"] == "好" and attrs["raw"] == [1, "x", None]
+    assert attrs["doc"] == {"a": [1, 2.5], "b": {"c": "好"}}
+    [full] = [i for i in items if i["sku"] is not None]
+    [empty] = [i for i in items if i["sku"] is None]
+    assert full["name"] == "XL" and full["category"] == "18446744073709551617" and empty["name"] is None
+    assert docs["2"] == ({}, [])
+
+
+@pytest.mark.postgres
+def test_range_columns_are_read_through_rows_and_say_so(
+    pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="cxhub.sql")
+    _odd_tables(pg_url, ", stay tstzrange DEFAULT tstzrange('2026-01-01', NULL)")
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(
+        "name: odd\nkind: transaction\nfields:\n  occurred_at: {path: at, type: datetime, required: true}\n"
+        "  attributes.stay: stay\n  attributes.uid: uid\n"
+    )
+    columnar, row = _sync_both(tmp_path, pg_url, mapping)
+    assert columnar == row
+    assert "source odd is read through rows, not columns: stay (a range)" in caplog.text
     assert columnar[1]["1"][0] == {
-        "a": [1, 2],
         "stay": "[2026-01-01 00:00:00+00:00, None)",
         "uid": "79d86a11-7667-4687-9bff-6296cace63c6",
     }
