@@ -118,8 +118,9 @@ def plan_columns(schema: pa.Schema) -> ColumnPlan:
         elif pa.types.is_struct(t) or pg == "money" or (pa.types.is_binary(t) and pg not in ("bytea", "")):
             text.add(f.name)
     names = schema.names
-    if text and len(set(names)) != len(names):
-        rows.append("columns of the same name, one of them read as text")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # a record is a dict: the row read keeps the last column of a name
+        rows.append(f"columns of the same name ({', '.join(twice)}): each record keeps the last")
     return ColumnPlan(tuple(names), frozenset(text), frozenset(timetz), ", ".join(rows) or None, frozenset(json))
 
 

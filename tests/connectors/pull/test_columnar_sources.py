@@ -456,3 +456,42 @@ def test_a_jsonl_drop_whose_mapping_names_no_customer_is_stored_as_columns(tmp_p
             assert conn.execute(text("SELECT count(*) FROM customers")).scalar() == 0
     finally:
         rt.close()
+
+
+@pytest.mark.postgres
+def test_a_query_with_two_columns_of_one_name_is_read_as_the_row_read_reads_it(
+    pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="cxhub.sql")
+    eng = engine_for(pg_url)
+    with eng.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS dup_a, dup_b"))
+        conn.execute(text("CREATE TABLE dup_a (id int PRIMARY KEY, at timestamp NOT NULL, name text, bid int)"))
+        conn.execute(text("CREATE TABLE dup_b (id int, name text)"))
+        conn.execute(text("INSERT INTO dup_a VALUES (1, '2026-01-01', 'A1', 10), (2, '2026-01-02', 'A2', 20)"))
+        conn.execute(text("INSERT INTO dup_b VALUES (10, 'B10'), (20, 'B20')"))
+    eng.dispose()
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(
+        "name: dup\nkind: transaction\nfields:\n  occurred_at: {path: at, type: datetime, required: true}\n"
+        "  attributes.name: name\n  attributes.id: id\n"
+    )
+    stored = []
+    for columnar in (True, False):
+        options = {
+            "url": pg_url,
+            "query": "SELECT dup_a.*, dup_b.* FROM dup_a JOIN dup_b ON dup_b.id = dup_a.bid",
+            "cursor": ["at"],
+            "id": ["name"],
+            "columnar": columnar,
+        }
+        rt = source_runtime(tmp_path, f"sqlite:///{tmp_path / f'd{columnar}.db'}", "dup", "sql", mapping, options)
+        try:
+            assert run_sync(rt, "dup").stored == 2
+            with rt.store.engine.connect() as conn:
+                stored.append(sorted(conn.execute(text("SELECT external_id, doc FROM touchpoints")).all()))
+        finally:
+            rt.close()
+    ext = [[e for e, _ in s] for s in stored]
+    assert ext == [["B10", "B20"], ["B10", "B20"]]
+    assert "columns of the same name (id, name): each record keeps the last" in caplog.text
