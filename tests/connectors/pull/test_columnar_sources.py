@@ -20,6 +20,17 @@ from hub.sdk import ColumnBatch
 from hub.sync import run_sync
 
 
+def synced(rt: Any, source: str) -> tuple[Any, dict[str, Any], list[Any]]:
+    """One sync of ``source``: its result, the stored documents by external id, the quarantine."""
+    result = run_sync(rt, source)
+    with rt.store.engine.connect() as conn:
+        docs = {}
+        for ext, doc in conn.execute(text("SELECT external_id, doc FROM touchpoints")):
+            docs[ext] = orjson.loads(doc) if isinstance(doc, str) else doc
+        q = sorted(conn.execute(text("SELECT external_id, stage, reason FROM quarantine")).all())
+    return result, docs, q
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("hint", [None, 1], ids=["driver-batches-as-configured", "driver-batches-of-one-row"])
 def test_the_sql_source_reads_postgresql_into_arrow(
@@ -106,15 +117,11 @@ def test_a_jsonl_drop_ingested_as_columns_stores_what_the_row_path_stores(
         options = {"path": str(drop), "id_path": "id", "columnar": columnar}
         rt = source_runtime(tmp_path, f"sqlite:///{tmp_path / f'{columnar}.db'}", "drop", "jsonl", mapping, options)
         try:
-            result = run_sync(rt, "drop")
+            result, docs, q = synced(rt, "drop")
+            for d in docs.values():
+                d.pop("received_at")
+                d["customer"].pop("customer_id")
             with rt.store.engine.connect() as conn:
-                docs = {}
-                for ext, doc in conn.execute(text("SELECT external_id, doc FROM touchpoints")):
-                    d = orjson.loads(doc) if isinstance(doc, str) else doc
-                    d.pop("received_at")
-                    d["customer"].pop("customer_id")
-                    docs[ext] = d
-                q = sorted(conn.execute(text("SELECT external_id, stage, reason FROM quarantine")).all())
                 idents = sorted(conn.execute(text("SELECT namespace, value FROM identities")).all())
             out.append((result.summary(), docs, q, idents))
         finally:
@@ -171,20 +178,25 @@ def test_two_batches_in_flight_share_new_customers_and_merge_as_the_row_path_doe
     assert ["1", "2", "3", "5", "8"] in partitions[1]
 
 
-def _drop_runtime(tmp_path: Path, pg_url: str, n: int) -> Any:
-    """A runtime syncing ``n`` JSON lines (three members among them) in batches of two into ``pg_url``."""
+def jsonl_runtime(tmp_path: Path, store_url: str, lines: list[dict[str, Any]], fields: str, **options: Any) -> Any:
+    """A runtime syncing ``lines`` (a JSON-lines drop, ids in ``id``) into ``store_url``; the
+    mapping takes ``occurred_at`` from ``at`` and then ``fields`` (YAML lines)."""
     drop = tmp_path / "drop"
     drop.mkdir()
-    lines = [{"id": str(i), "at": "2026-01-01T10:00:00", "m": f"M{i % 3}"} for i in range(n)]
     (drop / "a.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     mapping = tmp_path / "m.yaml"
     mapping.write_text(
-        "name: m\nkind: transaction\nfields:\n  occurred_at: {path: at, type: datetime, required: true}\n"
-        "  customer.identities: {member_id: m}\n"
+        "name: m\nkind: transaction\nfields:\n  occurred_at: {path: at, type: datetime, required: true}\n" + fields
     )
-    rt = source_runtime(
-        tmp_path, pg_url, "drop", "jsonl", mapping, {"path": str(drop), "id_path": "id", "batch_size": 2}
+    return source_runtime(
+        tmp_path, store_url, "drop", "jsonl", mapping, {"path": str(drop), "id_path": "id", **options}
     )
+
+
+def _drop_runtime(tmp_path: Path, pg_url: str, n: int) -> Any:
+    """A runtime syncing ``n`` JSON lines (three members among them) in batches of two into ``pg_url``."""
+    lines = [{"id": str(i), "at": "2026-01-01T10:00:00", "m": f"M{i % 3}"} for i in range(n)]
+    rt = jsonl_runtime(tmp_path, pg_url, lines, "  customer.identities: {member_id: m}\n", batch_size=2)
     reset_store(rt.store)
     return rt
 
@@ -320,14 +332,10 @@ def _sync_both(tmp_path: Path, pg_url: str, mapping: Path) -> list[tuple[Any, ..
         }
         rt = source_runtime(tmp_path, f"sqlite:///{tmp_path / f'{columnar}.db'}", "odd", "sql", mapping, options)
         try:
-            result = run_sync(rt, "odd")
-            with rt.store.engine.connect() as conn:
-                docs = {}
-                for ext, doc in conn.execute(text("SELECT external_id, doc FROM touchpoints")):
-                    d = orjson.loads(doc) if isinstance(doc, str) else doc
-                    docs[ext] = (d["attributes"], (d["order"] or {}).get("items"))
-                q = sorted(conn.execute(text("SELECT external_id, stage, reason FROM quarantine")).all())
-            out.append((result.summary(), docs, q))
+            result, docs, q = synced(rt, "odd")
+            out.append(
+                (result.summary(), {e: (d["attributes"], (d["order"] or {}).get("items")) for e, d in docs.items()}, q)
+            )
         finally:
             rt.close()
     return out
@@ -437,18 +445,8 @@ def test_range_columns_are_read_through_rows_and_say_so(
 
 
 def test_a_jsonl_drop_whose_mapping_names_no_customer_is_stored_as_columns(tmp_path: Path) -> None:
-    drop = tmp_path / "drop"
-    drop.mkdir()
     lines = [{"id": f"e{i}", "at": f"2026-01-0{i}T10:00:00", "kind": "visit"} for i in range(1, 4)]
-    (drop / "a.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    mapping = tmp_path / "m.yaml"
-    mapping.write_text(
-        "name: m\nkind: transaction\nfields:\n  occurred_at: {path: at, type: datetime, required: true}\n"
-        "  attributes.kind: kind\n"
-    )
-    rt = source_runtime(
-        tmp_path, f"sqlite:///{tmp_path / 'c.db'}", "drop", "jsonl", mapping, {"path": str(drop), "id_path": "id"}
-    )
+    rt = jsonl_runtime(tmp_path, f"sqlite:///{tmp_path / 'c.db'}", lines, "  attributes.kind: kind\n")
     try:
         assert run_sync(rt, "drop").stored == 3
         with rt.store.engine.connect() as conn:
