@@ -214,6 +214,7 @@ def read_arrow(source: SqlSource, state: dict[str, Any] | None, *, full: bool = 
     import adbc_driver_postgresql.dbapi as adbc
     from adbc_driver_postgresql import StatementOptions
 
+    from connectors.sql.source import subquery
     from connectors.sql.values import decode_cursor
 
     opts = source.options
@@ -244,7 +245,7 @@ def read_arrow(source: SqlSource, state: dict[str, Any] | None, *, full: bool = 
                 _schema(
                     source,
                     conn,
-                    f"SELECT * FROM ({child.query.strip().rstrip(';')}) cxhub_child LIMIT 0",
+                    f"SELECT * FROM ({subquery(child.query)}\n) cxhub_child LIMIT 0",
                     [],
                     f"reading children {name!r}",
                 )

@@ -4,6 +4,7 @@ PostgreSQL, SQLAlchemy elsewhere), attach children, make batches with their curs
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -36,6 +37,22 @@ _MYSQL_TRANSIENT = {
     2013,
     2055,
 }  # keys per IN (...) list: far below every driver's parameter limit
+
+
+#: a query's closing semicolons, with the comments and blank space after them
+_TAIL = re.compile(r";(\s*--[^\n']*)*\s*$")
+
+
+def subquery(query: str) -> str:
+    """An integrator's query as the body of ``SELECT ... FROM (body\n) alias``: its closing
+    semicolon removed (also before a closing ``-- comment``), which the caller closes on a new
+    line, so that a comment on the query's last line ends there."""
+    text = query.strip()
+    while True:
+        cut = _TAIL.sub(lambda m: m.group(1) or "", text).rstrip()
+        if cut == text:
+            return text
+        text = cut
 
 
 class SqlSource(PullSource):
@@ -135,7 +152,7 @@ class SqlSource(PullSource):
 
     def _base_sql(self) -> str:
         if self.options.query is not None:
-            return self.options.query.strip().rstrip(";")
+            return subquery(self.options.query)
         assert self.options.table is not None
         return f"SELECT * FROM {self._q(self.options.table)}"
 
@@ -171,7 +188,7 @@ class SqlSource(PullSource):
     def build_select(self, cursor: Sequence[Any] | None) -> tuple[str, dict[str, Any]]:
         """The SQL text and parameters of one pass after ``cursor`` (None: from the start)."""
         alias = "cxhub_src"
-        sql = f"SELECT * FROM ({self._base_sql()}) {alias}"
+        sql = f"SELECT * FROM ({self._base_sql()}\n) {alias}"
         params: dict[str, Any] = {}
         if cursor is not None:
             sql += f" WHERE {self._condition(alias, len(cursor))}"
@@ -188,7 +205,7 @@ class SqlSource(PullSource):
         order = [f"{alias}.{self._q(child.key)}"] + [f"{alias}.{self._q(c)}" for c in child.order_by]
         cond = "= ANY(:keys)" if any_array else "IN :keys"
         return (
-            f"SELECT * FROM ({child.query.strip().rstrip(';')}) {alias} "
+            f"SELECT * FROM ({subquery(child.query)}\n) {alias} "
             f"WHERE {alias}.{self._q(child.key)} {cond} ORDER BY {', '.join(order)}"
         )
 

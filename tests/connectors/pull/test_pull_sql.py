@@ -443,3 +443,21 @@ def test_cursor_state_roundtrip() -> None:
 
     vals = [datetime(2026, 1, 2, 3, 4, 5, 6), 7, Decimal("1.50"), "x", None]
     assert decode_cursor(encode_cursor(vals)) == vals
+
+
+@pytest.mark.parametrize("columnar", [True, False], ids=["columnar", "rows"])
+def test_queries_may_end_with_a_semicolon_and_a_comment(
+    source_db: SourceDb, make_runtime: RuntimeFactory, columnar: bool
+) -> None:
+    """An integrator pastes a query from their SQL client: a closing semicolon, a comment on the
+    last line. It is wrapped as a subquery all the same (counted, read, its children too)."""
+    eng = create_pos(source_db.url, source_db.schema)
+    insert_orders(eng, *order_rows(1, 5), source_db.schema)
+    opts = pos_options(source_db.url, source_db.schema, batch_size=2, count=True, columnar=columnar)
+    opts["query"] = opts["query"].rstrip() + ";  -- the orders; all of them\n"
+    opts["children"]["lines"]["query"] += " -- their lines"
+    rt = make_runtime(_source(**opts))
+    result = run_sync(rt, "pos")
+    assert (result.read, result.stored) == (5, 5)
+    assert all(len(d["order"]["items"]) == 3 for d in _docs(rt).values())
+    eng.dispose()
