@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from connectors.sql.options import subquery
 from connectors.sql.values import _before, encode_cursor
 from hub.errors import PermanentError, RetriableError
 from hub.sdk.columns import ColumnBatch, bytes_value
@@ -214,7 +215,6 @@ def read_arrow(source: SqlSource, state: dict[str, Any] | None, *, full: bool = 
     import adbc_driver_postgresql.dbapi as adbc
     from adbc_driver_postgresql import StatementOptions
 
-    from connectors.sql.source import subquery
     from connectors.sql.values import decode_cursor
 
     opts = source.options

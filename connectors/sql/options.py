@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -89,3 +90,19 @@ class SqlOptions(ConnectorOptions):
         if self.initial is not None and len(self.initial) != len(self.cursor):
             raise ValueError(f"initial needs {len(self.cursor)} value(s), one per cursor column")
         return self
+
+
+#: a query's closing semicolons, with the comments and blank space after them
+_TAIL = re.compile(r";(\s*--[^\n']*)*\s*$")
+
+
+def subquery(query: str) -> str:
+    """An integrator's query as the body of ``SELECT ... FROM (body\n) alias``: its closing
+    semicolon removed (also before a closing ``-- comment``), which the caller closes on a new
+    line, so that a comment on the query's last line ends there."""
+    text = query.strip()
+    while True:
+        cut = _TAIL.sub(lambda m: m.group(1) or "", text).rstrip()
+        if cut == text:
+            return text
+        text = cut

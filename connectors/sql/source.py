@@ -4,7 +4,6 @@ PostgreSQL, SQLAlchemy elsewhere), attach children, make batches with their curs
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +14,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
-from connectors.sql.options import ChildQuery, SqlOptions
+from connectors.sql.options import ChildQuery, SqlOptions, subquery
 from connectors.sql.rows import Rows, _dicts_of, _fold_children, _group_fold, _pg_convert, _plain_rows
 from connectors.sql.values import _before, _initial_value, _shift_iso_text, decode_cursor, encode_cursor
 from hub.errors import ConfigError, PermanentError, RetriableError
@@ -37,22 +36,6 @@ _MYSQL_TRANSIENT = {
     2013,
     2055,
 }  # keys per IN (...) list: far below every driver's parameter limit
-
-
-#: a query's closing semicolons, with the comments and blank space after them
-_TAIL = re.compile(r";(\s*--[^\n']*)*\s*$")
-
-
-def subquery(query: str) -> str:
-    """An integrator's query as the body of ``SELECT ... FROM (body\n) alias``: its closing
-    semicolon removed (also before a closing ``-- comment``), which the caller closes on a new
-    line, so that a comment on the query's last line ends there."""
-    text = query.strip()
-    while True:
-        cut = _TAIL.sub(lambda m: m.group(1) or "", text).rstrip()
-        if cut == text:
-            return text
-        text = cut
 
 
 class SqlSource(PullSource):
@@ -190,9 +173,14 @@ class SqlSource(PullSource):
         alias = "cxhub_src"
         sql = f"SELECT * FROM ({self._base_sql()}\n) {alias}"
         params: dict[str, Any] = {}
+        # a row whose cursor is NULL is never read, on the first pass too: read once, its NULL
+        # would become the committed cursor, which no row compares greater than (the source
+        # would stop reading for good)
+        conds = [f"{alias}.{self._q(c)} IS NOT NULL" for c in self.options.cursor]
         if cursor is not None:
-            sql += f" WHERE {self._condition(alias, len(cursor))}"
+            conds.insert(0, self._condition(alias, len(cursor)))
             params = {f"c{i}": self._bind(v) for i, v in enumerate(cursor)}
+        sql += " WHERE " + " AND ".join(conds)
         order = [f"{alias}.{self._q(c)}" for c in self.options.cursor]
         if self.options.group_by:
             order += [f"{alias}.{self._q(c)}" for c in self.options.line_columns[:1]]

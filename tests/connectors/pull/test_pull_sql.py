@@ -461,3 +461,23 @@ def test_queries_may_end_with_a_semicolon_and_a_comment(
     assert (result.read, result.stored) == (5, 5)
     assert all(len(d["order"]["items"]) == 3 for d in _docs(rt).values())
     eng.dispose()
+
+
+@pytest.mark.parametrize("columnar", [True, False], ids=["columnar", "rows"])
+def test_a_null_cursor_is_never_read_and_never_stops_the_source(
+    source_db: SourceDb, make_runtime: RuntimeFactory, columnar: bool
+) -> None:
+    """A row whose cursor is NULL sorts last: read on the first pass, its NULL would become the
+    committed cursor and nothing would ever compare greater. It is left out on every pass."""
+    eng = create_pos(source_db.url, source_db.schema)
+    insert_orders(eng, *order_rows(1, 4), source_db.schema)
+    opts = pos_options(source_db.url, source_db.schema, batch_size=2, columnar=columnar)
+    opts["query"] = opts["query"].replace(
+        "o.updated_at,", "CASE WHEN o.order_id = 2 THEN NULL ELSE o.updated_at END AS updated_at,"
+    )
+    rt = make_runtime(_source(**opts))
+    assert (run_sync(rt, "pos").stored, run_sync(rt, "pos").read) == (3, 0)
+    insert_orders(eng, *order_rows(5, 2), source_db.schema)
+    assert run_sync(rt, "pos").stored == 2  # the source goes on after the NULL
+    assert sorted(_docs(rt)) == ["S00000001", "S00000003", "S00000004", "S00000005", "S00000006"]
+    eng.dispose()
